@@ -1,0 +1,422 @@
+/*
+** tand.h - the whole public C API of tand ("Take A Number Deluxe").
+**
+** tand runs serialized state servers: a server owns its state alone and
+** handles its messages one at a time, while any number of threads call it.
+** Handles are opaque and reference counted. Every function that can fail
+** returns 0 or a negative TAND_E* code; tand_errname() gives the stable
+** snake_case token and tand_strerror() a sentence.
+*/
+#ifndef TAND_H
+#define TAND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TAND_API __attribute__((visibility("default")))
+#else
+#define TAND_API
+#endif
+
+#define TAND_VERSION_MAJOR 0
+#define TAND_VERSION_MINOR 1
+#define TAND_VERSION_PATCH 0
+#define TAND_VERSION_STRING "0.1.0"
+
+/* ---- errors ---------------------------------------------------------- */
+
+/* XX(name, code, token, sentence) */
+#define TAND_ERRNO_MAP(XX)                                                   \
+    XX(ENOMEM, -1, "out_of_memory", "not enough memory")                     \
+    XX(EINVAL, -2, "invalid_argument", "an argument is invalid")             \
+    XX(ETIMEDOUT, -3, "timeout", "the deadline passed before the reply")     \
+    XX(ENOPROC, -4, "noproc", "the server is not running")                   \
+    XX(EBUSY, -5, "busy", "the server's mailbox is full")                    \
+    XX(ECALLSELF, -6, "calling_self",                                        \
+       "a server called itself from its own handler")                        \
+    XX(ECRASHED, -7, "server_crashed", "the server crashed")                 \
+    XX(ECONFIG, -8, "invalid_configuration",                                 \
+       "the server's configuration is invalid")                              \
+    XX(EEMPTY, -9, "empty_queue", "no number is queued")                     \
+    XX(EFULL, -10, "all_possible_numbers_are_in_use",                        \
+       "every number of the range is queued")                                \
+    XX(ENOTQUEUED, -11, "priority_number_not_found",                         \
+       "the priority number is not queued")                                  \
+    XX(EBADREQ, -12, "unknown_request",                                      \
+       "the server does not know this request")                              \
+    XX(EBADVALUE, -13, "bad_value", "a value cannot be sent in a message")   \
+    XX(EBADMSG, -14, "bad_message", "a message is not valid MessagePack")    \
+    XX(ENAMETAKEN, -15, "name_taken", "the name is already registered")      \
+    XX(ESYSTEM, -16, "system_error", "the system refused a resource")
+
+enum {
+#define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
+    TAND_ERRNO_MAP(TAND_ERR_ENUM)
+#undef TAND_ERR_ENUM
+    TAND_ERR_LAST_ = -17
+};
+
+/* The stable snake_case token of an error code ("timeout"), "ok" for 0,
+** "unknown_error" for a code that is not one of tand's.
+** Thread: any. Blocks: no. */
+TAND_API const char *tand_errname(int err);
+
+/* A one-sentence description of an error code.
+** Thread: any. Blocks: no. */
+TAND_API const char *tand_strerror(int err);
+
+/* ---- time ------------------------------------------------------------ */
+
+/* A timeout that never expires. Timeouts are in milliseconds, >= 0. */
+#define TAND_FOREVER INT64_C(-1)
+
+/* Milliseconds on CLOCK_MONOTONIC since an arbitrary start.
+** Thread: any. Blocks: no. */
+TAND_API int64_t tand_now_ms(void);
+
+/* ---- messages -------------------------------------------------------- */
+
+/* A message: a request, a cast, an info, or a reply. The integer fields
+** carry the built-in machines' fast path; `data`, when not NULL, is a
+** MessagePack payload of `size` bytes allocated with malloc(). Whoever
+** holds a message owns its data: functions that take a message consume it
+** on every path, success or failure, and leave `data` NULL.
+** In a reply, `status` is 0 or a TAND_E* code; on an error, `data`, when
+** set, is a NUL-terminated detail message (size excludes the NUL). */
+typedef struct tand_msg {
+    int status;      /* replies: 0 or a negative TAND_E* code */
+    int op;          /* request code; 0 means "encoded in data" */
+    int64_t ival[2]; /* integer arguments or results */
+    char *data;      /* malloc'ed payload, or NULL */
+    size_t size;
+} tand_msg;
+
+/* Frees msg->data and zeroes the message. NULL is fine.
+** Thread: any. Blocks: no. */
+TAND_API void tand_msg_clear(tand_msg *msg);
+
+/* Sets msg->data to a copy of `len` bytes of `text` followed by a NUL, for
+** an error detail. On failure (out of memory) leaves data NULL and
+** returns TAND_ENOMEM. Thread: any. Blocks: no. */
+TAND_API int tand_msg_set_text(tand_msg *msg, const char *text, size_t len);
+
+/* ---- runtime --------------------------------------------------------- */
+
+typedef struct tand_runtime tand_runtime;
+typedef struct tand_server tand_server;
+typedef struct tand_from tand_from;
+
+typedef struct tand_runtime_options {
+    int workers; /* worker threads; -1: one per core; 0: the host pumps */
+} tand_runtime_options;
+
+/* Creates a runtime. With workers > 0 (or -1) it starts its worker threads
+** and a timer thread; with workers == 0 it has no thread of its own and the
+** host calls tand_runtime_pump(). `opts` may be NULL for the defaults
+** (one worker per core). On failure *out is NULL and nothing is left
+** running. Thread: any. Blocks: no. */
+TAND_API int tand_runtime_new(const tand_runtime_options *opts,
+                              tand_runtime **out);
+
+/* Stops every server of the runtime (their waiting callers get noproc),
+** joins its threads and frees it. Handles to its servers stay valid
+** objects until released, but every call on them fails with noproc.
+** Not to be called from one of the runtime's own handlers.
+** Thread: any but the runtime's. Blocks: until the workers are joined. */
+TAND_API void tand_runtime_free(tand_runtime *rt);
+
+/* The process-wide runtime the Lua module uses: threaded, one worker per
+** core, created on first use and never freed. NULL only when it cannot be
+** created (out of memory, no threads). Thread: any. Blocks: no. */
+TAND_API tand_runtime *tand_runtime_default(void);
+
+/* Pumped mode: runs due idle timers, then servers with messages, until
+** nothing is runnable or `budget_us` microseconds have passed (a server's
+** handler is never interrupted; the budget is checked between messages).
+** Returns the number of messages handled, or TAND_EINVAL if the runtime
+** has worker threads. Thread: any; one pump at a time per runtime.
+** Blocks: no (runs handlers). */
+TAND_API int tand_runtime_pump(tand_runtime *rt, int64_t budget_us);
+
+/* ---- servers --------------------------------------------------------- */
+
+/* What handle_call returns to defer the reply (see tand_reply()). */
+#define TAND_NOREPLY 1
+
+/* Idle actions for tand_server_set_idle(). */
+#define TAND_IDLE_NOTIFY 1 /* call the behaviour's handle_idle */
+#define TAND_IDLE_STOP 2   /* stop the server normally */
+
+/* A server's code. Every callback runs on the thread that currently runs
+** the server, one at a time; none may be NULL except where noted.
+** The request or message is lent to the callback; a callback may keep its
+** data by setting msg->data to NULL. */
+typedef struct tand_behaviour {
+    const char *name;
+    /* Runs in tand_server_start()'s thread before the server is visible.
+    ** Sets *state; returns 0 or a TAND_E* code (the start fails with it).
+    ** May be NULL: the state is then `arg`. */
+    int (*init)(tand_server *self, void *arg, void **state);
+    /* Fills `reply` and returns 0, or returns TAND_NOREPLY and answers
+    ** later through `from` with tand_reply(). */
+    int (*handle_call)(void *state, tand_server *self, tand_msg *req,
+                       tand_from *from, tand_msg *reply);
+    void (*handle_cast)(void *state, tand_server *self, tand_msg *msg);
+    void (*handle_info)(void *state, tand_server *self, tand_msg *msg);
+    /* The idle timer fired with TAND_IDLE_NOTIFY. May be NULL. */
+    void (*handle_idle)(void *state, tand_server *self);
+    /* Runs once when the server ends; frees the state. `reason` is 0 for a
+    ** normal stop or a TAND_E* code, `detail` a message or NULL. */
+    void (*terminate)(void *state, tand_server *self, int reason,
+                      const char *detail);
+} tand_behaviour;
+
+typedef struct tand_server_options {
+    const tand_behaviour *behaviour; /* required; must outlive the server */
+    void *arg;                       /* handed to init */
+    const char *name;                /* register under this name, or NULL */
+    size_t mailbox_capacity;         /* messages; 0: TAND_MAILBOX_DEFAULT */
+} tand_server_options;
+
+#define TAND_MAILBOX_DEFAULT 4096
+#define TAND_MAILBOX_MAX (1u << 24)
+
+/* Starts a server: runs behaviour->init, registers `name` if given, and
+** makes the server runnable. *out gets a reference the caller releases.
+** On failure (init's error, name_taken, out of memory, a bad option) the
+** state init made is terminated, nothing is registered and *out is NULL.
+** Thread: any. Blocks: while init runs. */
+TAND_API int tand_server_start(tand_runtime *rt, const tand_server_options *o,
+                               tand_server **out);
+
+/* Reference counting. A server lives until it stops; a handle outlives it
+** and then answers noproc. Thread: any. Blocks: no. */
+TAND_API void tand_server_retain(tand_server *s);
+TAND_API void tand_server_release(tand_server *s);
+
+/* Asks the server to stop with `reason` (0 for normal, or a TAND_E* code)
+** and an optional `detail`. New messages fail with noproc at once; the
+** server's terminate runs on its own thread after the message in progress;
+** queued and deferred callers get noproc (normal stop) or the reason.
+** Waits up to timeout_ms for terminate to finish (0: do not wait).
+** Returns 0, TAND_ENOPROC if it had already stopped, TAND_ETIMEDOUT if
+** terminate had not finished in time (it still will).
+** From the server's own handler it never waits.
+** Thread: any. Blocks: up to timeout_ms. */
+TAND_API int tand_server_stop(tand_server *s, int reason, const char *detail,
+                              int64_t timeout_ms);
+
+/* 1 while the server runs (has not been asked to stop), else 0.
+** Thread: any. Blocks: no. */
+TAND_API int tand_server_alive(const tand_server *s);
+
+/* The server's id, unique in the process for its lifetime and never
+** reused; how handles travel inside messages. Thread: any. Blocks: no. */
+TAND_API uint64_t tand_server_id(const tand_server *s);
+
+/* Finds a server by id. *out gets a new reference; TAND_ENOPROC when no
+** running server has that id. Thread: any. Blocks: no. */
+TAND_API int tand_server_lookup(tand_runtime *rt, uint64_t id,
+                                tand_server **out);
+
+TAND_API tand_runtime *tand_server_runtime(const tand_server *s);
+
+/* The server whose handler runs on this thread now, or NULL (borrowed).
+** Thread: any. Blocks: no. */
+TAND_API tand_server *tand_self(void);
+
+/* Arms the idle timer: after idle_ms with no message of any kind handled
+** (calls, casts, infos), run `action`. Every handled message re-arms it;
+** idle_ms < 0 disarms it. Resolution is a millisecond.
+** Thread: any. Blocks: no. */
+TAND_API int tand_server_set_idle(tand_server *s, int64_t idle_ms,
+                                  int action);
+
+/* Per-server counters, read without stopping the server. */
+typedef struct tand_stats {
+    uint64_t calls, casts, infos;
+    uint64_t errors;   /* calls answered with an error status */
+    uint64_t timeouts; /* callers that gave up before their reply */
+    uint64_t mailbox_depth, mailbox_peak;
+    uint64_t handler_ns; /* time spent in the behaviour's callbacks */
+    uint64_t restarts;   /* set by supervisors */
+} tand_stats;
+
+TAND_API int tand_server_stats(const tand_server *s, tand_stats *out);
+
+/* ---- messaging ------------------------------------------------------- */
+
+/* Flag: when the mailbox is full, fail with TAND_EBUSY at once instead of
+** waiting for room until the deadline. */
+#define TAND_NOWAIT 1
+
+/* Sends `req` and waits for the reply until timeout_ms (TAND_FOREVER for
+** none). Consumes req on every path. Returns the reply's status: 0, the
+** server's error (empty_queue, ...), or TAND_ETIMEDOUT (the server skips a
+** request it had not started and drops a late reply), TAND_ENOPROC,
+** TAND_EBUSY (with TAND_NOWAIT), TAND_ECALLSELF, TAND_ECRASHED.
+** `reply` is always filled (zeroed on failure, with a detail in data when
+** there is one) and owned by the caller: clear it with tand_msg_clear().
+** Messages from one thread to one server are handled in the order sent.
+** In a pumped runtime a waiting caller pumps the runtime itself when no
+** other thread does. Thread: any. Blocks: until the reply or deadline. */
+TAND_API int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
+                       int64_t timeout_ms, int flags);
+
+/* Sends a message with no reply: handled by handle_cast. Consumes msg on
+** every path. Waits for room in a full mailbox until timeout_ms unless
+** TAND_NOWAIT. Thread: any. Blocks: only on a full mailbox. */
+TAND_API int tand_cast(tand_server *s, tand_msg *msg, int64_t timeout_ms,
+                       int flags);
+
+/* Like tand_cast, but the server gets the message in handle_info (an
+** unexpected message). */
+TAND_API int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms,
+                       int flags);
+
+/* Answers a call deferred with TAND_NOREPLY. Consumes reply; `from` is
+** answered exactly once and is invalid afterwards. A caller that already
+** gave up is not answered and its reply is dropped.
+** Thread: the server's own (inside one of its callbacks). Blocks: no. */
+TAND_API void tand_reply(tand_from *from, tand_msg *reply);
+
+/* ---- registry -------------------------------------------------------- */
+
+/* Registers a running server under `name` (at most TAND_NAME_MAX bytes).
+** The name is dropped when the server ends. TAND_ENAMETAKEN if another
+** server has it, TAND_ENOPROC if s has stopped. Thread: any. Blocks: no. */
+#define TAND_NAME_MAX 255
+TAND_API int tand_register(tand_server *s, const char *name);
+
+/* Drops a name; TAND_ENOPROC if it was not registered. */
+TAND_API int tand_unregister(tand_runtime *rt, const char *name);
+
+/* Looks a name up; *out gets a new reference, NULL on TAND_ENOPROC.
+** Thread: any. Blocks: no. */
+TAND_API int tand_whereis(tand_runtime *rt, const char *name,
+                          tand_server **out);
+
+/* ---- values: MessagePack --------------------------------------------- */
+
+/* Payloads are MessagePack (msgpack.org): nil, booleans, integers (int64
+** range), float64 (float32 is read too), str, bin (read as a string),
+** arrays, maps, and ext type TAND_EXT_HANDLE (8 bytes: a server id, big
+** endian) for server handles. Nesting deeper than TAND_MAX_DEPTH is
+** refused. */
+#define TAND_EXT_HANDLE 1
+#define TAND_MAX_DEPTH 64
+
+/* A growing output buffer. Functions that fail set `err` and turn
+** later writes into no-ops, so a caller checks once at the end. */
+typedef struct tand_buf {
+    char *data;
+    size_t size, cap;
+    int err;
+} tand_buf;
+
+TAND_API void tand_buf_init(tand_buf *b);
+TAND_API void tand_buf_free(tand_buf *b);
+TAND_API void tand_pack_nil(tand_buf *b);
+TAND_API void tand_pack_bool(tand_buf *b, int v);
+TAND_API void tand_pack_int(tand_buf *b, int64_t v);
+TAND_API void tand_pack_double(tand_buf *b, double v);
+TAND_API void tand_pack_str(tand_buf *b, const char *s, size_t len);
+TAND_API void tand_pack_array(tand_buf *b, uint32_t n);
+TAND_API void tand_pack_map(tand_buf *b, uint32_t n);
+TAND_API void tand_pack_handle(tand_buf *b, uint64_t server_id);
+/* Appends bytes that already are MessagePack (one or more whole values). */
+TAND_API void tand_pack_raw(tand_buf *b, const char *p, size_t n);
+
+/* Moves the buffer's bytes into msg->data (replacing what was there) and
+** resets the buffer. Returns the buffer's error, or 0. On error the
+** buffer is freed and msg->data is NULL. */
+TAND_API int tand_buf_to_msg(tand_buf *b, tand_msg *msg);
+
+enum {
+    TAND_T_NIL,
+    TAND_T_BOOL,
+    TAND_T_INT,
+    TAND_T_FLOAT,
+    TAND_T_STR,
+    TAND_T_ARRAY,
+    TAND_T_MAP,
+    TAND_T_HANDLE
+};
+
+typedef struct tand_item {
+    int type; /* TAND_T_* */
+    union {
+        int b;
+        int64_t i;
+        double f;
+        struct {
+            const char *p; /* points into the payload; not NUL-terminated */
+            size_t len;
+        } s;
+        uint32_t n; /* arrays: elements; maps: pairs (2n items follow) */
+        uint64_t id;
+    } v;
+} tand_item;
+
+typedef struct tand_reader {
+    const char *p, *end;
+} tand_reader;
+
+TAND_API void tand_reader_init(tand_reader *r, const char *data, size_t size);
+
+/* Reads the next item; the elements of an array or map follow it as the
+** next items. Returns 0, or TAND_EBADMSG at the end or on bad input. */
+TAND_API int tand_unpack(tand_reader *r, tand_item *it);
+
+/* Checks that data holds exactly one well-formed value, nested at most
+** TAND_MAX_DEPTH deep, with no unknown types. 0 or TAND_EBADMSG. */
+TAND_API int tand_unpack_check(const char *data, size_t size);
+
+/* ---- the built-in ticket machines ------------------------------------ */
+
+/* Request codes of the built-in machines (tand_msg.op). op 0 carries a
+** MessagePack array [op_name, args...] in data and is answered with an
+** array of results in data. */
+enum {
+    TAND_OP_ENCODED = 0,
+    TAND_OP_QUEUE_NEW_NUMBER = 1, /* reply ival[0] = the number */
+    TAND_OP_SERVE_NEXT = 2,  /* ival[1] != 0: ival[0] is a priority number */
+    TAND_OP_REPORT_STATE = 3, /* reply data = map of the state */
+    TAND_OP_RESET_STATE = 4,  /* a cast */
+    TAND_OP_NEXT = 5,   /* data = the caller (any value); reply ival[0] */
+    TAND_OP_REPORT = 6  /* reply ival[0] = current, data = last caller */
+};
+
+typedef struct tand_deluxe_options {
+    int64_t min_number, max_number; /* min_number < max_number */
+    int64_t auto_shutdown_ms;       /* >= 0, or TAND_FOREVER (default) */
+    const char *name;               /* or NULL */
+    size_t mailbox_capacity;        /* 0: default */
+} tand_deluxe_options;
+
+/* Starts a "deluxe" ticket machine. TAND_ECONFIG for bounds that are not
+** min < max or a negative timeout other than TAND_FOREVER.
+** Thread: any. Blocks: no. */
+TAND_API int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
+                               tand_server **out);
+
+/* Starts a "counter" machine at `initial_number`. */
+TAND_API int tand_counter_start(tand_runtime *rt, int64_t initial_number,
+                                const char *name, tand_server **out);
+
+/* Convenience calls on the built-in machines. Each returns the call's
+** status; *number is set on success. */
+TAND_API int tand_deluxe_queue(tand_server *s, int64_t *number,
+                               int64_t timeout_ms);
+TAND_API int tand_deluxe_serve(tand_server *s, const int64_t *priority,
+                               int64_t *number, int64_t timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TAND_H */

@@ -1,0 +1,196 @@
+/*
+** internal.h - structures shared by the engine's files; not installed.
+**
+** Lock order (never take a lock to the left while holding one to its
+** right): rt->table_mu, s->mu, rt->timer_mu, rt->mu, park bucket.
+** No lock is held while a behaviour's callback runs.
+*/
+#ifndef TAND_INTERNAL_H
+#define TAND_INTERNAL_H
+
+#include "tand.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define TAND_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- time ---- */
+TAND_HIDDEN int64_t tand__now_ns(void);
+/* Absolute CLOCK_MONOTONIC deadline in ns for a timeout, or INT64_MAX. */
+TAND_HIDDEN int64_t tand__deadline(int64_t timeout_ms);
+TAND_HIDDEN void tand__timespec(int64_t ns, struct timespec *ts);
+TAND_HIDDEN int tand__cond_init(pthread_cond_t *cv);
+/* Waits on cv until signalled or deadline_ns; false once it has passed. */
+TAND_HIDDEN bool tand__cond_wait_until(pthread_cond_t *cv,
+                                       pthread_mutex_t *mu,
+                                       int64_t deadline_ns);
+TAND_HIDDEN void tand__cpu_relax(void);
+
+/* ---- reply slots (park.c) ----
+** A call's reply slot. Its state word moves by compare-and-swap:
+**   WAITING -> TAKEN      the server starts the request
+**   WAITING -> ABANDONED  the caller's deadline passed first: the server
+**                         skips the request and frees the slot
+**   TAKEN -> ABANDONED    the caller gave up during the request: the
+**                         server drops its reply and frees the slot
+**   TAKEN -> REPLYING -> REPLIED  the server writes the reply; the caller
+**                         owns the slot again once it reads REPLIED
+** The PARKED bit says the caller sleeps and must be woken. */
+enum {
+    SLOT_WAITING = 0,
+    SLOT_TAKEN = 1,
+    SLOT_REPLYING = 2,
+    SLOT_REPLIED = 3,
+    SLOT_ABANDONED = 4,
+    SLOT_PARKED = 8
+};
+
+struct tand_from {
+    _Atomic unsigned state;
+    tand_msg reply;
+    tand_server *server;         /* the callee, for stats (borrowed) */
+    tand_from *dnext, *dprev;    /* deferred list; server thread only */
+};
+
+TAND_HIDDEN tand_from *tand__slot_new(void);
+TAND_HIDDEN void tand__slot_free(tand_from *slot);
+/* Caller side: waits for REPLIED or the deadline. Returns 0 with the reply
+** moved to *reply, or TAND_ETIMEDOUT after abandoning the slot (then the
+** server owns and frees it). Pumps `rt` while waiting if it is pumped. */
+TAND_HIDDEN int tand__slot_wait(tand_from *slot, tand_runtime *rt,
+                                int64_t deadline_ns, tand_msg *reply);
+/* Server side: WAITING -> TAKEN. false: abandoned, and freed. */
+TAND_HIDDEN bool tand__slot_take(tand_from *slot);
+/* Server side: delivers reply (consumed); frees an abandoned slot. */
+TAND_HIDDEN void tand__slot_reply(tand_from *slot, tand_msg *reply);
+
+/* ---- mailbox (mailbox.c) ---- */
+enum { ENV_CALL = 1, ENV_CAST = 2, ENV_INFO = 3 };
+
+typedef struct envelope {
+    int kind;
+    tand_msg msg;
+    tand_from *slot; /* calls */
+} envelope;
+
+typedef struct mailbox {
+    envelope *ring; /* allocated lazily, grows up to limit */
+    uint32_t head, count, cap, limit;
+    uint32_t peak;
+} mailbox;
+
+TAND_HIDDEN void tand__mbox_init(mailbox *mb, uint32_t limit);
+/* 0, TAND_EBUSY when full, TAND_ENOMEM when it cannot grow. */
+TAND_HIDDEN int tand__mbox_push(mailbox *mb, const envelope *e);
+TAND_HIDDEN bool tand__mbox_pop(mailbox *mb, envelope *e);
+TAND_HIDDEN void tand__mbox_free(mailbox *mb);
+
+/* ---- servers (server.c) ---- */
+struct tand_server {
+    _Atomic int refs;
+    tand_runtime *rt;
+    uint64_t id;
+    const tand_behaviour *behaviour;
+    void *state;                 /* server thread only */
+
+    pthread_mutex_t mu;
+    pthread_cond_t room;         /* senders waiting for room */
+    pthread_cond_t ended_cv;     /* stoppers waiting for terminate */
+    mailbox mb;                  /* guarded by mu */
+    int scheduled;               /* queued or running; guarded by mu */
+    int room_waiters;            /* guarded by mu */
+    int stop_reason;             /* guarded by mu */
+    char *stop_detail;           /* guarded by mu */
+    bool timer_fired;            /* guarded by mu */
+    bool ended;                  /* guarded by mu */
+    _Atomic bool stopping;       /* written under mu, read anywhere */
+
+    tand_server *run_next;       /* guarded by rt->mu */
+
+    int64_t idle_ms;             /* guarded by rt->timer_mu */
+    int idle_action;             /* guarded by rt->timer_mu */
+    int64_t timer_due_ns;        /* guarded by rt->timer_mu */
+    size_t heap_index;           /* guarded by rt->timer_mu */
+    _Atomic bool idle_armed;
+    _Atomic int64_t last_active_ns;
+
+    char *name;                  /* guarded by rt->table_mu */
+    tand_from *deferred;         /* server thread only */
+    bool exit_requested;         /* server thread only */
+    int exit_reason;             /* server thread only */
+    char *exit_detail;           /* server thread only */
+
+    _Atomic uint64_t n_calls, n_casts, n_infos, n_errors, n_timeouts;
+    _Atomic uint64_t n_handler_ns, n_restarts;
+    _Atomic uint64_t depth, peak;
+};
+
+/* Runs a scheduled server for up to max_msgs messages on this thread.
+** Returns the number handled. Called by workers and the pump. */
+TAND_HIDDEN int tand__server_run(tand_server *s, int max_msgs);
+/* The timer thread or pump found the server idle long enough. */
+TAND_HIDDEN void tand__server_fire_idle(tand_server *s);
+
+/* ---- runtime (runtime.c) ---- */
+typedef struct tand_table tand_table;
+
+struct tand_runtime {
+    int nworkers;
+    int ncpu;
+    pthread_t *workers;
+    pthread_t timer_thread;
+    bool timer_started;
+
+    pthread_mutex_t mu;          /* the run queue */
+    pthread_cond_t work;         /* idle workers sleep here */
+    tand_server *rq_head;        /* guarded by mu */
+    tand_server *rq_tail;        /* guarded by mu */
+    int sleepers;                /* guarded by mu */
+    bool shutdown;               /* guarded by mu */
+    _Atomic size_t rq_len;
+    _Atomic int spinning_workers;
+    _Atomic int spinning_callers;
+
+    pthread_mutex_t timer_mu;    /* the idle timer heap */
+    pthread_cond_t timer_cv;
+    tand_server **heap;          /* guarded by timer_mu */
+    size_t heap_len, heap_cap;   /* guarded by timer_mu */
+    bool timer_shutdown;         /* guarded by timer_mu */
+
+    pthread_mutex_t table_mu;    /* names and ids */
+    tand_table *by_id;           /* guarded by table_mu */
+    tand_table *by_name;         /* guarded by table_mu */
+    bool closed;                 /* guarded by table_mu */
+
+    _Atomic(void *) pump_owner;  /* pumped mode: the pumping thread */
+};
+
+/* Puts a server that has work on the run queue; the caller has just set
+** s->scheduled under s->mu (and released it). */
+TAND_HIDDEN void tand__runtime_schedule(tand_runtime *rt, tand_server *s);
+/* Idle timers. */
+TAND_HIDDEN void tand__timer_arm(tand_runtime *rt, tand_server *s);
+TAND_HIDDEN void tand__timer_cancel(tand_runtime *rt, tand_server *s);
+/* Pumped mode helper for waits: pump a little if nobody else is. */
+TAND_HIDDEN void tand__runtime_help(tand_runtime *rt);
+TAND_HIDDEN bool tand__runtime_pumped(const tand_runtime *rt);
+
+/* ---- tables (table.c): names and ids ---- */
+TAND_HIDDEN tand_table *tand__table_new(void);
+TAND_HIDDEN void tand__table_free(tand_table *t);
+/* 0, TAND_ENAMETAKEN, TAND_ENOMEM. The key is copied. */
+TAND_HIDDEN int tand__table_put(tand_table *t, const void *key, size_t len,
+                                void *value);
+TAND_HIDDEN void *tand__table_get(tand_table *t, const void *key, size_t len);
+TAND_HIDDEN void *tand__table_del(tand_table *t, const void *key, size_t len);
+/* Calls fn for each value; fn must not change the table. */
+TAND_HIDDEN void tand__table_each(tand_table *t, void (*fn)(void *, void *),
+                                  void *ud);
+TAND_HIDDEN size_t tand__table_count(const tand_table *t);
+
+/* ---- thread-local: the server running on this thread ---- */
+extern _Thread_local tand_server *tand__current;
+
+#endif

@@ -1,0 +1,473 @@
+/*
+** machines.c - the built-in ticket machines ("deluxe" and "counter") as
+** servers: message decoding and replies around the pure rules of
+** ticket.c. Runs on the server's thread; needs no lock of its own.
+*/
+#include "internal.h"
+#include "ticket.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shared: encoded requests ["op", args...] ---- */
+
+typedef struct request {
+    tand_reader r;
+    const char *op;
+    size_t oplen;
+    uint32_t nargs;
+} request;
+
+static int open_request(const tand_msg *msg, request *q)
+{
+    tand_item it;
+    if (msg->data == NULL || tand_unpack_check(msg->data, msg->size) != 0)
+        return TAND_EBADMSG;
+    tand_reader_init(&q->r, msg->data, msg->size);
+    if (tand_unpack(&q->r, &it) != 0 || it.type != TAND_T_ARRAY ||
+        it.v.n == 0 || tand_unpack(&q->r, &it) != 0 ||
+        it.type != TAND_T_STR)
+        return TAND_EBADREQ;
+    q->op = it.v.s.p;
+    q->oplen = it.v.s.len;
+    return 0;
+}
+
+static bool op_is(const request *q, const char *name)
+{
+    return strlen(name) == q->oplen && memcmp(q->op, name, q->oplen) == 0;
+}
+
+/* Reads one optional integer argument; *present says if it was there. */
+static int int_arg(request *q, uint32_t nargs, int64_t *v, bool *present)
+{
+    tand_item it;
+    *present = false;
+    if (nargs == 0)
+        return 0;
+    if (tand_unpack(&q->r, &it) != 0)
+        return TAND_EBADREQ;
+    if (it.type == TAND_T_NIL)
+        return 0;
+    if (it.type == TAND_T_FLOAT && it.v.f == floor(it.v.f) &&
+        it.v.f >= -9.2233720368547758e18 && it.v.f < 9.2233720368547758e18) {
+        it.type = TAND_T_INT;
+        it.v.i = (int64_t)it.v.f;
+    }
+    if (it.type != TAND_T_INT)
+        return TAND_EBADREQ;
+    *v = it.v.i;
+    *present = true;
+    return 0;
+}
+
+static uint32_t count_args(const tand_msg *msg)
+{
+    tand_reader r;
+    tand_item it;
+    tand_reader_init(&r, msg->data, msg->size);
+    tand_unpack(&r, &it);
+    return it.v.n - 1;
+}
+
+static void reply_error(tand_msg *reply, int status, const char *detail)
+{
+    reply->status = status;
+    if (detail != NULL)
+        tand_msg_set_text(reply, detail, strlen(detail));
+}
+
+static void unknown_request(tand_msg *reply, const request *q)
+{
+    char text[96];
+    int n = (int)(q->oplen > 48 ? 48 : q->oplen);
+    snprintf(text, sizeof text, "unknown request '%.*s'", n, q->op);
+    reply_error(reply, TAND_EBADREQ, text);
+}
+
+/* Encodes a list of results into reply->data. */
+static void reply_int(tand_msg *reply, int64_t v)
+{
+    tand_buf b;
+    tand_buf_init(&b);
+    tand_pack_array(&b, 1);
+    tand_pack_int(&b, v);
+    if (tand_buf_to_msg(&b, reply) != 0)
+        reply->status = TAND_ENOMEM;
+}
+
+/* ---- deluxe ---- */
+
+typedef struct deluxe_state {
+    deluxe d;
+    int64_t auto_shutdown_ms;
+} deluxe_state;
+
+static int deluxe_init(tand_server *self, void *arg, void **state)
+{
+    const tand_deluxe_options *o = arg;
+    deluxe_state *st = malloc(sizeof *st);
+    int rc;
+    (void)self;
+    if (st == NULL)
+        return TAND_ENOMEM;
+    rc = tand__deluxe_init(&st->d, o->min_number, o->max_number);
+    if (rc != 0) {
+        free(st);
+        return rc;
+    }
+    st->auto_shutdown_ms = o->auto_shutdown_ms;
+    *state = st;
+    return 0;
+}
+
+static void deluxe_report(deluxe_state *st, tand_msg *reply)
+{
+    tand_buf b;
+    const ticket *t;
+    tand_buf_init(&b);
+    tand_pack_map(&b, 4);
+    tand_pack_str(&b, "min_number", 10);
+    tand_pack_int(&b, st->d.min_number);
+    tand_pack_str(&b, "max_number", 10);
+    tand_pack_int(&b, st->d.max_number);
+    tand_pack_str(&b, "auto_shutdown_timeout", 21);
+    if (st->auto_shutdown_ms < 0)
+        tand_pack_double(&b, HUGE_VAL);
+    else
+        tand_pack_int(&b, st->auto_shutdown_ms);
+    tand_pack_str(&b, "queue", 5);
+    if (st->d.count > UINT32_MAX) {
+        tand_buf_free(&b);
+        reply_error(reply, TAND_ENOMEM, "queue too long to report");
+        return;
+    }
+    tand_pack_array(&b, (uint32_t)st->d.count);
+    for (t = tand__deluxe_first(&st->d); t; t = tand__deluxe_next(t))
+        tand_pack_int(&b, tand__ticket_number(t));
+    if (tand_buf_to_msg(&b, reply) != 0)
+        reply->status = TAND_ENOMEM;
+}
+
+static void deluxe_serve(deluxe_state *st, const int64_t *prio,
+                         tand_msg *reply)
+{
+    int64_t n;
+    reply->status = tand__deluxe_serve(&st->d, prio, &n);
+    if (reply->status == 0)
+        reply->ival[0] = n;
+}
+
+static void deluxe_encoded(deluxe_state *st, tand_msg *req, tand_msg *reply)
+{
+    request q;
+    uint32_t nargs;
+    int rc = open_request(req, &q);
+    if (rc != 0) {
+        reply_error(reply, rc, "a request is an array {op, args...}");
+        return;
+    }
+    nargs = count_args(req);
+    if (op_is(&q, "queue_new_number")) {
+        reply->status = tand__deluxe_queue(&st->d, &reply->ival[0]);
+    } else if (op_is(&q, "serve_next_queued_number")) {
+        int64_t p;
+        bool has;
+        if (int_arg(&q, nargs, &p, &has) != 0) {
+            reply_error(reply, TAND_EBADREQ,
+                        "the priority number must be an integer");
+            return;
+        }
+        deluxe_serve(st, has ? &p : NULL, reply);
+    } else if (op_is(&q, "report_state")) {
+        deluxe_report(st, reply);
+        return;
+    } else if (op_is(&q, "reset_state")) {
+        tand_buf b;
+        tand__deluxe_reset(&st->d);
+        tand_buf_init(&b);
+        tand_pack_array(&b, 1);
+        tand_pack_bool(&b, 1);
+        if (tand_buf_to_msg(&b, reply) != 0)
+            reply->status = TAND_ENOMEM;
+        return;
+    } else {
+        unknown_request(reply, &q);
+        return;
+    }
+    if (reply->status == 0)
+        reply_int(reply, reply->ival[0]);
+}
+
+static int deluxe_call(void *state, tand_server *self, tand_msg *req,
+                       tand_from *from, tand_msg *reply)
+{
+    deluxe_state *st = state;
+    (void)self;
+    (void)from;
+    switch (req->op) {
+    case TAND_OP_QUEUE_NEW_NUMBER:
+        reply->status = tand__deluxe_queue(&st->d, &reply->ival[0]);
+        break;
+    case TAND_OP_SERVE_NEXT:
+        deluxe_serve(st, req->ival[1] ? &req->ival[0] : NULL, reply);
+        break;
+    case TAND_OP_REPORT_STATE:
+        deluxe_report(st, reply);
+        break;
+    case TAND_OP_RESET_STATE:
+        tand__deluxe_reset(&st->d);
+        break;
+    case TAND_OP_ENCODED:
+        deluxe_encoded(st, req, reply);
+        break;
+    default:
+        reply_error(reply, TAND_EBADREQ, "unknown request code");
+        break;
+    }
+    return 0;
+}
+
+static void deluxe_cast(void *state, tand_server *self, tand_msg *msg)
+{
+    deluxe_state *st = state;
+    request q;
+    (void)self;
+    if (msg->op == TAND_OP_RESET_STATE ||
+        (msg->op == TAND_OP_ENCODED && open_request(msg, &q) == 0 &&
+         op_is(&q, "reset_state")))
+        tand__deluxe_reset(&st->d);
+    /* Any other cast is ignored, like an unexpected message. */
+}
+
+static void deluxe_terminate(void *state, tand_server *self, int reason,
+                             const char *detail)
+{
+    deluxe_state *st = state;
+    (void)self;
+    (void)reason;
+    (void)detail;
+    if (st != NULL) {
+        tand__deluxe_free(&st->d);
+        free(st);
+    }
+}
+
+static const tand_behaviour deluxe_behaviour = {
+    "deluxe", deluxe_init, deluxe_call, deluxe_cast,
+    NULL /* infos are ignored */, NULL, deluxe_terminate};
+
+int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
+                      tand_server **out)
+{
+    tand_server_options so;
+    int rc;
+    if (out != NULL)
+        *out = NULL;
+    if (rt == NULL || o == NULL || out == NULL)
+        return TAND_EINVAL;
+    if (o->min_number >= o->max_number || o->auto_shutdown_ms < -1)
+        return TAND_ECONFIG;
+    memset(&so, 0, sizeof so);
+    so.behaviour = &deluxe_behaviour;
+    so.arg = (void *)o;
+    so.name = o->name;
+    so.mailbox_capacity = o->mailbox_capacity;
+    rc = tand_server_start(rt, &so, out);
+    if (rc == 0 && o->auto_shutdown_ms >= 0)
+        tand_server_set_idle(*out, o->auto_shutdown_ms, TAND_IDLE_STOP);
+    return rc;
+}
+
+int tand_deluxe_queue(tand_server *s, int64_t *number, int64_t timeout_ms)
+{
+    tand_msg req = {0}, reply;
+    int rc;
+    req.op = TAND_OP_QUEUE_NEW_NUMBER;
+    rc = tand_call(s, &req, &reply, timeout_ms, 0);
+    if (rc == 0 && number != NULL)
+        *number = reply.ival[0];
+    tand_msg_clear(&reply);
+    return rc;
+}
+
+int tand_deluxe_serve(tand_server *s, const int64_t *priority,
+                      int64_t *number, int64_t timeout_ms)
+{
+    tand_msg req = {0}, reply;
+    int rc;
+    req.op = TAND_OP_SERVE_NEXT;
+    if (priority != NULL) {
+        req.ival[0] = *priority;
+        req.ival[1] = 1;
+    }
+    rc = tand_call(s, &req, &reply, timeout_ms, 0);
+    if (rc == 0 && number != NULL)
+        *number = reply.ival[0];
+    tand_msg_clear(&reply);
+    return rc;
+}
+
+/* ---- counter ---- */
+
+typedef struct counter_state {
+    int64_t current;
+    char *last_caller; /* MessagePack, or NULL for nil */
+    size_t last_size;
+} counter_state;
+
+static int counter_init(tand_server *self, void *arg, void **state)
+{
+    counter_state *st = calloc(1, sizeof *st);
+    (void)self;
+    if (st == NULL)
+        return TAND_ENOMEM;
+    st->current = *(const int64_t *)arg;
+    *state = st;
+    return 0;
+}
+
+/* Takes the caller value out of msg (MessagePack in data, or NULL). */
+static int counter_next(counter_state *st, char *caller, size_t size,
+                        tand_msg *reply)
+{
+    if (st->current == INT64_MAX) {
+        free(caller);
+        reply_error(reply, TAND_EFULL, "the counter is at its maximum");
+        return -1;
+    }
+    reply->ival[0] = st->current++;
+    free(st->last_caller);
+    st->last_caller = caller;
+    st->last_size = size;
+    return 0;
+}
+
+static int copy_bytes(const char *p, size_t n, char **out)
+{
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    if ((*out = malloc(n)) == NULL)
+        return TAND_ENOMEM;
+    memcpy(*out, p, n);
+    return 0;
+}
+
+static void counter_encoded(counter_state *st, tand_msg *req,
+                            tand_msg *reply)
+{
+    request q;
+    tand_buf b;
+    int rc = open_request(req, &q);
+    if (rc != 0) {
+        reply_error(reply, rc, "a request is an array {op, args...}");
+        return;
+    }
+    tand_buf_init(&b);
+    if (op_is(&q, "next")) {
+        /* The caller is whatever follows the op, or nil. */
+        const char *start = q.r.p;
+        char *caller;
+        size_t n = (size_t)(q.r.end - start);
+        if (count_args(req) > 1) {
+            reply_error(reply, TAND_EBADREQ, "next takes one argument");
+            return;
+        }
+        if (count_args(req) == 1) {
+            tand_reader r = q.r;
+            tand_item it;
+            tand_unpack(&r, &it);
+            if (it.type == TAND_T_NIL)
+                n = 0;
+        }
+        if (copy_bytes(start, n, &caller) != 0) {
+            reply->status = TAND_ENOMEM;
+            return;
+        }
+        if (counter_next(st, caller, n, reply) != 0)
+            return;
+        tand_pack_array(&b, 1);
+        tand_pack_int(&b, reply->ival[0]);
+    } else if (op_is(&q, "report")) {
+        tand_pack_array(&b, 2);
+        tand_pack_int(&b, st->current);
+        if (st->last_caller == NULL)
+            tand_pack_nil(&b);
+        else
+            tand_pack_raw(&b, st->last_caller, st->last_size);
+    } else {
+        unknown_request(reply, &q);
+        return;
+    }
+    if (tand_buf_to_msg(&b, reply) != 0)
+        reply->status = TAND_ENOMEM;
+}
+
+static int counter_call(void *state, tand_server *self, tand_msg *req,
+                        tand_from *from, tand_msg *reply)
+{
+    counter_state *st = state;
+    (void)self;
+    (void)from;
+    switch (req->op) {
+    case TAND_OP_NEXT:
+        if (req->data != NULL &&
+            tand_unpack_check(req->data, req->size) != 0) {
+            reply_error(reply, TAND_EBADMSG, "the caller is not valid");
+            break;
+        }
+        counter_next(st, req->data, req->data ? req->size : 0, reply);
+        req->data = NULL; /* kept as last_caller (or freed) */
+        req->size = 0;
+        break;
+    case TAND_OP_REPORT:
+        reply->ival[0] = st->current;
+        if (copy_bytes(st->last_caller, st->last_size, &reply->data) != 0)
+            reply->status = TAND_ENOMEM;
+        else
+            reply->size = st->last_size;
+        break;
+    case TAND_OP_ENCODED:
+        counter_encoded(st, req, reply);
+        break;
+    default:
+        reply_error(reply, TAND_EBADREQ, "unknown request code");
+        break;
+    }
+    return 0;
+}
+
+static void counter_terminate(void *state, tand_server *self, int reason,
+                              const char *detail)
+{
+    counter_state *st = state;
+    (void)self;
+    (void)reason;
+    (void)detail;
+    if (st != NULL) {
+        free(st->last_caller);
+        free(st);
+    }
+}
+
+static const tand_behaviour counter_behaviour = {
+    "counter", counter_init, counter_call, NULL, NULL, NULL,
+    counter_terminate};
+
+int tand_counter_start(tand_runtime *rt, int64_t initial_number,
+                       const char *name, tand_server **out)
+{
+    tand_server_options so;
+    if (out != NULL)
+        *out = NULL;
+    if (rt == NULL || out == NULL)
+        return TAND_EINVAL;
+    memset(&so, 0, sizeof so);
+    so.behaviour = &counter_behaviour;
+    so.arg = &initial_number;
+    so.name = name;
+    return tand_server_start(rt, &so, out);
+}

@@ -1,0 +1,76 @@
+/*
+** mailbox.c - a server's bounded FIFO of envelopes.
+**
+** Not thread-safe by itself: the owning server's mu guards every call.
+** The ring starts unallocated and doubles on demand up to its limit, so an
+** idle server costs no buffer and a full mailbox never grows past it.
+*/
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FIRST_CAP 8
+
+void tand__mbox_init(mailbox *mb, uint32_t limit)
+{
+    memset(mb, 0, sizeof *mb);
+    mb->limit = limit;
+}
+
+static int grow(mailbox *mb)
+{
+    uint32_t cap = mb->cap ? mb->cap * 2 : FIRST_CAP;
+    envelope *ring;
+    uint32_t i;
+    if (cap > mb->limit)
+        cap = mb->limit;
+    ring = malloc((size_t)cap * sizeof *ring);
+    if (ring == NULL)
+        return TAND_ENOMEM;
+    for (i = 0; i < mb->count; i++)
+        ring[i] = mb->ring[(mb->head + i) % mb->cap];
+    free(mb->ring);
+    mb->ring = ring;
+    mb->cap = cap;
+    mb->head = 0;
+    return 0;
+}
+
+int tand__mbox_push(mailbox *mb, const envelope *e)
+{
+    if (mb->count >= mb->limit)
+        return TAND_EBUSY;
+    if (mb->count == mb->cap) {
+        int rc = grow(mb);
+        if (rc != 0)
+            return rc;
+    }
+    mb->ring[(mb->head + mb->count) % mb->cap] = *e;
+    mb->count++;
+    if (mb->count > mb->peak)
+        mb->peak = mb->count;
+    return 0;
+}
+
+bool tand__mbox_pop(mailbox *mb, envelope *e)
+{
+    if (mb->count == 0)
+        return false;
+    *e = mb->ring[mb->head];
+    mb->head = (mb->head + 1) % mb->cap;
+    mb->count--;
+    if (mb->count == 0)
+        mb->head = 0;
+    return true;
+}
+
+void tand__mbox_free(mailbox *mb)
+{
+    envelope e;
+    while (tand__mbox_pop(mb, &e))
+        tand_msg_clear(&e.msg);
+    free(mb->ring);
+    mb->ring = NULL;
+    mb->cap = 0;
+}

@@ -1,0 +1,217 @@
+/*
+** park.c - reply slots: how a reply finds its caller.
+**
+** DESIGN: a caller allocates a slot, puts it in the call's envelope and
+** waits on the slot's state word (the transitions are in internal.h). The
+** server thread takes the request and later publishes the reply with one
+** atomic exchange to REPLIED; the caller owns the slot again the moment it
+** reads REPLIED, so the replier touches nothing of the slot after that
+** exchange. A caller first spins on the word (a reply from a running worker
+** then costs a cache-line transfer, not a system call) and then parks.
+** Parked callers sleep on a condition variable in a fixed table of
+** buckets hashed by slot address (a "parking lot"): the buckets live for
+** the whole process, so a replier may wake one after the slot is gone.
+** Spinning is limited to fewer callers than cores, so threads that
+** outnumber the cores park at once instead of burning the CPU the servers
+** need. A caller that gives up abandons the slot by CAS; ownership then
+** passes to the server, which skips the request or drops the reply and
+** frees the slot.
+*/
+#include "internal.h"
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBUCKETS 64
+#define SPIN_ITERS 4000
+
+typedef struct bucket {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} bucket;
+
+static bucket buckets[NBUCKETS];
+static pthread_once_t buckets_once = PTHREAD_ONCE_INIT;
+
+static void buckets_init(void)
+{
+    int i;
+    for (i = 0; i < NBUCKETS; i++) {
+        pthread_mutex_init(&buckets[i].mu, NULL);
+        /* If the monotonic clock cannot be set the wait still loops on
+        ** its predicate and deadline; tand__cond_init only fails on
+        ** resource exhaustion at startup. */
+        if (tand__cond_init(&buckets[i].cv) != 0)
+            pthread_cond_init(&buckets[i].cv, NULL);
+    }
+}
+
+static bucket *bucket_of(const void *p)
+{
+    uintptr_t h = (uintptr_t)p;
+    h ^= h >> 17;
+    h *= UINT64_C(0x9E3779B97F4A7C15);
+    return &buckets[(h >> 32) % NBUCKETS];
+}
+
+tand_from *tand__slot_new(void)
+{
+    tand_from *slot = calloc(1, sizeof *slot);
+    pthread_once(&buckets_once, buckets_init);
+    return slot;
+}
+
+void tand__slot_free(tand_from *slot)
+{
+    if (slot == NULL)
+        return;
+    tand_msg_clear(&slot->reply);
+    free(slot);
+}
+
+bool tand__slot_take(tand_from *slot)
+{
+    unsigned s = SLOT_WAITING;
+    if (atomic_compare_exchange_strong_explicit(&slot->state, &s, SLOT_TAKEN,
+                                                memory_order_acquire,
+                                                memory_order_acquire))
+        return true;
+    if ((s & ~SLOT_PARKED) == SLOT_WAITING) {
+        /* Parked while waiting: keep the bit. */
+        if (atomic_compare_exchange_strong_explicit(
+                &slot->state, &s, SLOT_TAKEN | SLOT_PARKED,
+                memory_order_acquire, memory_order_acquire))
+            return true;
+    }
+    /* Abandoned: the slot is ours to free. */
+    tand__slot_free(slot);
+    return false;
+}
+
+void tand__slot_reply(tand_from *slot, tand_msg *reply)
+{
+    unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
+    bucket *b;
+    for (;;) {
+        if ((s & ~SLOT_PARKED) == SLOT_ABANDONED) {
+            tand_msg_clear(reply);
+            tand__slot_free(slot);
+            return;
+        }
+        if (atomic_compare_exchange_weak_explicit(
+                &slot->state, &s, SLOT_REPLYING | (s & SLOT_PARKED),
+                memory_order_acquire, memory_order_acquire))
+            break;
+    }
+    slot->reply = *reply;
+    memset(reply, 0, sizeof *reply);
+    b = bucket_of(slot);
+    s = atomic_exchange_explicit(&slot->state, SLOT_REPLIED,
+                                 memory_order_acq_rel);
+    /* From here on the slot belongs to the caller again. */
+    if (s & SLOT_PARKED) {
+        pthread_mutex_lock(&b->mu);
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+    }
+}
+
+static int take_reply(tand_from *slot, tand_msg *reply)
+{
+    *reply = slot->reply;
+    memset(&slot->reply, 0, sizeof slot->reply);
+    tand__slot_free(slot);
+    return 0;
+}
+
+/* Tries to abandon; false when the reply is being written (then the
+** caller waits a few instructions more for REPLIED). */
+static bool abandon(tand_from *slot)
+{
+    unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
+    for (;;) {
+        unsigned base = s & ~SLOT_PARKED;
+        if (base == SLOT_REPLYING || base == SLOT_REPLIED)
+            return false;
+        if (atomic_compare_exchange_weak_explicit(
+                &slot->state, &s, SLOT_ABANDONED, memory_order_acq_rel,
+                memory_order_acquire))
+            return true;
+    }
+}
+
+static bool replied(tand_from *slot)
+{
+    return atomic_load_explicit(&slot->state, memory_order_acquire) ==
+           SLOT_REPLIED;
+}
+
+int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
+                    tand_msg *reply)
+{
+    bool pumped = tand__runtime_pumped(rt);
+    int i;
+
+    /* Spin while there are cores to spare. */
+    if (!pumped && atomic_fetch_add_explicit(&rt->spinning_callers, 1,
+                                             memory_order_relaxed) <
+                       rt->ncpu - 1) {
+        for (i = 0; i < SPIN_ITERS; i++) {
+            if (replied(slot)) {
+                atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
+                                          memory_order_relaxed);
+                return take_reply(slot, reply);
+            }
+            tand__cpu_relax();
+        }
+        atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
+                                  memory_order_relaxed);
+    } else if (!pumped) {
+        atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
+                                  memory_order_relaxed);
+    }
+
+    if (pumped) {
+        /* Nobody else may run the server: help until replied. */
+        while (!replied(slot)) {
+            if (tand__now_ns() >= deadline_ns && abandon(slot))
+                return TAND_ETIMEDOUT;
+            tand__runtime_help(rt);
+            if (!replied(slot))
+                sched_yield();
+        }
+        return take_reply(slot, reply);
+    }
+
+    {
+        bucket *b = bucket_of(slot);
+        unsigned s;
+        pthread_mutex_lock(&b->mu);
+        s = atomic_load_explicit(&slot->state, memory_order_acquire);
+        while (s != SLOT_REPLIED) {
+            if (!(s & SLOT_PARKED)) {
+                if (!atomic_compare_exchange_weak_explicit(
+                        &slot->state, &s, s | SLOT_PARKED,
+                        memory_order_acq_rel, memory_order_acquire))
+                    continue;
+                s |= SLOT_PARKED;
+            }
+            if (!tand__cond_wait_until(&b->cv, &b->mu, deadline_ns) ||
+                tand__now_ns() >= deadline_ns) {
+                if (abandon(slot)) {
+                    pthread_mutex_unlock(&b->mu);
+                    return TAND_ETIMEDOUT;
+                }
+                /* Being written: the replier needs no lock to finish. */
+                pthread_mutex_unlock(&b->mu);
+                while (!replied(slot))
+                    sched_yield();
+                return take_reply(slot, reply);
+            }
+            s = atomic_load_explicit(&slot->state, memory_order_acquire);
+        }
+        pthread_mutex_unlock(&b->mu);
+    }
+    return take_reply(slot, reply);
+}

@@ -1,0 +1,473 @@
+/*
+** runtime.c - worker threads, the run queue, idle timers and the pump.
+**
+** DESIGN: the run queue (rt->mu) holds servers that have work; a server is
+** on it at most once (s->scheduled). Threads: `nworkers` workers take a
+** server, run a batch of its messages and take the next; one timer thread
+** sleeps until the earliest idle deadline. An idle worker spins briefly on
+** the queue length before it sleeps on rt->work, but only one worker spins
+** at a time, so a sleeping pool burns no core and a busy one hands a
+** server over without a system call: a push signals rt->work only when a
+** worker sleeps and none spins, and a worker that finds more work queued
+** behind the server it took wakes the next sleeper. Idle timers are lazy:
+** a handled message only stores s->last_active_ns; when a timer comes due
+** the timer thread re-reads it and pushes the deadline forward if the
+** server was active meanwhile. In pumped mode (no workers) there are no
+** threads at all: tand_runtime_pump() runs the timers and the queue on the
+** caller's thread, and a caller waiting on such a runtime pumps it itself
+** when no other thread does (pump_owner says who pumps).
+*/
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WORKER_SPIN_ITERS 20000
+#define BATCH 64
+
+static _Thread_local char pump_marker;
+
+bool tand__runtime_pumped(const tand_runtime *rt)
+{
+    return rt->nworkers == 0;
+}
+
+/* ---- run queue ---- */
+
+static tand_server *rq_pop_locked(tand_runtime *rt)
+{
+    tand_server *s = rt->rq_head;
+    if (s != NULL) {
+        rt->rq_head = s->run_next;
+        if (rt->rq_head == NULL)
+            rt->rq_tail = NULL;
+        s->run_next = NULL;
+        atomic_fetch_sub_explicit(&rt->rq_len, 1, memory_order_relaxed);
+    }
+    return s;
+}
+
+void tand__runtime_schedule(tand_runtime *rt, tand_server *s)
+{
+    pthread_mutex_lock(&rt->mu);
+    s->run_next = NULL;
+    if (rt->rq_tail)
+        rt->rq_tail->run_next = s;
+    else
+        rt->rq_head = s;
+    rt->rq_tail = s;
+    atomic_fetch_add_explicit(&rt->rq_len, 1, memory_order_relaxed);
+    if (rt->sleepers > 0 &&
+        atomic_load_explicit(&rt->spinning_workers, memory_order_relaxed) ==
+            0)
+        pthread_cond_signal(&rt->work);
+    pthread_mutex_unlock(&rt->mu);
+}
+
+static tand_server *take_and_chain(tand_runtime *rt)
+{
+    tand_server *s = rq_pop_locked(rt);
+    if (s != NULL && rt->rq_head != NULL && rt->sleepers > 0)
+        pthread_cond_signal(&rt->work);
+    return s;
+}
+
+static tand_server *next_server(tand_runtime *rt)
+{
+    tand_server *s = NULL;
+    int i;
+
+    if (atomic_fetch_add(&rt->spinning_workers, 1) == 0) {
+        for (i = 0; i < WORKER_SPIN_ITERS; i++) {
+            if (atomic_load_explicit(&rt->rq_len, memory_order_relaxed)) {
+                pthread_mutex_lock(&rt->mu);
+                s = take_and_chain(rt);
+                pthread_mutex_unlock(&rt->mu);
+                if (s != NULL)
+                    break;
+            }
+            tand__cpu_relax();
+        }
+    }
+    atomic_fetch_sub(&rt->spinning_workers, 1);
+    if (s != NULL)
+        return s;
+
+    pthread_mutex_lock(&rt->mu);
+    while ((s = take_and_chain(rt)) == NULL && !rt->shutdown) {
+        rt->sleepers++;
+        pthread_cond_wait(&rt->work, &rt->mu);
+        rt->sleepers--;
+    }
+    pthread_mutex_unlock(&rt->mu);
+    return s;
+}
+
+static void *worker_main(void *arg)
+{
+    tand_runtime *rt = arg;
+    tand_server *s;
+    while ((s = next_server(rt)) != NULL)
+        tand__server_run(s, BATCH);
+    return NULL;
+}
+
+/* ---- idle timers: a binary min-heap on timer_due_ns ---- */
+
+static void heap_set(tand_runtime *rt, size_t i, tand_server *s)
+{
+    rt->heap[i] = s;
+    s->heap_index = i;
+}
+
+static void sift_up(tand_runtime *rt, size_t i)
+{
+    tand_server *s = rt->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (rt->heap[parent]->timer_due_ns <= s->timer_due_ns)
+            break;
+        heap_set(rt, i, rt->heap[parent]);
+        i = parent;
+    }
+    heap_set(rt, i, s);
+}
+
+static void sift_down(tand_runtime *rt, size_t i)
+{
+    tand_server *s = rt->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= rt->heap_len)
+            break;
+        if (c + 1 < rt->heap_len &&
+            rt->heap[c + 1]->timer_due_ns < rt->heap[c]->timer_due_ns)
+            c++;
+        if (s->timer_due_ns <= rt->heap[c]->timer_due_ns)
+            break;
+        heap_set(rt, i, rt->heap[c]);
+        i = c;
+    }
+    heap_set(rt, i, s);
+}
+
+/* Removes s from the heap (timer_mu held); the heap's reference on s
+** passes to the caller. */
+static void heap_remove(tand_runtime *rt, tand_server *s)
+{
+    size_t i = s->heap_index;
+    tand_server *last = rt->heap[--rt->heap_len];
+    s->heap_index = SIZE_MAX;
+    if (last != s) {
+        heap_set(rt, i, last);
+        sift_down(rt, i);
+        sift_up(rt, last->heap_index);
+    }
+}
+
+void tand__timer_arm(tand_runtime *rt, tand_server *s)
+{
+    bool retain = false;
+    pthread_mutex_lock(&rt->timer_mu);
+    if (s->idle_ms < 0 || rt->timer_shutdown) {
+        pthread_mutex_unlock(&rt->timer_mu);
+        return;
+    }
+    s->timer_due_ns = atomic_load(&s->last_active_ns) + s->idle_ms * 1000000;
+    if (s->heap_index == SIZE_MAX) {
+        if (rt->heap_len == rt->heap_cap) {
+            size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
+            tand_server **h = realloc(rt->heap, cap * sizeof *h);
+            if (h == NULL) {
+                /* Without room the timer cannot be armed; the server
+                ** keeps running, just without its idle deadline. */
+                pthread_mutex_unlock(&rt->timer_mu);
+                return;
+            }
+            rt->heap = h;
+            rt->heap_cap = cap;
+        }
+        heap_set(rt, rt->heap_len++, s);
+        retain = true;
+    }
+    sift_down(rt, s->heap_index);
+    sift_up(rt, s->heap_index);
+    if (retain)
+        tand_server_retain(s);
+    if (rt->heap[0] == s)
+        pthread_cond_signal(&rt->timer_cv);
+    pthread_mutex_unlock(&rt->timer_mu);
+}
+
+void tand__timer_cancel(tand_runtime *rt, tand_server *s)
+{
+    bool release = false;
+    pthread_mutex_lock(&rt->timer_mu);
+    if (s->heap_index != SIZE_MAX) {
+        heap_remove(rt, s);
+        release = true;
+    }
+    pthread_mutex_unlock(&rt->timer_mu);
+    if (release)
+        tand_server_release(s);
+}
+
+/* With timer_mu held: pops a server whose idle deadline has really passed
+** (the caller gets the heap's reference), or returns NULL and sets *next_ns
+** to the next deadline (INT64_MAX when none). */
+static tand_server *timer_due(tand_runtime *rt, int64_t now, int64_t *next_ns)
+{
+    while (rt->heap_len > 0) {
+        tand_server *s = rt->heap[0];
+        int64_t due;
+        if (s->timer_due_ns > now) {
+            *next_ns = s->timer_due_ns;
+            return NULL;
+        }
+        due = atomic_load(&s->last_active_ns) + s->idle_ms * 1000000;
+        if (due > now) { /* active since it was armed */
+            s->timer_due_ns = due;
+            sift_down(rt, 0);
+            continue;
+        }
+        heap_remove(rt, s);
+        return s;
+    }
+    *next_ns = INT64_MAX;
+    return NULL;
+}
+
+static void *timer_main(void *arg)
+{
+    tand_runtime *rt = arg;
+    pthread_mutex_lock(&rt->timer_mu);
+    while (!rt->timer_shutdown) {
+        int64_t next;
+        tand_server *s = timer_due(rt, tand__now_ns(), &next);
+        if (s != NULL) {
+            pthread_mutex_unlock(&rt->timer_mu);
+            tand__server_fire_idle(s);
+            tand_server_release(s);
+            pthread_mutex_lock(&rt->timer_mu);
+            continue;
+        }
+        tand__cond_wait_until(&rt->timer_cv, &rt->timer_mu, next);
+    }
+    pthread_mutex_unlock(&rt->timer_mu);
+    return NULL;
+}
+
+static void run_due_timers(tand_runtime *rt)
+{
+    int64_t now = tand__now_ns(), next;
+    tand_server *s;
+    for (;;) {
+        pthread_mutex_lock(&rt->timer_mu);
+        s = timer_due(rt, now, &next);
+        pthread_mutex_unlock(&rt->timer_mu);
+        if (s == NULL)
+            return;
+        tand__server_fire_idle(s);
+        tand_server_release(s);
+    }
+}
+
+/* ---- pumped mode ---- */
+
+int tand_runtime_pump(tand_runtime *rt, int64_t budget_us)
+{
+    void *me = &pump_marker, *owner = NULL;
+    bool nested;
+    int64_t deadline;
+    int handled = 0;
+
+    if (rt == NULL || !tand__runtime_pumped(rt))
+        return TAND_EINVAL;
+    nested = atomic_load(&rt->pump_owner) == me;
+    if (!nested && !atomic_compare_exchange_strong(&rt->pump_owner, &owner, me))
+        return 0; /* another thread pumps */
+    deadline = tand__now_ns() + (budget_us > 0 ? budget_us * 1000 : 0);
+    run_due_timers(rt);
+    for (;;) {
+        tand_server *s;
+        pthread_mutex_lock(&rt->mu);
+        s = rq_pop_locked(rt);
+        pthread_mutex_unlock(&rt->mu);
+        if (s == NULL)
+            break;
+        handled += tand__server_run(s, BATCH);
+        if (tand__now_ns() >= deadline)
+            break;
+    }
+    if (!nested)
+        atomic_store(&rt->pump_owner, NULL);
+    return handled;
+}
+
+void tand__runtime_help(tand_runtime *rt)
+{
+    tand_runtime_pump(rt, 0);
+}
+
+/* ---- life cycle ---- */
+
+static int ncpu(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
+}
+
+static void destroy(tand_runtime *rt)
+{
+    tand__table_free(rt->by_id);
+    tand__table_free(rt->by_name);
+    free(rt->heap);
+    free(rt->workers);
+    pthread_cond_destroy(&rt->timer_cv);
+    pthread_mutex_destroy(&rt->timer_mu);
+    pthread_cond_destroy(&rt->work);
+    pthread_mutex_destroy(&rt->mu);
+    pthread_mutex_destroy(&rt->table_mu);
+    free(rt);
+}
+
+static void stop_threads(tand_runtime *rt, int started)
+{
+    int i;
+    pthread_mutex_lock(&rt->mu);
+    rt->shutdown = true;
+    pthread_cond_broadcast(&rt->work);
+    pthread_mutex_unlock(&rt->mu);
+    for (i = 0; i < started; i++)
+        pthread_join(rt->workers[i], NULL);
+    pthread_mutex_lock(&rt->timer_mu);
+    rt->timer_shutdown = true;
+    pthread_cond_broadcast(&rt->timer_cv);
+    pthread_mutex_unlock(&rt->timer_mu);
+    if (rt->timer_started)
+        pthread_join(rt->timer_thread, NULL);
+}
+
+int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
+{
+    tand_runtime *rt;
+    int workers = opts ? opts->workers : -1, i;
+
+    if (out == NULL)
+        return TAND_EINVAL;
+    *out = NULL;
+    if (workers < -1 || workers > 1024)
+        return TAND_EINVAL;
+    rt = calloc(1, sizeof *rt);
+    if (rt == NULL)
+        return TAND_ENOMEM;
+    rt->ncpu = ncpu();
+    rt->nworkers = workers == -1 ? rt->ncpu : workers;
+    pthread_mutex_init(&rt->mu, NULL);
+    pthread_mutex_init(&rt->timer_mu, NULL);
+    pthread_mutex_init(&rt->table_mu, NULL);
+    if (tand__cond_init(&rt->work) != 0 ||
+        tand__cond_init(&rt->timer_cv) != 0) {
+        destroy(rt);
+        return TAND_ESYSTEM;
+    }
+    rt->by_id = tand__table_new();
+    rt->by_name = tand__table_new();
+    rt->workers = calloc((size_t)rt->nworkers + 1, sizeof *rt->workers);
+    if (!rt->by_id || !rt->by_name || !rt->workers) {
+        destroy(rt);
+        return TAND_ENOMEM;
+    }
+    if (rt->nworkers > 0) {
+        if (pthread_create(&rt->timer_thread, NULL, timer_main, rt) != 0) {
+            destroy(rt);
+            return TAND_ESYSTEM;
+        }
+        rt->timer_started = true;
+        for (i = 0; i < rt->nworkers; i++) {
+            if (pthread_create(&rt->workers[i], NULL, worker_main, rt) !=
+                0) {
+                stop_threads(rt, i);
+                destroy(rt);
+                return TAND_ESYSTEM;
+            }
+        }
+    }
+    *out = rt;
+    return 0;
+}
+
+static void collect(void *value, void *ud)
+{
+    tand_server ***cursor = ud;
+    tand_server *s = value;
+    tand_server_retain(s);
+    *(*cursor)++ = s;
+}
+
+void tand_runtime_free(tand_runtime *rt)
+{
+    tand_server **all, **cursor;
+    size_t n, i;
+
+    if (rt == NULL)
+        return;
+    for (;;) {
+        pthread_mutex_lock(&rt->table_mu);
+        rt->closed = true;
+        n = tand__table_count(rt->by_id);
+        all = n ? malloc(n * sizeof *all) : NULL;
+        if (all != NULL) {
+            cursor = all;
+            tand__table_each(rt->by_id, collect, &cursor);
+        }
+        pthread_mutex_unlock(&rt->table_mu);
+        if (n == 0)
+            break;
+        if (all == NULL) { /* out of memory: wait for a moment */
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        for (i = 0; i < n; i++)
+            tand_server_stop(all[i], 0, NULL, 0);
+        for (i = 0; i < n; i++) {
+            pthread_mutex_lock(&all[i]->mu);
+            while (!all[i]->ended) {
+                if (tand__runtime_pumped(rt)) {
+                    pthread_mutex_unlock(&all[i]->mu);
+                    tand__runtime_help(rt);
+                    pthread_mutex_lock(&all[i]->mu);
+                } else {
+                    pthread_cond_wait(&all[i]->ended_cv, &all[i]->mu);
+                }
+            }
+            pthread_mutex_unlock(&all[i]->mu);
+            tand_server_release(all[i]);
+        }
+        free(all);
+    }
+    stop_threads(rt, rt->nworkers);
+    while (rt->heap_len > 0) {
+        tand_server *s = rt->heap[0];
+        heap_remove(rt, s);
+        tand_server_release(s);
+    }
+    destroy(rt);
+}
+
+static tand_runtime *default_rt;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void default_init(void)
+{
+    tand_runtime_new(NULL, &default_rt);
+}
+
+tand_runtime *tand_runtime_default(void)
+{
+    pthread_once(&default_once, default_init);
+    return default_rt;
+}

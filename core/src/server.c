@@ -1,0 +1,595 @@
+/*
+** server.c - a server's life: start, messages in, handlers, stop.
+**
+** DESIGN: a server is a behaviour, its state and a bounded mailbox. Any
+** thread pushes envelopes under s->mu; only the push that finds the server
+** unscheduled puts it on the runtime's run queue (s->scheduled stays set
+** while it is queued or running), so a server is run by at most one thread
+** at a time and its state needs no lock: whichever worker (or pumping
+** host thread) runs it owns it for that turn, and the mutex hand-off
+** orders one turn before the next. Messages from one thread are pushed in
+** program order into a FIFO, hence handled in the order sent. Stopping sets
+** `stopping` under s->mu, which refuses new pushes at once; the server's
+** own thread then runs terminate, answers every queued and deferred caller
+** (noproc for a normal stop, the reason otherwise), drops its name and id,
+** and marks it ended. The runtime holds one reference to each running
+** server, dropped at its end; handles hold the others.
+*/
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+_Thread_local tand_server *tand__current;
+
+static _Atomic uint64_t next_id = 1;
+
+/* Handles this many messages before letting other servers run. */
+#define BATCH 64
+
+static void server_free(tand_server *s)
+{
+    tand__mbox_free(&s->mb);
+    free(s->stop_detail);
+    free(s->name);
+    pthread_cond_destroy(&s->room);
+    pthread_cond_destroy(&s->ended_cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+void tand_server_retain(tand_server *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void tand_server_release(tand_server *s)
+{
+    if (s != NULL &&
+        atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        server_free(s);
+}
+
+static int check_name(const char *name)
+{
+    size_t len;
+    if (name == NULL)
+        return 0;
+    len = strlen(name);
+    return (len == 0 || len > TAND_NAME_MAX) ? TAND_EINVAL : 0;
+}
+
+int tand_server_start(tand_runtime *rt, const tand_server_options *o,
+                      tand_server **out)
+{
+    tand_server *s;
+    uint32_t cap;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (rt == NULL || o == NULL || out == NULL || o->behaviour == NULL ||
+        o->behaviour->handle_call == NULL ||
+        o->mailbox_capacity > TAND_MAILBOX_MAX || check_name(o->name) != 0)
+        return TAND_EINVAL;
+    cap = o->mailbox_capacity ? (uint32_t)o->mailbox_capacity
+                              : TAND_MAILBOX_DEFAULT;
+
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return TAND_ENOMEM;
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s);
+        return TAND_ESYSTEM;
+    }
+    if (tand__cond_init(&s->room) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return TAND_ESYSTEM;
+    }
+    if (tand__cond_init(&s->ended_cv) != 0) {
+        pthread_cond_destroy(&s->room);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return TAND_ESYSTEM;
+    }
+    atomic_init(&s->refs, 2); /* the caller's and the runtime's */
+    s->rt = rt;
+    s->id = atomic_fetch_add(&next_id, 1);
+    s->behaviour = o->behaviour;
+    s->heap_index = SIZE_MAX;
+    tand__mbox_init(&s->mb, cap);
+
+    s->state = o->arg;
+    if (o->behaviour->init != NULL) {
+        rc = o->behaviour->init(s, o->arg, &s->state);
+        if (rc != 0) {
+            server_free(s);
+            return rc > 0 ? TAND_EINVAL : rc;
+        }
+    }
+
+    pthread_mutex_lock(&rt->table_mu);
+    if (rt->closed) {
+        rc = TAND_ENOPROC;
+    } else {
+        rc = tand__table_put(rt->by_id, &s->id, sizeof s->id, s);
+        if (rc == 0 && o->name != NULL) {
+            s->name = strdup(o->name);
+            rc = s->name ? tand__table_put(rt->by_name, s->name,
+                                           strlen(s->name), s)
+                         : TAND_ENOMEM;
+            if (rc != 0) {
+                free(s->name);
+                s->name = NULL;
+                tand__table_del(rt->by_id, &s->id, sizeof s->id);
+            }
+        }
+    }
+    pthread_mutex_unlock(&rt->table_mu);
+    if (rc != 0) {
+        if (o->behaviour->terminate != NULL)
+            o->behaviour->terminate(s->state, s, rc, NULL);
+        server_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int tand_server_alive(const tand_server *s)
+{
+    return s != NULL && !atomic_load(&((tand_server *)s)->stopping);
+}
+
+uint64_t tand_server_id(const tand_server *s)
+{
+    return s ? s->id : 0;
+}
+
+tand_runtime *tand_server_runtime(const tand_server *s)
+{
+    return s ? s->rt : NULL;
+}
+
+tand_server *tand_self(void)
+{
+    return tand__current;
+}
+
+int tand_server_stats(const tand_server *s, tand_stats *out)
+{
+    tand_server *m = (tand_server *)s;
+    if (s == NULL || out == NULL)
+        return TAND_EINVAL;
+    out->calls = atomic_load_explicit(&m->n_calls, memory_order_relaxed);
+    out->casts = atomic_load_explicit(&m->n_casts, memory_order_relaxed);
+    out->infos = atomic_load_explicit(&m->n_infos, memory_order_relaxed);
+    out->errors = atomic_load_explicit(&m->n_errors, memory_order_relaxed);
+    out->timeouts =
+        atomic_load_explicit(&m->n_timeouts, memory_order_relaxed);
+    out->mailbox_depth =
+        atomic_load_explicit(&m->depth, memory_order_relaxed);
+    out->mailbox_peak = atomic_load_explicit(&m->peak, memory_order_relaxed);
+    out->handler_ns =
+        atomic_load_explicit(&m->n_handler_ns, memory_order_relaxed);
+    out->restarts =
+        atomic_load_explicit(&m->n_restarts, memory_order_relaxed);
+    return 0;
+}
+
+static void count(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static void note_depth(tand_server *s)
+{
+    atomic_store_explicit(&s->depth, s->mb.count, memory_order_relaxed);
+    atomic_store_explicit(&s->peak, s->mb.peak, memory_order_relaxed);
+}
+
+/* Waits on cv (s->mu held) until signalled or the deadline; in a pumped
+** runtime runs the pump instead of sleeping. false once it has passed. */
+static bool wait_on(tand_server *s, pthread_cond_t *cv, int64_t deadline_ns)
+{
+    tand_runtime *rt = s->rt;
+    if (tand__runtime_pumped(rt)) {
+        pthread_mutex_unlock(&s->mu);
+        tand__runtime_help(rt);
+        pthread_mutex_lock(&s->mu);
+        return tand__now_ns() < deadline_ns;
+    }
+    return tand__cond_wait_until(cv, &s->mu, deadline_ns);
+}
+
+/* Queues an envelope; consumes nothing on failure (the caller cleans). */
+static int push(tand_server *s, const envelope *e, int64_t deadline_ns,
+                int flags)
+{
+    bool schedule = false;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+            rc = TAND_ENOPROC;
+            break;
+        }
+        rc = tand__mbox_push(&s->mb, e);
+        /* A server waiting for room in its own mailbox would wait forever. */
+        if (rc != TAND_EBUSY || (flags & TAND_NOWAIT) || tand__current == s)
+            break;
+        s->room_waiters++;
+        if (!wait_on(s, &s->room, deadline_ns)) {
+            s->room_waiters--;
+            rc = TAND_ETIMEDOUT;
+            break;
+        }
+        s->room_waiters--;
+    }
+    if (rc == 0) {
+        note_depth(s);
+        if (!s->scheduled) {
+            s->scheduled = 1;
+            schedule = true;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (schedule)
+        tand__runtime_schedule(s->rt, s);
+    return rc;
+}
+
+int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
+              int64_t timeout_ms, int flags)
+{
+    envelope e;
+    int64_t deadline;
+    int rc;
+
+    if (reply != NULL)
+        memset(reply, 0, sizeof *reply);
+    if (s == NULL || req == NULL || reply == NULL) {
+        tand_msg_clear(req);
+        return TAND_EINVAL;
+    }
+    if (tand__current == s) {
+        tand_msg_clear(req);
+        return TAND_ECALLSELF;
+    }
+    deadline = tand__deadline(timeout_ms);
+    e.kind = ENV_CALL;
+    e.slot = tand__slot_new();
+    if (e.slot == NULL) {
+        tand_msg_clear(req);
+        return TAND_ENOMEM;
+    }
+    e.slot->server = s;
+    e.msg = *req;
+    memset(req, 0, sizeof *req);
+    rc = push(s, &e, deadline, flags);
+    if (rc != 0) {
+        tand_msg_clear(&e.msg);
+        tand__slot_free(e.slot);
+        return rc;
+    }
+    rc = tand__slot_wait(e.slot, s->rt, deadline, reply);
+    if (rc == TAND_ETIMEDOUT) {
+        count(&s->n_timeouts);
+        return rc;
+    }
+    return reply->status;
+}
+
+static int send_kind(tand_server *s, tand_msg *msg, int64_t timeout_ms,
+                     int flags, int kind)
+{
+    envelope e;
+    int rc;
+    if (s == NULL || msg == NULL) {
+        tand_msg_clear(msg);
+        return TAND_EINVAL;
+    }
+    e.kind = kind;
+    e.slot = NULL;
+    e.msg = *msg;
+    memset(msg, 0, sizeof *msg);
+    rc = push(s, &e, tand__deadline(timeout_ms), flags);
+    if (rc != 0)
+        tand_msg_clear(&e.msg);
+    return rc;
+}
+
+int tand_cast(tand_server *s, tand_msg *msg, int64_t timeout_ms, int flags)
+{
+    return send_kind(s, msg, timeout_ms, flags, ENV_CAST);
+}
+
+int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms, int flags)
+{
+    return send_kind(s, msg, timeout_ms, flags, ENV_INFO);
+}
+
+static void deferred_unlink(tand_server *s, tand_from *f)
+{
+    if (f->dprev)
+        f->dprev->dnext = f->dnext;
+    else
+        s->deferred = f->dnext;
+    if (f->dnext)
+        f->dnext->dprev = f->dprev;
+    f->dnext = f->dprev = NULL;
+}
+
+void tand_reply(tand_from *from, tand_msg *reply)
+{
+    tand_server *s;
+    if (from == NULL) {
+        tand_msg_clear(reply);
+        return;
+    }
+    s = from->server;
+    deferred_unlink(s, from);
+    if (reply->status < 0)
+        count(&s->n_errors);
+    tand__slot_reply(from, reply);
+}
+
+static void dispatch(tand_server *s, envelope *e)
+{
+    const tand_behaviour *b = s->behaviour;
+    switch (e->kind) {
+    case ENV_CALL: {
+        tand_msg reply;
+        int rc;
+        if (!tand__slot_take(e->slot))
+            break; /* the caller gave up before we started */
+        count(&s->n_calls);
+        memset(&reply, 0, sizeof reply);
+        rc = b->handle_call(s->state, s, &e->msg, e->slot, &reply);
+        if (rc == TAND_NOREPLY) {
+            tand_msg_clear(&reply);
+            e->slot->dprev = NULL;
+            e->slot->dnext = s->deferred;
+            if (s->deferred)
+                s->deferred->dprev = e->slot;
+            s->deferred = e->slot;
+        } else {
+            if (reply.status < 0)
+                count(&s->n_errors);
+            tand__slot_reply(e->slot, &reply);
+        }
+        break;
+    }
+    case ENV_CAST:
+        count(&s->n_casts);
+        if (b->handle_cast)
+            b->handle_cast(s->state, s, &e->msg);
+        break;
+    case ENV_INFO:
+        count(&s->n_infos);
+        if (b->handle_info)
+            b->handle_info(s->state, s, &e->msg);
+        break;
+    }
+    tand_msg_clear(&e->msg);
+}
+
+/* Answers a caller of a server that has ended. */
+static void answer_ended(tand_from *slot, int reason, const char *detail)
+{
+    tand_msg reply;
+    memset(&reply, 0, sizeof reply);
+    reply.status = reason == 0 ? TAND_ENOPROC : reason;
+    if (reason != 0 && detail != NULL)
+        tand_msg_set_text(&reply, detail, strlen(detail));
+    tand__slot_reply(slot, &reply);
+}
+
+/* Runs on the server's thread once `stopping` is set. */
+static void terminate(tand_server *s)
+{
+    tand_runtime *rt = s->rt;
+    mailbox old;
+    envelope e;
+    int reason;
+    char *detail;
+
+    pthread_mutex_lock(&s->mu);
+    reason = s->stop_reason;
+    detail = s->stop_detail;
+    s->stop_detail = NULL;
+    old = s->mb;
+    tand__mbox_init(&s->mb, old.limit);
+    note_depth(s);
+    pthread_mutex_unlock(&s->mu);
+
+    tand__timer_cancel(rt, s);
+    if (s->behaviour->terminate != NULL) {
+        int64_t t0 = tand__now_ns();
+        s->behaviour->terminate(s->state, s, reason, detail);
+        atomic_fetch_add_explicit(&s->n_handler_ns,
+                                  (uint64_t)(tand__now_ns() - t0),
+                                  memory_order_relaxed);
+    }
+    s->state = NULL;
+    while (tand__mbox_pop(&old, &e)) {
+        if (e.kind == ENV_CALL && tand__slot_take(e.slot))
+            answer_ended(e.slot, reason, detail);
+        tand_msg_clear(&e.msg);
+    }
+    tand__mbox_free(&old);
+    while (s->deferred != NULL) {
+        tand_from *f = s->deferred;
+        deferred_unlink(s, f);
+        answer_ended(f, reason, detail);
+    }
+    free(detail);
+
+    pthread_mutex_lock(&rt->table_mu);
+    tand__table_del(rt->by_id, &s->id, sizeof s->id);
+    if (s->name != NULL &&
+        tand__table_get(rt->by_name, s->name, strlen(s->name)) == s)
+        tand__table_del(rt->by_name, s->name, strlen(s->name));
+    pthread_mutex_unlock(&rt->table_mu);
+
+    pthread_mutex_lock(&s->mu);
+    s->ended = true;
+    pthread_cond_broadcast(&s->ended_cv);
+    pthread_cond_broadcast(&s->room);
+    pthread_mutex_unlock(&s->mu);
+    tand_server_release(s); /* the runtime's reference */
+}
+
+static void on_idle(tand_server *s)
+{
+    tand_runtime *rt = s->rt;
+    int action;
+    pthread_mutex_lock(&rt->timer_mu);
+    action = s->idle_ms >= 0 ? s->idle_action : 0;
+    pthread_mutex_unlock(&rt->timer_mu);
+    if (action == TAND_IDLE_STOP) {
+        tand_server_stop(s, 0, NULL, 0);
+    } else if (action == TAND_IDLE_NOTIFY) {
+        if (s->behaviour->handle_idle != NULL)
+            s->behaviour->handle_idle(s->state, s);
+        atomic_store(&s->last_active_ns, tand__now_ns());
+        tand__timer_arm(rt, s);
+    }
+}
+
+int tand__server_run(tand_server *s, int max_msgs)
+{
+    tand_server *prev = tand__current;
+    int64_t t0 = tand__now_ns(), t1;
+    bool requeue;
+    int handled = 0;
+    envelope e;
+
+    tand__current = s;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+            pthread_mutex_unlock(&s->mu);
+            terminate(s);
+            tand__current = prev;
+            return handled;
+        }
+        if (s->timer_fired) {
+            s->timer_fired = false;
+            if (s->mb.count == 0) {
+                pthread_mutex_unlock(&s->mu);
+                on_idle(s);
+                pthread_mutex_lock(&s->mu);
+                continue;
+            }
+            tand__timer_arm(s->rt, s); /* not idle after all */
+        }
+        if (handled >= max_msgs || !tand__mbox_pop(&s->mb, &e))
+            break;
+        note_depth(s);
+        if (s->room_waiters > 0)
+            pthread_cond_signal(&s->room);
+        pthread_mutex_unlock(&s->mu);
+        dispatch(s, &e);
+        handled++;
+        pthread_mutex_lock(&s->mu);
+    }
+    t1 = tand__now_ns();
+    if (handled > 0)
+        atomic_store_explicit(&s->last_active_ns, t1, memory_order_relaxed);
+    requeue = s->mb.count > 0 || s->timer_fired;
+    if (!requeue)
+        s->scheduled = 0;
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add_explicit(&s->n_handler_ns, (uint64_t)(t1 - t0),
+                              memory_order_relaxed);
+    if (requeue)
+        tand__runtime_schedule(s->rt, s);
+    tand__current = prev;
+    return handled;
+}
+
+void tand__server_fire_idle(tand_server *s)
+{
+    bool schedule = false;
+    pthread_mutex_lock(&s->mu);
+    if (!atomic_load_explicit(&s->stopping, memory_order_relaxed) &&
+        !s->ended) {
+        s->timer_fired = true;
+        if (!s->scheduled) {
+            s->scheduled = 1;
+            schedule = true;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (schedule)
+        tand__runtime_schedule(s->rt, s);
+}
+
+int tand_server_stop(tand_server *s, int reason, const char *detail,
+                     int64_t timeout_ms)
+{
+    int64_t deadline;
+    bool schedule = false;
+    char *copy = NULL;
+    int rc = 0;
+
+    if (s == NULL || reason > 0)
+        return TAND_EINVAL;
+    deadline = tand__deadline(timeout_ms);
+    if (detail != NULL && (copy = strdup(detail)) == NULL)
+        return TAND_ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+        pthread_mutex_unlock(&s->mu);
+        free(copy);
+        return TAND_ENOPROC;
+    }
+    s->stop_reason = reason;
+    s->stop_detail = copy;
+    atomic_store(&s->stopping, true);
+    pthread_cond_broadcast(&s->room);
+    if (!s->scheduled) {
+        s->scheduled = 1;
+        schedule = true;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (schedule)
+        tand__runtime_schedule(s->rt, s);
+    if (tand__current == s || timeout_ms == 0)
+        return 0;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->ended) {
+        if (!wait_on(s, &s->ended_cv, deadline) && !s->ended) {
+            rc = TAND_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int tand_server_set_idle(tand_server *s, int64_t idle_ms, int action)
+{
+    tand_runtime *rt;
+    if (s == NULL ||
+        (idle_ms >= 0 && action != TAND_IDLE_NOTIFY &&
+         action != TAND_IDLE_STOP))
+        return TAND_EINVAL;
+    if (!tand_server_alive(s))
+        return TAND_ENOPROC;
+    rt = s->rt;
+    pthread_mutex_lock(&rt->timer_mu);
+    s->idle_ms = idle_ms;
+    s->idle_action = action;
+    pthread_mutex_unlock(&rt->timer_mu);
+    atomic_store(&s->last_active_ns, tand__now_ns());
+    if (idle_ms >= 0)
+        tand__timer_arm(rt, s);
+    else
+        tand__timer_cancel(rt, s);
+    return 0;
+}

@@ -1,0 +1,122 @@
+/*
+** util.c - error names, message helpers and monotonic time.
+*/
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *tand_errname(int err)
+{
+    switch (err) {
+    case 0:
+        return "ok";
+#define XX(name, code, token, text)                                          \
+    case code:                                                               \
+        return token;
+        TAND_ERRNO_MAP(XX)
+#undef XX
+    default:
+        return "unknown_error";
+    }
+}
+
+const char *tand_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "success";
+#define XX(name, code, token, text)                                          \
+    case code:                                                               \
+        return text;
+        TAND_ERRNO_MAP(XX)
+#undef XX
+    default:
+        return "unknown error";
+    }
+}
+
+void tand_msg_clear(tand_msg *msg)
+{
+    if (msg == NULL)
+        return;
+    free(msg->data);
+    memset(msg, 0, sizeof *msg);
+}
+
+int tand_msg_set_text(tand_msg *msg, const char *text, size_t len)
+{
+    char *p = malloc(len + 1);
+    free(msg->data);
+    msg->data = NULL;
+    msg->size = 0;
+    if (p == NULL)
+        return TAND_ENOMEM;
+    memcpy(p, text, len);
+    p[len] = '\0';
+    msg->data = p;
+    msg->size = len;
+    return 0;
+}
+
+int64_t tand__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t tand_now_ms(void)
+{
+    return tand__now_ns() / 1000000;
+}
+
+int64_t tand__deadline(int64_t timeout_ms)
+{
+    if (timeout_ms < 0 || timeout_ms > INT64_MAX / 2000000)
+        return INT64_MAX;
+    return tand__now_ns() + timeout_ms * 1000000;
+}
+
+void tand__timespec(int64_t ns, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(ns / 1000000000);
+    ts->tv_nsec = (long)(ns % 1000000000);
+}
+
+int tand__cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    int rc;
+    if (pthread_condattr_init(&attr) != 0)
+        return TAND_ESYSTEM;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc == 0 ? 0 : TAND_ESYSTEM;
+}
+
+bool tand__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
+                           int64_t deadline_ns)
+{
+    struct timespec ts;
+    if (deadline_ns == INT64_MAX) {
+        pthread_cond_wait(cv, mu);
+        return true;
+    }
+    if (tand__now_ns() >= deadline_ns)
+        return false;
+    tand__timespec(deadline_ns, &ts);
+    return pthread_cond_timedwait(cv, mu, &ts) != ETIMEDOUT;
+}
+
+void tand__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
