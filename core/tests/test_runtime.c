@@ -1,1 +1,143 @@
-int main(void){return 0;}
+/*
+** test_runtime.c - the pumped mode, 100,000 servers, and freeing a
+** runtime while callers wait.
+*/
+#include "check.h"
+#include "echo.h"
+
+#include <pthread.h>
+
+static void pumped(void)
+{
+    tand_runtime *rt;
+    tand_runtime_options o = {0};
+    tand_server *s, *t;
+    echo_shared sh = {0}, sh2 = {0};
+    int64_t v;
+    int i, handled;
+
+    o.workers = 0;
+    CHECK_OK(tand_runtime_new(&o, &rt));
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
+    /* casts wait in the mailbox until the host pumps */
+    for (i = 1; i <= 10; i++)
+        CHECK_OK(echo_cast_op(s, 0, i, 0, 0, TAND_NOWAIT));
+    CHECK_INT(atomic_load(&sh.cast_sum), 0);
+    handled = tand_runtime_pump(rt, 1000);
+    CHECK_INT(handled, 10);
+    CHECK_INT(atomic_load(&sh.cast_sum), 55);
+    CHECK_INT(tand_runtime_pump(rt, 1000), 0);
+    /* a call from the host thread pumps while it waits */
+    CHECK_OK(echo_req(s, ECHO, 5, 0, 1000, &v));
+    CHECK_INT(v, 5);
+    /* a handler calling another server of the same pumped runtime */
+    CHECK_OK(echo_start(rt, &sh2, 0, NULL, &t));
+    CHECK_OK(echo_req(s, SELFCALL, 0, 0, 1000, &v));
+    CHECK_RC((int)v, TAND_ECALLSELF);
+    /* idle timers fire from the pump */
+    CHECK_OK(tand_server_set_idle(t, 10, TAND_IDLE_STOP));
+    {
+        int64_t end = tand_now_ms() + 5000;
+        while (tand_server_alive(t) && tand_now_ms() < end) {
+            tand_runtime_pump(rt, 1000);
+            sleep_ms(1);
+        }
+    }
+    CHECK(!tand_server_alive(t));
+    CHECK_INT(atomic_load(&sh2.terminated), 1);
+    /* a stop waits by pumping */
+    CHECK_OK(tand_server_stop(s, 0, NULL, 1000));
+    CHECK_INT(atomic_load(&sh.terminated), 1);
+    CHECK_RC(tand_runtime_pump(NULL, 0), TAND_EINVAL);
+    tand_server_release(s);
+    tand_server_release(t);
+    tand_runtime_free(rt);
+
+    CHECK_OK(tand_runtime_new(NULL, &rt));
+    CHECK_RC(tand_runtime_pump(rt, 0), TAND_EINVAL);
+    tand_runtime_free(rt);
+    o.workers = -2;
+    CHECK_RC(tand_runtime_new(&o, &rt), TAND_EINVAL);
+    CHECK(rt == NULL);
+}
+
+static void many_servers(void)
+{
+    enum { N = 100000 };
+    tand_runtime *rt;
+    tand_server **all = malloc(N * sizeof *all);
+    echo_shared sh = {0};
+    int64_t v, t0;
+    int i, bad = 0;
+
+    CHECK_OK(tand_runtime_new(NULL, &rt));
+    t0 = tand_now_ms();
+    for (i = 0; i < N; i++)
+        if (echo_start(rt, &sh, 0, NULL, &all[i]) != 0)
+            bad++;
+    CHECK_INT(bad, 0);
+    printf("started %d servers in %lld ms\n", N,
+           (long long)(tand_now_ms() - t0));
+    for (i = 0; i < N; i += 997) {
+        CHECK_OK(echo_req(all[i], ECHO, i, 0, 5000, &v));
+        CHECK_INT(v, i);
+    }
+    for (i = 0; i < N; i++)
+        if (tand_server_stop(all[i], 0, NULL, 0) != 0)
+            bad++;
+    CHECK_INT(bad, 0);
+    WAIT_FOR(atomic_load(&sh.terminated) == N, 20000);
+    for (i = 0; i < N; i++)
+        tand_server_release(all[i]);
+    free(all);
+    tand_runtime_free(rt);
+}
+
+typedef struct waiter {
+    tand_server *s;
+    int rc;
+} waiter;
+
+static void *wait_call(void *arg)
+{
+    waiter *w = arg;
+    w->rc = echo_req(w->s, SLEEP, 50, 0, 10000, NULL);
+    return NULL;
+}
+
+static void free_with_waiters(void)
+{
+    tand_runtime *rt;
+    tand_server *s;
+    echo_shared sh = {0};
+    pthread_t th[4];
+    waiter w[4];
+    int i;
+
+    CHECK_OK(tand_runtime_new(NULL, &rt));
+    CHECK_OK(echo_start(rt, &sh, 0, "x", &s));
+    for (i = 0; i < 4; i++) {
+        w[i].s = s;
+        w[i].rc = 1;
+        pthread_create(&th[i], NULL, wait_call, &w[i]);
+    }
+    WAIT_FOR(atomic_load(&sh.handled_sleeps) >= 1, 5000);
+    tand_runtime_free(rt);
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        /* the one in progress finished; the rest were told noproc */
+        CHECK(w[i].rc == 0 || w[i].rc == TAND_ENOPROC);
+    }
+    CHECK_INT(atomic_load(&sh.terminated), 1);
+    CHECK(!tand_server_alive(s));
+    CHECK_RC(echo_req(s, ECHO, 1, 0, 100, NULL), TAND_ENOPROC);
+    tand_server_release(s);
+}
+
+int main(void)
+{
+    pumped();
+    many_servers();
+    free_with_waiters();
+    return check_done("test_runtime");
+}

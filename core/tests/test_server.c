@@ -1,1 +1,338 @@
-int main(void){return 0;}
+/*
+** test_server.c - calls, casts, infos, deadlines, stops, calling_self,
+** full mailboxes, deferred replies and idle timers on a threaded runtime.
+*/
+#include "check.h"
+#include "echo.h"
+
+#include <pthread.h>
+
+static tand_runtime *rt;
+
+static void basics(void)
+{
+    echo_shared sh = {0};
+    tand_server *s;
+    tand_stats st;
+    tand_msg m = {0}, reply;
+    int64_t v;
+
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
+    CHECK(tand_server_alive(s));
+    CHECK_OK(echo_req(s, ECHO, 42, 0, 1000, &v));
+    CHECK_INT(v, 42);
+    CHECK_RC(echo_req(s, 99, 0, 0, 1000, NULL), TAND_EBADREQ);
+    CHECK_OK(echo_cast_op(s, 0, 5, 0, 1000, 0));
+    CHECK_OK(echo_cast_op(s, 0, 6, 0, 1000, 0));
+    m.op = 0;
+    CHECK_OK(tand_send(s, &m, 1000, 0));
+    CHECK_OK(echo_req(s, ECHO, 1, 0, 1000, NULL)); /* after the casts */
+    CHECK_INT(atomic_load(&sh.cast_sum), 11);
+    CHECK_INT(atomic_load(&sh.infos), 1);
+    CHECK_OK(tand_server_stats(s, &st));
+    CHECK_INT(st.calls, 3);
+    CHECK_INT(st.casts, 2);
+    CHECK_INT(st.infos, 1);
+    CHECK_INT(st.errors, 1);
+    CHECK(st.mailbox_peak >= 1);
+
+    /* payloads travel and are owned by the receiver */
+    m.op = ECHO;
+    m.data = malloc(3);
+    memcpy(m.data, "abc", 3);
+    m.size = 3;
+    CHECK_OK(tand_call(s, &m, &reply, 1000, 0));
+    CHECK(m.data == NULL);
+    tand_msg_clear(&reply);
+
+    /* bad arguments */
+    CHECK_RC(tand_call(NULL, &m, &reply, 10, 0), TAND_EINVAL);
+    CHECK_RC(tand_call(s, NULL, &reply, 10, 0), TAND_EINVAL);
+
+    CHECK_OK(tand_server_stop(s, 0, NULL, 2000));
+    CHECK(!tand_server_alive(s));
+    CHECK_INT(atomic_load(&sh.terminated), 1);
+    CHECK_INT(atomic_load(&sh.term_reason), 0);
+    CHECK_RC(echo_req(s, ECHO, 1, 0, 1000, NULL), TAND_ENOPROC);
+    CHECK_RC(echo_cast_op(s, 0, 1, 0, 1000, 0), TAND_ENOPROC);
+    CHECK_RC(tand_server_stop(s, 0, NULL, 100), TAND_ENOPROC);
+    tand_server_release(s);
+}
+
+typedef struct sender {
+    tand_server *s;
+    int id, n;
+    int failures;
+} sender;
+
+static void *order_sender(void *arg)
+{
+    sender *sd = arg;
+    int i;
+    for (i = 0; i < sd->n; i++) {
+        int rc = (i % 3 == 0)
+                     ? echo_req(sd->s, ORDER, sd->id, i, 5000, NULL)
+                     : echo_cast_op(sd->s, ORDER, sd->id, i, 5000, 0);
+        if (rc != 0)
+            sd->failures++;
+    }
+    return NULL;
+}
+
+static void ordering(void)
+{
+    echo_shared sh = {0};
+    tand_server *s;
+    pthread_t th[8];
+    sender sd[8];
+    int i;
+    CHECK_OK(echo_start(rt, &sh, 64, NULL, &s));
+    for (i = 0; i < 8; i++) {
+        sd[i].s = s;
+        sd[i].id = i;
+        sd[i].n = 20000;
+        sd[i].failures = 0;
+        pthread_create(&th[i], NULL, order_sender, &sd[i]);
+    }
+    for (i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_INT(sd[i].failures, 0);
+    }
+    CHECK_OK(echo_req(s, ECHO, 0, 0, 5000, NULL));
+    CHECK_INT(atomic_load(&sh.order_errors), 0);
+    tand_server_stop(s, 0, NULL, 2000);
+    tand_server_release(s);
+}
+
+static void deadlines(void)
+{
+    echo_shared sh = {0};
+    tand_server *s;
+    tand_stats st;
+    int64_t t0, v;
+
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
+    /* the request has started: the caller gives up, the reply is dropped */
+    t0 = tand_now_ms();
+    CHECK_RC(echo_req(s, SLEEP, 300, 0, 50, NULL), TAND_ETIMEDOUT);
+    CHECK(tand_now_ms() - t0 < 280);
+    /* queued behind it and abandoned: the server skips it */
+    CHECK_RC(echo_req(s, SLEEP, 1, 0, 20, NULL), TAND_ETIMEDOUT);
+    CHECK_OK(echo_req(s, ECHO, 7, 0, 5000, &v)); /* no stale reply */
+    CHECK_INT(v, 7);
+    CHECK_INT(atomic_load(&sh.handled_sleeps), 1);
+    CHECK_OK(tand_server_stats(s, &st));
+    CHECK_INT(st.timeouts, 2);
+    /* timeout 0: fails at once unless already answered */
+    CHECK_RC(echo_req(s, SLEEP, 50, 0, 0, NULL), TAND_ETIMEDOUT);
+    tand_server_stop(s, 0, NULL, 2000);
+    tand_server_release(s);
+}
+
+typedef struct waiter {
+    tand_server *s;
+    int op;
+    int rc;
+    char detail[32];
+} waiter;
+
+static void *wait_call(void *arg)
+{
+    waiter *w = arg;
+    tand_msg req = {0}, reply;
+    req.op = w->op;
+    req.ival[0] = 1;
+    w->rc = tand_call(w->s, &req, &reply, 10000, 0);
+    if (reply.data)
+        snprintf(w->detail, sizeof w->detail, "%s", reply.data);
+    tand_msg_clear(&reply);
+    return NULL;
+}
+
+static void stop_with_waiters(int reason)
+{
+    echo_shared sh = {0};
+    tand_server *s;
+    pthread_t th[4];
+    waiter w[4];
+    tand_stats st;
+    int i, expect = reason ? reason : TAND_ENOPROC;
+
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
+    CHECK_OK(echo_cast_op(s, SLEEP, 200, 0, 1000, 0)); /* keep it busy */
+    for (i = 0; i < 4; i++) {
+        w[i].s = s;
+        w[i].op = i == 0 ? DEFER : ECHO;
+        w[i].rc = 1;
+        w[i].detail[0] = '\0';
+        pthread_create(&th[i], NULL, wait_call, &w[i]);
+    }
+    WAIT_FOR(tand_server_stats(s, &st) == 0 && st.mailbox_depth >= 3, 5000);
+    CHECK_OK(tand_server_stop(s, reason, reason ? "down" : NULL, 5000));
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_RC(w[i].rc, expect);
+        if (reason)
+            CHECK(strcmp(w[i].detail, "down") == 0);
+    }
+    CHECK_INT(atomic_load(&sh.terminated), 1);
+    CHECK_INT(atomic_load(&sh.term_reason), reason);
+    tand_server_release(s);
+}
+
+static void crash_and_self(void)
+{
+    echo_shared sh = {0};
+    tand_server *s;
+    tand_msg req = {0}, reply;
+    int64_t v;
+
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
+    CHECK_OK(echo_req(s, SELFCALL, 0, 0, 1000, &v));
+    CHECK_RC((int)v, TAND_ECALLSELF);
+    req.op = CRASH;
+    CHECK_RC(tand_call(s, &req, &reply, 1000, 0), TAND_ECRASHED);
+    CHECK(reply.data != NULL && strcmp(reply.data, "boom") == 0);
+    tand_msg_clear(&reply);
+    WAIT_FOR(atomic_load(&sh.terminated) == 1, 5000);
+    CHECK_INT(atomic_load(&sh.term_reason), TAND_ECRASHED);
+    CHECK(!tand_server_alive(s));
+    tand_server_release(s);
+}
+
+static void deferred(void)
+{
+    echo_shared sh = {0};
+    tand_server *s;
+    pthread_t th;
+    waiter w = {0};
+    tand_stats st;
+
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
+    w.s = s;
+    w.op = DEFER;
+    w.rc = 1;
+    pthread_create(&th, NULL, wait_call, &w);
+    WAIT_FOR(tand_server_stats(s, &st) == 0 && st.calls == 1, 5000);
+    CHECK_OK(echo_req(s, ANSWER, 9, 0, 1000, NULL));
+    pthread_join(th, NULL);
+    CHECK_OK(w.rc);
+    /* a deferred caller that gives up is not answered later */
+    CHECK_RC(echo_req(s, DEFER, 0, 0, 30, NULL), TAND_ETIMEDOUT);
+    CHECK_OK(echo_req(s, ANSWER, 1, 0, 1000, NULL));
+    CHECK_OK(echo_req(s, ECHO, 3, 0, 1000, NULL));
+    tand_server_stop(s, 0, NULL, 2000);
+    tand_server_release(s);
+}
+
+static void full_mailbox(void)
+{
+    echo_shared sh = {0};
+    tand_server *s;
+    int i;
+    int64_t t0;
+
+    CHECK_OK(echo_start(rt, &sh, 4, NULL, &s));
+    CHECK_OK(echo_cast_op(s, SLEEP, 300, 0, 1000, 0));
+    tand_stats st;
+    WAIT_FOR(tand_server_stats(s, &st) == 0 && st.mailbox_depth == 0,
+             5000); /* the sleep has been taken out */
+    for (i = 0; i < 4; i++)
+        CHECK_OK(echo_cast_op(s, 0, 1, 0, 1000, TAND_NOWAIT));
+    CHECK_RC(echo_cast_op(s, 0, 1, 0, 1000, TAND_NOWAIT), TAND_EBUSY);
+    /* a call that may wait gets in once the sleep ends and room frees */
+    t0 = tand_now_ms();
+    CHECK_OK(echo_req(s, ECHO, 1, 0, 5000, NULL));
+    CHECK(tand_now_ms() - t0 >= 100);
+    CHECK_OK(echo_cast_op(s, SLEEP, 300, 0, 1000, 0));
+    for (i = 0; i < 3; i++)
+        echo_cast_op(s, 0, 1, 0, 1000, TAND_NOWAIT);
+    {
+        tand_msg m = {0};
+        /* full again: a waiting sender gives up at its deadline */
+        int rc = TAND_EBUSY;
+        for (i = 0; i < 4 && rc != TAND_ETIMEDOUT; i++) {
+            m.op = 0;
+            rc = tand_cast(s, &m, 30, 0);
+        }
+        CHECK_RC(rc, TAND_ETIMEDOUT);
+    }
+    /* and one that waits long enough gets in */
+    CHECK_OK(echo_cast_op(s, 0, 1, 0, 5000, 0));
+    CHECK_OK(tand_server_stats(s, &st));
+    CHECK_INT(st.mailbox_peak, 4);
+    tand_server_stop(s, 0, NULL, 2000);
+    tand_server_release(s);
+}
+
+static void idle_timers(void)
+{
+    echo_shared sh = {0}, sh2 = {0};
+    tand_server *s, *t;
+    int i;
+
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
+    CHECK_OK(tand_server_set_idle(s, 20, TAND_IDLE_NOTIFY));
+    WAIT_FOR(atomic_load(&sh.idles) >= 3, 5000); /* re-arms itself */
+    CHECK_OK(tand_server_set_idle(s, -1, 0));
+    CHECK_RC(tand_server_set_idle(s, 10, 77), TAND_EINVAL);
+    tand_server_stop(s, 0, NULL, 2000);
+    tand_server_release(s);
+
+    CHECK_OK(echo_start(rt, &sh2, 0, NULL, &t));
+    CHECK_OK(tand_server_set_idle(t, 150, TAND_IDLE_STOP));
+    for (i = 0; i < 20; i++) { /* 400 ms of traffic keeps it alive */
+        CHECK_OK(echo_req(t, ECHO, i, 0, 1000, NULL));
+        sleep_ms(20);
+    }
+    CHECK(tand_server_alive(t));
+    WAIT_FOR(!tand_server_alive(t), 5000);
+    WAIT_FOR(atomic_load(&sh2.terminated) == 1, 5000);
+    CHECK_INT(atomic_load(&sh2.term_reason), 0);
+    CHECK_RC(echo_req(t, ECHO, 1, 0, 100, NULL), TAND_ENOPROC);
+    tand_server_release(t);
+}
+
+static void bad_options(void)
+{
+    tand_server_options o;
+    tand_server *s = (tand_server *)1;
+    echo_shared sh = {0};
+    char longname[300];
+    memset(&o, 0, sizeof o);
+    CHECK_RC(tand_server_start(rt, &o, &s), TAND_EINVAL);
+    CHECK(s == NULL);
+    o.behaviour = &echo_behaviour;
+    o.arg = &sh;
+    o.mailbox_capacity = (size_t)TAND_MAILBOX_MAX + 1;
+    CHECK_RC(tand_server_start(rt, &o, &s), TAND_EINVAL);
+    o.mailbox_capacity = 0;
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    o.name = longname;
+    CHECK_RC(tand_server_start(rt, &o, &s), TAND_EINVAL);
+    o.name = "";
+    CHECK_RC(tand_server_start(rt, &o, &s), TAND_EINVAL);
+    CHECK_INT(atomic_load(&sh.terminated), 0);
+    CHECK(strcmp(tand_errname(TAND_EFULL),
+                 "all_possible_numbers_are_in_use") == 0);
+    CHECK(strcmp(tand_errname(12345), "unknown_error") == 0);
+    CHECK(strlen(tand_strerror(TAND_ETIMEDOUT)) > 0);
+}
+
+int main(void)
+{
+    CHECK_OK(tand_runtime_new(NULL, &rt));
+    basics();
+    ordering();
+    deadlines();
+    stop_with_waiters(0);
+    stop_with_waiters(TAND_ECRASHED);
+    crash_and_self();
+    deferred();
+    full_mailbox();
+    idle_timers();
+    bad_options();
+    tand_runtime_free(rt);
+    return check_done("test_server");
+}
