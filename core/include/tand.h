@@ -405,9 +405,18 @@ typedef struct tand_deluxe_options {
 TAND_API int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
                                tand_server **out);
 
-/* Starts a "counter" machine at `initial_number`. */
-TAND_API int tand_counter_start(tand_runtime *rt, int64_t initial_number,
-                                const char *name, tand_server **out);
+typedef struct tand_counter_options {
+    int64_t initial_number;
+    const char *name;         /* or NULL */
+    size_t mailbox_capacity;  /* 0: default */
+} tand_counter_options;
+
+/* Starts a "counter" machine: TAND_OP_NEXT replies the current number and
+** records the caller; TAND_OP_REPORT replies both. Thread: any.
+** Blocks: no. */
+TAND_API int tand_counter_start(tand_runtime *rt,
+                                const tand_counter_options *o,
+                                tand_server **out);
 
 /* Convenience calls on the built-in machines. Each returns the call's
 ** status; *number is set on success. */

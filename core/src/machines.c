@@ -457,17 +457,18 @@ static const tand_behaviour counter_behaviour = {
     "counter", counter_init, counter_call, NULL, NULL, NULL,
     counter_terminate};
 
-int tand_counter_start(tand_runtime *rt, int64_t initial_number,
-                       const char *name, tand_server **out)
+int tand_counter_start(tand_runtime *rt, const tand_counter_options *o,
+                       tand_server **out)
 {
     tand_server_options so;
     if (out != NULL)
         *out = NULL;
-    if (rt == NULL || out == NULL)
+    if (rt == NULL || o == NULL || out == NULL)
         return TAND_EINVAL;
     memset(&so, 0, sizeof so);
     so.behaviour = &counter_behaviour;
-    so.arg = &initial_number;
-    so.name = name;
+    so.arg = (void *)&o->initial_number;
+    so.name = o->name;
+    so.mailbox_capacity = o->mailbox_capacity;
     return tand_server_start(rt, &so, out);
 }

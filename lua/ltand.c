@@ -1,0 +1,597 @@
+/*
+** ltand.c - the Lua module `tand`: starting machines and their handles.
+**
+** Conventions (LuaSocket, luv): programming errors (wrong argument types,
+** a closed handle, values that cannot be sent) raise; outcomes a caller
+** should expect return nil, token, detail, the token being tand_errname().
+** A handle is created closed and only then given its server reference, so
+** an allocation error never leaks one; __gc only drops the reference and
+** never blocks; __close and :stop() stop the server.
+*/
+#include "ltand.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static tand_runtime *runtime(lua_State *L)
+{
+    tand_runtime *rt = tand_runtime_default();
+    if (rt == NULL)
+        luaL_error(L, "tand: cannot create the runtime (out of memory or "
+                      "threads)");
+    return rt;
+}
+
+int ltand_fail(lua_State *L, int status, const char *detail)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, tand_errname(status));
+    lua_pushstring(L, detail ? detail : tand_strerror(status));
+    return 3;
+}
+
+/* nil, token, detail from a failed call's reply. */
+static int fail_reply(lua_State *L, int status, const tand_msg *reply)
+{
+    return ltand_fail(L, status, reply->data);
+}
+
+void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id)
+{
+    lmachine *m = lua_newuserdatauv(L, sizeof *m, 0);
+    m->s = NULL;
+    m->id = id;
+    m->timeout_ms = LTAND_DEFAULT_TIMEOUT_MS;
+    m->closed = 0;
+    luaL_setmetatable(L, LTAND_MACHINE);
+    if (s != NULL) {
+        tand_server_retain(s);
+        m->s = s;
+    }
+}
+
+static lmachine *check_machine(lua_State *L, int idx)
+{
+    lmachine *m = luaL_checkudata(L, idx, LTAND_MACHINE);
+    if (m->closed)
+        luaL_error(L, "attempt to use a closed machine");
+    return m;
+}
+
+/* Sends req to the handle's server and waits; the reply lands in this
+** state's reply box. */
+static int call(lua_State *L, lmachine *m, tand_msg *req, tand_msg **reply)
+{
+    *reply = ltand_reply_box(L);
+    if (m->s == NULL) { /* a handle to a server that had already ended */
+        tand_msg_clear(req);
+        return TAND_ENOPROC;
+    }
+    return tand_call(m->s, req, *reply, m->timeout_ms, 0);
+}
+
+static int int_call(lua_State *L, lmachine *m, tand_msg *req)
+{
+    tand_msg *reply;
+    int rc = call(L, m, req, &reply);
+    if (rc != 0)
+        return fail_reply(L, rc, reply);
+    lua_pushinteger(L, (lua_Integer)reply->ival[0]);
+    return 1;
+}
+
+static int m_queue_new_number(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0};
+    req.op = TAND_OP_QUEUE_NEW_NUMBER;
+    return int_call(L, m, &req);
+}
+
+static int m_serve_next_queued_number(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0};
+    req.op = TAND_OP_SERVE_NEXT;
+    if (!lua_isnoneornil(L, 2)) {
+        req.ival[0] = (int64_t)luaL_checkinteger(L, 2);
+        req.ival[1] = 1;
+    }
+    return int_call(L, m, &req);
+}
+
+static int m_report_state(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0}, *reply;
+    int rc;
+    req.op = TAND_OP_REPORT_STATE;
+    rc = call(L, m, &req, &reply);
+    if (rc != 0)
+        return fail_reply(L, rc, reply);
+    if (ltand_decode(L, reply->data, reply->size, 0) < 0)
+        return lua_error(L);
+    return 1;
+}
+
+static int cast_result(lua_State *L, int rc)
+{
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int send_msg(lua_State *L, lmachine *m, tand_msg *msg, int info)
+{
+    if (m->s == NULL) {
+        tand_msg_clear(msg);
+        return cast_result(L, TAND_ENOPROC);
+    }
+    return cast_result(L, info ? tand_send(m->s, msg, m->timeout_ms, 0)
+                               : tand_cast(m->s, msg, m->timeout_ms, 0));
+}
+
+static int m_reset_state(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg msg = {0};
+    msg.op = TAND_OP_RESET_STATE;
+    return send_msg(L, m, &msg, 0);
+}
+
+/* Encodes values first..top into msg, raising on what cannot be sent. */
+static void encode_args(lua_State *L, int first, int as_array, tand_msg *msg)
+{
+    int n = lua_gettop(L) - first + 1;
+    if (n < 0)
+        n = 0;
+    if (ltand_encode(L, first, n, as_array, msg) != 0)
+        lua_error(L);
+}
+
+static int m_next(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0};
+    req.op = TAND_OP_NEXT;
+    lua_settop(L, 2);
+    if (!lua_isnil(L, 2))
+        encode_args(L, 2, 0, &req);
+    return int_call(L, m, &req);
+}
+
+static int m_report(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0}, *reply;
+    int rc;
+    req.op = TAND_OP_REPORT;
+    rc = call(L, m, &req, &reply);
+    if (rc != 0)
+        return fail_reply(L, rc, reply);
+    lua_pushinteger(L, (lua_Integer)reply->ival[0]);
+    if (reply->data == NULL)
+        lua_pushnil(L);
+    else if (ltand_decode(L, reply->data, reply->size, 0) < 0)
+        return lua_error(L);
+    return 2;
+}
+
+static int m_call(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0}, *reply;
+    int rc, n;
+    luaL_checktype(L, 2, LUA_TSTRING);
+    encode_args(L, 2, 1, &req);
+    rc = call(L, m, &req, &reply);
+    if (rc != 0)
+        return fail_reply(L, rc, reply);
+    if (reply->data == NULL) { /* a fast-path reply: one integer */
+        lua_pushinteger(L, (lua_Integer)reply->ival[0]);
+        return 1;
+    }
+    n = ltand_decode(L, reply->data, reply->size, 1);
+    if (n < 0)
+        return lua_error(L);
+    return n;
+}
+
+static int m_cast(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg msg = {0};
+    luaL_checktype(L, 2, LUA_TSTRING);
+    encode_args(L, 2, 1, &msg);
+    return send_msg(L, m, &msg, 0);
+}
+
+static int m_send(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg msg = {0};
+    int n = lua_gettop(L) - 1;
+    encode_args(L, 2, n != 1, &msg);
+    return send_msg(L, m, &msg, 1);
+}
+
+static int m_alive(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    lua_pushboolean(L, m->s != NULL && tand_server_alive(m->s));
+    return 1;
+}
+
+static int m_stop(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    const char *reason = luaL_optstring(L, 2, NULL);
+    int rc;
+    if (m->s == NULL)
+        return ltand_fail(L, TAND_ENOPROC, NULL);
+    rc = tand_server_stop(m->s, 0, reason,
+                          m->timeout_ms < 0 ? LTAND_DEFAULT_TIMEOUT_MS
+                                            : m->timeout_ms);
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* A timeout in ms: a non-negative integer, or math.huge for none.
+** Returns 0, or -1 when the value is not one. */
+static int to_timeout(lua_State *L, int idx, int64_t *out)
+{
+    int isint;
+    lua_Integer v = lua_tointegerx(L, idx, &isint);
+    if (isint && v >= 0) {
+        *out = (int64_t)v;
+        return 0;
+    }
+    if (lua_type(L, idx) == LUA_TNUMBER && lua_tonumber(L, idx) == HUGE_VAL) {
+        *out = TAND_FOREVER;
+        return 0;
+    }
+    return -1;
+}
+
+static int m_settimeout(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    int64_t ms = LTAND_DEFAULT_TIMEOUT_MS;
+    if (!lua_isnoneornil(L, 2) && to_timeout(L, 2, &ms) != 0)
+        return luaL_argerror(L, 2, "timeout must be an integer number of "
+                                   "ms >= 0, or math.huge");
+    m->timeout_ms = ms;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void set_int(lua_State *L, const char *k, uint64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static int m_stats(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_stats st;
+    if (m->s == NULL)
+        return ltand_fail(L, TAND_ENOPROC, NULL);
+    tand_server_stats(m->s, &st);
+    lua_createtable(L, 0, 10);
+    set_int(L, "calls", st.calls);
+    set_int(L, "casts", st.casts);
+    set_int(L, "infos", st.infos);
+    set_int(L, "errors", st.errors);
+    set_int(L, "timeouts", st.timeouts);
+    set_int(L, "mailbox_depth", st.mailbox_depth);
+    set_int(L, "mailbox_peak", st.mailbox_peak);
+    set_int(L, "restarts", st.restarts);
+    lua_pushnumber(L, (lua_Number)st.handler_ns / 1e6);
+    lua_setfield(L, -2, "callback_ms");
+    return 1;
+}
+
+static int m_gc(lua_State *L)
+{
+    lmachine *m = luaL_checkudata(L, 1, LTAND_MACHINE);
+    tand_server *s = m->s;
+    m->s = NULL;
+    tand_server_release(s); /* never blocks */
+    return 0;
+}
+
+static int m_close(lua_State *L)
+{
+    lmachine *m = luaL_checkudata(L, 1, LTAND_MACHINE);
+    if (!m->closed && m->s != NULL)
+        tand_server_stop(m->s, 0, NULL, m->timeout_ms < 0
+                                            ? LTAND_DEFAULT_TIMEOUT_MS
+                                            : m->timeout_ms);
+    m->closed = 1;
+    return m_gc(L);
+}
+
+static int m_tostring(lua_State *L)
+{
+    lmachine *m = luaL_checkudata(L, 1, LTAND_MACHINE);
+    const char *st = m->closed ? "closed"
+                     : (m->s && tand_server_alive(m->s)) ? "alive"
+                                                          : "stopped";
+    lua_pushfstring(L, "tand.machine: %I (%s)", (lua_Integer)m->id, st);
+    return 1;
+}
+
+static int m_eq(lua_State *L)
+{
+    lmachine *a = luaL_checkudata(L, 1, LTAND_MACHINE);
+    lmachine *b = luaL_checkudata(L, 2, LTAND_MACHINE);
+    lua_pushboolean(L, a->id == b->id);
+    return 1;
+}
+
+static const luaL_Reg machine_methods[] = {
+    {"queue_new_number", m_queue_new_number},
+    {"serve_next_queued_number", m_serve_next_queued_number},
+    {"report_state", m_report_state},
+    {"reset_state", m_reset_state},
+    {"next", m_next},
+    {"report", m_report},
+    {"call", m_call},
+    {"cast", m_cast},
+    {"send", m_send},
+    {"alive", m_alive},
+    {"stop", m_stop},
+    {"settimeout", m_settimeout},
+    {"stats", m_stats},
+    {NULL, NULL}};
+
+static const luaL_Reg machine_meta[] = {{"__gc", m_gc},
+                                        {"__close", m_close},
+                                        {"__tostring", m_tostring},
+                                        {"__eq", m_eq},
+                                        {NULL, NULL}};
+
+/* ---- tand.start ---- */
+
+enum { KIND_NONE, KIND_DELUXE, KIND_COUNTER };
+
+typedef struct start_options {
+    int has_min, has_max, has_initial, has_auto;
+    int64_t min_number, max_number, initial_number, auto_ms;
+    const char *name;
+    int64_t call_timeout;
+    size_t mailbox;
+} start_options;
+
+/* Options of DESIGN.md that later parts of tand implement. */
+static const char *const not_yet[] = {"policy",  "callback_timeout",
+                                      "memory_limit", "sandbox",
+                                      "journal", "durability", NULL};
+
+static int bad_config(lua_State *L, const char *fmt, const char *key)
+{
+    lua_pushfstring(L, fmt, key);
+    return ltand_fail(L, TAND_ECONFIG, lua_tostring(L, -1));
+}
+
+static int get_integer(lua_State *L, int idx, int64_t *out)
+{
+    int isint;
+    lua_Integer v = lua_tointegerx(L, idx, &isint);
+    if (!isint || lua_type(L, idx) != LUA_TNUMBER)
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* Reads one option (key at -2, value at -1). Returns 0 or pushes the
+** failure (nil, token, detail) and returns 3. */
+static int read_option(lua_State *L, start_options *o)
+{
+    const char *k;
+    int i;
+    if (lua_type(L, -2) != LUA_TSTRING)
+        return bad_config(L, "option keys are strings (got a %s)",
+                          luaL_typename(L, -2));
+    k = lua_tostring(L, -2);
+    if (strcmp(k, "min_number") == 0 || strcmp(k, "max_number") == 0) {
+        int64_t v;
+        if (get_integer(L, -1, &v) != 0)
+            return bad_config(L, "%s must be an integer", k);
+        if (k[1] == 'i') {
+            o->min_number = v;
+            o->has_min = 1;
+        } else {
+            o->max_number = v;
+            o->has_max = 1;
+        }
+    } else if (strcmp(k, "initial_number") == 0) {
+        if (get_integer(L, -1, &o->initial_number) != 0)
+            return bad_config(L, "%s must be an integer", k);
+        o->has_initial = 1;
+    } else if (strcmp(k, "auto_shutdown_timeout") == 0) {
+        if (to_timeout(L, -1, &o->auto_ms) != 0)
+            return bad_config(L, "%s must be an integer number of ms >= 0, "
+                                 "or math.huge", k);
+        o->has_auto = 1;
+    } else if (strcmp(k, "call_timeout") == 0) {
+        if (to_timeout(L, -1, &o->call_timeout) != 0)
+            return bad_config(L, "%s must be an integer number of ms >= 0, "
+                                 "or math.huge", k);
+    } else if (strcmp(k, "mailbox") == 0) {
+        int64_t v;
+        if (get_integer(L, -1, &v) != 0 || v < 1 || v > TAND_MAILBOX_MAX)
+            return bad_config(L, "%s must be an integer from 1 to 16777216",
+                              k);
+        o->mailbox = (size_t)v;
+    } else if (strcmp(k, "name") == 0) {
+        size_t len;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return bad_config(L, "%s must be a string", k);
+        lua_tolstring(L, -1, &len);
+        if (len == 0 || len > TAND_NAME_MAX)
+            return bad_config(L, "%s must have 1 to 255 bytes", k);
+        o->name = lua_tostring(L, -1); /* anchored in the options table */
+    } else {
+        for (i = 0; not_yet[i] != NULL; i++)
+            if (strcmp(k, not_yet[i]) == 0)
+                return bad_config(L, "option '%s' is not supported by this "
+                                     "version of tand", k);
+        return bad_config(L, "unknown option '%s'", k);
+    }
+    return 0;
+}
+
+static int start_failed(lua_State *L, int rc, const start_options *o)
+{
+    if (rc == TAND_ENAMETAKEN) {
+        lua_pushfstring(L, "the name '%s' is already registered", o->name);
+        return ltand_fail(L, rc, lua_tostring(L, -1));
+    }
+    return ltand_fail(L, rc, NULL);
+}
+
+static int l_start(lua_State *L)
+{
+    start_options o;
+    tand_server *s = NULL;
+    lmachine *m;
+    int kind, rc;
+
+    memset(&o, 0, sizeof o);
+    o.call_timeout = LTAND_DEFAULT_TIMEOUT_MS;
+    o.auto_ms = TAND_FOREVER;
+    if (lua_type(L, 1) == LUA_TNUMBER) {
+        if (get_integer(L, 1, &o.initial_number) != 0)
+            return bad_config(L, "%s must be an integer", "initial_number");
+        o.has_initial = 1;
+    } else if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_settop(L, 1);
+        lua_pushnil(L);
+        while (lua_next(L, 1) != 0) {
+            if (read_option(L, &o) != 0)
+                return 3;
+            lua_pop(L, 1);
+        }
+    } else {
+        return bad_config(L, "tand.start takes an options table or an "
+                             "initial number (got %s)",
+                          luaL_typename(L, 1));
+    }
+
+    if ((o.has_min || o.has_max) && o.has_initial)
+        return bad_config(L, "%s: give min_number and max_number (deluxe) "
+                             "or initial_number (counter), not both",
+                          "tand.start");
+    if (o.has_min || o.has_max) {
+        if (!o.has_min || !o.has_max)
+            return bad_config(L, "%s needs both min_number and max_number",
+                              "the deluxe machine");
+        if (o.min_number >= o.max_number)
+            return bad_config(L, "%s must be below max_number", "min_number");
+        kind = KIND_DELUXE;
+    } else if (o.has_initial) {
+        if (o.has_auto)
+            return bad_config(L, "%s is an option of the deluxe machine",
+                              "auto_shutdown_timeout");
+        kind = KIND_COUNTER;
+    } else {
+        return bad_config(L, "%s: give min_number and max_number (deluxe) "
+                             "or initial_number (counter)",
+                          "tand.start");
+    }
+
+    /* The handle exists, closed, before the server: nothing can raise
+    ** between starting the server and handing its reference over. */
+    ltand_push_machine(L, NULL, 0);
+    m = lua_touserdata(L, -1);
+    if (kind == KIND_DELUXE) {
+        tand_deluxe_options d;
+        memset(&d, 0, sizeof d);
+        d.min_number = o.min_number;
+        d.max_number = o.max_number;
+        d.auto_shutdown_ms = o.auto_ms;
+        d.name = o.name;
+        d.mailbox_capacity = o.mailbox;
+        rc = tand_deluxe_start(runtime(L), &d, &s);
+    } else {
+        tand_counter_options c;
+        memset(&c, 0, sizeof c);
+        c.initial_number = o.initial_number;
+        c.name = o.name;
+        c.mailbox_capacity = o.mailbox;
+        rc = tand_counter_start(runtime(L), &c, &s);
+    }
+    if (rc != 0)
+        return start_failed(L, rc, &o);
+    m->s = s; /* the reference start gave us */
+    m->id = tand_server_id(s);
+    m->timeout_ms = o.call_timeout;
+    return 1;
+}
+
+static int l_whereis(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    tand_server *s;
+    if (tand_whereis(runtime(L), name, &s) != 0) {
+        lua_pushfstring(L, "no server is registered as '%s'", name);
+        return ltand_fail(L, TAND_ENOPROC, lua_tostring(L, -1));
+    }
+    ltand_push_machine(L, s, tand_server_id(s));
+    tand_server_release(s);
+    return 1;
+}
+
+static int l_sleep(lua_State *L)
+{
+    lua_Number ms = luaL_checknumber(L, 1);
+    struct timespec ts;
+    luaL_argcheck(L, ms >= 0 && ms < 1e12, 1, "must be ms >= 0");
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)((ms - (lua_Number)ts.tv_sec * 1000) * 1e6);
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    return 0;
+}
+
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1e3 +
+                          (lua_Number)ts.tv_nsec / 1e6);
+    return 1;
+}
+
+static const char noreply_marker = 'n';
+
+static const luaL_Reg funcs[] = {{"start", l_start},
+                                 {"whereis", l_whereis},
+                                 {"sleep", l_sleep},
+                                 {"now", l_now},
+                                 {NULL, NULL}};
+
+__attribute__((visibility("default"))) int luaopen_tand(lua_State *L)
+{
+    runtime(L);
+    if (luaL_newmetatable(L, LTAND_MACHINE)) {
+        luaL_setfuncs(L, machine_meta, 0);
+        luaL_newlib(L, machine_methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    ltand_open_spawn(L);
+    lua_pushliteral(L, TAND_VERSION_STRING);
+    lua_setfield(L, -2, "version");
+    lua_pushlightuserdata(L, (void *)&noreply_marker);
+    lua_setfield(L, -2, "noreply");
+    return 1;
+}

@@ -1,0 +1,72 @@
+/*
+** ltand.h - what the Lua binding's files share; not installed.
+**
+** The binding is a client of tand.h only. Every Lua state that loads the
+** module uses the process-wide runtime (tand_runtime_default), so handles
+** work across tand.spawn threads and inside messages.
+*/
+#ifndef LTAND_H
+#define LTAND_H
+
+#include "tand.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#define LTAND_MACHINE "tand.machine"
+#define LTAND_THREAD "tand.thread"
+#define LTAND_DEFAULT_TIMEOUT_MS 5000
+
+/* A machine handle (a server reference). */
+typedef struct lmachine {
+    tand_server *s;     /* NULL when closed or dead */
+    uint64_t id;        /* kept for a dead handle's identity */
+    int64_t timeout_ms; /* call timeout of this handle */
+    int closed;         /* closed by __close: using it is an error */
+} lmachine;
+
+/* ---- lvalue.c: Lua values <-> MessagePack ---- */
+
+/* Encodes the n values at stack index first.. into msg->data (an array
+** when as_array, else exactly one value). Returns 0, or TAND_EBADVALUE /
+** TAND_ENOMEM with an error message pushed. [-0, +(0|1), m] */
+int ltand_encode(lua_State *L, int first, int n, int as_array, tand_msg *msg);
+
+/* This Lua state's reply message, cleared: replies land there so that a
+** Lua error while decoding one leaks nothing. [-0, +0, m] */
+tand_msg *ltand_reply_box(lua_State *L);
+
+/* Decodes one value from data and pushes it; with as_list, data must be
+** an array and its elements are pushed (returns their count).
+** Returns the number of values pushed, or -1 with an error message pushed.
+** [-0, +n, m] */
+int ltand_decode(lua_State *L, const char *data, size_t size, int as_list);
+
+/* Pushes a new handle for s (retained), or a dead handle when s is NULL.
+** [-0, +1, m] */
+void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id);
+
+/* ---- lspawn.c ---- */
+
+/* Dumps the Lua function at idx as a binary chunk into *out (malloc'ed),
+** refusing C functions and upvalues other than _ENV. Returns 0, or -1
+** with an error message pushed. [-0, +(0|1), m] */
+int ltand_dump_function(lua_State *L, int idx, char **out, size_t *size);
+
+/* Opens the standard libraries in a fresh state, sets package.path and
+** package.cpath (when not NULL) and loads the tand module.
+** [-0, +0, m] */
+void ltand_setup_state(lua_State *L, const char *path, const char *cpath);
+
+/* A malloc'ed copy of package[field] ("path", "cpath"), or NULL.
+** [-0, +0, m] */
+char *ltand_package_path(lua_State *L, const char *field);
+
+int ltand_open_spawn(lua_State *L);
+
+/* ---- ltand.c ---- */
+int luaopen_tand(lua_State *L);
+/* Pushes nil, token, detail and returns 3. [-0, +3, m] */
+int ltand_fail(lua_State *L, int status, const char *detail);
+
+#endif

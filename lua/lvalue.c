@@ -1,0 +1,328 @@
+/*
+** lvalue.c - Lua values to and from MessagePack.
+**
+** What can cross a thread: nil, booleans, integers, floats, strings,
+** tables of those (arrays when the keys are exactly 1..n, maps otherwise)
+** and machine handles. Functions, coroutines, other userdata, cyclic
+** tables and nesting deeper than TAND_MAX_DEPTH are refused with a message
+** that names the value and where it was. A table reached twice without a
+** cycle is copied twice, as a deep copy would.
+**
+** The encoder writes into one buffer per Lua state, and replies land in
+** one message per Lua state, both kept in the registry inside a userdata
+** whose __gc frees them, so a Lua error in the middle of an encoding or a
+** decoding (out of memory) leaks nothing.
+*/
+#include "ltand.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char BUFKEY = 'b';
+
+typedef struct encoder {
+    lua_State *L;
+    tand_buf *b;
+    int seen;       /* stack index of the table of tables on the path */
+    char what[80];  /* what was refused */
+    char where[80]; /* the innermost key that led to it */
+} encoder;
+
+typedef struct scratch {
+    tand_buf b;
+    tand_msg reply;
+} scratch;
+
+static int scratch_gc(lua_State *L)
+{
+    scratch *sc = lua_touserdata(L, 1);
+    tand_buf_free(&sc->b);
+    tand_msg_clear(&sc->reply);
+    return 0;
+}
+
+/* [-0, +0, m] */
+static scratch *state_scratch(lua_State *L)
+{
+    scratch *sc;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFKEY);
+    sc = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (sc != NULL)
+        return sc;
+    sc = lua_newuserdatauv(L, sizeof *sc, 0);
+    memset(sc, 0, sizeof *sc);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFKEY);
+    return sc;
+}
+
+tand_msg *ltand_reply_box(lua_State *L)
+{
+    tand_msg *reply = &state_scratch(L)->reply;
+    tand_msg_clear(reply);
+    return reply;
+}
+
+static int refuse(encoder *e, const char *what)
+{
+    snprintf(e->what, sizeof e->what, "%s", what);
+    return TAND_EBADVALUE;
+}
+
+static void note_key(encoder *e, int key_idx)
+{
+    lua_State *L = e->L;
+    if (e->where[0] != '\0')
+        return;
+    if (lua_type(L, key_idx) == LUA_TSTRING)
+        snprintf(e->where, sizeof e->where, " (at key '%.40s')",
+                 lua_tostring(L, key_idx));
+    else if (lua_isinteger(L, key_idx))
+        snprintf(e->where, sizeof e->where, " (at index %lld)",
+                 (long long)lua_tointeger(L, key_idx));
+    else
+        snprintf(e->where, sizeof e->where, " (at a %s key)",
+                 luaL_typename(L, key_idx));
+}
+
+static int encode_value(encoder *e, int idx, int depth);
+
+static int encode_table(encoder *e, int idx, int depth)
+{
+    lua_State *L = e->L;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0, i;
+    int rc = 0, sequence = 1;
+
+    if (depth > TAND_MAX_DEPTH)
+        return refuse(e, "table nested too deeply (more than 64 levels)");
+    if (!lua_checkstack(L, 6))
+        return refuse(e, "table nested too deeply for the Lua stack");
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, e->seen) != LUA_TNIL) {
+        lua_pop(L, 1);
+        return refuse(e, "cyclic table (a table that contains itself)");
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, idx);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, e->seen);
+
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_Integer k;
+        count++;
+        if (!lua_isinteger(L, -2) || (k = lua_tointeger(L, -2)) < 1 || k > n)
+            sequence = 0;
+        lua_pop(L, 1);
+    }
+    if (count > (lua_Integer)UINT32_MAX) {
+        rc = refuse(e, "table with more than 2^32 entries");
+    } else if (sequence && count == n) { /* keys are exactly 1..n */
+        tand_pack_array(e->b, (uint32_t)n);
+        for (i = 1; i <= n && rc == 0; i++) {
+            lua_rawgeti(L, idx, i);
+            rc = encode_value(e, lua_gettop(L), depth + 1);
+            if (rc != 0) {
+                lua_pushinteger(L, i);
+                note_key(e, -1);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+    } else {
+        tand_pack_map(e->b, (uint32_t)count);
+        lua_pushnil(L);
+        while (rc == 0 && lua_next(L, idx) != 0) {
+            int top = lua_gettop(L);
+            rc = encode_value(e, top - 1, depth + 1);
+            if (rc == 0)
+                rc = encode_value(e, top, depth + 1);
+            if (rc != 0)
+                note_key(e, top - 1);
+            lua_pop(L, rc == 0 ? 1 : 2);
+        }
+    }
+    lua_pushvalue(L, idx);
+    lua_pushnil(L);
+    lua_rawset(L, e->seen);
+    return rc;
+}
+
+static int encode_value(encoder *e, int idx, int depth)
+{
+    lua_State *L = e->L;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        tand_pack_nil(e->b);
+        return 0;
+    case LUA_TBOOLEAN:
+        tand_pack_bool(e->b, lua_toboolean(L, idx));
+        return 0;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            tand_pack_int(e->b, lua_tointeger(L, idx));
+        else
+            tand_pack_double(e->b, lua_tonumber(L, idx));
+        return 0;
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        tand_pack_str(e->b, s, len);
+        return 0;
+    }
+    case LUA_TTABLE:
+        return encode_table(e, idx, depth);
+    case LUA_TUSERDATA: {
+        lmachine *m = luaL_testudata(L, idx, LTAND_MACHINE);
+        if (m == NULL)
+            return refuse(e, "userdata (only machine handles can be sent)");
+        if (m->closed)
+            return refuse(e, "closed machine handle");
+        tand_pack_handle(e->b, m->id);
+        return 0;
+    }
+    case LUA_TLIGHTUSERDATA:
+        return refuse(e, "light userdata");
+    case LUA_TFUNCTION:
+        return refuse(e, "function");
+    case LUA_TTHREAD:
+        return refuse(e, "coroutine");
+    default:
+        return refuse(e, luaL_typename(L, idx));
+    }
+}
+
+int ltand_encode(lua_State *L, int first, int n, int as_array, tand_msg *msg)
+{
+    encoder e;
+    int rc = 0, i, top;
+
+    first = lua_absindex(L, first);
+    e.L = L;
+    e.b = &state_scratch(L)->b;
+    e.b->size = 0;
+    e.b->err = 0;
+    e.what[0] = e.where[0] = '\0';
+    lua_newtable(L);
+    e.seen = lua_gettop(L);
+    top = e.seen;
+    if (as_array)
+        tand_pack_array(e.b, (uint32_t)n);
+    for (i = 0; i < n && rc == 0; i++) {
+        rc = encode_value(&e, first + i, 1 + (as_array ? 1 : 0));
+        if (rc != 0 && as_array && e.where[0] == '\0')
+            snprintf(e.where, sizeof e.where, " (argument %d)", i + 1);
+    }
+    lua_settop(L, top - 1);
+    if (rc == 0 && e.b->err != 0)
+        rc = e.b->err;
+    if (rc == 0) {
+        char *p = malloc(e.b->size ? e.b->size : 1);
+        if (p == NULL) {
+            rc = TAND_ENOMEM;
+        } else {
+            memcpy(p, e.b->data, e.b->size);
+            free(msg->data);
+            msg->data = p;
+            msg->size = e.b->size;
+        }
+    }
+    if (e.b->cap > 65536) /* do not keep a huge buffer forever */
+        tand_buf_free(e.b);
+    if (rc == TAND_EBADVALUE)
+        lua_pushfstring(L, "cannot send a %s%s", e.what, e.where);
+    else if (rc != 0)
+        lua_pushstring(L, tand_strerror(rc));
+    return rc;
+}
+
+/* ---- decoding ---- */
+
+static int decode_value(lua_State *L, tand_reader *r)
+{
+    tand_item it;
+    uint32_t i;
+    if (!lua_checkstack(L, 4) || tand_unpack(r, &it) != 0)
+        return -1;
+    switch (it.type) {
+    case TAND_T_NIL:
+        lua_pushnil(L);
+        return 0;
+    case TAND_T_BOOL:
+        lua_pushboolean(L, it.v.b);
+        return 0;
+    case TAND_T_INT:
+        lua_pushinteger(L, (lua_Integer)it.v.i);
+        return 0;
+    case TAND_T_FLOAT:
+        lua_pushnumber(L, (lua_Number)it.v.f);
+        return 0;
+    case TAND_T_STR:
+        lua_pushlstring(L, it.v.s.p, it.v.s.len);
+        return 0;
+    case TAND_T_ARRAY:
+        lua_createtable(L, it.v.n < 1024 ? (int)it.v.n : 1024, 0);
+        for (i = 1; i <= it.v.n; i++) {
+            if (decode_value(L, r) != 0)
+                return -1;
+            lua_rawseti(L, -2, (lua_Integer)i);
+        }
+        return 0;
+    case TAND_T_MAP:
+        lua_createtable(L, 0, it.v.n < 1024 ? (int)it.v.n : 1024);
+        for (i = 0; i < it.v.n; i++) {
+            if (decode_value(L, r) != 0 || decode_value(L, r) != 0)
+                return -1;
+            if (lua_isnil(L, -2) ||
+                (lua_type(L, -2) == LUA_TNUMBER &&
+                 lua_tonumber(L, -2) != lua_tonumber(L, -2)))
+                return -1; /* nil or NaN key: not a Lua table */
+            lua_rawset(L, -3);
+        }
+        return 0;
+    case TAND_T_HANDLE: {
+        tand_server *s = NULL;
+        tand_server_lookup(tand_runtime_default(), it.v.id, &s);
+        ltand_push_machine(L, s, it.v.id);
+        tand_server_release(s);
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+int ltand_decode(lua_State *L, const char *data, size_t size, int as_list)
+{
+    tand_reader r;
+    tand_item it;
+    int top = lua_gettop(L);
+    uint32_t i, n;
+
+    if (tand_unpack_check(data, size) != 0)
+        goto bad;
+    tand_reader_init(&r, data, size);
+    if (!as_list) {
+        if (decode_value(L, &r) != 0)
+            goto bad;
+        return 1;
+    }
+    if (tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY)
+        goto bad;
+    n = it.v.n;
+    if (n > 250 || !lua_checkstack(L, (int)n + 4))
+        goto bad;
+    for (i = 0; i < n; i++)
+        if (decode_value(L, &r) != 0)
+            goto bad;
+    return (int)n;
+bad:
+    lua_settop(L, top);
+    lua_pushliteral(L, "a message is not a valid tand value");
+    return -1;
+}
