@@ -123,11 +123,14 @@ static int deluxe_init(tand_server *self, void *arg, void **state)
     return 0;
 }
 
-static void deluxe_report(deluxe_state *st, tand_msg *reply)
+/* The state as a map; as_list wraps it in a one-result array. */
+static void deluxe_report(deluxe_state *st, int as_list, tand_msg *reply)
 {
     tand_buf b;
     const ticket *t;
     tand_buf_init(&b);
+    if (as_list)
+        tand_pack_array(&b, 1);
     tand_pack_map(&b, 4);
     tand_pack_str(&b, "min_number", 10);
     tand_pack_int(&b, st->d.min_number);
@@ -182,7 +185,7 @@ static void deluxe_encoded(deluxe_state *st, tand_msg *req, tand_msg *reply)
         }
         deluxe_serve(st, has ? &p : NULL, reply);
     } else if (op_is(&q, "report_state")) {
-        deluxe_report(st, reply);
+        deluxe_report(st, 1, reply);
         return;
     } else if (op_is(&q, "reset_state")) {
         tand_buf b;
@@ -215,7 +218,7 @@ static int deluxe_call(void *state, tand_server *self, tand_msg *req,
         deluxe_serve(st, req->ival[1] ? &req->ival[0] : NULL, reply);
         break;
     case TAND_OP_REPORT_STATE:
-        deluxe_report(st, reply);
+        deluxe_report(st, 0, reply);
         break;
     case TAND_OP_RESET_STATE:
         tand__deluxe_reset(&st->d);

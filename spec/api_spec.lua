@@ -1,0 +1,242 @@
+-- The Lua API around the machines: handles, errors, values, names.
+local tand = require "tand"
+local helper = require "spec.helper"
+
+describe("the tand module", function()
+  it("has a version, a monotonic clock in ms and a sleep", function()
+    assert.matches("^%d+%.%d+%.%d+$", tand.version)
+    local t0 = tand.now()
+    tand.sleep(20)
+    assert.is_true(tand.now() - t0 >= 19)
+    assert.has_error(function() tand.sleep(-1) end)
+    assert.has_error(function() tand.sleep("x") end)
+    assert.is_not_nil(tand.noreply)
+  end)
+end)
+
+describe("machine handles", function()
+  it("stop: waiting callers get noproc, later calls too", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 9 })
+    assert.is_true(m:alive())
+    assert.is_true(m:stop())
+    assert.is_false(m:alive())
+    local n, err, detail = m:queue_new_number()
+    assert.is_nil(n); assert.equal("noproc", err); assert.is_string(detail)
+    assert.equal("noproc", select(2, m:stop()))
+    assert.equal("noproc", select(2, m:reset_state()))
+  end)
+
+  it("__close stops the machine", function()
+    local outer
+    do
+      local m <close> = assert(tand.start{ min_number = 1, max_number = 9 })
+      outer = tand.whereis and m
+      assert.equal(1, m:queue_new_number())
+    end
+    assert.has_error(function() outer:queue_new_number() end,
+                     "attempt to use a closed machine")
+  end)
+
+  it("__gc drops the handle without stopping the server", function()
+    assert(tand.start{ min_number = 1, max_number = 9, name = "gc_deli" })
+    collectgarbage(); collectgarbage()
+    local m = assert(tand.whereis("gc_deli"))
+    assert.equal(1, m:queue_new_number())
+    m:stop()
+  end)
+
+  it("raises for a method called on something else", function()
+    local m = assert(tand.start(1))
+    assert.has_error(function() m.queue_new_number({}) end)
+    assert.has_error(function() m.call(m, 42) end)
+    m:stop()
+  end)
+
+  it("compares and prints", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 9, name = "eq" })
+    assert.is_true(m == tand.whereis("eq"))
+    assert.matches("^tand%.machine: %d+ %(alive%)$", tostring(m))
+    m:stop()
+    assert.matches("%(stopped%)$", tostring(m))
+  end)
+
+  it("settimeout validates and applies", function()
+    local m = assert(tand.start(1))
+    assert.is_true(m:settimeout(100))
+    assert.is_true(m:settimeout(math.huge))
+    assert.is_true(m:settimeout())
+    assert.has_error(function() m:settimeout(-1) end)
+    assert.has_error(function() m:settimeout("soon") end)
+    m:stop()
+  end)
+
+  it("counts in stats", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 2 })
+    m:queue_new_number(); m:queue_new_number(); m:queue_new_number()
+    m:reset_state(); m:send("x")
+    m:report_state()
+    local s = m:stats()
+    assert.equal(4, s.calls)
+    assert.equal(1, s.casts)
+    assert.equal(1, s.infos)
+    assert.equal(1, s.errors)
+    assert.equal(0, s.timeouts)
+    assert.is_true(s.mailbox_peak >= 1)
+    assert.is_number(s.callback_ms)
+    m:stop()
+  end)
+end)
+
+describe("names", function()
+  it("registers, finds, refuses a taken name, and forgets it", function()
+    local a = assert(tand.start{ min_number = 1, max_number = 9,
+                                 name = "deli" })
+    local b, err, detail = tand.start{ min_number = 1, max_number = 9,
+                                       name = "deli" }
+    assert.is_nil(b); assert.equal("name_taken", err)
+    assert.matches("deli", detail)
+    assert.equal(1, tand.whereis("deli"):queue_new_number())
+    a:stop()
+    local w, werr = tand.whereis("deli")
+    assert.is_nil(w); assert.equal("noproc", werr)
+    b = assert(tand.start{ min_number = 1, max_number = 9, name = "deli" })
+    b:stop()
+    assert.has_error(function() tand.whereis(42 and {}) end)
+  end)
+end)
+
+describe("values", function()
+  local c
+  before_each(function() c = assert(tand.start(0)) end)
+  after_each(function() c:stop() end)
+
+  local function roundtrip(v)
+    c:next(v)
+    return select(2, c:report())
+  end
+
+  it("carry nil, booleans, integers, floats, strings and tables", function()
+    for _, v in ipairs({ true, false, 0, -1, math.maxinteger,
+                         math.mininteger, 1.5, -0.25, math.huge, "",
+                         "caf\xc3\xa9\0bytes" }) do
+      assert.equal(v, roundtrip(v))
+    end
+    assert.equal(math.type(1.0), math.type(roundtrip(1.0)))
+    local t = { 1, 2, { a = "b", [10] = false, [2.5] = "f" }, {} }
+    assert.same(t, roundtrip(t))
+  end)
+
+  it("carry a table met twice without a cycle", function()
+    local shared = { 1 }
+    assert.same({ shared, shared }, roundtrip({ shared, shared }))
+  end)
+
+  it("refuse functions, coroutines, userdata and cycles, naming them", function()
+    local cyc = {}; cyc.self = cyc
+    local deep = {}
+    local d = deep
+    for _ = 1, 100 do d[1] = {}; d = d[1] end
+    local cases = {
+      { function() end, "function" },
+      { coroutine.create(function() end), "coroutine" },
+      { io.stdout, "userdata" },
+      { { f = print }, "key 'f'" },
+      { { 1, 2, print }, "index 3" },
+      { cyc, "cyclic" },
+      { deep, "deep" },
+    }
+    for _, case in ipairs(cases) do
+      local ok, msg = pcall(c.next, c, case[1])
+      assert.is_false(ok)
+      assert.matches(case[2], msg, 1, true)
+    end
+    -- nothing was sent: the state is as it was
+    assert.same({ 0, nil }, { c:report() })
+    assert.has_error(function() c:call("next", function() end) end)
+  end)
+
+  it("carry handles, which work on the other side", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 9 })
+    local h = roundtrip(m)
+    assert.equal(m, h)
+    assert.equal(1, h:queue_new_number())
+    m:stop()
+    assert.equal("noproc", select(2, h:queue_new_number()))
+    -- a handle to a server that ended before it arrived
+    local dead = assert(tand.start{ min_number = 1, max_number = 9 })
+    c:next(dead)
+    dead:stop()
+    local ghost = select(2, c:report())
+    assert.is_false(ghost:alive())
+    assert.equal("noproc", select(2, ghost:queue_new_number()))
+  end)
+end)
+
+describe("timeouts", function()
+  it("a call waits at most the handle's timeout for a full mailbox", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 9,
+                                 call_timeout = 0 })
+    -- with timeout 0 a call still gets through to an idle machine
+    -- eventually or times out at once; either way it never hangs
+    local t0 = tand.now()
+    local n, err = m:queue_new_number()
+    assert.is_true(n == 1 or err == "timeout")
+    assert.is_true(tand.now() - t0 < 2000)
+    m:stop()
+  end)
+end)
+
+describe("tand.spawn", function()
+  it("runs a function on another thread with copies of its arguments", function()
+    local t = tand.spawn(function(a, b) return a + b, { a, b } end, 2, 3)
+    local sum, list = t:join(10000)
+    assert.equal(5, sum)
+    assert.same({ 2, 3 }, list)
+    assert.is_true(t:done())
+  end)
+
+  it("passes handles that work on the other side", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 99 })
+    local t = tand.spawn(function(h) return h:queue_new_number() end, m)
+    assert.equal(1, t:join(10000))
+    assert.same({ 1 }, m:report_state().queue)
+    m:stop()
+  end)
+
+  it("gives require 'tand' and globals in the new state", function()
+    local t = tand.spawn(function()
+      local tand2 = require "tand"
+      return tand2.version, type(string.format)
+    end)
+    local v, f = t:join(10000)
+    assert.equal(tand.version, v); assert.equal("function", f)
+  end)
+
+  it("refuses functions that capture locals, and C functions", function()
+    local x = 1
+    local ok, msg = pcall(tand.spawn, function() return x end)
+    assert.is_false(ok); assert.matches("'x'", msg)
+    assert.has_error(function() tand.spawn(print) end)
+    assert.has_error(function() tand.spawn(function() end, print) end)
+  end)
+
+  it("reports an error with its traceback", function()
+    local t = tand.spawn(function() error("oops") end)
+    local r, err, detail = t:join(10000)
+    assert.is_nil(r); assert.equal("thread_failed", err)
+    assert.matches("oops", detail); assert.matches("traceback", detail)
+  end)
+
+  it("join gives up at its timeout", function()
+    local t = tand.spawn(function() require("tand").sleep(300) return 1 end)
+    local r, err = t:join(10)
+    assert.is_nil(r); assert.equal("timeout", err)
+    assert.equal(1, t:join(10000))
+  end)
+
+  it("does not wait for a thread nobody joins", function()
+    tand.spawn(function() require("tand").sleep(50) end)
+    collectgarbage(); collectgarbage()
+    assert.is_true(helper.wait_for(function() return true end, 10))
+  end)
+end)
