@@ -377,6 +377,32 @@ TAND_API int tand_unpack(tand_reader *r, tand_item *it);
 ** TAND_MAX_DEPTH deep, with no unknown types. 0 or TAND_EBADMSG. */
 TAND_API int tand_unpack_check(const char *data, size_t size);
 
+/* ---- the deluxe rules as a plain data structure ---------------------- */
+
+/* The deluxe machine's queue without a server: no threads, no locks, for
+** code that already runs serialized (a Lua policy's machine object, or a
+** host's own thread). Same rules as the "deluxe" server; every operation
+** is O(log n) in the queued tickets and an error changes nothing.
+** Thread: one at a time. Blocks: no. */
+typedef struct tand_tickets tand_tickets;
+
+/* TAND_ECONFIG unless min_number < max_number; TAND_ENOMEM. */
+TAND_API int tand_tickets_new(int64_t min_number, int64_t max_number,
+                              tand_tickets **out);
+TAND_API void tand_tickets_free(tand_tickets *t);
+/* 0 or TAND_EFULL / TAND_ENOMEM. */
+TAND_API int tand_tickets_queue(tand_tickets *t, int64_t *number);
+/* The front, or *priority when not NULL: TAND_EEMPTY, TAND_ENOTQUEUED. */
+TAND_API int tand_tickets_serve(tand_tickets *t, const int64_t *priority,
+                                int64_t *number);
+TAND_API void tand_tickets_reset(tand_tickets *t);
+TAND_API uint64_t tand_tickets_count(const tand_tickets *t);
+TAND_API void tand_tickets_bounds(const tand_tickets *t, int64_t *min_number,
+                                  int64_t *max_number);
+/* Copies up to `max` queued numbers, front first; returns how many. */
+TAND_API size_t tand_tickets_list(const tand_tickets *t, int64_t *out,
+                                  size_t max);
+
 /* ---- the built-in ticket machines ------------------------------------ */
 
 /* Request codes of the built-in machines (tand_msg.op). op 0 carries a

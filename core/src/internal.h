@@ -113,14 +113,10 @@ struct tand_server {
     int idle_action;             /* guarded by rt->timer_mu */
     int64_t timer_due_ns;        /* guarded by rt->timer_mu */
     size_t heap_index;           /* guarded by rt->timer_mu */
-    _Atomic bool idle_armed;
     _Atomic int64_t last_active_ns;
 
     char *name;                  /* guarded by rt->table_mu */
     tand_from *deferred;         /* server thread only */
-    bool exit_requested;         /* server thread only */
-    int exit_reason;             /* server thread only */
-    char *exit_detail;           /* server thread only */
 
     _Atomic uint64_t n_calls, n_casts, n_infos, n_errors, n_timeouts;
     _Atomic uint64_t n_handler_ns, n_restarts;
@@ -149,6 +145,10 @@ struct tand_runtime {
     tand_server *rq_tail;        /* guarded by mu */
     int sleepers;                /* guarded by mu */
     bool shutdown;               /* guarded by mu */
+    int total_workers;           /* guarded by mu: base + spare */
+    int blocked_workers;         /* guarded by mu: waiting in a call */
+    int spare_workers;           /* guarded by mu */
+    pthread_cond_t spares_done;  /* shutdown waits for spares here */
     _Atomic size_t rq_len;
     _Atomic int spinning_workers;
     _Atomic int spinning_callers;
@@ -173,6 +173,12 @@ TAND_HIDDEN void tand__runtime_schedule(tand_runtime *rt, tand_server *s);
 /* Idle timers. */
 TAND_HIDDEN void tand__timer_arm(tand_runtime *rt, tand_server *s);
 TAND_HIDDEN void tand__timer_cancel(tand_runtime *rt, tand_server *s);
+/* A worker about to wait in a call from a handler: starts a spare worker
+** when no other worker would be left to run servers. */
+TAND_HIDDEN void tand__runtime_block(tand_runtime *rt);
+TAND_HIDDEN void tand__runtime_unblock(tand_runtime *rt);
+/* The runtime whose worker this thread is, or NULL. */
+extern _Thread_local tand_runtime *tand__worker_of;
 /* Pumped mode helper for waits: pump a little if nobody else is. */
 TAND_HIDDEN void tand__runtime_help(tand_runtime *rt);
 TAND_HIDDEN bool tand__runtime_pumped(const tand_runtime *rt);

@@ -16,6 +16,11 @@
 ** threads at all: tand_runtime_pump() runs the timers and the queue on the
 ** caller's thread, and a caller waiting on such a runtime pumps it itself
 ** when no other thread does (pump_owner says who pumps).
+** A handler that calls another server blocks its worker; so that servers
+** never all wait on blocked workers, a worker entering such a wait starts
+** a detached spare worker when fewer than `nworkers` would remain free and
+** none sleeps idle; a spare ends when it is surplus (after a turn, or
+** after idling SPARE_IDLE_NS), and shutdown waits on spares_done.
 */
 #include "internal.h"
 
@@ -28,6 +33,12 @@
 #define BATCH 64
 
 static _Thread_local char pump_marker;
+_Thread_local tand_runtime *tand__worker_of;
+
+/* Spare workers beyond this many are not started. */
+#define MAX_WORKERS 512
+/* An idle spare worker waits this long for work before it ends. */
+#define SPARE_IDLE_NS INT64_C(200000000)
 
 bool tand__runtime_pumped(const tand_runtime *rt)
 {
@@ -74,7 +85,9 @@ static tand_server *take_and_chain(tand_runtime *rt)
     return s;
 }
 
-static tand_server *next_server(tand_runtime *rt)
+/* Takes the next server to run, or NULL when this worker should end:
+** at shutdown, or for a spare worker once it is not needed. */
+static tand_server *next_server(tand_runtime *rt, bool spare)
 {
     tand_server *s = NULL;
     int i;
@@ -97,21 +110,86 @@ static tand_server *next_server(tand_runtime *rt)
 
     pthread_mutex_lock(&rt->mu);
     while ((s = take_and_chain(rt)) == NULL && !rt->shutdown) {
+        bool woke;
         rt->sleepers++;
-        pthread_cond_wait(&rt->work, &rt->mu);
+        if (spare) {
+            woke = tand__cond_wait_until(&rt->work, &rt->mu,
+                                         tand__now_ns() + SPARE_IDLE_NS);
+        } else {
+            pthread_cond_wait(&rt->work, &rt->mu);
+            woke = true;
+        }
         rt->sleepers--;
+        if (!woke && rt->total_workers - rt->blocked_workers > rt->nworkers)
+            break; /* an idle spare that is not needed */
     }
     pthread_mutex_unlock(&rt->mu);
     return s;
+}
+
+/* A spare worker ends when the workers not blocked outnumber the base. */
+static bool surplus(tand_runtime *rt)
+{
+    bool yes;
+    pthread_mutex_lock(&rt->mu);
+    yes = rt->total_workers - rt->blocked_workers > rt->nworkers;
+    pthread_mutex_unlock(&rt->mu);
+    return yes;
 }
 
 static void *worker_main(void *arg)
 {
     tand_runtime *rt = arg;
     tand_server *s;
-    while ((s = next_server(rt)) != NULL)
+    tand__worker_of = rt;
+    while ((s = next_server(rt, false)) != NULL)
         tand__server_run(s, BATCH);
     return NULL;
+}
+
+static void *spare_main(void *arg)
+{
+    tand_runtime *rt = arg;
+    tand_server *s;
+    tand__worker_of = rt;
+    while ((s = next_server(rt, true)) != NULL) {
+        tand__server_run(s, BATCH);
+        if (surplus(rt))
+            break;
+    }
+    pthread_mutex_lock(&rt->mu);
+    rt->total_workers--;
+    if (--rt->spare_workers == 0)
+        pthread_cond_broadcast(&rt->spares_done);
+    pthread_mutex_unlock(&rt->mu);
+    return NULL;
+}
+
+void tand__runtime_block(tand_runtime *rt)
+{
+    pthread_attr_t attr;
+    pthread_t th;
+    pthread_mutex_lock(&rt->mu);
+    rt->blocked_workers++;
+    if (!rt->shutdown &&
+        rt->total_workers - rt->blocked_workers < rt->nworkers &&
+        rt->total_workers < MAX_WORKERS && rt->sleepers == 0) {
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &attr, spare_main, rt) == 0) {
+            rt->total_workers++;
+            rt->spare_workers++;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    pthread_mutex_unlock(&rt->mu);
+}
+
+void tand__runtime_unblock(tand_runtime *rt)
+{
+    pthread_mutex_lock(&rt->mu);
+    rt->blocked_workers--;
+    pthread_mutex_unlock(&rt->mu);
 }
 
 /* ---- idle timers: a binary min-heap on timer_due_ns ---- */
@@ -328,6 +406,7 @@ static void destroy(tand_runtime *rt)
     pthread_cond_destroy(&rt->timer_cv);
     pthread_mutex_destroy(&rt->timer_mu);
     pthread_cond_destroy(&rt->work);
+    pthread_cond_destroy(&rt->spares_done);
     pthread_mutex_destroy(&rt->mu);
     pthread_mutex_destroy(&rt->table_mu);
     free(rt);
@@ -339,6 +418,8 @@ static void stop_threads(tand_runtime *rt, int started)
     pthread_mutex_lock(&rt->mu);
     rt->shutdown = true;
     pthread_cond_broadcast(&rt->work);
+    while (rt->spare_workers > 0)
+        pthread_cond_wait(&rt->spares_done, &rt->mu);
     pthread_mutex_unlock(&rt->mu);
     for (i = 0; i < started; i++)
         pthread_join(rt->workers[i], NULL);
@@ -369,7 +450,8 @@ int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
     pthread_mutex_init(&rt->timer_mu, NULL);
     pthread_mutex_init(&rt->table_mu, NULL);
     if (tand__cond_init(&rt->work) != 0 ||
-        tand__cond_init(&rt->timer_cv) != 0) {
+        tand__cond_init(&rt->timer_cv) != 0 ||
+        tand__cond_init(&rt->spares_done) != 0) {
         destroy(rt);
         return TAND_ESYSTEM;
     }
@@ -386,6 +468,7 @@ int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
             return TAND_ESYSTEM;
         }
         rt->timer_started = true;
+        rt->total_workers = rt->nworkers;
         for (i = 0; i < rt->nworkers; i++) {
             if (pthread_create(&rt->workers[i], NULL, worker_main, rt) !=
                 0) {

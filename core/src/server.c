@@ -274,7 +274,15 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
         tand__slot_free(e.slot);
         return rc;
     }
-    rc = tand__slot_wait(e.slot, s->rt, deadline, reply);
+    if (tand__worker_of != NULL) {
+        /* A handler waits on another server: keep the others running. */
+        tand_runtime *mine = tand__worker_of;
+        tand__runtime_block(mine);
+        rc = tand__slot_wait(e.slot, s->rt, deadline, reply);
+        tand__runtime_unblock(mine);
+    } else {
+        rc = tand__slot_wait(e.slot, s->rt, deadline, reply);
+    }
     if (rc == TAND_ETIMEDOUT) {
         count(&s->n_timeouts);
         return rc;
@@ -309,6 +317,15 @@ int tand_cast(tand_server *s, tand_msg *msg, int64_t timeout_ms, int flags)
 int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms, int flags)
 {
     return send_kind(s, msg, timeout_ms, flags, ENV_INFO);
+}
+
+static void deferred_link(tand_server *s, tand_from *f)
+{
+    f->dprev = NULL;
+    f->dnext = s->deferred;
+    if (s->deferred)
+        s->deferred->dprev = f;
+    s->deferred = f;
 }
 
 static void deferred_unlink(tand_server *s, tand_from *f)
@@ -347,15 +364,14 @@ static void dispatch(tand_server *s, envelope *e)
             break; /* the caller gave up before we started */
         count(&s->n_calls);
         memset(&reply, 0, sizeof reply);
+        /* Listed as deferred while the handler runs, so that a handler
+        ** may answer through tand_reply() before it returns NOREPLY. */
+        deferred_link(s, e->slot);
         rc = b->handle_call(s->state, s, &e->msg, e->slot, &reply);
         if (rc == TAND_NOREPLY) {
             tand_msg_clear(&reply);
-            e->slot->dprev = NULL;
-            e->slot->dnext = s->deferred;
-            if (s->deferred)
-                s->deferred->dprev = e->slot;
-            s->deferred = e->slot;
         } else {
+            deferred_unlink(s, e->slot);
             if (reply.status < 0)
                 count(&s->n_errors);
             tand__slot_reply(e->slot, &reply);

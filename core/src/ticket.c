@@ -214,3 +214,72 @@ int64_t tand__ticket_number(const ticket *t)
 {
     return t->number;
 }
+
+/* ---- the public face: tand_tickets ---- */
+
+struct tand_tickets {
+    deluxe d;
+};
+
+int tand_tickets_new(int64_t min_number, int64_t max_number,
+                     tand_tickets **out)
+{
+    tand_tickets *t;
+    int rc;
+    if (out == NULL)
+        return TAND_EINVAL;
+    *out = NULL;
+    if ((t = malloc(sizeof *t)) == NULL)
+        return TAND_ENOMEM;
+    if ((rc = tand__deluxe_init(&t->d, min_number, max_number)) != 0) {
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+void tand_tickets_free(tand_tickets *t)
+{
+    if (t != NULL) {
+        tand__deluxe_free(&t->d);
+        free(t);
+    }
+}
+
+int tand_tickets_queue(tand_tickets *t, int64_t *number)
+{
+    return tand__deluxe_queue(&t->d, number);
+}
+
+int tand_tickets_serve(tand_tickets *t, const int64_t *priority,
+                       int64_t *number)
+{
+    return tand__deluxe_serve(&t->d, priority, number);
+}
+
+void tand_tickets_reset(tand_tickets *t)
+{
+    tand__deluxe_reset(&t->d);
+}
+
+uint64_t tand_tickets_count(const tand_tickets *t)
+{
+    return t->d.count;
+}
+
+void tand_tickets_bounds(const tand_tickets *t, int64_t *min_number,
+                         int64_t *max_number)
+{
+    *min_number = t->d.min_number;
+    *max_number = t->d.max_number;
+}
+
+size_t tand_tickets_list(const tand_tickets *t, int64_t *out, size_t max)
+{
+    const ticket *k;
+    size_t n = 0;
+    for (k = t->d.head; k != NULL && n < max; k = k->next)
+        out[n++] = k->number;
+    return n;
+}

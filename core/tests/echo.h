@@ -18,7 +18,8 @@ enum {
     SELFCALL = 5, /* call ourselves; reply the status */
     CRASH = 6,    /* stop with server_crashed, reply server_crashed */
     ORDER = 7,    /* ival[0] sender, ival[1] sequence number */
-    COUNT = 8     /* reply the next number of a counter */
+    COUNT = 8,    /* reply the next number of a counter */
+    RELAY = 9     /* call server id ival[0] with ECHO ival[1]; reply it */
 };
 
 #define ECHO_SENDERS 64
@@ -113,6 +114,20 @@ static inline int echo_call(void *state, tand_server *self, tand_msg *req,
     case COUNT:
         reply->ival[0] = st->counter++;
         return 0;
+    case RELAY: {
+        tand_server *other;
+        reply->status = tand_server_lookup(tand_server_runtime(self),
+                                           (uint64_t)req->ival[0], &other);
+        if (reply->status != 0)
+            return 0;
+        inner.op = ECHO;
+        inner.ival[0] = req->ival[1];
+        reply->status = tand_call(other, &inner, &inner_reply, 5000, 0);
+        reply->ival[0] = inner_reply.ival[0];
+        tand_msg_clear(&inner_reply);
+        tand_server_release(other);
+        return 0;
+    }
     default:
         reply->status = TAND_EBADREQ;
         return 0;

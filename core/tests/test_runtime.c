@@ -134,8 +134,62 @@ static void free_with_waiters(void)
     tand_server_release(s);
 }
 
+typedef struct relay {
+    tand_server *from, *to;
+    int64_t value;
+    int rc;
+} relay;
+
+static void *relay_call(void *arg)
+{
+    relay *r = arg;
+    int64_t v = -1;
+    r->rc = echo_req(r->from, RELAY, (int64_t)tand_server_id(r->to),
+                     r->value, 10000, &v);
+    if (r->rc == 0 && v != r->value)
+        r->rc = -1000;
+    return NULL;
+}
+
+/* With one worker, handlers that wait on other servers still get their
+** replies: a blocked worker hands its place to a spare. */
+static void blocked_workers(void)
+{
+    tand_runtime *rt;
+    tand_runtime_options o = {1};
+    tand_server *a[4], *b;
+    echo_shared sh = {0};
+    pthread_t th[4];
+    relay r[4];
+    int64_t t0;
+    int i;
+
+    CHECK_OK(tand_runtime_new(&o, &rt));
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &b));
+    for (i = 0; i < 4; i++)
+        CHECK_OK(echo_start(rt, &sh, 0, NULL, &a[i]));
+    t0 = tand_now_ms();
+    for (i = 0; i < 4; i++) {
+        r[i].from = a[i];
+        r[i].to = i == 3 ? a[0] : b; /* a chain: a3 -> a0 -> b */
+        r[i].value = 100 + i;
+        pthread_create(&th[i], NULL, relay_call, &r[i]);
+    }
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_OK(r[i].rc);
+    }
+    CHECK(tand_now_ms() - t0 < 5000);
+    for (i = 0; i < 4; i++)
+        tand_server_release(a[i]);
+    tand_server_release(b);
+    tand_runtime_free(rt); /* waits for the spares */
+    CHECK_INT(atomic_load(&sh.terminated), 5);
+}
+
 int main(void)
 {
+    blocked_workers();
     pumped();
     many_servers();
     free_with_waiters();
