@@ -60,6 +60,25 @@ static lmachine *check_machine(lua_State *L, int idx)
     return m;
 }
 
+/* The handle's timeout, capped inside a policy callback by what is left
+** of the callback's own time. */
+static int64_t timeout_of(const lmachine *m)
+{
+    int64_t t = m->timeout_ms, left;
+    if (ltand_callback_deadline_ns == 0)
+        return t;
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        left = (ltand_callback_deadline_ns -
+                ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec)) /
+               1000000;
+    }
+    if (left < 0)
+        left = 0;
+    return (t < 0 || left < t) ? left : t;
+}
+
 /* Sends req to the handle's server and waits; the reply lands in this
 ** state's reply box. */
 static int call(lua_State *L, lmachine *m, tand_msg *req, tand_msg **reply)
@@ -69,7 +88,22 @@ static int call(lua_State *L, lmachine *m, tand_msg *req, tand_msg **reply)
         tand_msg_clear(req);
         return TAND_ENOPROC;
     }
-    return tand_call(m->s, req, *reply, m->timeout_ms, 0);
+    return tand_call(m->s, req, *reply, timeout_of(m), 0);
+}
+
+/* Pushes a reply's results: a list in data (a policy's answer, or a
+** report), else the integer of the fast path. */
+static int push_results(lua_State *L, const tand_msg *reply)
+{
+    int n;
+    if (reply->data == NULL) {
+        lua_pushinteger(L, (lua_Integer)reply->ival[0]);
+        return 1;
+    }
+    n = ltand_decode(L, reply->data, reply->size, 1);
+    if (n < 0)
+        return lua_error(L);
+    return n;
 }
 
 static int int_call(lua_State *L, lmachine *m, tand_msg *req)
@@ -78,8 +112,7 @@ static int int_call(lua_State *L, lmachine *m, tand_msg *req)
     int rc = call(L, m, req, &reply);
     if (rc != 0)
         return fail_reply(L, rc, reply);
-    lua_pushinteger(L, (lua_Integer)reply->ival[0]);
-    return 1;
+    return push_results(L, reply);
 }
 
 static int m_queue_new_number(lua_State *L)
@@ -111,9 +144,7 @@ static int m_report_state(lua_State *L)
     rc = call(L, m, &req, &reply);
     if (rc != 0)
         return fail_reply(L, rc, reply);
-    if (ltand_decode(L, reply->data, reply->size, 0) < 0)
-        return lua_error(L);
-    return 1;
+    return push_results(L, reply);
 }
 
 static int cast_result(lua_State *L, int rc)
@@ -130,8 +161,8 @@ static int send_msg(lua_State *L, lmachine *m, tand_msg *msg, int info)
         tand_msg_clear(msg);
         return cast_result(L, TAND_ENOPROC);
     }
-    return cast_result(L, info ? tand_send(m->s, msg, m->timeout_ms, 0)
-                               : tand_cast(m->s, msg, m->timeout_ms, 0));
+    return cast_result(L, info ? tand_send(m->s, msg, timeout_of(m), 0)
+                               : tand_cast(m->s, msg, timeout_of(m), 0));
 }
 
 static int m_reset_state(lua_State *L)
@@ -184,20 +215,13 @@ static int m_call(lua_State *L)
 {
     lmachine *m = check_machine(L, 1);
     tand_msg req = {0}, *reply;
-    int rc, n;
+    int rc;
     luaL_checktype(L, 2, LUA_TSTRING);
     encode_args(L, 2, 1, &req);
     rc = call(L, m, &req, &reply);
     if (rc != 0)
         return fail_reply(L, rc, reply);
-    if (reply->data == NULL) { /* a fast-path reply: one integer */
-        lua_pushinteger(L, (lua_Integer)reply->ival[0]);
-        return 1;
-    }
-    n = ltand_decode(L, reply->data, reply->size, 1);
-    if (n < 0)
-        return lua_error(L);
-    return n;
+    return push_results(L, reply);
 }
 
 static int m_cast(lua_State *L)
@@ -359,7 +383,9 @@ static const luaL_Reg machine_meta[] = {{"__gc", m_gc},
 
 /* ---- tand.start ---- */
 
-enum { KIND_NONE, KIND_DELUXE, KIND_COUNTER };
+enum { KIND_NONE, KIND_DELUXE, KIND_COUNTER, KIND_POLICY };
+
+#define DEFAULT_CALLBACK_MS 10000
 
 typedef struct start_options {
     int has_min, has_max, has_initial, has_auto;
@@ -367,12 +393,13 @@ typedef struct start_options {
     const char *name;
     int64_t call_timeout;
     size_t mailbox;
+    int has_policy, has_policy_option, sandbox;
+    int64_t callback_ms;
+    size_t memory_limit;
 } start_options;
 
 /* Options of DESIGN.md that later parts of tand implement. */
-static const char *const not_yet[] = {"policy",  "callback_timeout",
-                                      "memory_limit", "sandbox",
-                                      "journal", "durability", NULL};
+static const char *const not_yet[] = {"journal", "durability", NULL};
 
 static int bad_config(lua_State *L, const char *fmt, const char *key)
 {
@@ -430,6 +457,25 @@ static int read_option(lua_State *L, start_options *o)
             return bad_config(L, "%s must be an integer from 1 to 16777216",
                               k);
         o->mailbox = (size_t)v;
+    } else if (strcmp(k, "policy") == 0) {
+        o->has_policy = 1; /* read by ltand_policy_start */
+    } else if (strcmp(k, "callback_timeout") == 0) {
+        if (to_timeout(L, -1, &o->callback_ms) != 0 || o->callback_ms == 0)
+            return bad_config(L, "%s must be an integer number of ms > 0, "
+                                 "or math.huge",
+                              k);
+        o->has_policy_option = 1;
+    } else if (strcmp(k, "memory_limit") == 0) {
+        int64_t v;
+        if (get_integer(L, -1, &v) != 0 || v <= 0)
+            return bad_config(L, "%s must be a number of bytes > 0", k);
+        o->memory_limit = (size_t)v;
+        o->has_policy_option = 1;
+    } else if (strcmp(k, "sandbox") == 0) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            return bad_config(L, "%s must be true or false", k);
+        o->sandbox = lua_toboolean(L, -1);
+        o->has_policy_option = 1;
     } else if (strcmp(k, "name") == 0) {
         size_t len;
         if (lua_type(L, -1) != LUA_TSTRING)
@@ -462,11 +508,12 @@ static int l_start(lua_State *L)
     start_options o;
     tand_server *s = NULL;
     lmachine *m;
-    int kind, rc;
+    int kind, rc, handle;
 
     memset(&o, 0, sizeof o);
     o.call_timeout = LTAND_DEFAULT_TIMEOUT_MS;
     o.auto_ms = TAND_FOREVER;
+    o.callback_ms = DEFAULT_CALLBACK_MS;
     if (lua_type(L, 1) == LUA_TNUMBER) {
         if (get_integer(L, 1, &o.initial_number) != 0)
             return bad_config(L, "%s must be an integer", "initial_number");
@@ -489,7 +536,27 @@ static int l_start(lua_State *L)
         return bad_config(L, "%s: give min_number and max_number (deluxe) "
                              "or initial_number (counter), not both",
                           "tand.start");
-    if (o.has_min || o.has_max) {
+    if (o.has_policy_option && !o.has_policy)
+        return bad_config(L, "%s: callback_timeout, memory_limit and "
+                             "sandbox are options of a policy",
+                          "tand.start");
+    if (o.has_policy) {
+        if (o.has_initial)
+            return bad_config(L, "%s: a policy runs on the deluxe machine, "
+                                 "not on the counter",
+                              "tand.start");
+        if (o.has_min != o.has_max)
+            return bad_config(L, "%s needs both min_number and max_number, "
+                                 "or neither",
+                              "a policy");
+        if (!o.has_min) {
+            o.min_number = 1;
+            o.max_number = INT64_MAX;
+        } else if (o.min_number >= o.max_number) {
+            return bad_config(L, "%s must be below max_number", "min_number");
+        }
+        kind = KIND_POLICY;
+    } else if (o.has_min || o.has_max) {
         if (!o.has_min || !o.has_max)
             return bad_config(L, "%s needs both min_number and max_number",
                               "the deluxe machine");
@@ -510,8 +577,24 @@ static int l_start(lua_State *L)
     /* The handle exists, closed, before the server: nothing can raise
     ** between starting the server and handing its reference over. */
     ltand_push_machine(L, NULL, 0);
-    m = lua_touserdata(L, -1);
-    if (kind == KIND_DELUXE) {
+    handle = lua_gettop(L);
+    m = lua_touserdata(L, handle);
+    if (kind == KIND_POLICY) {
+        ltand_policy_options po;
+        po.min_number = o.min_number;
+        po.max_number = o.max_number;
+        po.auto_shutdown_ms = o.auto_ms;
+        po.callback_ms = o.callback_ms;
+        po.memory_limit = o.memory_limit;
+        po.sandbox = o.sandbox;
+        po.name = o.name;
+        po.mailbox = o.mailbox;
+        runtime(L);
+        lua_getfield(L, 1, "policy");
+        rc = ltand_policy_start(L, -1, 1, &po, &s);
+        if (rc != 0)
+            return ltand_fail(L, rc, lua_tostring(L, -1));
+    } else if (kind == KIND_DELUXE) {
         tand_deluxe_options d;
         memset(&d, 0, sizeof d);
         d.min_number = o.min_number;
@@ -528,11 +611,12 @@ static int l_start(lua_State *L)
         c.mailbox_capacity = o.mailbox;
         rc = tand_counter_start(runtime(L), &c, &s);
     }
-    if (rc != 0)
+    if (rc != 0 && kind != KIND_POLICY)
         return start_failed(L, rc, &o);
     m->s = s; /* the reference start gave us */
     m->id = tand_server_id(s);
     m->timeout_ms = o.call_timeout;
+    lua_pushvalue(L, handle);
     return 1;
 }
 
@@ -571,6 +655,11 @@ static int l_now(lua_State *L)
 }
 
 static const char noreply_marker = 'n';
+
+void *ltand_noreply_marker(void)
+{
+    return (void *)&noreply_marker;
+}
 
 static const luaL_Reg funcs[] = {{"start", l_start},
                                  {"whereis", l_whereis},

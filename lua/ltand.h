@@ -64,7 +64,33 @@ char *ltand_package_path(lua_State *L, const char *field);
 
 int ltand_open_spawn(lua_State *L);
 
+/* ---- lpolicy.c ---- */
+
+typedef struct ltand_policy_options {
+    int64_t min_number, max_number;
+    int64_t auto_shutdown_ms; /* TAND_FOREVER for none */
+    int64_t callback_ms;      /* TAND_FOREVER for none */
+    size_t memory_limit;      /* bytes; 0 for none */
+    int sandbox;
+    const char *name;
+    size_t mailbox;
+} ltand_policy_options;
+
+/* Starts a policy server for the policy value at pidx, with the options
+** table at oidx (handed to the policy's init). Returns 0 with *out set,
+** or a TAND_E* code with a detail message pushed. [-0, +(0|1), m] */
+int ltand_policy_start(lua_State *L, int pidx, int oidx,
+                       const ltand_policy_options *o, tand_server **out);
+
+/* While a policy callback runs on this thread: its deadline (monotonic
+** ns), which caps the timeout of calls it makes; 0 otherwise. */
+extern _Thread_local int64_t ltand_callback_deadline_ns;
+
 /* ---- ltand.c ---- */
+
+/* The value of tand.noreply (a light userdata). */
+void *ltand_noreply_marker(void);
+
 int luaopen_tand(lua_State *L);
 /* Pushes nil, token, detail and returns 3. [-0, +3, m] */
 int ltand_fail(lua_State *L, int status, const char *detail);

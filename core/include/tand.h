@@ -412,7 +412,7 @@ enum {
     TAND_OP_ENCODED = 0,
     TAND_OP_QUEUE_NEW_NUMBER = 1, /* reply ival[0] = the number */
     TAND_OP_SERVE_NEXT = 2,  /* ival[1] != 0: ival[0] is a priority number */
-    TAND_OP_REPORT_STATE = 3, /* reply data = map of the state */
+    TAND_OP_REPORT_STATE = 3, /* reply data = [map of the state] */
     TAND_OP_RESET_STATE = 4,  /* a cast */
     TAND_OP_NEXT = 5,   /* data = the caller (any value); reply ival[0] */
     TAND_OP_REPORT = 6  /* reply ival[0] = current, data = last caller */

@@ -123,7 +123,7 @@ static int deluxe_init(tand_server *self, void *arg, void **state)
     return 0;
 }
 
-/* The state as a map; as_list wraps it in a one-result array. */
+/* The state as a map, in a one-result array when as_list. */
 static void deluxe_report(deluxe_state *st, int as_list, tand_msg *reply)
 {
     tand_buf b;
@@ -218,7 +218,7 @@ static int deluxe_call(void *state, tand_server *self, tand_msg *req,
         deluxe_serve(st, req->ival[1] ? &req->ival[0] : NULL, reply);
         break;
     case TAND_OP_REPORT_STATE:
-        deluxe_report(st, 0, reply);
+        deluxe_report(st, 1, reply);
         break;
     case TAND_OP_RESET_STATE:
         tand__deluxe_reset(&st->d);

@@ -1,0 +1,1047 @@
+/*
+** lpolicy.c - policy servers: a deluxe machine whose callbacks are Lua.
+**
+** DESIGN: each policy server owns a private lua_State, made by
+** tand.start's thread while the server is not yet visible and from then
+** on used only by whichever thread runs the server (one at a time, the
+** engine's guarantee), so the state needs no lock. The policy's callbacks
+** run under lua_pcall with a traceback handler; an error crashes the
+** server as in OTP: the caller gets server_crashed with the traceback and
+** the engine answers every other waiting caller. The built-in operations
+** work on a tand_tickets owned by the server, with no message.
+** Callback deadlines: a running callback publishes its deadline in an
+** atomic (two stores per callback, nothing else); one watchdog thread for
+** the process scans the live policy servers a few times per second and,
+** when a deadline has passed, arms a count hook with lua_sethook, which
+** the manual allows from another thread; the hook then raises in the
+** callback. wd_mu guards the watchdog's list, and a server leaves the list
+** before its state is closed. The memory limit is an allocator that
+** counts the state's bytes (server thread only).
+*/
+#include "ltand.h"
+
+#include <lualib.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LTAND_POLICY_MACHINE "tand.policy_machine"
+#define LTAND_FROM "tand.from"
+
+_Thread_local int64_t ltand_callback_deadline_ns;
+
+typedef struct policy {
+    lua_State *L;
+    tand_tickets *tickets;
+    tand_server *self;       /* borrowed: the server owns the policy */
+    int64_t auto_shutdown_ms;
+    int64_t callback_ms;     /* TAND_FOREVER for none */
+    size_t mem_used, mem_limit;
+    int ref_policy, ref_state, ref_machine;
+    _Atomic int64_t deadline_ns; /* of the running callback, or 0 */
+    _Atomic int hooked;
+    struct policy *wnext, *wprev; /* guarded by wd_mu */
+    int listed;                   /* guarded by wd_mu */
+} policy;
+
+typedef struct lfrom {
+    tand_from *from;
+    int answered;
+} lfrom;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- the watchdog ---- */
+
+static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wd_cv;
+static policy *wd_list;            /* guarded by wd_mu */
+static int wd_started;             /* guarded by wd_mu */
+static int64_t wd_interval_ns = 100000000; /* guarded by wd_mu */
+
+static policy *policy_of(lua_State *L)
+{
+    return *(policy **)lua_getextraspace(L);
+}
+
+static void timeout_hook(lua_State *L, lua_Debug *ar)
+{
+    policy *p = policy_of(L);
+    int64_t d = atomic_load(&p->deadline_ns);
+    (void)ar;
+    if (d != 0 && now_ns() >= d) {
+        atomic_store(&p->hooked, 0);
+        lua_sethook(L, NULL, 0, 0);
+        luaL_error(L, "callback_timeout: a callback ran longer than %I ms",
+                   (lua_Integer)p->callback_ms);
+    }
+    if (d == 0 || now_ns() < d) { /* armed late, for a callback now over */
+        atomic_store(&p->hooked, 0);
+        lua_sethook(L, NULL, 0, 0);
+    }
+}
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wd_mu);
+    for (;;) {
+        struct timespec ts;
+        int64_t now;
+        policy *p;
+        if (wd_list == NULL) {
+            pthread_cond_wait(&wd_cv, &wd_mu);
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + wd_interval_ns;
+        ts.tv_sec = (time_t)(now / 1000000000);
+        ts.tv_nsec = (long)(now % 1000000000);
+        pthread_cond_timedwait(&wd_cv, &wd_mu, &ts);
+        now = now_ns();
+        for (p = wd_list; p != NULL; p = p->wnext) {
+            int64_t d = atomic_load(&p->deadline_ns);
+            if (d != 0 && now >= d && !atomic_exchange(&p->hooked, 1))
+                lua_sethook(p->L, timeout_hook,
+                            LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+        }
+    }
+    return NULL;
+}
+
+/* Returns 0, or -1 when the watchdog thread cannot be started. */
+static int watch(policy *p)
+{
+    int rc = 0;
+    int64_t every;
+    pthread_mutex_lock(&wd_mu);
+    if (!wd_started) {
+        pthread_condattr_t ca;
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&wd_cv, &ca);
+        pthread_condattr_destroy(&ca);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &attr, watchdog_main, NULL) == 0)
+            wd_started = 1;
+        else
+            rc = -1;
+        pthread_attr_destroy(&attr);
+    }
+    if (rc == 0) {
+        p->wprev = NULL;
+        p->wnext = wd_list;
+        if (wd_list)
+            wd_list->wprev = p;
+        wd_list = p;
+        p->listed = 1;
+        /* Scan often enough for the shortest timeout: a tenth of it. */
+        every = p->callback_ms * 100000;
+        if (every < 2000000)
+            every = 2000000;
+        if (every < wd_interval_ns)
+            wd_interval_ns = every;
+        pthread_cond_signal(&wd_cv);
+    }
+    pthread_mutex_unlock(&wd_mu);
+    return rc;
+}
+
+static void unwatch(policy *p)
+{
+    pthread_mutex_lock(&wd_mu);
+    if (p->listed) {
+        if (p->wprev)
+            p->wprev->wnext = p->wnext;
+        else
+            wd_list = p->wnext;
+        if (p->wnext)
+            p->wnext->wprev = p->wprev;
+        p->listed = 0;
+    }
+    pthread_mutex_unlock(&wd_mu);
+}
+
+/* ---- running callbacks ---- */
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL)
+        msg = lua_pushfstring(L, "(error object is a %s value)",
+                              luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Calls the function below nargs arguments (a traceback handler sits
+** below it) with the callback deadline armed. [-(nargs+1), +(n|1), -] */
+static int invoke(policy *p, int nargs, int nresults)
+{
+    lua_State *L = p->L;
+    int handler = lua_gettop(L) - nargs - 1, rc;
+    int64_t deadline = p->callback_ms < 0
+                           ? 0
+                           : now_ns() + p->callback_ms * 1000000;
+    int64_t outer = ltand_callback_deadline_ns;
+    atomic_store_explicit(&p->deadline_ns, deadline, memory_order_relaxed);
+    ltand_callback_deadline_ns = deadline;
+    rc = lua_pcall(L, nargs, nresults, handler);
+    ltand_callback_deadline_ns = outer;
+    atomic_store_explicit(&p->deadline_ns, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&p->hooked, memory_order_relaxed)) {
+        atomic_store(&p->hooked, 0);
+        lua_sethook(L, NULL, 0, 0);
+    }
+    return rc;
+}
+
+/* ---- the built-in operations ---- */
+
+static void push_state_table(lua_State *L, policy *p)
+{
+    int64_t min, max;
+    uint64_t n = tand_tickets_count(p->tickets), i;
+    int64_t *all = n ? malloc(n * sizeof *all) : NULL;
+    tand_tickets_bounds(p->tickets, &min, &max);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, min);
+    lua_setfield(L, -2, "min_number");
+    lua_pushinteger(L, max);
+    lua_setfield(L, -2, "max_number");
+    if (p->auto_shutdown_ms < 0)
+        lua_pushnumber(L, HUGE_VAL);
+    else
+        lua_pushinteger(L, p->auto_shutdown_ms);
+    lua_setfield(L, -2, "auto_shutdown_timeout");
+    if (n > 0 && all == NULL)
+        luaL_error(L, "not enough memory");
+    lua_createtable(L, n < 1000000 ? (int)n : 1000000, 0);
+    tand_tickets_list(p->tickets, all, n);
+    for (i = 0; i < n; i++) {
+        lua_pushinteger(L, all[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    free(all);
+    lua_setfield(L, -2, "queue");
+}
+
+static int number_result(lua_State *L, int rc, int64_t n)
+{
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* Runs the built-in op named `op` with the arguments at arg.. (nargs of
+** them) and pushes its results. [-0, +n, e] */
+static int builtin(lua_State *L, policy *p, const char *op, int arg,
+                   int nargs)
+{
+    int64_t n = 0;
+    int rc;
+    if (strcmp(op, "queue_new_number") == 0) {
+        rc = tand_tickets_queue(p->tickets, &n);
+        return number_result(L, rc, n);
+    }
+    if (strcmp(op, "serve_next_queued_number") == 0) {
+        int64_t prio;
+        int isint = 1;
+        if (nargs >= 1 && !lua_isnil(L, arg)) {
+            prio = (int64_t)lua_tointegerx(L, arg, &isint);
+            if (!isint)
+                return ltand_fail(L, TAND_EBADREQ,
+                                  "the priority number must be an integer");
+            rc = tand_tickets_serve(p->tickets, &prio, &n);
+        } else {
+            rc = tand_tickets_serve(p->tickets, NULL, &n);
+        }
+        return number_result(L, rc, n);
+    }
+    if (strcmp(op, "report_state") == 0) {
+        push_state_table(L, p);
+        return 1;
+    }
+    if (strcmp(op, "reset_state") == 0) {
+        tand_tickets_reset(p->tickets);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushfstring(L, "unknown request '%s'", op);
+    return ltand_fail(L, TAND_EBADREQ, lua_tostring(L, -1));
+}
+
+static policy *check_pmachine(lua_State *L)
+{
+    return *(policy **)luaL_checkudata(L, 1, LTAND_POLICY_MACHINE);
+}
+
+static int pm_queue_new_number(lua_State *L)
+{
+    return builtin(L, check_pmachine(L), "queue_new_number", 2, 0);
+}
+
+static int pm_serve_next_queued_number(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checkinteger(L, 2);
+    return builtin(L, p, "serve_next_queued_number", 2, lua_gettop(L) - 1);
+}
+
+static int pm_report_state(lua_State *L)
+{
+    return builtin(L, check_pmachine(L), "report_state", 2, 0);
+}
+
+static int pm_reset_state(lua_State *L)
+{
+    return builtin(L, check_pmachine(L), "reset_state", 2, 0);
+}
+
+static int pm_queue(lua_State *L)
+{
+    push_state_table(L, check_pmachine(L));
+    lua_getfield(L, -1, "queue");
+    return 1;
+}
+
+static int pm_default(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    int n;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_rawgeti(L, 2, 1) != LUA_TSTRING)
+        return luaL_argerror(L, 2, "a request is {op, args...} with a "
+                                   "string op");
+    n = (int)lua_rawlen(L, 2);
+    luaL_checkstack(L, n + 4, "request too long");
+    for (int i = 2; i <= n; i++)
+        lua_rawgeti(L, 2, i);
+    return builtin(L, p, lua_tostring(L, 3), 4, n - 1);
+}
+
+static int pm_reply(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    lfrom *f = luaL_checkudata(L, 2, LTAND_FROM);
+    tand_msg msg = {0};
+    (void)p;
+    if (f->answered)
+        return luaL_error(L, "this caller has already been answered");
+    if (ltand_encode(L, 3, lua_gettop(L) - 2, 1, &msg) != 0)
+        return luaL_error(L, "machine:reply: %s", lua_tostring(L, -1));
+    f->answered = 1;
+    tand_reply(f->from, &msg);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int pm_stop(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    tand_server_stop(p->self, 0, luaL_optstring(L, 2, NULL), 0);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int pm_self(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    ltand_push_machine(L, p->self, tand_server_id(p->self));
+    return 1;
+}
+
+static const luaL_Reg pmachine_methods[] = {
+    {"queue_new_number", pm_queue_new_number},
+    {"serve_next_queued_number", pm_serve_next_queued_number},
+    {"report_state", pm_report_state},
+    {"reset_state", pm_reset_state},
+    {"queue", pm_queue},
+    {"default", pm_default},
+    {"reply", pm_reply},
+    {"stop", pm_stop},
+    {"self", pm_self},
+    {NULL, NULL}};
+
+/* ---- the policy's Lua state ---- */
+
+static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    policy *p = ud;
+    size_t old = ptr ? osize : 0;
+    void *q;
+    if (nsize == 0) {
+        free(ptr);
+        p->mem_used -= old;
+        return NULL;
+    }
+    if (p->mem_limit != 0 && nsize > old &&
+        p->mem_used + (nsize - old) > p->mem_limit)
+        return NULL;
+    q = realloc(ptr, nsize);
+    if (q != NULL)
+        p->mem_used = p->mem_used - old + nsize;
+    return q;
+}
+
+static int sandbox_require(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (lua_getfield(L, -1, name) == LUA_TNIL)
+        return luaL_error(L, "module '%s' is not available in a sandbox",
+                          name);
+    return 1;
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]), text chunks only: the
+** original load (upvalue 1) with mode "t". An env passed as nil stays
+** passed, as load tells a missing env from a nil one. */
+static int sandbox_load(lua_State *L)
+{
+    int nargs = lua_gettop(L) >= 4 ? 4 : 3;
+    lua_settop(L, nargs);
+    lua_pushliteral(L, "t");
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, nargs, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Closes every door of DESIGN.md's sandbox: io, os beyond time, debug,
+** package loaders, binary chunks, dofile and loadfile; and from tand,
+** whatever starts threads, loads code or sleeps a worker. [-0, +0, e] */
+static void make_sandbox(lua_State *L)
+{
+    static const char *const gone[] = {"io", "debug", "package", "dofile",
+                                       "loadfile", "require", NULL};
+    static const char *const os_kept[] = {"time", "clock", "date",
+                                          "difftime", NULL};
+    static const char *const tand_gone[] = {"start", "spawn", "sleep",
+                                            "supervise", NULL};
+    int i;
+    for (i = 0; gone[i]; i++) {
+        lua_pushnil(L);
+        lua_setglobal(L, gone[i]);
+    }
+    lua_getglobal(L, "os");
+    lua_createtable(L, 0, 4);
+    for (i = 0; os_kept[i]; i++) {
+        lua_getfield(L, -2, os_kept[i]);
+        lua_setfield(L, -2, os_kept[i]);
+    }
+    lua_setglobal(L, "os");
+    lua_pop(L, 1);
+    /* load: text only, through the original function */
+    lua_getglobal(L, "load");
+    lua_pushcclosure(L, sandbox_load, 1);
+    lua_setglobal(L, "load");
+    lua_pushcfunction(L, sandbox_require);
+    lua_setglobal(L, "require");
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "tand");
+    for (i = 0; tand_gone[i]; i++) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, tand_gone[i]);
+    }
+    lua_pop(L, 1);
+    /* the libraries' own tables in package.loaded lose the same doors */
+    for (i = 0; gone[i]; i++) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, gone[i]);
+    }
+    lua_getglobal(L, "os");
+    lua_setfield(L, -2, "os");
+    lua_pop(L, 1);
+}
+
+/* ---- starting: the configuration handed from tand.start to init ---- */
+
+typedef struct policy_config {
+    char *code;      /* a dumped function (binary chunk), or NULL */
+    size_t code_size;
+    char *file;      /* a .lua file to load, or NULL */
+    tand_msg opts;   /* the options table for init, MessagePack */
+    char *path, *cpath;
+    ltand_policy_options o;
+    int status;      /* why init failed */
+    char err[2048];  /* and the detail */
+} policy_config;
+
+static void config_free(policy_config *c)
+{
+    free(c->code);
+    free(c->file);
+    tand_msg_clear(&c->opts);
+    free(c->path);
+    free(c->cpath);
+}
+
+static int fail_init(policy_config *c, int status, const char *fmt,
+                     const char *text)
+{
+    c->status = status;
+    snprintf(c->err, sizeof c->err, fmt, text ? text : "");
+    return status;
+}
+
+/* Sets up the fresh state: libraries, sandbox, metatables, the machine
+** object. Runs protected. [-0, +0, m] */
+static int setup_state(lua_State *L)
+{
+    policy_config *c = lua_touserdata(L, 1);
+    policy *p = lua_touserdata(L, 2);
+    policy **m;
+    lua_settop(L, 0);
+    ltand_setup_state(L, c->path, c->cpath);
+    if (c->o.sandbox)
+        make_sandbox(L);
+    luaL_newmetatable(L, LTAND_FROM);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, LTAND_POLICY_MACHINE);
+    luaL_newlib(L, pmachine_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    m = lua_newuserdatauv(L, sizeof *m, 0);
+    *m = p;
+    luaL_setmetatable(L, LTAND_POLICY_MACHINE);
+    p->ref_machine = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+static void policy_free(policy *p)
+{
+    unwatch(p);
+    if (p->L != NULL)
+        lua_close(p->L);
+    tand_tickets_free(p->tickets);
+    free(p);
+}
+
+/* Loads the policy into p->L and leaves its table in the registry. */
+static int load_policy(policy *p, policy_config *c)
+{
+    lua_State *L = p->L;
+    static const char *const callbacks[] = {"init", "handle_call",
+                                            "handle_cast", "handle_info",
+                                            "terminate", NULL};
+    int rc, i;
+
+    lua_pushcfunction(L, traceback);
+    rc = c->file ? luaL_loadfilex(L, c->file, "t")
+                 : luaL_loadbufferx(L, c->code, c->code_size, "=policy", "b");
+    if (rc != LUA_OK)
+        return fail_init(c, TAND_ECONFIG, "cannot load the policy: %s",
+                         lua_tostring(L, -1));
+    if (invoke(p, 0, 1) != LUA_OK)
+        return fail_init(c, TAND_ECONFIG, "the policy failed to load: %s",
+                         lua_tostring(L, -1));
+    if (lua_type(L, -1) == LUA_TFUNCTION) { /* return function() ... end */
+        lua_pushcfunction(L, traceback);
+        lua_insert(L, -2);
+        if (invoke(p, 0, 1) != LUA_OK)
+            return fail_init(c, TAND_ECONFIG, "the policy failed to load: %s",
+                             lua_tostring(L, -1));
+    }
+    if (lua_type(L, -1) != LUA_TTABLE)
+        return fail_init(c, TAND_ECONFIG,
+                         "the policy must give a table of callbacks "
+                         "(it gave a %s)",
+                         luaL_typename(L, -1));
+    for (i = 0; callbacks[i]; i++) {
+        int t = lua_getfield(L, -1, callbacks[i]);
+        lua_pop(L, 1);
+        if (t != LUA_TNIL && t != LUA_TFUNCTION)
+            return fail_init(c, TAND_ECONFIG,
+                             "the policy's %s is not a function",
+                             callbacks[i]);
+    }
+    p->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 0);
+    return 0;
+}
+
+/* Pushes the policy's callback `name` or nil. [-0, +1, -] */
+static int get_callback(policy *p, const char *name)
+{
+    lua_State *L = p->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_policy);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    return lua_type(L, -1) == LUA_TFUNCTION;
+}
+
+static int policy_init(tand_server *self, void *arg, void **state)
+{
+    policy_config *c = arg;
+    policy *p = calloc(1, sizeof *p);
+    lua_State *L;
+    int rc;
+
+    if (p == NULL)
+        return fail_init(c, TAND_ENOMEM, "%snot enough memory", "");
+    p->self = self;
+    p->auto_shutdown_ms = c->o.auto_shutdown_ms;
+    p->callback_ms = c->o.callback_ms;
+    p->mem_limit = c->o.memory_limit;
+    p->ref_policy = p->ref_state = p->ref_machine = LUA_NOREF;
+    rc = tand_tickets_new(c->o.min_number, c->o.max_number, &p->tickets);
+    if (rc != 0) {
+        free(p);
+        return fail_init(c, rc, "%smin_number must be below max_number",
+                         "");
+    }
+    p->L = L = lua_newstate(policy_alloc, p);
+    if (L == NULL) {
+        policy_free(p);
+        return fail_init(c, TAND_ENOMEM,
+                         "%snot enough memory for the policy's Lua state "
+                         "(see memory_limit)",
+                         "");
+    }
+    *(policy **)lua_getextraspace(L) = p;
+    lua_pushcfunction(L, setup_state);
+    lua_pushlightuserdata(L, c);
+    lua_pushlightuserdata(L, p);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        rc = fail_init(c, TAND_ENOMEM, "cannot set up the policy state: %s",
+                       lua_tostring(L, -1));
+        policy_free(p);
+        return rc;
+    }
+    if (p->callback_ms >= 0 && watch(p) != 0) {
+        policy_free(p);
+        return fail_init(c, TAND_ESYSTEM, "%scannot start the watchdog",
+                         "");
+    }
+    if ((rc = load_policy(p, c)) != 0) {
+        policy_free(p);
+        return rc;
+    }
+    /* state = init(opts, machine), or {} */
+    lua_pushcfunction(L, traceback);
+    if (get_callback(p, "init")) {
+        if (ltand_decode(L, c->opts.data, c->opts.size, 0) < 0)
+            lua_pushnil(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
+        if (invoke(p, 2, 1) != LUA_OK) {
+            rc = fail_init(c, TAND_ECRASHED, "init failed: %s",
+                           lua_tostring(L, -1));
+            policy_free(p);
+            return rc;
+        }
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+        }
+    } else {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 0);
+    *state = p;
+    return 0;
+}
+
+/* ---- messages in ---- */
+
+static const char *const fast_ops[] = {
+    NULL, "queue_new_number", "serve_next_queued_number", "report_state",
+    "reset_state", "next", "report"};
+
+/* Pushes the request table for msg: {op, args...}. Returns 0, or -1 for
+** a message that is not a request. [-0, +1, m] */
+static int push_request(lua_State *L, const tand_msg *msg)
+{
+    if (msg->op > 0 && msg->op <= TAND_OP_REPORT) {
+        lua_createtable(L, 2, 0);
+        lua_pushstring(L, fast_ops[msg->op]);
+        lua_rawseti(L, -2, 1);
+        if (msg->op == TAND_OP_SERVE_NEXT && msg->ival[1]) {
+            lua_pushinteger(L, msg->ival[0]);
+            lua_rawseti(L, -2, 2);
+        } else if (msg->op == TAND_OP_NEXT && msg->data != NULL) {
+            if (ltand_decode(L, msg->data, msg->size, 0) < 0)
+                return -1;
+            lua_rawseti(L, -2, 2);
+        }
+        return 0;
+    }
+    if (msg->op != TAND_OP_ENCODED || msg->data == NULL ||
+        ltand_decode(L, msg->data, msg->size, 0) < 0) {
+        lua_pushnil(L);
+        return -1;
+    }
+    if (lua_type(L, -1) != LUA_TTABLE ||
+        lua_rawgeti(L, -1, 1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int token_code(const char *token)
+{
+    int code;
+    for (code = -1; code > TAND_ERR_LAST_; code--)
+        if (strcmp(tand_errname(code), token) == 0)
+            return code;
+    return 0;
+}
+
+/* Turns the n results at `first` into the reply. A fast-path request
+** (an op code) answered with one integer, or with nil and a known token,
+** gets the integer fields, so C callers read them as from the built-in
+** machine; anything else travels as a MessagePack list. */
+static void set_reply(lua_State *L, int first, int n, int fast,
+                      tand_msg *reply)
+{
+    if (fast && n == 1 && lua_isinteger(L, first)) {
+        reply->ival[0] = (int64_t)lua_tointeger(L, first);
+        return;
+    }
+    if (fast && n >= 2 && lua_isnil(L, first) &&
+        lua_type(L, first + 1) == LUA_TSTRING) {
+        int code = token_code(lua_tostring(L, first + 1));
+        if (code != 0) {
+            const char *d = n >= 3 ? lua_tostring(L, first + 2) : NULL;
+            reply->status = code;
+            if (d != NULL)
+                tand_msg_set_text(reply, d, strlen(d));
+            return;
+        }
+    }
+    if (ltand_encode(L, first, n, 1, reply) != 0) {
+        const char *why = lua_tostring(L, -1);
+        char text[256];
+        snprintf(text, sizeof text, "the reply cannot be sent: %s",
+                 why ? why : "?");
+        reply->status = TAND_EBADVALUE;
+        tand_msg_set_text(reply, text, strlen(text));
+    }
+}
+
+/* A callback raised: the server stops with server_crashed, carrying the
+** error and traceback at the top of the stack. */
+static void crash(policy *p, tand_msg *reply)
+{
+    size_t len;
+    const char *msg = lua_tolstring(p->L, -1, &len);
+    if (msg == NULL)
+        msg = "a callback failed", len = strlen(msg);
+    tand_server_stop(p->self, TAND_ECRASHED, msg, 0);
+    if (reply != NULL) {
+        reply->status = TAND_ECRASHED;
+        tand_msg_set_text(reply, msg, len);
+    }
+}
+
+/* The call's built-in answer when the policy has no handle_call. */
+static void default_call(policy *p, tand_msg *req, tand_msg *reply)
+{
+    lua_State *L = p->L;
+    int top = lua_gettop(L), n;
+    int64_t v;
+    switch (req->op) {
+    case TAND_OP_QUEUE_NEW_NUMBER:
+        reply->status = tand_tickets_queue(p->tickets, &reply->ival[0]);
+        return;
+    case TAND_OP_SERVE_NEXT:
+        v = req->ival[0];
+        reply->status = tand_tickets_serve(p->tickets,
+                                           req->ival[1] ? &v : NULL,
+                                           &reply->ival[0]);
+        return;
+    default:
+        break;
+    }
+    if (push_request(L, req) != 0) {
+        lua_settop(L, top);
+        reply->status = TAND_EBADREQ;
+        tand_msg_set_text(reply, "a request is {op, args...}", 26);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
+    lua_insert(L, -2);
+    lua_pushcfunction(L, pm_default);
+    lua_insert(L, -3);
+    if (lua_pcall(L, 2, LUA_MULTRET, 0) != LUA_OK) {
+        reply->status = TAND_ENOMEM;
+    } else {
+        n = lua_gettop(L) - top;
+        set_reply(L, top + 1, n, req->op != TAND_OP_ENCODED, reply);
+    }
+    lua_settop(L, top);
+}
+
+static int policy_call(void *state, tand_server *self, tand_msg *req,
+                       tand_from *from, tand_msg *reply)
+{
+    policy *p = state;
+    lua_State *L = p->L;
+    int base = lua_gettop(L), rc, n;
+    lfrom *f;
+    (void)self;
+
+    lua_pushcfunction(L, traceback);
+    if (!get_callback(p, "handle_call")) {
+        lua_settop(L, base);
+        default_call(p, req, reply);
+        return 0;
+    }
+    if (push_request(L, req) != 0) {
+        lua_settop(L, base);
+        reply->status = TAND_EBADREQ;
+        tand_msg_set_text(reply, "a request is {op, args...}", 26);
+        return 0;
+    }
+    f = lua_newuserdatauv(L, sizeof *f, 0);
+    f->from = from;
+    f->answered = 0;
+    luaL_setmetatable(L, LTAND_FROM);
+    lua_pushvalue(L, -1);
+    lua_insert(L, base + 1); /* keep the from below the call */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
+    rc = invoke(p, 4, LUA_MULTRET);
+    /* stack: base+1 from, base+2 handler, then results or the error */
+    if (rc != LUA_OK) {
+        if (f->answered) { /* it replied, then crashed */
+            crash(p, NULL);
+            rc = TAND_NOREPLY;
+        } else {
+            crash(p, reply);
+            f->answered = 1;
+            rc = 0;
+        }
+        lua_settop(L, base);
+        return rc;
+    }
+    n = lua_gettop(L) - (base + 2);
+    if (f->answered || (n >= 1 && lua_touserdata(L, base + 3) ==
+                                      ltand_noreply_marker())) {
+        lua_settop(L, base);
+        return TAND_NOREPLY;
+    }
+    set_reply(L, base + 3, n, req->op != TAND_OP_ENCODED, reply);
+    f->answered = 1; /* the engine sends this reply */
+    lua_settop(L, base);
+    return 0;
+}
+
+/* The built-in answer to a cast: reset_state; anything else is ignored. */
+static void default_cast(policy *p, tand_msg *msg)
+{
+    lua_State *L = p->L;
+    int top = lua_gettop(L);
+    if (msg->op == TAND_OP_RESET_STATE) {
+        tand_tickets_reset(p->tickets);
+    } else if (msg->op == TAND_OP_ENCODED && push_request(L, msg) == 0) {
+        lua_rawgeti(L, -1, 1);
+        if (strcmp(lua_tostring(L, -1), "reset_state") == 0)
+            tand_tickets_reset(p->tickets);
+    }
+    lua_settop(L, top);
+}
+
+static void policy_cast(void *state, tand_server *self, tand_msg *msg)
+{
+    policy *p = state;
+    lua_State *L = p->L;
+    int base = lua_gettop(L);
+    (void)self;
+    lua_pushcfunction(L, traceback);
+    if (get_callback(p, "handle_cast") && push_request(L, msg) == 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
+        if (invoke(p, 3, 0) != LUA_OK)
+            crash(p, NULL);
+    } else {
+        lua_settop(L, base);
+        default_cast(p, msg);
+    }
+    lua_settop(L, base);
+}
+
+static void policy_info(void *state, tand_server *self, tand_msg *msg)
+{
+    policy *p = state;
+    lua_State *L = p->L;
+    int base = lua_gettop(L);
+    (void)self;
+    lua_pushcfunction(L, traceback);
+    if (!get_callback(p, "handle_info")) {
+        lua_settop(L, base); /* ignored, like the built-in machine */
+        return;
+    }
+    if (msg->data == NULL || ltand_decode(L, msg->data, msg->size, 0) < 0)
+        lua_pushnil(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
+    if (invoke(p, 3, 0) != LUA_OK)
+        crash(p, NULL);
+    lua_settop(L, base);
+}
+
+static void policy_terminate(void *state, tand_server *self, int reason,
+                             const char *detail)
+{
+    policy *p = state;
+    lua_State *L;
+    (void)self;
+    if (p == NULL)
+        return;
+    L = p->L;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, traceback);
+    if (p->ref_policy != LUA_NOREF && get_callback(p, "terminate")) {
+        if (detail != NULL)
+            lua_pushstring(L, detail);
+        else
+            lua_pushstring(L, reason == 0 ? "normal" : tand_errname(reason));
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
+        invoke(p, 3, 0); /* an error here changes nothing any more */
+    }
+    policy_free(p);
+}
+
+static const tand_behaviour policy_behaviour = {
+    "policy",    policy_init, policy_call, policy_cast, policy_info, NULL,
+    policy_terminate};
+
+/* ---- tand.start{ policy = P } ---- */
+
+/* Fills c from the policy value at pidx; 0 or -1 with c->err set. */
+static int read_policy(lua_State *L, int pidx, policy_config *c)
+{
+    size_t len;
+    const char *s;
+    if (lua_type(L, pidx) == LUA_TFUNCTION) {
+        if (ltand_dump_function(L, pidx, &c->code, &c->code_size) != 0) {
+            fail_init(c, TAND_ECONFIG, "policy: %s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+            return -1;
+        }
+        return 0;
+    }
+    if (lua_type(L, pidx) != LUA_TSTRING) {
+        fail_init(c, TAND_ECONFIG,
+                  "policy must be a module name, a path to a .lua file "
+                  "or a function (got %s)",
+                  luaL_typename(L, pidx));
+        return -1;
+    }
+    s = lua_tolstring(L, pidx, &len);
+    if (strchr(s, '/') != NULL || (len > 4 && strcmp(s + len - 4, ".lua") == 0)) {
+        c->file = strdup(s);
+        return c->file ? 0 : -1;
+    }
+    /* a module name: its file on the caller's package.path */
+    lua_getglobal(L, "package");
+    if (lua_type(L, -1) == LUA_TTABLE &&
+        lua_getfield(L, -1, "searchpath") == LUA_TFUNCTION) {
+        lua_pushvalue(L, pidx);
+        lua_getfield(L, -3, "path");
+        lua_call(L, 2, 2);
+        if (lua_type(L, -2) == LUA_TSTRING)
+            c->file = strdup(lua_tostring(L, -2));
+        else
+            fail_init(c, TAND_ECONFIG, "policy module not found:%s",
+                      lua_tostring(L, -1));
+        lua_pop(L, 3);
+        return c->file ? 0 : -1;
+    }
+    lua_pop(L, lua_type(L, -1) == LUA_TTABLE ? 2 : 1);
+    fail_init(c, TAND_ECONFIG, "%spolicy modules need package.searchpath",
+              "");
+    return -1;
+}
+
+int ltand_policy_start(lua_State *L, int pidx, int oidx,
+                       const ltand_policy_options *o, tand_server **out)
+{
+    policy_config *c;
+    tand_server_options so;
+    tand_runtime *rt = tand_runtime_default();
+    int rc, top = lua_gettop(L);
+
+    *out = NULL;
+    pidx = lua_absindex(L, pidx);
+    oidx = lua_absindex(L, oidx);
+    c = calloc(1, sizeof *c);
+    if (c == NULL || rt == NULL) {
+        free(c);
+        lua_pushstring(L, "not enough memory");
+        return TAND_ENOMEM;
+    }
+    c->o = *o;
+    if (read_policy(L, pidx, c) != 0) {
+        rc = c->status ? c->status : TAND_ENOMEM;
+        goto fail;
+    }
+    /* init's opts: the options table without the policy itself */
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, oidx) != 0) {
+        if (lua_type(L, -2) == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -2), "policy") == 0) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    if (ltand_encode(L, -1, 1, 0, &c->opts) != 0) {
+        rc = fail_init(c, TAND_ECONFIG, "the options cannot be sent: %s",
+                       lua_tostring(L, -1));
+        goto fail;
+    }
+    c->path = ltand_package_path(L, "path");
+    c->cpath = ltand_package_path(L, "cpath");
+
+    memset(&so, 0, sizeof so);
+    so.behaviour = &policy_behaviour;
+    so.arg = c;
+    so.name = o->name;
+    so.mailbox_capacity = o->mailbox;
+    rc = tand_server_start(rt, &so, out);
+    if (rc != 0) {
+        if (c->status == 0)
+            fail_init(c, rc, "%s", tand_strerror(rc));
+        goto fail;
+    }
+    if (o->auto_shutdown_ms >= 0)
+        tand_server_set_idle(*out, o->auto_shutdown_ms, TAND_IDLE_STOP);
+    config_free(c);
+    free(c);
+    lua_settop(L, top);
+    return 0;
+fail:
+    lua_settop(L, top);
+    if (rc == TAND_ENAMETAKEN)
+        lua_pushfstring(L, "the name '%s' is already registered", o->name);
+    else
+        lua_pushstring(L, c->err[0] ? c->err : tand_strerror(rc));
+    config_free(c);
+    free(c);
+    return rc;
+}
