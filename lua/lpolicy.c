@@ -73,21 +73,21 @@ static policy *policy_of(lua_State *L)
     return *(policy **)lua_getextraspace(L);
 }
 
+/* Once the deadline has passed the hook stays armed and raises at every
+** instruction, so a callback cannot catch the timeout with pcall and run
+** on: each handler it reaches raises again until the error leaves the
+** callback. invoke() disarms it. */
 static void timeout_hook(lua_State *L, lua_Debug *ar)
 {
     policy *p = policy_of(L);
     int64_t d = atomic_load(&p->deadline_ns);
     (void)ar;
-    if (d != 0 && now_ns() >= d) {
-        atomic_store(&p->hooked, 0);
-        lua_sethook(L, NULL, 0, 0);
+    if (d != 0 && now_ns() >= d)
         luaL_error(L, "callback_timeout: a callback ran longer than %I ms",
                    (lua_Integer)p->callback_ms);
-    }
-    if (d == 0 || now_ns() < d) { /* armed late, for a callback now over */
-        atomic_store(&p->hooked, 0);
-        lua_sethook(L, NULL, 0, 0);
-    }
+    /* armed late, for a callback that has ended: disarm */
+    atomic_store(&p->hooked, 0);
+    lua_sethook(L, NULL, 0, 0);
 }
 
 static void *watchdog_main(void *arg)
@@ -345,7 +345,8 @@ static int pm_reply(lua_State *L)
     if (ltand_encode(L, 3, lua_gettop(L) - 2, 1, &msg) != 0)
         return luaL_error(L, "machine:reply: %s", lua_tostring(L, -1));
     f->answered = 1;
-    tand_reply(f->from, &msg);
+    if (tand_reply(f->from, &msg) != 0)
+        return ltand_fail(L, TAND_ETIMEDOUT, "the caller gave up waiting");
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -386,6 +386,8 @@ static const luaL_Reg machine_meta[] = {{"__gc", m_gc},
 enum { KIND_NONE, KIND_DELUXE, KIND_COUNTER, KIND_POLICY };
 
 #define DEFAULT_CALLBACK_MS 10000
+/* A sandboxed policy's memory limit unless memory_limit says otherwise. */
+#define SANDBOX_MEMORY_LIMIT (32u << 20)
 
 typedef struct start_options {
     int has_min, has_max, has_initial, has_auto;
@@ -586,6 +588,8 @@ static int l_start(lua_State *L)
         po.auto_shutdown_ms = o.auto_ms;
         po.callback_ms = o.callback_ms;
         po.memory_limit = o.memory_limit;
+        if (o.sandbox && po.memory_limit == 0)
+            po.memory_limit = SANDBOX_MEMORY_LIMIT;
         po.sandbox = o.sandbox;
         po.name = o.name;
         po.mailbox = o.mailbox;

@@ -280,10 +280,12 @@ TAND_API int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms,
                        int flags);
 
 /* Answers a call deferred with TAND_NOREPLY. Consumes reply; `from` is
-** answered exactly once and is invalid afterwards. A caller that already
-** gave up is not answered and its reply is dropped.
+** answered exactly once and is invalid afterwards. Returns 0 when the
+** caller got it, TAND_ETIMEDOUT when it had already given up (the reply
+** is dropped). A handler may also answer its current call this way and
+** then return TAND_NOREPLY.
 ** Thread: the server's own (inside one of its callbacks). Blocks: no. */
-TAND_API void tand_reply(tand_from *from, tand_msg *reply);
+TAND_API int tand_reply(tand_from *from, tand_msg *reply);
 
 /* ---- registry -------------------------------------------------------- */
 

@@ -63,8 +63,9 @@ TAND_HIDDEN int tand__slot_wait(tand_from *slot, tand_runtime *rt,
                                 int64_t deadline_ns, tand_msg *reply);
 /* Server side: WAITING -> TAKEN. false: abandoned, and freed. */
 TAND_HIDDEN bool tand__slot_take(tand_from *slot);
-/* Server side: delivers reply (consumed); frees an abandoned slot. */
-TAND_HIDDEN void tand__slot_reply(tand_from *slot, tand_msg *reply);
+/* Server side: delivers reply (consumed); frees an abandoned slot and
+** returns false for it. */
+TAND_HIDDEN bool tand__slot_reply(tand_from *slot, tand_msg *reply);
 
 /* ---- mailbox (mailbox.c) ---- */
 enum { ENV_CALL = 1, ENV_CAST = 2, ENV_INFO = 3 };

@@ -89,7 +89,7 @@ bool tand__slot_take(tand_from *slot)
     return false;
 }
 
-void tand__slot_reply(tand_from *slot, tand_msg *reply)
+bool tand__slot_reply(tand_from *slot, tand_msg *reply)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
     bucket *b;
@@ -97,7 +97,7 @@ void tand__slot_reply(tand_from *slot, tand_msg *reply)
         if ((s & ~SLOT_PARKED) == SLOT_ABANDONED) {
             tand_msg_clear(reply);
             tand__slot_free(slot);
-            return;
+            return false;
         }
         if (atomic_compare_exchange_weak_explicit(
                 &slot->state, &s, SLOT_REPLYING | (s & SLOT_PARKED),
@@ -115,6 +115,7 @@ void tand__slot_reply(tand_from *slot, tand_msg *reply)
         pthread_cond_broadcast(&b->cv);
         pthread_mutex_unlock(&b->mu);
     }
+    return true;
 }
 
 static int take_reply(tand_from *slot, tand_msg *reply)

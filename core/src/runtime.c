@@ -18,8 +18,8 @@
 ** when no other thread does (pump_owner says who pumps).
 ** A handler that calls another server blocks its worker; so that servers
 ** never all wait on blocked workers, a worker entering such a wait starts
-** a detached spare worker when fewer than `nworkers` would remain free and
-** none sleeps idle; a spare ends when it is surplus (after a turn, or
+** a detached spare worker when fewer than `nworkers` would remain not
+** blocked; a spare ends when it is surplus (after a turn, or
 ** after idling SPARE_IDLE_NS), and shutdown waits on spares_done.
 */
 #include "internal.h"
@@ -173,7 +173,7 @@ void tand__runtime_block(tand_runtime *rt)
     rt->blocked_workers++;
     if (!rt->shutdown &&
         rt->total_workers - rt->blocked_workers < rt->nworkers &&
-        rt->total_workers < MAX_WORKERS && rt->sleepers == 0) {
+        rt->total_workers < MAX_WORKERS) {
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&th, &attr, spare_main, rt) == 0) {

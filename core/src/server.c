@@ -339,18 +339,18 @@ static void deferred_unlink(tand_server *s, tand_from *f)
     f->dnext = f->dprev = NULL;
 }
 
-void tand_reply(tand_from *from, tand_msg *reply)
+int tand_reply(tand_from *from, tand_msg *reply)
 {
     tand_server *s;
-    if (from == NULL) {
+    if (from == NULL || reply == NULL) {
         tand_msg_clear(reply);
-        return;
+        return TAND_EINVAL;
     }
     s = from->server;
     deferred_unlink(s, from);
     if (reply->status < 0)
         count(&s->n_errors);
-    tand__slot_reply(from, reply);
+    return tand__slot_reply(from, reply) ? 0 : TAND_ETIMEDOUT;
 }
 
 static void dispatch(tand_server *s, envelope *e)

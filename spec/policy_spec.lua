@@ -1,0 +1,462 @@
+-- Ticket policies: Lua callbacks overriding the machine's behaviour.
+local tand = require "tand"
+local helper = require "spec.helper"
+
+package.path = "./examples/?.lua;" .. package.path
+
+local function start(policy, extra)
+  local opts = { min_number = 1, max_number = 1000, policy = policy }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return tand.start(opts)
+end
+
+describe("loading a policy", function()
+  it("takes a module name, a file path or a function", function()
+    for _, p in ipairs({ "policies.vip", "examples/policies/vip.lua",
+                         function() return { } end }) do
+      local m = assert(start(p))
+      assert.equal(1, m:queue_new_number())
+      m:stop()
+    end
+  end)
+
+  it("takes a function returning the table, or the table itself", function()
+    local m = assert(start(function()
+      return { handle_call = function() return "direct" end }
+    end))
+    assert.equal("direct", m:call("anything"))
+    m:stop()
+  end)
+
+  it("refuses what cannot load, with the file and line", function()
+    local m, err, detail = start("spec/fixtures/bad_syntax.lua")
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    assert.matches("bad_syntax.lua:%d+:", detail)
+    m, err, detail = start("spec/fixtures/not_a_table.lua")
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    assert.matches("table", detail)
+    m, err, detail = start("spec/fixtures/raises.lua")
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    assert.matches("refusing to load", detail)
+    m, err, detail = start("no.such.policy")
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    assert.matches("not found", detail)
+    m, err, detail = start("spec/fixtures/missing.lua")
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    m, err = start(42)
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    m, err, detail = start(function() return { handle_call = 7 } end)
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    assert.matches("handle_call", detail)
+  end)
+
+  it("refuses a function that captures a local, naming it", function()
+    local secret = 1
+    local m, err, detail = start(function() return { x = secret } end)
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    assert.matches("'secret'", detail)
+  end)
+
+  it("reports an init that raises as server_crashed, and starts nothing", function()
+    local m, err, detail = start(function()
+      return { init = function() error("no init for you") end }
+    end, { name = "never" })
+    assert.is_nil(m); assert.equal("server_crashed", err)
+    assert.matches("no init for you", detail)
+    assert.is_nil(tand.whereis("never"))
+  end)
+
+  it("validates the policy options", function()
+    for _, extra in ipairs({ { callback_timeout = 0 },
+                             { callback_timeout = "x" },
+                             { memory_limit = -1 },
+                             { sandbox = "yes" } }) do
+      local m, err = start(function() return {} end, extra)
+      assert.is_nil(m); assert.equal("invalid_configuration", err)
+    end
+    local m, err = tand.start{ min_number = 1, max_number = 9,
+                               sandbox = true }
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    m, err = tand.start{ initial_number = 1, policy = "policies.vip" }
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+  end)
+
+  it("gives init the start options and the machine", function()
+    local m = assert(start(function()
+      return {
+        init = function(opts, machine)
+          return { seen = opts.min_number .. ".." .. opts.max_number,
+                   first = machine:queue_new_number() }
+        end,
+        handle_call = function(r, from, state)
+          return state.seen, state.first
+        end,
+      }
+    end))
+    assert.same({ "1..1000", 1 }, { m:call("what") })
+    m:stop()
+  end)
+end)
+
+describe("policy callbacks", function()
+  it("fall back to the built-in behaviour for unknown ops", function()
+    local m = assert(start("policies.vip"))
+    assert.equal(1, m:queue_new_number())
+    assert.equal(2, m:call("queue_vip"))
+    assert.same({ 1, 2 }, m:report_state().queue)
+    local n, err = m:call("no_such_op")
+    assert.is_nil(n); assert.equal("unknown_request", err)
+    n, err = m:serve_next_queued_number(77)
+    assert.is_nil(n); assert.equal("priority_number_not_found", err)
+    m:stop()
+  end)
+
+  it("keep a private state per server", function()
+    local a = assert(start("policies.vip"))
+    local b = assert(start("policies.vip"))
+    a:queue_new_number(); a:call("queue_vip")
+    b:queue_new_number(); b:queue_new_number()
+    assert.equal(2, a:serve_next_queued_number()) -- a's VIP first
+    assert.equal(1, b:serve_next_queued_number()) -- b has no VIP
+    a:stop(); b:stop()
+  end)
+
+  it("pass error values through to the caller", function()
+    local m = assert(start(function()
+      return { handle_call = function()
+        return nil, "my_error", "a detail", 42
+      end }
+    end))
+    assert.same({ nil, "my_error", "a detail", 42 },
+                { m:call("x") })
+    -- a known token on a built-in op becomes the usual failure
+    local n, err = m:queue_new_number()
+    assert.is_nil(n); assert.equal("my_error", err)
+    m:stop()
+  end)
+
+  it("return any values that can travel, and refuse others", function()
+    local m = assert(start(function()
+      return { handle_call = function(r)
+        if r[1] == "fn" then return print end
+        return { list = { 1, 2 } }, true, 2.5, "s"
+      end }
+    end))
+    assert.same({ { list = { 1, 2 } }, true, 2.5, "s" }, { m:call("ok") })
+    local v, err, detail = m:call("fn")
+    assert.is_nil(v); assert.equal("bad_value", err)
+    assert.matches("function", detail)
+    assert.is_true(m:alive())
+    m:stop()
+  end)
+
+  it("get casts and unexpected messages", function()
+    local m = assert(start(function()
+      return {
+        init = function() return { casts = {}, infos = {} } end,
+        handle_cast = function(r, s) s.casts[#s.casts + 1] = r[2] end,
+        handle_info = function(msg, s) s.infos[#s.infos + 1] = msg end,
+        handle_call = function(r, f, s) return s.casts, s.infos end,
+      }
+    end))
+    m:cast("add", 1); m:cast("add", 2)
+    m:send("hello"); m:send({ x = 1 })
+    assert.same({ { 1, 2 }, { "hello", { x = 1 } } }, { m:call("show") })
+    m:stop()
+  end)
+
+  it("can use require 'tand' and call other servers", function()
+    local counter = assert(tand.start{ initial_number = 10,
+                                       name = "policy_counter" })
+    local m = assert(start(function()
+      return { handle_call = function()
+        local tand = require "tand"
+        return tand.whereis("policy_counter"):next("policy")
+      end }
+    end))
+    assert.equal(10, m:call("go"))
+    assert.same({ 11, "policy" }, { counter:report() })
+    m:stop(); counter:stop()
+  end)
+
+  it("get calling_self instead of a deadlock", function()
+    local m = assert(start(function()
+      return { handle_call = function(r, from, s, machine)
+        if r[1] == "me" then return machine:self():queue_new_number() end
+        return machine:default(r)
+      end }
+    end))
+    local v, err = m:call("me")
+    assert.is_nil(v); assert.equal("calling_self", err)
+    assert.is_true(m:alive())
+    m:stop()
+  end)
+
+  it("run terminate on stop with the reason", function()
+    local log = assert(tand.start{ initial_number = 0, name = "term_log" })
+    local m = assert(start(function()
+      return { terminate = function(reason)
+        require("tand").whereis("term_log"):next(reason)
+      end }
+    end))
+    m:stop("shutdown")
+    assert.same({ 1, "shutdown" }, { log:report() })
+    log:stop()
+  end)
+end)
+
+describe("deferred replies", function()
+  it("deliver a reply to a thread waiting in its call", function()
+    local m = assert(start("policies.my_turn"))
+    local n = m:queue_new_number()
+    local waiter = tand.spawn(function(h, mine)
+      return h:call("wait", mine)
+    end, m, n)
+    -- the waiter is parked in the server until the clerk serves n
+    assert.is_true(helper.wait_for(function()
+      return m:stats().calls >= 2
+    end))
+    assert.is_false(waiter:done())
+    assert.equal(n, m:serve_next_queued_number())
+    assert.same({ "your turn", n }, { waiter:join(10000) })
+    m:stop()
+  end)
+
+  it("time out, and the late reply is dropped", function()
+    local m = assert(start("policies.my_turn"))
+    local n = m:queue_new_number()
+    m:settimeout(50)
+    local v, err = m:call("wait", n)
+    assert.is_nil(v); assert.equal("timeout", err)
+    m:settimeout(5000)
+    assert.equal(n, m:serve_next_queued_number()) -- replies to nobody
+    -- the next call gets its own reply, not the stale one
+    assert.equal(1, m:queue_new_number())
+    assert.same({ 1 }, m:report_state().queue)
+    m:stop()
+  end)
+
+  it("are answered with noproc when the server stops first", function()
+    local m = assert(start("policies.my_turn"))
+    local n = m:queue_new_number()
+    local waiter = tand.spawn(function(h, mine)
+      return h:call("wait", mine)
+    end, m, n)
+    assert.is_true(helper.wait_for(function() return m:stats().calls >= 2 end))
+    m:stop()
+    local v, err = waiter:join(10000)
+    assert.is_nil(v); assert.equal("noproc", err)
+  end)
+end)
+
+describe("crashes", function()
+  it("reach the caller with the error and its traceback", function()
+    local m = assert(start(function()
+      return { handle_call = function(r)
+        if r[1] == "boom" then error("exploded on purpose") end
+        return "fine"
+      end }
+    end))
+    assert.equal("fine", m:call("x"))
+    local v, err, detail = m:call("boom")
+    assert.is_nil(v); assert.equal("server_crashed", err)
+    assert.matches("exploded on purpose", detail)
+    assert.matches("stack traceback", detail)
+    assert.is_false(m:alive())
+    assert.equal("noproc", select(2, m:call("x")))
+  end)
+
+  it("answer every other waiting caller", function()
+    local m = assert(start(function()
+      return { handle_call = function(r)
+        if r[1] == "slow" then
+          require("tand").sleep(200)
+          error("crash after a while")
+        end
+        return "fine"
+      end }
+    end))
+    local first = tand.spawn(function(h) return h:call("slow") end, m)
+    assert.is_true(helper.wait_for(function() return m:stats().calls >= 1 end))
+    local others = {}
+    for i = 1, 3 do
+      others[i] = tand.spawn(function(h) return h:call("x") end, m)
+    end
+    local _, err = first:join(10000)
+    assert.equal("server_crashed", err)
+    for i = 1, 3 do
+      local v, e = others[i]:join(10000)
+      assert.is_nil(v)
+      assert.is_true(e == "server_crashed" or e == "noproc")
+    end
+  end)
+
+  it("stop a runaway callback at callback_timeout", function()
+    local m = assert(start(function()
+      return { handle_call = function(r)
+        if r[1] == "spin" then while true do end end
+        return "fine"
+      end }
+    end, { callback_timeout = 200 }))
+    local t0 = tand.now()
+    local v, err, detail = m:call("spin")
+    assert.is_nil(v); assert.equal("server_crashed", err)
+    assert.matches("callback_timeout", detail)
+    assert.is_true(tand.now() - t0 >= 190)
+    assert.is_false(m:alive())
+  end)
+
+  it("let a caller time out while a slow callback runs", function()
+    local m = assert(start(function()
+      return { handle_call = function(r)
+        if r[1] == "slow" then require("tand").sleep(300) end
+        return r[1]
+      end }
+    end))
+    m:settimeout(50)
+    local v, err = m:call("slow")
+    assert.is_nil(v); assert.equal("timeout", err)
+    m:settimeout(5000)
+    assert.equal("quick", m:call("quick"))
+    assert.is_true(m:stats().timeouts >= 1)
+    m:stop()
+  end)
+
+  it("hit the memory limit as a crash, not a process failure", function()
+    local m = assert(start(function()
+      return { handle_call = function(r, from, state)
+        if r[1] == "hog" then
+          local t = {}
+          for i = 1, 1e7 do t[i] = ("x"):rep(100) .. i end
+        end
+        return "fine"
+      end }
+    end, { memory_limit = 512 * 1024 }))
+    assert.equal("fine", m:call("x"))
+    local v, err, detail = m:call("hog")
+    assert.is_nil(v); assert.equal("server_crashed", err)
+    assert.matches("memory", detail)
+  end)
+end)
+
+describe("a policy waiting on another server", function()
+  it("does not stall the engine's other servers", function()
+    local slow = assert(start(function()
+      return { handle_call = function()
+        require("tand").sleep(300)
+        return "slow done"
+      end }
+    end, { name = "slow_server" }))
+    local waiters = {}
+    for i = 1, 4 do -- more waiting policies than worker threads
+      local relay = assert(start(function()
+        return { handle_call = function()
+          return require("tand").whereis("slow_server"):call("x")
+        end }
+      end))
+      waiters[i] = tand.spawn(function(h) return h:call("go") end, relay)
+    end
+    local quick = assert(tand.start{ min_number = 1, max_number = 9 })
+    assert.is_true(helper.wait_for(function()
+      return slow:stats().calls >= 1
+    end))
+    local t0 = tand.now()
+    assert.equal(1, quick:queue_new_number())
+    assert.is_true(tand.now() - t0 < 250)
+    for i = 1, 4 do assert.equal("slow done", waiters[i]:join(20000)) end
+    slow:stop(); quick:stop()
+  end)
+end)
+
+describe("the sandbox", function()
+  local function probe(code)
+    local m = assert(start(function()
+      return { handle_call = function(r)
+        local f = load(r[2])
+        if not f then return "load refused" end
+        local ok, v = pcall(f)
+        return ok, v
+      end }
+    end, { sandbox = true, callback_timeout = 300 }))
+    local a, b = m:call("run", code)
+    m:stop()
+    return a, b
+  end
+
+  it("closes io, os beyond time, debug, package, dofile and loadfile", function()
+    for _, name in ipairs({ "io", "debug", "package", "dofile", "loadfile" }) do
+      local ok, v = probe("return " .. name)
+      assert.is_true(ok); assert.is_nil(v, name)
+    end
+    for _, name in ipairs({ "execute", "exit", "getenv", "remove", "rename",
+                            "tmpname" }) do
+      local ok, v = probe("return os." .. name)
+      assert.is_true(ok); assert.is_nil(v, "os." .. name)
+    end
+    assert.same({ true, "number" }, { probe("return type(os.time())") })
+    assert.same({ true, "number" }, { probe("return type(os.clock())") })
+  end)
+
+  it("refuses binary chunks and modules beyond its own", function()
+    local bin = string.dump(function() return 1 end)
+    local m = assert(start(function()
+      return { handle_call = function(r)
+        local f, err = load(r[2])
+        return f == nil, err
+      end }
+    end, { sandbox = true }))
+    local refused, err = m:call("load", bin)
+    assert.is_true(refused); assert.matches("binary", err)
+    m:stop()
+    local ok, v = probe("return require('io')")
+    assert.is_false(ok); assert.matches("not available", v)
+    ok, v = probe("return require('tand').version")
+    assert.is_true(ok); assert.equal(tand.version, v)
+  end)
+
+  it("takes away tand.spawn, tand.start and tand.sleep", function()
+    for _, name in ipairs({ "spawn", "start", "sleep" }) do
+      local ok, v = probe("return require('tand')." .. name)
+      assert.is_true(ok); assert.is_nil(v, name)
+    end
+  end)
+
+  it("keeps the time limit on, even against pcall", function()
+    local ok, v = probe("while true do end")
+    assert.is_nil(ok); assert.equal("server_crashed", v)
+    ok, v = probe("while true do pcall(function() while true do end end) end")
+    assert.is_nil(ok); assert.equal("server_crashed", v)
+  end)
+
+  it("keeps a memory limit on by default", function()
+    local ok, v = probe("local t = {} for i = 1, 1e8 do t[i] = i end")
+    assert.is_false(ok); assert.matches("memory", v)
+  end)
+end)
+
+describe("concurrency through a policy", function()
+  it("hands no number out twice to many threads", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 1000000,
+                                 policy = "policies.vip" })
+    local ts = {}
+    for i = 1, 4 do
+      ts[i] = tand.spawn(function(h, vip)
+        local got = {}
+        for k = 1, 1500 do
+          got[k] = assert(vip and h:call("queue_vip") or h:queue_new_number())
+        end
+        return got
+      end, m, i % 2 == 0)
+    end
+    local seen, count = {}, 0
+    for i = 1, 4 do
+      for _, v in ipairs(assert(ts[i]:join(60000))) do
+        assert.is_nil(seen[v], "handed out twice: " .. v)
+        seen[v] = true; count = count + 1
+      end
+    end
+    assert.equal(6000, count)
+    assert.equal(6000, #m:report_state().queue)
+    m:stop()
+  end)
+end)
