@@ -159,7 +159,7 @@ static void stop_with_waiters(int reason)
     int i, expect = reason ? reason : TAND_ENOPROC;
 
     CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
-    CHECK_OK(echo_cast_op(s, SLEEP, 200, 0, 1000, 0)); /* keep it busy */
+    CHECK_OK(echo_cast_op(s, SLEEP, 1000, 0, 1000, 0)); /* keep it busy */
     for (i = 0; i < 4; i++) {
         w[i].s = s;
         w[i].op = i == 0 ? DEFER : ECHO;
@@ -167,7 +167,8 @@ static void stop_with_waiters(int reason)
         w[i].detail[0] = '\0';
         pthread_create(&th[i], NULL, wait_call, &w[i]);
     }
-    WAIT_FOR(tand_server_stats(s, &st) == 0 && st.mailbox_depth >= 3, 5000);
+    /* all four queued behind the sleep before the stop */
+    WAIT_FOR(tand_server_stats(s, &st) == 0 && st.mailbox_depth >= 4, 5000);
     CHECK_OK(tand_server_stop(s, reason, reason ? "down" : NULL, 5000));
     for (i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
