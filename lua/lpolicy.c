@@ -42,6 +42,10 @@ typedef struct policy {
     int64_t callback_ms;     /* TAND_FOREVER for none */
     size_t mem_used, mem_limit;
     int ref_policy, ref_state, ref_machine;
+    int ref_callback[5];     /* init, handle_call, ... or LUA_NOREF */
+    int ref_from_meta;       /* the metatable of `from` values */
+    int ref_op[7];           /* the names of the fast-path ops */
+    void *machine_ud;        /* the machine object, to recognise it */
     _Atomic int64_t deadline_ns; /* of the running callback, or 0 */
     _Atomic int hooked;
     struct policy *wnext, *wprev; /* guarded by wd_mu */
@@ -284,8 +288,13 @@ static int builtin(lua_State *L, policy *p, const char *op, int arg,
     return ltand_fail(L, TAND_EBADREQ, lua_tostring(L, -1));
 }
 
+/* The machine object is one userdata per state: compare the pointer
+** before the slower check by metatable name. */
 static policy *check_pmachine(lua_State *L)
 {
+    policy *p = policy_of(L);
+    if (lua_touserdata(L, 1) == p->machine_ud)
+        return p;
     return *(policy **)luaL_checkudata(L, 1, LTAND_POLICY_MACHINE);
 }
 
@@ -379,6 +388,16 @@ static const luaL_Reg pmachine_methods[] = {
     {NULL, NULL}};
 
 /* ---- the policy's Lua state ---- */
+
+static const char *const fast_ops[] = {
+    NULL, "queue_new_number", "serve_next_queued_number", "report_state",
+    "reset_state", "next", "report"};
+
+/* The callbacks, in the order of policy.ref_callback. */
+enum { CB_INIT, CB_CALL, CB_CAST, CB_INFO, CB_TERMINATE, CB_COUNT };
+static const char *const callbacks[] = {"init", "handle_call",
+                                        "handle_cast", "handle_info",
+                                        "terminate", NULL};
 
 static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -520,8 +539,15 @@ static int setup_state(lua_State *L)
     lua_pop(L, 1);
     m = lua_newuserdatauv(L, sizeof *m, 0);
     *m = p;
+    p->machine_ud = m;
     luaL_setmetatable(L, LTAND_POLICY_MACHINE);
     p->ref_machine = luaL_ref(L, LUA_REGISTRYINDEX);
+    luaL_getmetatable(L, LTAND_FROM);
+    p->ref_from_meta = luaL_ref(L, LUA_REGISTRYINDEX);
+    for (int i = 1; i <= TAND_OP_REPORT; i++) {
+        lua_pushstring(L, fast_ops[i]);
+        p->ref_op[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     return 0;
 }
 
@@ -538,9 +564,6 @@ static void policy_free(policy *p)
 static int load_policy(policy *p, policy_config *c)
 {
     lua_State *L = p->L;
-    static const char *const callbacks[] = {"init", "handle_call",
-                                            "handle_cast", "handle_info",
-                                            "terminate", NULL};
     int rc, i;
 
     lua_pushcfunction(L, traceback);
@@ -566,25 +589,28 @@ static int load_policy(policy *p, policy_config *c)
                          luaL_typename(L, -1));
     for (i = 0; callbacks[i]; i++) {
         int t = lua_getfield(L, -1, callbacks[i]);
-        lua_pop(L, 1);
         if (t != LUA_TNIL && t != LUA_TFUNCTION)
             return fail_init(c, TAND_ECONFIG,
                              "the policy's %s is not a function",
                              callbacks[i]);
+        /* looked up once: the table's later changes are not seen */
+        p->ref_callback[i] =
+            t == LUA_TNIL ? (lua_pop(L, 1), LUA_NOREF)
+                          : luaL_ref(L, LUA_REGISTRYINDEX);
     }
     p->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
     return 0;
 }
 
-/* Pushes the policy's callback `name` or nil. [-0, +1, -] */
-static int get_callback(policy *p, const char *name)
+/* Pushes the policy's callback `which` (CB_*) and returns 1, or pushes
+** nothing and returns 0 when the policy has none. [-0, +(0|1), -] */
+static int get_callback(policy *p, int which)
 {
-    lua_State *L = p->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_policy);
-    lua_getfield(L, -1, name);
-    lua_remove(L, -2);
-    return lua_type(L, -1) == LUA_TFUNCTION;
+    if (p->ref_callback[which] == LUA_NOREF)
+        return 0;
+    lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->ref_callback[which]);
+    return 1;
 }
 
 static int policy_init(tand_server *self, void *arg, void **state)
@@ -601,6 +627,8 @@ static int policy_init(tand_server *self, void *arg, void **state)
     p->callback_ms = c->o.callback_ms;
     p->mem_limit = c->o.memory_limit;
     p->ref_policy = p->ref_state = p->ref_machine = LUA_NOREF;
+    for (int i = 0; i < CB_COUNT; i++)
+        p->ref_callback[i] = LUA_NOREF;
     rc = tand_tickets_new(c->o.min_number, c->o.max_number, &p->tickets);
     if (rc != 0) {
         free(p);
@@ -636,7 +664,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
     }
     /* state = init(opts, machine), or {} */
     lua_pushcfunction(L, traceback);
-    if (get_callback(p, "init")) {
+    if (get_callback(p, CB_INIT)) {
         if (ltand_decode(L, c->opts.data, c->opts.size, 0) < 0)
             lua_pushnil(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
@@ -651,7 +679,6 @@ static int policy_init(tand_server *self, void *arg, void **state)
             lua_newtable(L);
         }
     } else {
-        lua_pop(L, 1);
         lua_newtable(L);
     }
     p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -662,17 +689,14 @@ static int policy_init(tand_server *self, void *arg, void **state)
 
 /* ---- messages in ---- */
 
-static const char *const fast_ops[] = {
-    NULL, "queue_new_number", "serve_next_queued_number", "report_state",
-    "reset_state", "next", "report"};
-
 /* Pushes the request table for msg: {op, args...}. Returns 0, or -1 for
 ** a message that is not a request. [-0, +1, m] */
-static int push_request(lua_State *L, const tand_msg *msg)
+static int push_request(policy *p, const tand_msg *msg)
 {
+    lua_State *L = p->L;
     if (msg->op > 0 && msg->op <= TAND_OP_REPORT) {
         lua_createtable(L, 2, 0);
-        lua_pushstring(L, fast_ops[msg->op]);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_op[msg->op]);
         lua_rawseti(L, -2, 1);
         if (msg->op == TAND_OP_SERVE_NEXT && msg->ival[1]) {
             lua_pushinteger(L, msg->ival[0]);
@@ -773,7 +797,7 @@ static void default_call(policy *p, tand_msg *req, tand_msg *reply)
     default:
         break;
     }
-    if (push_request(L, req) != 0) {
+    if (push_request(p, req) != 0) {
         lua_settop(L, top);
         reply->status = TAND_EBADREQ;
         tand_msg_set_text(reply, "a request is {op, args...}", 26);
@@ -801,13 +825,13 @@ static int policy_call(void *state, tand_server *self, tand_msg *req,
     lfrom *f;
     (void)self;
 
-    lua_pushcfunction(L, traceback);
-    if (!get_callback(p, "handle_call")) {
-        lua_settop(L, base);
+    if (!get_callback(p, CB_CALL)) {
         default_call(p, req, reply);
         return 0;
     }
-    if (push_request(L, req) != 0) {
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, -2);
+    if (push_request(p, req) != 0) {
         lua_settop(L, base);
         reply->status = TAND_EBADREQ;
         tand_msg_set_text(reply, "a request is {op, args...}", 26);
@@ -816,7 +840,8 @@ static int policy_call(void *state, tand_server *self, tand_msg *req,
     f = lua_newuserdatauv(L, sizeof *f, 0);
     f->from = from;
     f->answered = 0;
-    luaL_setmetatable(L, LTAND_FROM);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_from_meta);
+    lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
     lua_insert(L, base + 1); /* keep the from below the call */
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
@@ -854,7 +879,7 @@ static void default_cast(policy *p, tand_msg *msg)
     int top = lua_gettop(L);
     if (msg->op == TAND_OP_RESET_STATE) {
         tand_tickets_reset(p->tickets);
-    } else if (msg->op == TAND_OP_ENCODED && push_request(L, msg) == 0) {
+    } else if (msg->op == TAND_OP_ENCODED && push_request(p, msg) == 0) {
         lua_rawgeti(L, -1, 1);
         if (strcmp(lua_tostring(L, -1), "reset_state") == 0)
             tand_tickets_reset(p->tickets);
@@ -869,7 +894,7 @@ static void policy_cast(void *state, tand_server *self, tand_msg *msg)
     int base = lua_gettop(L);
     (void)self;
     lua_pushcfunction(L, traceback);
-    if (get_callback(p, "handle_cast") && push_request(L, msg) == 0) {
+    if (get_callback(p, CB_CAST) && push_request(p, msg) == 0) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
         if (invoke(p, 3, 0) != LUA_OK)
@@ -888,7 +913,7 @@ static void policy_info(void *state, tand_server *self, tand_msg *msg)
     int base = lua_gettop(L);
     (void)self;
     lua_pushcfunction(L, traceback);
-    if (!get_callback(p, "handle_info")) {
+    if (!get_callback(p, CB_INFO)) {
         lua_settop(L, base); /* ignored, like the built-in machine */
         return;
     }
@@ -912,7 +937,7 @@ static void policy_terminate(void *state, tand_server *self, int reason,
     L = p->L;
     lua_settop(L, 0);
     lua_pushcfunction(L, traceback);
-    if (p->ref_policy != LUA_NOREF && get_callback(p, "terminate")) {
+    if (p->ref_policy != LUA_NOREF && get_callback(p, CB_TERMINATE)) {
         if (detail != NULL)
             lua_pushstring(L, detail);
         else

@@ -24,6 +24,7 @@
 */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -92,8 +93,18 @@ static tand_server *next_server(tand_runtime *rt, bool spare)
     tand_server *s = NULL;
     int i;
 
+    /* One spinner at most. When running workers and spinning callers
+    ** already fill the cores it yields as it spins, so the threads doing
+    ** the work keep their core. */
     if (atomic_fetch_add(&rt->spinning_workers, 1) == 0) {
         for (i = 0; i < WORKER_SPIN_ITERS; i++) {
+            if ((i & 63) == 63 &&
+                atomic_load_explicit(&rt->running_workers,
+                                     memory_order_relaxed) +
+                        atomic_load_explicit(&rt->spinning_callers,
+                                             memory_order_relaxed) >=
+                    rt->ncpu)
+                sched_yield();
             if (atomic_load_explicit(&rt->rq_len, memory_order_relaxed)) {
                 pthread_mutex_lock(&rt->mu);
                 s = take_and_chain(rt);
@@ -137,13 +148,20 @@ static bool surplus(tand_runtime *rt)
     return yes;
 }
 
+static void run_turn(tand_runtime *rt, tand_server *s)
+{
+    atomic_fetch_add_explicit(&rt->running_workers, 1, memory_order_relaxed);
+    tand__server_run(s, BATCH);
+    atomic_fetch_sub_explicit(&rt->running_workers, 1, memory_order_relaxed);
+}
+
 static void *worker_main(void *arg)
 {
     tand_runtime *rt = arg;
     tand_server *s;
     tand__worker_of = rt;
     while ((s = next_server(rt, false)) != NULL)
-        tand__server_run(s, BATCH);
+        run_turn(rt, s);
     return NULL;
 }
 
@@ -153,7 +171,7 @@ static void *spare_main(void *arg)
     tand_server *s;
     tand__worker_of = rt;
     while ((s = next_server(rt, true)) != NULL) {
-        tand__server_run(s, BATCH);
+        run_turn(rt, s);
         if (surplus(rt))
             break;
     }
