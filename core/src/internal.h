@@ -153,7 +153,6 @@ struct tand_runtime {
     _Atomic size_t rq_len;
     _Atomic int spinning_workers;
     _Atomic int spinning_callers;
-    _Atomic int running_workers;  /* workers inside a server's turn */
 
     pthread_mutex_t timer_mu;    /* the idle timer heap */
     pthread_cond_t timer_cv;

@@ -24,7 +24,6 @@
 */
 #include "internal.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -93,18 +92,9 @@ static tand_server *next_server(tand_runtime *rt, bool spare)
     tand_server *s = NULL;
     int i;
 
-    /* One spinner at most. When running workers and spinning callers
-    ** already fill the cores it yields as it spins, so the threads doing
-    ** the work keep their core. */
+    /* One spinner at most. */
     if (atomic_fetch_add(&rt->spinning_workers, 1) == 0) {
         for (i = 0; i < WORKER_SPIN_ITERS; i++) {
-            if ((i & 63) == 63 &&
-                atomic_load_explicit(&rt->running_workers,
-                                     memory_order_relaxed) +
-                        atomic_load_explicit(&rt->spinning_callers,
-                                             memory_order_relaxed) >=
-                    rt->ncpu)
-                sched_yield();
             if (atomic_load_explicit(&rt->rq_len, memory_order_relaxed)) {
                 pthread_mutex_lock(&rt->mu);
                 s = take_and_chain(rt);
@@ -148,20 +138,13 @@ static bool surplus(tand_runtime *rt)
     return yes;
 }
 
-static void run_turn(tand_runtime *rt, tand_server *s)
-{
-    atomic_fetch_add_explicit(&rt->running_workers, 1, memory_order_relaxed);
-    tand__server_run(s, BATCH);
-    atomic_fetch_sub_explicit(&rt->running_workers, 1, memory_order_relaxed);
-}
-
 static void *worker_main(void *arg)
 {
     tand_runtime *rt = arg;
     tand_server *s;
     tand__worker_of = rt;
     while ((s = next_server(rt, false)) != NULL)
-        run_turn(rt, s);
+        tand__server_run(s, BATCH);
     return NULL;
 }
 
@@ -171,7 +154,7 @@ static void *spare_main(void *arg)
     tand_server *s;
     tand__worker_of = rt;
     while ((s = next_server(rt, true)) != NULL) {
-        run_turn(rt, s);
+        tand__server_run(s, BATCH);
         if (surplus(rt))
             break;
     }
