@@ -14,9 +14,13 @@
 ** the process scans the live policy servers a few times per second and,
 ** when a deadline has passed, arms a count hook with lua_sethook, which
 ** the manual allows from another thread; the hook then raises in the
-** callback. wd_mu guards the watchdog's list, and a server leaves the list
-** before its state is closed. The memory limit is an allocator that
-** counts the state's bytes (server thread only).
+** callback. Hooks belong to one Lua thread, so coroutine.resume and
+** coroutine.wrap are replaced by versions that publish the coroutine they
+** run (p->running, under p->run_mu) for the watchdog to hook as well, and
+** that pass an armed hook on to it. wd_mu guards the watchdog's list (lock
+** order: wd_mu, then run_mu), and a server leaves the list before its
+** state is closed. The memory limit is an allocator that counts the
+** state's bytes (server thread only).
 */
 #include "ltand.h"
 
@@ -46,6 +50,8 @@ typedef struct policy {
     int ref_from_meta;       /* the metatable of `from` values */
     int ref_op[7];           /* the names of the fast-path ops */
     void *machine_ud;        /* the machine object, to recognise it */
+    pthread_mutex_t run_mu;  /* guards running */
+    lua_State *running;      /* the coroutine being resumed, or NULL */
     _Atomic int64_t deadline_ns; /* of the running callback, or 0 */
     _Atomic int hooked;
     struct policy *wnext, *wprev; /* guarded by wd_mu */
@@ -65,6 +71,8 @@ static int64_t now_ns(void)
 }
 
 /* ---- the watchdog ---- */
+
+#define HOOK_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT)
 
 static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wd_cv;
@@ -114,9 +122,13 @@ static void *watchdog_main(void *arg)
         now = now_ns();
         for (p = wd_list; p != NULL; p = p->wnext) {
             int64_t d = atomic_load(&p->deadline_ns);
-            if (d != 0 && now >= d && !atomic_exchange(&p->hooked, 1))
-                lua_sethook(p->L, timeout_hook,
-                            LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+            if (d != 0 && now >= d && !atomic_exchange(&p->hooked, 1)) {
+                lua_sethook(p->L, timeout_hook, HOOK_MASK, 1);
+                pthread_mutex_lock(&p->run_mu);
+                if (p->running != NULL)
+                    lua_sethook(p->running, timeout_hook, HOOK_MASK, 1);
+                pthread_mutex_unlock(&p->run_mu);
+            }
         }
     }
     return NULL;
@@ -418,6 +430,114 @@ static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return q;
 }
 
+/* ---- coroutines the watchdog can reach ---- */
+
+/* Resumes co with narg values from L's top; moves the results (or the
+** error) back. Returns the number of results, or -1 on an error. */
+static int resume_watched(lua_State *L, lua_State *co, int narg)
+{
+    policy *p = policy_of(L);
+    lua_State *outer;
+    int status, nres;
+    if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
+        lua_pushliteral(L, "cannot resume dead coroutine");
+        return -1;
+    }
+    if (!lua_checkstack(co, narg)) {
+        lua_pushliteral(L, "too many arguments to resume");
+        return -1;
+    }
+    lua_xmove(L, co, narg);
+    if (atomic_load(&p->hooked))
+        lua_sethook(co, timeout_hook, HOOK_MASK, 1);
+    pthread_mutex_lock(&p->run_mu);
+    outer = p->running;
+    p->running = co;
+    pthread_mutex_unlock(&p->run_mu);
+    status = lua_resume(co, L, narg, &nres);
+    pthread_mutex_lock(&p->run_mu);
+    p->running = outer;
+    pthread_mutex_unlock(&p->run_mu);
+    if (status == LUA_OK || status == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushliteral(L, "too many results to resume");
+            return -1;
+        }
+        lua_xmove(co, L, nres);
+        return nres;
+    }
+    lua_xmove(co, L, 1); /* the error */
+    return -1;
+}
+
+/* coroutine.resume(co, ...) */
+static int watched_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    int n;
+    luaL_argexpected(L, co != NULL, 1, "coroutine");
+    n = resume_watched(L, co, lua_gettop(L) - 1);
+    if (n < 0) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -(n + 1));
+    return n + 1;
+}
+
+static int watched_wrap_call(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+    int n = resume_watched(L, co, lua_gettop(L));
+    if (n < 0) {
+        lua_resetthread(co);
+        return lua_error(L);
+    }
+    return n;
+}
+
+/* coroutine.wrap(f) */
+static int watched_wrap(lua_State *L)
+{
+    lua_State *co;
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, watched_wrap_call, 1);
+    return 1;
+}
+
+static void watch_coroutines(lua_State *L)
+{
+    lua_getglobal(L, "coroutine");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_pushcfunction(L, watched_resume);
+        lua_setfield(L, -2, "resume");
+        lua_pushcfunction(L, watched_wrap);
+        lua_setfield(L, -2, "wrap");
+    }
+    lua_pop(L, 1);
+}
+
+/* setmetatable refusing __gc: a finalizer may run at lua_close, outside
+** any callback's deadline. */
+static int sandbox_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE &&
+        lua_getfield(L, 2, "__gc") != LUA_TNIL)
+        return luaL_error(L, "__gc metamethods are not allowed in a "
+                             "sandbox");
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
 static int sandbox_require(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -473,6 +593,9 @@ static void make_sandbox(lua_State *L)
     lua_setglobal(L, "load");
     lua_pushcfunction(L, sandbox_require);
     lua_setglobal(L, "require");
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, sandbox_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "tand");
     for (i = 0; tand_gone[i]; i++) {
@@ -529,6 +652,7 @@ static int setup_state(lua_State *L)
     policy **m;
     lua_settop(L, 0);
     ltand_setup_state(L, c->path, c->cpath);
+    watch_coroutines(L);
     if (c->o.sandbox)
         make_sandbox(L);
     luaL_newmetatable(L, LTAND_FROM);
@@ -557,6 +681,7 @@ static void policy_free(policy *p)
     if (p->L != NULL)
         lua_close(p->L);
     tand_tickets_free(p->tickets);
+    pthread_mutex_destroy(&p->run_mu);
     free(p);
 }
 
@@ -627,6 +752,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
     p->callback_ms = c->o.callback_ms;
     p->mem_limit = c->o.memory_limit;
     p->ref_policy = p->ref_state = p->ref_machine = LUA_NOREF;
+    pthread_mutex_init(&p->run_mu, NULL);
     for (int i = 0; i < CB_COUNT; i++)
         p->ref_callback[i] = LUA_NOREF;
     rc = tand_tickets_new(c->o.min_number, c->o.max_number, &p->tickets);

@@ -256,9 +256,7 @@ static int m_stop(lua_State *L)
     int rc;
     if (m->s == NULL)
         return ltand_fail(L, TAND_ENOPROC, NULL);
-    rc = tand_server_stop(m->s, 0, reason,
-                          m->timeout_ms < 0 ? LTAND_DEFAULT_TIMEOUT_MS
-                                            : m->timeout_ms);
+    rc = tand_server_stop(m->s, 0, reason, timeout_of(m));
     if (rc != 0)
         return ltand_fail(L, rc, NULL);
     lua_pushboolean(L, 1);

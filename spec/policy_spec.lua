@@ -428,6 +428,39 @@ describe("the sandbox", function()
     assert.is_nil(ok); assert.equal("server_crashed", v)
   end)
 
+  it("keeps the time limit on inside coroutines", function()
+    local ok, v = probe([[
+      local co = coroutine.wrap(function() while true do end end)
+      co()]])
+    assert.is_nil(ok); assert.equal("server_crashed", v)
+    ok, v = probe([[
+      local co = coroutine.create(function()
+        coroutine.yield(1)
+        while true do end
+      end)
+      coroutine.resume(co)
+      coroutine.resume(co)]])
+    assert.is_nil(ok); assert.equal("server_crashed", v)
+    -- coroutines still work
+    assert.same({ true, 6 }, { probe([[
+      local co = coroutine.wrap(function(a)
+        local b = coroutine.yield(a + 1)
+        return b * 2
+      end)
+      return co(1) + co(2)]]) })
+    assert.same({ true, "x" }, { probe([[
+      local co = coroutine.create(function() error("x", 0) end)
+      local ok, err = coroutine.resume(co)
+      return err]]) })
+  end)
+
+  it("refuses __gc finalizers", function()
+    local ok, v = probe("setmetatable({}, { __gc = function() end })")
+    assert.is_false(ok); assert.matches("__gc", v)
+    assert.same({ true, "table" },
+                { probe("return type(setmetatable({}, {}))") })
+  end)
+
   it("keeps a memory limit on by default", function()
     local ok, v = probe("local t = {} for i = 1, 1e8 do t[i] = i end")
     assert.is_false(ok); assert.matches("memory", v)
