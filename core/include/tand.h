@@ -287,6 +287,64 @@ TAND_API int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms,
 ** Thread: the server's own (inside one of its callbacks). Blocks: no. */
 TAND_API int tand_reply(tand_from *from, tand_msg *reply);
 
+/* ---- monitors --------------------------------------------------------- */
+
+/* Asks to be told when `watched` ends: `watcher` then gets an info message
+** with op TAND_OP_DOWN, ival[0] = tag, ival[1] = the reason (0 for a
+** normal stop, or a TAND_E* code) and data = the detail text or NULL.
+** The notice is never refused for a full mailbox. If `watched` has ended
+** already, the notice comes at once with reason TAND_ENOPROC.
+** Thread: any. Blocks: no. */
+TAND_API int tand_monitor(tand_server *watched, tand_server *watcher,
+                          int64_t tag);
+
+/* ---- supervisors ------------------------------------------------------ */
+
+enum { TAND_ONE_FOR_ONE, TAND_ONE_FOR_ALL, TAND_REST_FOR_ONE };
+enum {
+    TAND_PERMANENT, /* restarted whenever it ends */
+    TAND_TRANSIENT, /* restarted when it ends abnormally */
+    TAND_TEMPORARY  /* never restarted */
+};
+
+/* One supervised child. `start` starts an incarnation registered under
+** `name` (it runs on the supervisor's thread); `arg` stays the caller's
+** until the supervisor ends, when free_arg(arg) is called if not NULL. */
+typedef struct tand_child_spec {
+    const char *name; /* copied */
+    int restart;      /* TAND_PERMANENT (default), ... */
+    int (*start)(tand_runtime *rt, const char *name, void *arg,
+                 tand_server **out);
+    void *arg;
+    void (*free_arg)(void *arg);
+} tand_child_spec;
+
+typedef struct tand_supervisor_options {
+    int strategy;            /* TAND_ONE_FOR_ONE, ... */
+    int max_restarts;        /* restarts allowed within max_seconds */
+    int64_t max_seconds;     /* the window, > 0 */
+    const char *name;        /* register the supervisor, or NULL */
+} tand_supervisor_options;
+
+/* Fills the defaults: one_for_one, 3 restarts in 5 seconds (Elixir's). */
+TAND_API void tand_supervisor_options_init(tand_supervisor_options *o);
+
+/* Starts a supervisor, a server that starts the children in order and
+** restarts them by its strategy when they end: one_for_one restarts the
+** one, one_for_all stops the others (in reverse order) and restarts all,
+** rest_for_one does that for the children after it. More than
+** max_restarts restarts within max_seconds, or a restart that fails, and
+** it gives up: it stops its children and ends with TAND_ECRASHED.
+** Stopping the supervisor (tand_server_stop) stops its children in
+** reverse order first. Each incarnation's stats count its restarts.
+** On failure (a child that does not start, a bad option) nothing is left
+** running, free_arg has been called for every child, and *out is NULL.
+** Thread: any but a pumped runtime's pump. Blocks: while children start. */
+TAND_API int tand_supervisor_start(tand_runtime *rt,
+                                   const tand_supervisor_options *o,
+                                   const tand_child_spec *children,
+                                   size_t nchildren, tand_server **out);
+
 /* ---- registry -------------------------------------------------------- */
 
 /* Registers a running server under `name` (at most TAND_NAME_MAX bytes).
@@ -417,7 +475,9 @@ enum {
     TAND_OP_REPORT_STATE = 3, /* reply data = [map of the state] */
     TAND_OP_RESET_STATE = 4,  /* a cast */
     TAND_OP_NEXT = 5,   /* data = the caller (any value); reply ival[0] */
-    TAND_OP_REPORT = 6  /* reply ival[0] = current, data = last caller */
+    TAND_OP_REPORT = 6, /* reply ival[0] = current, data = last caller */
+    TAND_OP_DOWN = 100, /* an info: a monitored server ended */
+    TAND_OP_SUPERVISOR_INIT = 101 /* internal: a supervisor starts up */
 };
 
 typedef struct tand_deluxe_options {

@@ -83,12 +83,20 @@ typedef struct mailbox {
 } mailbox;
 
 TAND_HIDDEN void tand__mbox_init(mailbox *mb, uint32_t limit);
-/* 0, TAND_EBUSY when full, TAND_ENOMEM when it cannot grow. */
-TAND_HIDDEN int tand__mbox_push(mailbox *mb, const envelope *e);
+/* 0, TAND_EBUSY when full (unless force), TAND_ENOMEM when it cannot
+** grow. */
+TAND_HIDDEN int tand__mbox_push(mailbox *mb, const envelope *e, bool force);
 TAND_HIDDEN bool tand__mbox_pop(mailbox *mb, envelope *e);
 TAND_HIDDEN void tand__mbox_free(mailbox *mb);
 
 /* ---- servers (server.c) ---- */
+
+typedef struct monitor {
+    struct monitor *next;
+    tand_server *watcher; /* retained */
+    int64_t tag;
+} monitor;
+
 struct tand_server {
     _Atomic int refs;
     tand_runtime *rt;
@@ -105,7 +113,8 @@ struct tand_server {
     int stop_reason;             /* guarded by mu */
     char *stop_detail;           /* guarded by mu */
     bool timer_fired;            /* guarded by mu */
-    bool ended;                  /* guarded by mu */
+    bool ended;                  /* guarded by mu: new monitors are told */
+    bool finished;               /* guarded by mu: all notices sent */
     _Atomic bool stopping;       /* written under mu, read anywhere */
 
     tand_server *run_next;       /* guarded by rt->mu */
@@ -116,6 +125,7 @@ struct tand_server {
     size_t heap_index;           /* guarded by rt->timer_mu */
     _Atomic int64_t last_active_ns;
 
+    monitor *monitors;           /* guarded by mu */
     char *name;                  /* guarded by rt->table_mu */
     tand_from *deferred;         /* server thread only */
 

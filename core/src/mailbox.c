@@ -3,7 +3,9 @@
 **
 ** Not thread-safe by itself: the owning server's mu guards every call.
 ** The ring starts unallocated and doubles on demand up to its limit, so an
-** idle server costs no buffer and a full mailbox never grows past it.
+** idle server costs no buffer and a full mailbox never grows past it; only
+** the engine's own notices (a monitored server's end) are forced in past
+** the limit, and there is at most one per monitor.
 */
 #include "internal.h"
 
@@ -23,8 +25,8 @@ static int grow(mailbox *mb)
     uint32_t cap = mb->cap ? mb->cap * 2 : FIRST_CAP;
     envelope *ring;
     uint32_t i;
-    if (cap > mb->limit)
-        cap = mb->limit;
+    if (cap > mb->limit && mb->cap < mb->limit)
+        cap = mb->limit; /* past the limit only for forced messages */
     ring = malloc((size_t)cap * sizeof *ring);
     if (ring == NULL)
         return TAND_ENOMEM;
@@ -37,9 +39,9 @@ static int grow(mailbox *mb)
     return 0;
 }
 
-int tand__mbox_push(mailbox *mb, const envelope *e)
+int tand__mbox_push(mailbox *mb, const envelope *e, bool force)
 {
-    if (mb->count >= mb->limit)
+    if (mb->count >= mb->limit && !force)
         return TAND_EBUSY;
     if (mb->count == mb->cap) {
         int rc = grow(mb);

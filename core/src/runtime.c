@@ -519,7 +519,7 @@ void tand_runtime_free(tand_runtime *rt)
             tand_server_stop(all[i], 0, NULL, 0);
         for (i = 0; i < n; i++) {
             pthread_mutex_lock(&all[i]->mu);
-            while (!all[i]->ended) {
+            while (!all[i]->finished) {
                 if (tand__runtime_pumped(rt)) {
                     pthread_mutex_unlock(&all[i]->mu);
                     tand__runtime_help(rt);

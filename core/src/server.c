@@ -12,8 +12,9 @@
 ** `stopping` under s->mu, which refuses new pushes at once; the server's
 ** own thread then runs terminate, answers every queued and deferred caller
 ** (noproc for a normal stop, the reason otherwise), drops its name and id,
-** and marks it ended. The runtime holds one reference to each running
-** server, dropped at its end; handles hold the others.
+** marks it ended, and sends a DOWN notice to each monitor. The runtime
+** holds one reference to each running server, dropped at its end; handles
+** and monitors hold the others.
 */
 #include "internal.h"
 
@@ -29,6 +30,12 @@ static _Atomic uint64_t next_id = 1;
 
 static void server_free(tand_server *s)
 {
+    while (s->monitors != NULL) {
+        monitor *m = s->monitors;
+        s->monitors = m->next;
+        tand_server_release(m->watcher);
+        free(m);
+    }
     tand__mbox_free(&s->mb);
     free(s->stop_detail);
     free(s->name);
@@ -203,6 +210,9 @@ static bool wait_on(tand_server *s, pthread_cond_t *cv, int64_t deadline_ns)
     return tand__cond_wait_until(cv, &s->mu, deadline_ns);
 }
 
+/* Internal push flag: past the mailbox limit (the engine's notices). */
+#define FORCE 0x100
+
 /* Queues an envelope; consumes nothing on failure (the caller cleans). */
 static int push(tand_server *s, const envelope *e, int64_t deadline_ns,
                 int flags)
@@ -216,7 +226,7 @@ static int push(tand_server *s, const envelope *e, int64_t deadline_ns,
             rc = TAND_ENOPROC;
             break;
         }
-        rc = tand__mbox_push(&s->mb, e);
+        rc = tand__mbox_push(&s->mb, e, (flags & FORCE) != 0);
         /* A server waiting for room in its own mailbox would wait forever. */
         if (rc != TAND_EBUSY || (flags & TAND_NOWAIT) || tand__current == s)
             break;
@@ -403,10 +413,55 @@ static void answer_ended(tand_from *slot, int reason, const char *detail)
     tand__slot_reply(slot, &reply);
 }
 
+/* Tells a watcher that the server it monitors has ended, and frees the
+** monitor. The notice goes in even if the watcher's mailbox is full. */
+static void send_down(monitor *m, int reason, const char *detail)
+{
+    envelope e;
+    memset(&e, 0, sizeof e);
+    e.kind = ENV_INFO;
+    e.msg.op = TAND_OP_DOWN;
+    e.msg.ival[0] = m->tag;
+    e.msg.ival[1] = reason;
+    if (detail != NULL)
+        tand_msg_set_text(&e.msg, detail, strlen(detail));
+    if (push(m->watcher, &e, INT64_MAX, FORCE) != 0)
+        tand_msg_clear(&e.msg); /* the watcher has ended too */
+    tand_server_release(m->watcher);
+    free(m);
+}
+
+int tand_monitor(tand_server *watched, tand_server *watcher, int64_t tag)
+{
+    monitor *m;
+    int reason = 0;
+    bool ended;
+    if (watched == NULL || watcher == NULL)
+        return TAND_EINVAL;
+    if ((m = malloc(sizeof *m)) == NULL)
+        return TAND_ENOMEM;
+    tand_server_retain(watcher);
+    m->watcher = watcher;
+    m->tag = tag;
+    pthread_mutex_lock(&watched->mu);
+    ended = watched->ended;
+    if (!ended) {
+        m->next = watched->monitors;
+        watched->monitors = m;
+    }
+    pthread_mutex_unlock(&watched->mu);
+    if (ended) {
+        reason = TAND_ENOPROC;
+        send_down(m, reason, NULL);
+    }
+    return 0;
+}
+
 /* Runs on the server's thread once `stopping` is set. */
 static void terminate(tand_server *s)
 {
     tand_runtime *rt = s->rt;
+    monitor *mons;
     mailbox old;
     envelope e;
     int reason;
@@ -441,7 +496,6 @@ static void terminate(tand_server *s)
         deferred_unlink(s, f);
         answer_ended(f, reason, detail);
     }
-    free(detail);
 
     pthread_mutex_lock(&rt->table_mu);
     tand__table_del(rt->by_id, &s->id, sizeof s->id);
@@ -452,8 +506,21 @@ static void terminate(tand_server *s)
 
     pthread_mutex_lock(&s->mu);
     s->ended = true;
-    pthread_cond_broadcast(&s->ended_cv);
+    mons = s->monitors;
+    s->monitors = NULL;
     pthread_cond_broadcast(&s->room);
+    pthread_mutex_unlock(&s->mu);
+    /* Monitors hear of the end before stoppers return, so a stopper that
+    ** then calls a watcher finds the notice handled first. */
+    while (mons != NULL) {
+        monitor *m = mons;
+        mons = m->next;
+        send_down(m, reason, detail);
+    }
+    free(detail);
+    pthread_mutex_lock(&s->mu);
+    s->finished = true;
+    pthread_cond_broadcast(&s->ended_cv);
     pthread_mutex_unlock(&s->mu);
     tand_server_release(s); /* the runtime's reference */
 }
@@ -577,14 +644,18 @@ int tand_server_stop(tand_server *s, int reason, const char *detail,
     if (tand__current == s || timeout_ms == 0)
         return 0;
 
+    if (tand__worker_of != NULL) /* a handler waits: keep others running */
+        tand__runtime_block(tand__worker_of);
     pthread_mutex_lock(&s->mu);
-    while (!s->ended) {
-        if (!wait_on(s, &s->ended_cv, deadline) && !s->ended) {
+    while (!s->finished) {
+        if (!wait_on(s, &s->ended_cv, deadline) && !s->finished) {
             rc = TAND_ETIMEDOUT;
             break;
         }
     }
     pthread_mutex_unlock(&s->mu);
+    if (tand__worker_of != NULL)
+        tand__runtime_unblock(tand__worker_of);
     return rc;
 }
 

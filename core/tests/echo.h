@@ -32,6 +32,9 @@ typedef struct echo_shared {
     atomic_int handled_sleeps;
     atomic_int order_errors;
     atomic_llong cast_sum;
+    atomic_llong down_tag;    /* the last DOWN notice */
+    atomic_int down_reason;
+    atomic_int downs;
 } echo_shared;
 
 typedef struct echo_state {
@@ -150,7 +153,12 @@ static inline void echo_info(void *state, tand_server *self, tand_msg *msg)
 {
     echo_state *st = state;
     (void)self;
-    (void)msg;
+    if (msg->op == TAND_OP_DOWN) {
+        atomic_store(&st->shared->down_tag, msg->ival[0]);
+        atomic_store(&st->shared->down_reason, (int)msg->ival[1]);
+        atomic_fetch_add(&st->shared->downs, 1);
+        return;
+    }
     atomic_fetch_add(&st->shared->infos, 1);
 }
 
