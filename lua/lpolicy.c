@@ -1127,24 +1127,30 @@ static int read_policy(lua_State *L, int pidx, policy_config *c)
     return -1;
 }
 
-int ltand_policy_start(lua_State *L, int pidx, int oidx,
-                       const ltand_policy_options *o, tand_server **out)
+void ltand_policy_free(ltand_policy *c)
+{
+    if (c != NULL) {
+        config_free(c);
+        free(c);
+    }
+}
+
+int ltand_policy_prepare(lua_State *L, int pidx, int oidx,
+                         const ltand_policy_options *o, ltand_policy **out)
 {
     policy_config *c;
-    tand_server_options so;
-    tand_runtime *rt = tand_runtime_default();
     int rc, top = lua_gettop(L);
 
     *out = NULL;
     pidx = lua_absindex(L, pidx);
     oidx = lua_absindex(L, oidx);
     c = calloc(1, sizeof *c);
-    if (c == NULL || rt == NULL) {
-        free(c);
+    if (c == NULL) {
         lua_pushstring(L, "not enough memory");
         return TAND_ENOMEM;
     }
     c->o = *o;
+    c->o.name = NULL; /* given at each launch */
     if (read_policy(L, pidx, c) != 0) {
         rc = c->status ? c->status : TAND_ENOMEM;
         goto fail;
@@ -1169,31 +1175,41 @@ int ltand_policy_start(lua_State *L, int pidx, int oidx,
     }
     c->path = ltand_package_path(L, "path");
     c->cpath = ltand_package_path(L, "cpath");
-
-    memset(&so, 0, sizeof so);
-    so.behaviour = &policy_behaviour;
-    so.arg = c;
-    so.name = o->name;
-    so.mailbox_capacity = o->mailbox;
-    rc = tand_server_start(rt, &so, out);
-    if (rc != 0) {
-        if (c->status == 0)
-            fail_init(c, rc, "%s", tand_strerror(rc));
-        goto fail;
-    }
-    if (o->auto_shutdown_ms >= 0)
-        tand_server_set_idle(*out, o->auto_shutdown_ms, TAND_IDLE_STOP);
-    config_free(c);
-    free(c);
     lua_settop(L, top);
+    *out = c;
     return 0;
 fail:
     lua_settop(L, top);
-    if (rc == TAND_ENAMETAKEN)
-        lua_pushfstring(L, "the name '%s' is already registered", o->name);
-    else
-        lua_pushstring(L, c->err[0] ? c->err : tand_strerror(rc));
-    config_free(c);
-    free(c);
+    lua_pushstring(L, c->err[0] ? c->err : tand_strerror(rc));
+    ltand_policy_free(c);
     return rc;
+}
+
+int ltand_policy_launch(tand_runtime *rt, ltand_policy *c, const char *name,
+                        tand_server **out, char *detail, size_t size)
+{
+    tand_server_options so;
+    int rc;
+
+    *out = NULL;
+    c->status = 0;
+    c->err[0] = '\0';
+    memset(&so, 0, sizeof so);
+    so.behaviour = &policy_behaviour;
+    so.arg = c;
+    so.name = name;
+    so.mailbox_capacity = c->o.mailbox;
+    rc = tand_server_start(rt, &so, out);
+    if (rc != 0) {
+        if (rc == TAND_ENAMETAKEN)
+            snprintf(detail, size, "the name '%s' is already registered",
+                     name ? name : "");
+        else
+            snprintf(detail, size, "%s",
+                     c->err[0] ? c->err : tand_strerror(rc));
+        return rc;
+    }
+    if (c->o.auto_shutdown_ms >= 0)
+        tand_server_set_idle(*out, c->o.auto_shutdown_ms, TAND_IDLE_STOP);
+    return 0;
 }

@@ -11,6 +11,8 @@
 #include "ltand.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,6 +47,7 @@ void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id)
     m->id = id;
     m->timeout_ms = LTAND_DEFAULT_TIMEOUT_MS;
     m->closed = 0;
+    m->name = NULL;
     luaL_setmetatable(L, LTAND_MACHINE);
     if (s != NULL) {
         tand_server_retain(s);
@@ -52,11 +55,27 @@ void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id)
     }
 }
 
+/* A handle from tand.whereis follows its name: when its server has
+** ended, the name is looked up again, reaching the current incarnation
+** (a supervisor's restart). */
+static void follow_name(lmachine *m)
+{
+    tand_server *s;
+    if (m->name == NULL || (m->s != NULL && tand_server_alive(m->s)))
+        return;
+    if (tand_whereis(tand_runtime_default(), m->name, &s) != 0)
+        return;
+    tand_server_release(m->s);
+    m->s = s;
+    m->id = tand_server_id(s);
+}
+
 static lmachine *check_machine(lua_State *L, int idx)
 {
     lmachine *m = luaL_checkudata(L, idx, LTAND_MACHINE);
     if (m->closed)
         luaL_error(L, "attempt to use a closed machine");
+    follow_name(m);
     return m;
 }
 
@@ -325,6 +344,8 @@ static int m_gc(lua_State *L)
     tand_server *s = m->s;
     m->s = NULL;
     tand_server_release(s); /* never blocks */
+    free(m->name);
+    m->name = NULL;
     return 0;
 }
 
@@ -458,7 +479,7 @@ static int read_option(lua_State *L, start_options *o)
                               k);
         o->mailbox = (size_t)v;
     } else if (strcmp(k, "policy") == 0) {
-        o->has_policy = 1; /* read by ltand_policy_start */
+        o->has_policy = 1; /* read by ltand_policy_prepare */
     } else if (strcmp(k, "callback_timeout") == 0) {
         if (to_timeout(L, -1, &o->callback_ms) != 0 || o->callback_ms == 0)
             return bad_config(L, "%s must be an integer number of ms > 0, "
@@ -494,93 +515,126 @@ static int read_option(lua_State *L, start_options *o)
     return 0;
 }
 
-static int start_failed(lua_State *L, int rc, const start_options *o)
+/* A parsed tand.start options table: what it takes to start the server
+** again from any thread, with no Lua state (a supervisor's restarts). */
+typedef struct lspec {
+    int kind;
+    start_options o; /* o.name is not used: the name is given at start */
+    char *name;      /* the name option, or NULL */
+    ltand_policy *policy;
+} lspec;
+
+static void spec_free(lspec *sp)
 {
-    if (rc == TAND_ENAMETAKEN) {
-        lua_pushfstring(L, "the name '%s' is already registered", o->name);
-        return ltand_fail(L, rc, lua_tostring(L, -1));
+    if (sp != NULL) {
+        ltand_policy_free(sp->policy);
+        free(sp->name);
+        free(sp);
     }
-    return ltand_fail(L, rc, NULL);
 }
 
-static int l_start(lua_State *L)
+/* Reads the options at idx (a table or an initial number) into a new spec.
+** Returns it, or NULL with nil, token, detail pushed. [-0, +(0|3), m] */
+static lspec *parse_spec(lua_State *L, int idx)
 {
     start_options o;
-    tand_server *s = NULL;
-    lmachine *m;
-    int kind, rc, handle;
+    lspec *sp;
+    int kind, top = lua_gettop(L);
 
+    idx = lua_absindex(L, idx);
     memset(&o, 0, sizeof o);
     o.call_timeout = LTAND_DEFAULT_TIMEOUT_MS;
     o.auto_ms = TAND_FOREVER;
     o.callback_ms = DEFAULT_CALLBACK_MS;
-    if (lua_type(L, 1) == LUA_TNUMBER) {
-        if (get_integer(L, 1, &o.initial_number) != 0)
-            return bad_config(L, "%s must be an integer", "initial_number");
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        if (get_integer(L, idx, &o.initial_number) != 0)
+            goto bad_initial;
         o.has_initial = 1;
-    } else if (lua_type(L, 1) == LUA_TTABLE) {
-        lua_settop(L, 1);
+    } else if (lua_type(L, idx) == LUA_TTABLE) {
         lua_pushnil(L);
-        while (lua_next(L, 1) != 0) {
-            if (read_option(L, &o) != 0)
-                return 3;
+        while (lua_next(L, idx) != 0) {
+            if (read_option(L, &o) != 0) {
+                /* keep only the three failure values */
+                lua_rotate(L, top + 1, 3);
+                lua_settop(L, top + 3);
+                return NULL;
+            }
             lua_pop(L, 1);
         }
     } else {
-        return bad_config(L, "tand.start takes an options table or an "
-                             "initial number (got %s)",
-                          luaL_typename(L, 1));
+        bad_config(L, "tand.start takes an options table or an initial "
+                      "number (got %s)",
+                   luaL_typename(L, idx));
+        return NULL;
     }
 
-    if ((o.has_min || o.has_max) && o.has_initial)
-        return bad_config(L, "%s: give min_number and max_number (deluxe) "
-                             "or initial_number (counter), not both",
-                          "tand.start");
-    if (o.has_policy_option && !o.has_policy)
-        return bad_config(L, "%s: callback_timeout, memory_limit and "
-                             "sandbox are options of a policy",
-                          "tand.start");
+    if ((o.has_min || o.has_max) && o.has_initial) {
+        bad_config(L, "%s: give min_number and max_number (deluxe) or "
+                      "initial_number (counter), not both",
+                   "tand.start");
+        return NULL;
+    }
+    if (o.has_policy_option && !o.has_policy) {
+        bad_config(L, "%s: callback_timeout, memory_limit and sandbox are "
+                      "options of a policy",
+                   "tand.start");
+        return NULL;
+    }
     if (o.has_policy) {
-        if (o.has_initial)
-            return bad_config(L, "%s: a policy runs on the deluxe machine, "
-                                 "not on the counter",
-                              "tand.start");
-        if (o.has_min != o.has_max)
-            return bad_config(L, "%s needs both min_number and max_number, "
-                                 "or neither",
-                              "a policy");
+        if (o.has_initial) {
+            bad_config(L, "%s: a policy runs on the deluxe machine, not on "
+                          "the counter",
+                       "tand.start");
+            return NULL;
+        }
+        if (o.has_min != o.has_max) {
+            bad_config(L, "%s needs both min_number and max_number, or "
+                          "neither",
+                       "a policy");
+            return NULL;
+        }
         if (!o.has_min) {
             o.min_number = 1;
             o.max_number = INT64_MAX;
         } else if (o.min_number >= o.max_number) {
-            return bad_config(L, "%s must be below max_number", "min_number");
+            goto bad_bounds;
         }
         kind = KIND_POLICY;
     } else if (o.has_min || o.has_max) {
-        if (!o.has_min || !o.has_max)
-            return bad_config(L, "%s needs both min_number and max_number",
-                              "the deluxe machine");
+        if (!o.has_min || !o.has_max) {
+            bad_config(L, "%s needs both min_number and max_number",
+                       "the deluxe machine");
+            return NULL;
+        }
         if (o.min_number >= o.max_number)
-            return bad_config(L, "%s must be below max_number", "min_number");
+            goto bad_bounds;
         kind = KIND_DELUXE;
     } else if (o.has_initial) {
-        if (o.has_auto)
-            return bad_config(L, "%s is an option of the deluxe machine",
-                              "auto_shutdown_timeout");
+        if (o.has_auto) {
+            bad_config(L, "%s is an option of the deluxe machine",
+                       "auto_shutdown_timeout");
+            return NULL;
+        }
         kind = KIND_COUNTER;
     } else {
-        return bad_config(L, "%s: give min_number and max_number (deluxe) "
-                             "or initial_number (counter)",
-                          "tand.start");
+        bad_config(L, "%s: give min_number and max_number (deluxe) or "
+                      "initial_number (counter)",
+                   "tand.start");
+        return NULL;
     }
 
-    /* The handle exists, closed, before the server: nothing can raise
-    ** between starting the server and handing its reference over. */
-    ltand_push_machine(L, NULL, 0);
-    handle = lua_gettop(L);
-    m = lua_touserdata(L, handle);
+    sp = calloc(1, sizeof *sp);
+    if (sp == NULL || (o.name != NULL && (sp->name = strdup(o.name)) == NULL)) {
+        free(sp);
+        ltand_fail(L, TAND_ENOMEM, NULL);
+        return NULL;
+    }
+    sp->kind = kind;
+    sp->o = o;
+    sp->o.name = NULL;
     if (kind == KIND_POLICY) {
         ltand_policy_options po;
+        int rc;
         po.min_number = o.min_number;
         po.max_number = o.max_number;
         po.auto_shutdown_ms = o.auto_ms;
@@ -589,35 +643,90 @@ static int l_start(lua_State *L)
         if (o.sandbox && po.memory_limit == 0)
             po.memory_limit = SANDBOX_MEMORY_LIMIT;
         po.sandbox = o.sandbox;
-        po.name = o.name;
+        po.name = NULL;
         po.mailbox = o.mailbox;
-        runtime(L);
-        lua_getfield(L, 1, "policy");
-        rc = ltand_policy_start(L, -1, 1, &po, &s);
-        if (rc != 0)
-            return ltand_fail(L, rc, lua_tostring(L, -1));
-    } else if (kind == KIND_DELUXE) {
+        lua_getfield(L, idx, "policy");
+        rc = ltand_policy_prepare(L, -1, idx, &po, &sp->policy);
+        if (rc != 0) { /* stack: policy, detail */
+            lua_pushnil(L);
+            lua_pushstring(L, tand_errname(rc));
+            lua_pushvalue(L, -3);
+            lua_rotate(L, top + 1, 3);
+            lua_settop(L, top + 3);
+            spec_free(sp);
+            return NULL;
+        }
+        lua_pop(L, 1);
+    }
+    return sp;
+
+bad_initial:
+    bad_config(L, "%s must be an integer", "initial_number");
+    return NULL;
+bad_bounds:
+    bad_config(L, "%s must be below max_number", "min_number");
+    return NULL;
+}
+
+/* Starts one server from a spec, registered as name (or NULL). On failure
+** detail gets the reason. Runs on any thread. */
+static int start_spec(tand_runtime *rt, lspec *sp, const char *name,
+                      tand_server **out, char *detail, size_t size)
+{
+    int rc;
+    *out = NULL;
+    detail[0] = '\0';
+    if (sp->kind == KIND_POLICY)
+        return ltand_policy_launch(rt, sp->policy, name, out, detail, size);
+    if (sp->kind == KIND_DELUXE) {
         tand_deluxe_options d;
         memset(&d, 0, sizeof d);
-        d.min_number = o.min_number;
-        d.max_number = o.max_number;
-        d.auto_shutdown_ms = o.auto_ms;
-        d.name = o.name;
-        d.mailbox_capacity = o.mailbox;
-        rc = tand_deluxe_start(runtime(L), &d, &s);
+        d.min_number = sp->o.min_number;
+        d.max_number = sp->o.max_number;
+        d.auto_shutdown_ms = sp->o.auto_ms;
+        d.name = name;
+        d.mailbox_capacity = sp->o.mailbox;
+        rc = tand_deluxe_start(rt, &d, out);
     } else {
         tand_counter_options c;
         memset(&c, 0, sizeof c);
-        c.initial_number = o.initial_number;
-        c.name = o.name;
-        c.mailbox_capacity = o.mailbox;
-        rc = tand_counter_start(runtime(L), &c, &s);
+        c.initial_number = sp->o.initial_number;
+        c.name = name;
+        c.mailbox_capacity = sp->o.mailbox;
+        rc = tand_counter_start(rt, &c, out);
     }
-    if (rc != 0 && kind != KIND_POLICY)
-        return start_failed(L, rc, &o);
+    if (rc == TAND_ENAMETAKEN)
+        snprintf(detail, size, "the name '%s' is already registered",
+                 name ? name : "");
+    else if (rc != 0)
+        snprintf(detail, size, "%s", tand_strerror(rc));
+    return rc;
+}
+
+static int l_start(lua_State *L)
+{
+    tand_runtime *rt = runtime(L);
+    tand_server *s;
+    lmachine *m;
+    lspec *sp;
+    char detail[2048];
+    int rc, handle;
+
+    lua_settop(L, 1);
+    if ((sp = parse_spec(L, 1)) == NULL)
+        return 3;
+    /* The handle exists, closed, before the server: nothing can raise
+    ** between starting the server and handing its reference over. */
+    ltand_push_machine(L, NULL, 0);
+    handle = lua_gettop(L);
+    m = lua_touserdata(L, handle);
+    rc = start_spec(rt, sp, sp->name, &s, detail, sizeof detail);
+    m->timeout_ms = sp->o.call_timeout;
+    spec_free(sp);
+    if (rc != 0)
+        return ltand_fail(L, rc, detail);
     m->s = s; /* the reference start gave us */
     m->id = tand_server_id(s);
-    m->timeout_ms = o.call_timeout;
     lua_pushvalue(L, handle);
     return 1;
 }
@@ -626,13 +735,218 @@ static int l_whereis(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     tand_server *s;
+    lmachine *m;
+    ltand_push_machine(L, NULL, 0);
+    m = lua_touserdata(L, -1);
+    if ((m->name = strdup(name)) == NULL)
+        return luaL_error(L, "not enough memory");
     if (tand_whereis(runtime(L), name, &s) != 0) {
         lua_pushfstring(L, "no server is registered as '%s'", name);
         return ltand_fail(L, TAND_ENOPROC, lua_tostring(L, -1));
     }
-    ltand_push_machine(L, s, tand_server_id(s));
-    tand_server_release(s);
+    m->s = s;
+    m->id = tand_server_id(s);
     return 1;
+}
+
+/* ---- tand.supervise ---- */
+
+/* What a supervise call's children share: the reason the last one that
+** failed to start gave, read by tand.supervise when the start fails. */
+typedef struct sup_ctx {
+    atomic_int refs;
+    char error[2048];
+} sup_ctx;
+
+typedef struct sup_child {
+    lspec *spec;
+    sup_ctx *ctx;
+} sup_child;
+
+static void ctx_release(sup_ctx *ctx)
+{
+    if (ctx != NULL && atomic_fetch_sub(&ctx->refs, 1) == 1)
+        free(ctx);
+}
+
+static int start_child(tand_runtime *rt, const char *name, void *arg,
+                       tand_server **out)
+{
+    sup_child *c = arg;
+    char detail[1024];
+    int rc = start_spec(rt, c->spec, name, out, detail, sizeof detail);
+    if (rc != 0)
+        snprintf(c->ctx->error, sizeof c->ctx->error, "child '%s': %s",
+                 name, detail);
+    return rc;
+}
+
+static void free_child(void *arg)
+{
+    sup_child *c = arg;
+    spec_free(c->spec);
+    ctx_release(c->ctx);
+    free(c);
+}
+
+static const char *const strategies[] = {"one_for_one", "one_for_all",
+                                         "rest_for_one", NULL};
+static const char *const restarts[] = {"permanent", "transient",
+                                       "temporary", NULL};
+
+static int option_index(const char *v, const char *const *names)
+{
+    int i;
+    for (i = 0; names[i]; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* Reads tand.supervise's flags table at 1 into o; 0, or 3 with the
+** failure pushed. */
+static int read_flags(lua_State *L, tand_supervisor_options *o)
+{
+    tand_supervisor_options_init(o);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING
+                            ? lua_tostring(L, -2)
+                            : NULL;
+        int64_t v;
+        if (k == NULL)
+            return bad_config(L, "supervisor flags have string keys (got "
+                                 "a %s)",
+                              luaL_typename(L, -2));
+        if (strcmp(k, "strategy") == 0) {
+            if (lua_type(L, -1) != LUA_TSTRING ||
+                (o->strategy = option_index(lua_tostring(L, -1),
+                                            strategies)) < 0)
+                return bad_config(L, "%s must be one_for_one, one_for_all "
+                                     "or rest_for_one",
+                                  k);
+        } else if (strcmp(k, "max_restarts") == 0) {
+            if (get_integer(L, -1, &v) != 0 || v < 0 || v > 1000000)
+                return bad_config(L, "%s must be an integer >= 0", k);
+            o->max_restarts = (int)v;
+        } else if (strcmp(k, "max_seconds") == 0) {
+            if (get_integer(L, -1, &v) != 0 || v <= 0 || v > 1000000000)
+                return bad_config(L, "%s must be an integer > 0", k);
+            o->max_seconds = v;
+        } else if (strcmp(k, "name") == 0) {
+            if (lua_type(L, -1) != LUA_TSTRING)
+                return bad_config(L, "%s must be a string", k);
+            o->name = lua_tostring(L, -1); /* anchored in the flags */
+        } else {
+            return bad_config(L, "unknown supervisor flag '%s'", k);
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static int l_supervise(lua_State *L)
+{
+    tand_runtime *rt = runtime(L);
+    tand_supervisor_options o;
+    tand_child_spec *kids;
+    tand_server *sup;
+    sup_ctx *ctx;
+    lmachine *m;
+    size_t n, i;
+    int rc;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (read_flags(L, &o) != 0)
+        return 3;
+    n = (size_t)lua_rawlen(L, 2);
+    ltand_push_machine(L, NULL, 0); /* 3: the handle, closed for now */
+    m = lua_touserdata(L, 3);
+    kids = calloc(n ? n : 1, sizeof *kids);
+    ctx = calloc(1, sizeof *ctx);
+    if (kids == NULL || ctx == NULL) {
+        free(kids);
+        free(ctx);
+        return ltand_fail(L, TAND_ENOMEM, NULL);
+    }
+    atomic_init(&ctx->refs, 1);
+    for (i = 0; i < n; i++) {
+        sup_child *c;
+        int restart = TAND_PERMANENT;
+        lspec *sp;
+        lua_settop(L, 3);
+        if (lua_rawgeti(L, 2, (lua_Integer)i + 1) != LUA_TTABLE ||
+            lua_getfield(L, 4, "name") != LUA_TSTRING) {
+            lua_pushfstring(L, "child %d must be a tand.start options table "
+                               "with a name",
+                            (int)i + 1);
+            rc = TAND_ECONFIG;
+            goto fail;
+        }
+        /* its options without `restart`, which is the supervisor's */
+        lua_newtable(L); /* 6 */
+        lua_pushnil(L);
+        while (lua_next(L, 4) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING &&
+                strcmp(lua_tostring(L, -2), "restart") == 0) {
+                if (lua_type(L, -1) != LUA_TSTRING ||
+                    (restart = option_index(lua_tostring(L, -1),
+                                            restarts)) < 0) {
+                    lua_pushfstring(L, "child %d: restart must be "
+                                       "permanent, transient or temporary",
+                                    (int)i + 1);
+                    rc = TAND_ECONFIG;
+                    goto fail;
+                }
+                lua_pop(L, 1);
+                continue;
+            }
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, 6);
+        }
+        if ((sp = parse_spec(L, 6)) == NULL) {
+            lua_pushfstring(L, "child %d: %s", (int)i + 1,
+                            lua_tostring(L, -1));
+            rc = TAND_ECONFIG;
+            goto fail;
+        }
+        if ((c = calloc(1, sizeof *c)) == NULL) {
+            spec_free(sp);
+            lua_pushliteral(L, "not enough memory");
+            rc = TAND_ENOMEM;
+            goto fail;
+        }
+        c->spec = sp;
+        c->ctx = ctx;
+        atomic_fetch_add(&ctx->refs, 1);
+        kids[i].name = sp->name;
+        kids[i].restart = restart;
+        kids[i].start = start_child;
+        kids[i].arg = c;
+        kids[i].free_arg = free_child;
+    }
+    lua_settop(L, 3);
+    rc = tand_supervisor_start(rt, &o, kids, n, &sup); /* frees the args */
+    free(kids);
+    if (rc != 0) {
+        lua_pushstring(L, ctx->error[0] ? ctx->error : tand_strerror(rc));
+        ctx_release(ctx);
+        return ltand_fail(L, rc, lua_tostring(L, -1));
+    }
+    ctx_release(ctx);
+    m->s = sup;
+    m->id = tand_server_id(sup);
+    lua_settop(L, 3);
+    return 1;
+fail: /* the detail is on top */
+    for (size_t j = 0; j < i; j++)
+        free_child(kids[j].arg);
+    free(kids);
+    ctx_release(ctx);
+    return ltand_fail(L, rc, lua_tostring(L, -1));
 }
 
 static int l_sleep(lua_State *L)
@@ -665,6 +979,7 @@ void *ltand_noreply_marker(void)
 
 static const luaL_Reg funcs[] = {{"start", l_start},
                                  {"whereis", l_whereis},
+                                 {"supervise", l_supervise},
                                  {"sleep", l_sleep},
                                  {"now", l_now},
                                  {NULL, NULL}};

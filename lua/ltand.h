@@ -23,6 +23,7 @@ typedef struct lmachine {
     uint64_t id;        /* kept for a dead handle's identity */
     int64_t timeout_ms; /* call timeout of this handle */
     int closed;         /* closed by __close: using it is an error */
+    char *name;         /* from tand.whereis: follows the name, or NULL */
 } lmachine;
 
 /* ---- lvalue.c: Lua values <-> MessagePack ---- */
@@ -76,11 +77,24 @@ typedef struct ltand_policy_options {
     size_t mailbox;
 } ltand_policy_options;
 
-/* Starts a policy server for the policy value at pidx, with the options
-** table at oidx (handed to the policy's init). Returns 0 with *out set,
-** or a TAND_E* code with a detail message pushed. [-0, +(0|1), m] */
-int ltand_policy_start(lua_State *L, int pidx, int oidx,
-                       const ltand_policy_options *o, tand_server **out);
+/* A policy made ready to start, as often as needed (a supervisor restarts
+** from it), from any thread: its code, its init options, the paths. */
+typedef struct policy_config ltand_policy;
+
+/* Prepares the policy value at pidx, with the options table at oidx
+** (handed to the policy's init). Returns 0 with *out set, or a TAND_E*
+** code with a detail message pushed. o->name is not kept.
+** [-0, +(0|1), m] */
+int ltand_policy_prepare(lua_State *L, int pidx, int oidx,
+                         const ltand_policy_options *o, ltand_policy **out);
+
+/* Starts one policy server from c, registered as name (or NULL). On
+** failure, detail gets the reason (the file and line of a bad policy).
+** Thread: any. */
+int ltand_policy_launch(tand_runtime *rt, ltand_policy *c, const char *name,
+                        tand_server **out, char *detail, size_t size);
+
+void ltand_policy_free(ltand_policy *c);
 
 /* While a policy callback runs on this thread: its deadline (monotonic
 ** ns), which caps the timeout of calls it makes; 0 otherwise. */
