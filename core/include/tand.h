@@ -52,13 +52,14 @@ extern "C" {
     XX(EBADVALUE, -13, "bad_value", "a value cannot be sent in a message")   \
     XX(EBADMSG, -14, "bad_message", "a message is not valid MessagePack")    \
     XX(ENAMETAKEN, -15, "name_taken", "the name is already registered")      \
-    XX(ESYSTEM, -16, "system_error", "the system refused a resource")
+    XX(ESYSTEM, -16, "system_error", "the system refused a resource")        \
+    XX(EJOURNAL, -17, "journal_error", "the journal cannot be used")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -17
+    TAND_ERR_LAST_ = -18
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,
@@ -176,11 +177,21 @@ typedef struct tand_behaviour {
                       const char *detail);
 } tand_behaviour;
 
+/* Durability of a journal (tand_server_options.durability). */
+enum {
+    TAND_DURABLE_FULL, /* each batch is fsynced before its replies */
+    TAND_DURABLE_OS    /* written before the replies, flushed by the OS */
+};
+
 typedef struct tand_server_options {
     const tand_behaviour *behaviour; /* required; must outlive the server */
     void *arg;                       /* handed to init */
     const char *name;                /* register under this name, or NULL */
     size_t mailbox_capacity;         /* messages; 0: TAND_MAILBOX_DEFAULT */
+    const char *journal;    /* path of the server's journal, or NULL */
+    int durability;         /* TAND_DURABLE_FULL (default) or _OS */
+    char *error;            /* if not NULL, a failed start says why here */
+    size_t error_size;
 } tand_server_options;
 
 #define TAND_MAILBOX_DEFAULT 4096
@@ -286,6 +297,48 @@ TAND_API int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms,
 ** then return TAND_NOREPLY.
 ** Thread: the server's own (inside one of its callbacks). Blocks: no. */
 TAND_API int tand_reply(tand_from *from, tand_msg *reply);
+
+/* ---- journals -------------------------------------------------------- */
+
+/* A server started with a journal keeps its state in an SQLite database
+** at that path (inspect it with the sqlite3 shell). The engine wraps each
+** batch of messages in one transaction and holds the batch's replies,
+** deferred ones included, until it has committed: a reply is sent only
+** after its effect is durable (group commit). If a write or the commit
+** fails, the batch is rolled back, its callers get TAND_EJOURNAL and the
+** server stops with TAND_EJOURNAL, so its last durable state is the one a
+** restart resumes from. A journal is refused, untouched, when it is not a
+** tand journal, is corrupt, was written by another format version or
+** belongs to another kind of server.
+** The handler functions below are for the server's own thread. */
+typedef struct tand_journal tand_journal;
+
+/* The server's journal, or NULL. Thread: the server's. Blocks: no. */
+TAND_API tand_journal *tand_server_journal(tand_server *self);
+
+/* 1 when the journal was just created (nothing to resume). */
+TAND_API int tand_journal_fresh(const tand_journal *j);
+
+/* Named values: integers and byte strings. *found says whether the key
+** exists. Thread: the server's. Blocks: on the disk. */
+TAND_API int tand_journal_set_int(tand_journal *j, const char *key,
+                                  int64_t v);
+TAND_API int tand_journal_get_int(tand_journal *j, const char *key,
+                                  int64_t *v, int *found);
+TAND_API int tand_journal_set_blob(tand_journal *j, const char *key,
+                                   const void *p, size_t n);
+/* *out gets a malloc'ed copy (NULL for an empty value). */
+TAND_API int tand_journal_get_blob(tand_journal *j, const char *key,
+                                   char **out, size_t *n, int *found);
+
+/* A journaled FIFO of numbers (a ticket queue): append at the back,
+** remove a number, clear, and read it back in order. */
+TAND_API int tand_journal_queue_push(tand_journal *j, int64_t number);
+TAND_API int tand_journal_queue_remove(tand_journal *j, int64_t number);
+TAND_API int tand_journal_queue_clear(tand_journal *j);
+TAND_API int tand_journal_queue_load(tand_journal *j,
+                                     int (*fn)(void *ud, int64_t number),
+                                     void *ud);
 
 /* ---- monitors --------------------------------------------------------- */
 
@@ -462,6 +515,9 @@ TAND_API void tand_tickets_bounds(const tand_tickets *t, int64_t *min_number,
 /* Copies up to `max` queued numbers, front first; returns how many. */
 TAND_API size_t tand_tickets_list(const tand_tickets *t, int64_t *out,
                                   size_t max);
+/* Appends a given number at the back (restoring a saved queue):
+** TAND_EINVAL outside the range or already queued. */
+TAND_API int tand_tickets_append(tand_tickets *t, int64_t number);
 
 /* ---- the built-in ticket machines ------------------------------------ */
 
@@ -485,6 +541,10 @@ typedef struct tand_deluxe_options {
     int64_t auto_shutdown_ms;       /* >= 0, or TAND_FOREVER (default) */
     const char *name;               /* or NULL */
     size_t mailbox_capacity;        /* 0: default */
+    const char *journal;            /* resume from / keep state here */
+    int durability;                 /* TAND_DURABLE_FULL or _OS */
+    char *error;                    /* a failed start says why here */
+    size_t error_size;
 } tand_deluxe_options;
 
 /* Starts a "deluxe" ticket machine. TAND_ECONFIG for bounds that are not
@@ -497,6 +557,10 @@ typedef struct tand_counter_options {
     int64_t initial_number;
     const char *name;         /* or NULL */
     size_t mailbox_capacity;  /* 0: default */
+    const char *journal;      /* resume from / keep state here */
+    int durability;           /* TAND_DURABLE_FULL or _OS */
+    char *error;              /* a failed start says why here */
+    size_t error_size;
 } tand_counter_options;
 
 /* Starts a "counter" machine: TAND_OP_NEXT replies the current number and

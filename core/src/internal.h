@@ -91,6 +91,12 @@ TAND_HIDDEN void tand__mbox_free(mailbox *mb);
 
 /* ---- servers (server.c) ---- */
 
+/* A reply held until its batch is durable. */
+typedef struct held {
+    tand_from *slot;
+    tand_msg reply;
+} held;
+
 typedef struct monitor {
     struct monitor *next;
     tand_server *watcher; /* retained */
@@ -128,6 +134,9 @@ struct tand_server {
     monitor *monitors;           /* guarded by mu */
     char *name;                  /* guarded by rt->table_mu */
     tand_from *deferred;         /* server thread only */
+    tand_journal *journal;       /* server thread only, or NULL */
+    struct held *held;           /* replies waiting for the commit */
+    size_t nheld, capheld;       /* server thread only */
 
     _Atomic uint64_t n_calls, n_casts, n_infos, n_errors, n_timeouts;
     _Atomic uint64_t n_handler_ns, n_restarts;
@@ -139,6 +148,20 @@ struct tand_server {
 TAND_HIDDEN int tand__server_run(tand_server *s, int max_msgs);
 /* The timer thread or pump found the server idle long enough. */
 TAND_HIDDEN void tand__server_fire_idle(tand_server *s);
+
+/* ---- journals (journal.c) ---- */
+
+/* Opens (or creates) the journal of a server of `kind`. On failure `err`
+** says why and an existing file is untouched. */
+TAND_HIDDEN int tand__journal_open(const char *path, const char *kind,
+                                   int durability, tand_journal **out,
+                                   char *err, size_t n);
+TAND_HIDDEN void tand__journal_close(tand_journal *j);
+/* Commits the batch's writes; on a failure (now or earlier in the batch)
+** rolls them back, says why in err and returns TAND_EJOURNAL. */
+TAND_HIDDEN int tand__journal_commit(tand_journal *j, char *err, size_t n);
+/* Something to commit (or a failure to report). */
+TAND_HIDDEN bool tand__journal_dirty(const tand_journal *j);
 
 /* ---- runtime (runtime.c) ---- */
 typedef struct tand_table tand_table;

@@ -103,14 +103,59 @@ static void reply_int(tand_msg *reply, int64_t v)
 typedef struct deluxe_state {
     deluxe d;
     int64_t auto_shutdown_ms;
+    tand_journal *journal; /* or NULL */
 } deluxe_state;
+
+static void say(char *buf, size_t n, const char *text)
+{
+    if (buf != NULL && n > 0)
+        snprintf(buf, n, "%s", text);
+}
+
+static int restore_number(void *ud, int64_t number)
+{
+    return tand__deluxe_append(ud, number) == 0 ? 0 : TAND_EJOURNAL;
+}
+
+/* Resumes from the journal, or records the bounds in a fresh one. */
+static int deluxe_resume(deluxe_state *st, const tand_deluxe_options *o)
+{
+    tand_journal *j = st->journal;
+    int64_t min, max;
+    int found_min, found_max, rc;
+    char text[160];
+    if (tand_journal_fresh(j)) {
+        if ((rc = tand_journal_set_int(j, "min_number", o->min_number)) ||
+            (rc = tand_journal_set_int(j, "max_number", o->max_number)))
+            return rc;
+        return 0;
+    }
+    if ((rc = tand_journal_get_int(j, "min_number", &min, &found_min)) ||
+        (rc = tand_journal_get_int(j, "max_number", &max, &found_max)) ||
+        !found_min || !found_max) {
+        say(o->error, o->error_size, "the journal has no bounds");
+        return TAND_EJOURNAL;
+    }
+    if (min != o->min_number || max != o->max_number) {
+        snprintf(text, sizeof text,
+                 "the journal holds the range %lld..%lld, not %lld..%lld",
+                 (long long)min, (long long)max, (long long)o->min_number,
+                 (long long)o->max_number);
+        say(o->error, o->error_size, text);
+        return TAND_ECONFIG;
+    }
+    rc = tand_journal_queue_load(j, restore_number, &st->d);
+    if (rc != 0)
+        say(o->error, o->error_size,
+            "the journal's queue does not fit its range");
+    return rc;
+}
 
 static int deluxe_init(tand_server *self, void *arg, void **state)
 {
     const tand_deluxe_options *o = arg;
     deluxe_state *st = malloc(sizeof *st);
     int rc;
-    (void)self;
     if (st == NULL)
         return TAND_ENOMEM;
     rc = tand__deluxe_init(&st->d, o->min_number, o->max_number);
@@ -119,8 +164,40 @@ static int deluxe_init(tand_server *self, void *arg, void **state)
         return rc;
     }
     st->auto_shutdown_ms = o->auto_shutdown_ms;
+    st->journal = tand_server_journal(self);
+    if (st->journal != NULL && (rc = deluxe_resume(st, o)) != 0) {
+        tand__deluxe_free(&st->d);
+        free(st);
+        return rc;
+    }
     *state = st;
     return 0;
+}
+
+/* The built-in operations, journaled when there is a journal. A journal
+** write that fails fails the whole batch (see tand.h), so memory and
+** journal never disagree in anything a caller is told. */
+static int d_queue(deluxe_state *st, int64_t *n)
+{
+    int rc = tand__deluxe_queue(&st->d, n);
+    if (rc == 0 && st->journal)
+        tand_journal_queue_push(st->journal, *n);
+    return rc;
+}
+
+static int d_serve(deluxe_state *st, const int64_t *prio, int64_t *n)
+{
+    int rc = tand__deluxe_serve(&st->d, prio, n);
+    if (rc == 0 && st->journal)
+        tand_journal_queue_remove(st->journal, *n);
+    return rc;
+}
+
+static void d_reset(deluxe_state *st)
+{
+    tand__deluxe_reset(&st->d);
+    if (st->journal)
+        tand_journal_queue_clear(st->journal);
 }
 
 /* The state as a map, in a one-result array when as_list. */
@@ -158,7 +235,7 @@ static void deluxe_serve(deluxe_state *st, const int64_t *prio,
                          tand_msg *reply)
 {
     int64_t n;
-    reply->status = tand__deluxe_serve(&st->d, prio, &n);
+    reply->status = d_serve(st, prio, &n);
     if (reply->status == 0)
         reply->ival[0] = n;
 }
@@ -174,7 +251,7 @@ static void deluxe_encoded(deluxe_state *st, tand_msg *req, tand_msg *reply)
     }
     nargs = count_args(req);
     if (op_is(&q, "queue_new_number")) {
-        reply->status = tand__deluxe_queue(&st->d, &reply->ival[0]);
+        reply->status = d_queue(st, &reply->ival[0]);
     } else if (op_is(&q, "serve_next_queued_number")) {
         int64_t p;
         bool has;
@@ -189,7 +266,7 @@ static void deluxe_encoded(deluxe_state *st, tand_msg *req, tand_msg *reply)
         return;
     } else if (op_is(&q, "reset_state")) {
         tand_buf b;
-        tand__deluxe_reset(&st->d);
+        d_reset(st);
         tand_buf_init(&b);
         tand_pack_array(&b, 1);
         tand_pack_bool(&b, 1);
@@ -212,7 +289,7 @@ static int deluxe_call(void *state, tand_server *self, tand_msg *req,
     (void)from;
     switch (req->op) {
     case TAND_OP_QUEUE_NEW_NUMBER:
-        reply->status = tand__deluxe_queue(&st->d, &reply->ival[0]);
+        reply->status = d_queue(st, &reply->ival[0]);
         break;
     case TAND_OP_SERVE_NEXT:
         deluxe_serve(st, req->ival[1] ? &req->ival[0] : NULL, reply);
@@ -221,7 +298,7 @@ static int deluxe_call(void *state, tand_server *self, tand_msg *req,
         deluxe_report(st, 1, reply);
         break;
     case TAND_OP_RESET_STATE:
-        tand__deluxe_reset(&st->d);
+        d_reset(st);
         break;
     case TAND_OP_ENCODED:
         deluxe_encoded(st, req, reply);
@@ -241,7 +318,7 @@ static void deluxe_cast(void *state, tand_server *self, tand_msg *msg)
     if (msg->op == TAND_OP_RESET_STATE ||
         (msg->op == TAND_OP_ENCODED && open_request(msg, &q) == 0 &&
          op_is(&q, "reset_state")))
-        tand__deluxe_reset(&st->d);
+        d_reset(st);
     /* Any other cast is ignored, like an unexpected message. */
 }
 
@@ -278,6 +355,10 @@ int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
     so.arg = (void *)o;
     so.name = o->name;
     so.mailbox_capacity = o->mailbox_capacity;
+    so.journal = o->journal;
+    so.durability = o->durability;
+    so.error = o->error;
+    so.error_size = o->error_size;
     rc = tand_server_start(rt, &so, out);
     if (rc == 0 && o->auto_shutdown_ms >= 0)
         tand_server_set_idle(*out, o->auto_shutdown_ms, TAND_IDLE_STOP);
@@ -319,15 +400,37 @@ typedef struct counter_state {
     int64_t current;
     char *last_caller; /* MessagePack, or NULL for nil */
     size_t last_size;
+    tand_journal *journal;
 } counter_state;
 
 static int counter_init(tand_server *self, void *arg, void **state)
 {
+    const tand_counter_options *o = arg;
     counter_state *st = calloc(1, sizeof *st);
-    (void)self;
+    int rc = 0, found;
     if (st == NULL)
         return TAND_ENOMEM;
-    st->current = *(const int64_t *)arg;
+    st->current = o->initial_number;
+    st->journal = tand_server_journal(self);
+    if (st->journal != NULL) {
+        if (tand_journal_fresh(st->journal))
+            rc = tand_journal_set_int(st->journal, "current_number",
+                                      st->current);
+        else if ((rc = tand_journal_get_int(st->journal, "current_number",
+                                            &st->current, &found)) == 0 &&
+                 found)
+            rc = tand_journal_get_blob(st->journal, "last_caller",
+                                       &st->last_caller, &st->last_size,
+                                       &found);
+        else if (rc == 0)
+            rc = TAND_EJOURNAL;
+        if (rc != 0) {
+            say(o->error, o->error_size, "the journal has no counter");
+            free(st->last_caller);
+            free(st);
+            return rc;
+        }
+    }
     *state = st;
     return 0;
 }
@@ -345,6 +448,10 @@ static int counter_next(counter_state *st, char *caller, size_t size,
     free(st->last_caller);
     st->last_caller = caller;
     st->last_size = size;
+    if (st->journal != NULL) {
+        tand_journal_set_int(st->journal, "current_number", st->current);
+        tand_journal_set_blob(st->journal, "last_caller", caller, size);
+    }
     return 0;
 }
 
@@ -470,8 +577,12 @@ int tand_counter_start(tand_runtime *rt, const tand_counter_options *o,
         return TAND_EINVAL;
     memset(&so, 0, sizeof so);
     so.behaviour = &counter_behaviour;
-    so.arg = (void *)&o->initial_number;
+    so.arg = (void *)o;
     so.name = o->name;
     so.mailbox_capacity = o->mailbox_capacity;
+    so.journal = o->journal;
+    so.durability = o->durability;
+    so.error = o->error;
+    so.error_size = o->error_size;
     return tand_server_start(rt, &so, out);
 }

@@ -18,6 +18,7 @@
 */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,8 @@ static _Atomic uint64_t next_id = 1;
 
 static void server_free(tand_server *s)
 {
+    tand__journal_close(s->journal);
+    free(s->held);
     while (s->monitors != NULL) {
         monitor *m = s->monitors;
         s->monitors = m->next;
@@ -66,6 +69,12 @@ static int check_name(const char *name)
     return (len == 0 || len > TAND_NAME_MAX) ? TAND_EINVAL : 0;
 }
 
+static void set_error(const tand_server_options *o, const char *text)
+{
+    if (o->error != NULL && o->error_size > 0)
+        snprintf(o->error, o->error_size, "%s", text);
+}
+
 int tand_server_start(tand_runtime *rt, const tand_server_options *o,
                       tand_server **out)
 {
@@ -77,8 +86,13 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
         *out = NULL;
     if (rt == NULL || o == NULL || out == NULL || o->behaviour == NULL ||
         o->behaviour->handle_call == NULL ||
-        o->mailbox_capacity > TAND_MAILBOX_MAX || check_name(o->name) != 0)
+        o->mailbox_capacity > TAND_MAILBOX_MAX || check_name(o->name) != 0 ||
+        (o->journal != NULL && (o->behaviour->name == NULL ||
+                                o->durability < TAND_DURABLE_FULL ||
+                                o->durability > TAND_DURABLE_OS)))
         return TAND_EINVAL;
+    if (o->error != NULL && o->error_size > 0)
+        o->error[0] = '\0';
     cap = o->mailbox_capacity ? (uint32_t)o->mailbox_capacity
                               : TAND_MAILBOX_DEFAULT;
 
@@ -107,12 +121,38 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     s->heap_index = SIZE_MAX;
     tand__mbox_init(&s->mb, cap);
 
+    if (o->journal != NULL) {
+        char err[512] = "";
+        rc = tand__journal_open(o->journal, o->behaviour->name,
+                                o->durability, &s->journal, err,
+                                sizeof err);
+        if (rc == 0 && (s->held = malloc(BATCH * sizeof *s->held)) == NULL)
+            rc = TAND_ENOMEM;
+        if (rc != 0) {
+            set_error(o, err[0] ? err : tand_strerror(rc));
+            server_free(s);
+            return rc;
+        }
+        s->capheld = BATCH;
+    }
+
     s->state = o->arg;
     if (o->behaviour->init != NULL) {
         rc = o->behaviour->init(s, o->arg, &s->state);
         if (rc != 0) {
             server_free(s);
             return rc > 0 ? TAND_EINVAL : rc;
+        }
+    }
+    if (s->journal != NULL) { /* what init wrote is durable before use */
+        char err[512];
+        rc = tand__journal_commit(s->journal, err, sizeof err);
+        if (rc != 0) {
+            set_error(o, err);
+            if (o->behaviour->terminate != NULL)
+                o->behaviour->terminate(s->state, s, rc, err);
+            server_free(s);
+            return rc;
         }
     }
 
@@ -142,6 +182,11 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     }
     *out = s;
     return 0;
+}
+
+tand_journal *tand_server_journal(tand_server *self)
+{
+    return self ? self->journal : NULL;
 }
 
 int tand_server_alive(const tand_server *s)
@@ -329,6 +374,48 @@ int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms, int flags)
     return send_kind(s, msg, timeout_ms, flags, ENV_INFO);
 }
 
+/* Sends a reply, or with a journal holds it until the batch commits. */
+static bool deliver(tand_server *s, tand_from *slot, tand_msg *reply)
+{
+    if (s->journal != NULL) {
+        if (s->nheld == s->capheld) {
+            held *h = realloc(s->held, 2 * s->capheld * sizeof *h);
+            if (h == NULL)
+                return tand__slot_reply(slot, reply); /* cannot wait */
+            s->held = h;
+            s->capheld *= 2;
+        }
+        s->held[s->nheld].slot = slot;
+        s->held[s->nheld].reply = *reply;
+        memset(reply, 0, sizeof *reply);
+        s->nheld++;
+        return true;
+    }
+    return tand__slot_reply(slot, reply);
+}
+
+/* Makes the batch durable, then sends its replies; a failed commit
+** answers them with journal_error and stops the server. */
+static void flush(tand_server *s)
+{
+    char err[256];
+    size_t i;
+    int rc = tand__journal_commit(s->journal, err, sizeof err);
+    for (i = 0; i < s->nheld; i++) {
+        held *h = &s->held[i];
+        if (rc != 0) {
+            tand_msg_clear(&h->reply);
+            h->reply.status = rc;
+            tand_msg_set_text(&h->reply, err, strlen(err));
+            count(&s->n_errors);
+        }
+        tand__slot_reply(h->slot, &h->reply);
+    }
+    s->nheld = 0;
+    if (rc != 0)
+        tand_server_stop(s, rc, err, 0);
+}
+
 static void deferred_link(tand_server *s, tand_from *f)
 {
     f->dprev = NULL;
@@ -360,7 +447,7 @@ int tand_reply(tand_from *from, tand_msg *reply)
     deferred_unlink(s, from);
     if (reply->status < 0)
         count(&s->n_errors);
-    return tand__slot_reply(from, reply) ? 0 : TAND_ETIMEDOUT;
+    return deliver(s, from, reply) ? 0 : TAND_ETIMEDOUT;
 }
 
 static void dispatch(tand_server *s, envelope *e)
@@ -384,7 +471,7 @@ static void dispatch(tand_server *s, envelope *e)
             deferred_unlink(s, e->slot);
             if (reply.status < 0)
                 count(&s->n_errors);
-            tand__slot_reply(e->slot, &reply);
+            deliver(s, e->slot, &reply);
         }
         break;
     }
@@ -485,6 +572,11 @@ static void terminate(tand_server *s)
                                   memory_order_relaxed);
     }
     s->state = NULL;
+    if (s->journal != NULL) { /* what terminate wrote, then let go */
+        flush(s);
+        tand__journal_close(s->journal);
+        s->journal = NULL;
+    }
     while (tand__mbox_pop(&old, &e)) {
         if (e.kind == ENV_CALL && tand__slot_take(e.slot))
             answer_ended(e.slot, reason, detail);
@@ -555,6 +647,8 @@ int tand__server_run(tand_server *s, int max_msgs)
     for (;;) {
         if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
             pthread_mutex_unlock(&s->mu);
+            if (s->journal != NULL) /* this turn's replies first */
+                flush(s);
             terminate(s);
             tand__current = prev;
             return handled;
@@ -578,6 +672,19 @@ int tand__server_run(tand_server *s, int max_msgs)
         dispatch(s, &e);
         handled++;
         pthread_mutex_lock(&s->mu);
+    }
+    if (s->journal != NULL &&
+        (s->nheld > 0 || tand__journal_dirty(s->journal))) {
+        /* group commit: one commit for the batch, then its replies */
+        pthread_mutex_unlock(&s->mu);
+        flush(s);
+        pthread_mutex_lock(&s->mu);
+        if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+            pthread_mutex_unlock(&s->mu);
+            terminate(s);
+            tand__current = prev;
+            return handled;
+        }
     }
     t1 = tand__now_ns();
     if (handled > 0)

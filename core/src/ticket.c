@@ -118,21 +118,10 @@ int tand__deluxe_init(deluxe *d, int64_t min_number, int64_t max_number)
     return 0;
 }
 
-int tand__deluxe_queue(deluxe *d, int64_t *number)
+/* Links a new ticket for n into the treap and at the back of the FIFO. */
+static int insert(deluxe *d, int64_t n)
 {
-    uint64_t range = (uint64_t)d->max_number - (uint64_t)d->min_number;
-    ticket *t, *lo, *hi;
-    int64_t n;
-
-    if (d->count > range) /* count == range + 1: every number is queued */
-        return TAND_EFULL;
-    if (d->count == 0) {
-        n = d->min_number;
-    } else {
-        int64_t h = highest(d->root);
-        n = h < d->max_number ? h + 1 : smallest_free(d);
-    }
-    t = malloc(sizeof *t);
+    ticket *t = malloc(sizeof *t), *lo, *hi;
     if (t == NULL)
         return TAND_ENOMEM;
     t->number = n;
@@ -149,6 +138,33 @@ int tand__deluxe_queue(deluxe *d, int64_t *number)
         d->head = t;
     d->tail = t;
     d->count++;
+    return 0;
+}
+
+int tand__deluxe_append(deluxe *d, int64_t number)
+{
+    if (number < d->min_number || number > d->max_number ||
+        find(d->root, number) != NULL)
+        return TAND_EINVAL;
+    return insert(d, number);
+}
+
+int tand__deluxe_queue(deluxe *d, int64_t *number)
+{
+    uint64_t range = (uint64_t)d->max_number - (uint64_t)d->min_number;
+    int64_t n;
+    int rc;
+
+    if (d->count > range) /* count == range + 1: every number is queued */
+        return TAND_EFULL;
+    if (d->count == 0) {
+        n = d->min_number;
+    } else {
+        int64_t h = highest(d->root);
+        n = h < d->max_number ? h + 1 : smallest_free(d);
+    }
+    if ((rc = insert(d, n)) != 0)
+        return rc;
     *number = n;
     return 0;
 }
@@ -273,6 +289,11 @@ void tand_tickets_bounds(const tand_tickets *t, int64_t *min_number,
 {
     *min_number = t->d.min_number;
     *max_number = t->d.max_number;
+}
+
+int tand_tickets_append(tand_tickets *t, int64_t number)
+{
+    return tand__deluxe_append(&t->d, number);
 }
 
 size_t tand_tickets_list(const tand_tickets *t, int64_t *out, size_t max)

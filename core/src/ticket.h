@@ -29,6 +29,9 @@ int tand__deluxe_queue(deluxe *d, int64_t *number);
 /* Serves the front, or `*priority` when given; TAND_EEMPTY,
 ** TAND_ENOTQUEUED. On error nothing changes. */
 int tand__deluxe_serve(deluxe *d, const int64_t *priority, int64_t *number);
+/* Appends `number` at the back (restoring a saved queue); TAND_EINVAL
+** outside the range or already queued, TAND_ENOMEM. */
+int tand__deluxe_append(deluxe *d, int64_t number);
 /* Empties the queue, keeping the bounds. */
 void tand__deluxe_reset(deluxe *d);
 /* FIFO iteration: first, then next until NULL. */
