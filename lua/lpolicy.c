@@ -42,6 +42,8 @@ typedef struct policy {
     lua_State *L;
     tand_tickets *tickets;
     tand_server *self;       /* borrowed: the server owns the policy */
+    tand_journal *journal;   /* or NULL */
+    int state_journaled;     /* the state was plain data when last saved */
     int64_t auto_shutdown_ms;
     int64_t callback_ms;     /* TAND_FOREVER for none */
     size_t mem_used, mem_limit;
@@ -254,6 +256,31 @@ static void push_state_table(lua_State *L, policy *p)
     lua_setfield(L, -2, "queue");
 }
 
+/* The built-in operations on the tickets, journaled when there is a
+** journal (a failed write fails the batch: see tand.h). */
+static int t_queue(policy *p, int64_t *n)
+{
+    int rc = tand_tickets_queue(p->tickets, n);
+    if (rc == 0 && p->journal)
+        tand_journal_queue_push(p->journal, *n);
+    return rc;
+}
+
+static int t_serve(policy *p, const int64_t *prio, int64_t *n)
+{
+    int rc = tand_tickets_serve(p->tickets, prio, n);
+    if (rc == 0 && p->journal)
+        tand_journal_queue_remove(p->journal, *n);
+    return rc;
+}
+
+static void t_reset(policy *p)
+{
+    tand_tickets_reset(p->tickets);
+    if (p->journal)
+        tand_journal_queue_clear(p->journal);
+}
+
 static int number_result(lua_State *L, int rc, int64_t n)
 {
     if (rc != 0)
@@ -270,7 +297,7 @@ static int builtin(lua_State *L, policy *p, const char *op, int arg,
     int64_t n = 0;
     int rc;
     if (strcmp(op, "queue_new_number") == 0) {
-        rc = tand_tickets_queue(p->tickets, &n);
+        rc = t_queue(p, &n);
         return number_result(L, rc, n);
     }
     if (strcmp(op, "serve_next_queued_number") == 0) {
@@ -281,9 +308,9 @@ static int builtin(lua_State *L, policy *p, const char *op, int arg,
             if (!isint)
                 return ltand_fail(L, TAND_EBADREQ,
                                   "the priority number must be an integer");
-            rc = tand_tickets_serve(p->tickets, &prio, &n);
+            rc = t_serve(p, &prio, &n);
         } else {
-            rc = tand_tickets_serve(p->tickets, NULL, &n);
+            rc = t_serve(p, NULL, &n);
         }
         return number_result(L, rc, n);
     }
@@ -292,7 +319,7 @@ static int builtin(lua_State *L, policy *p, const char *op, int arg,
         return 1;
     }
     if (strcmp(op, "reset_state") == 0) {
-        tand_tickets_reset(p->tickets);
+        t_reset(p);
         lua_pushboolean(L, 1);
         return 1;
     }
@@ -628,6 +655,7 @@ typedef struct policy_config {
 
 static void config_free(policy_config *c)
 {
+    free((char *)c->o.journal);
     free(c->code);
     free(c->file);
     tand_msg_clear(&c->opts);
@@ -738,6 +766,9 @@ static int get_callback(policy *p, int which)
     return 1;
 }
 
+static int resume_journal(policy *p, policy_config *c);
+static void save_state(policy *p);
+
 static int policy_init(tand_server *self, void *arg, void **state)
 {
     policy_config *c = arg;
@@ -788,6 +819,20 @@ static int policy_init(tand_server *self, void *arg, void **state)
         policy_free(p);
         return rc;
     }
+    p->journal = tand_server_journal(self);
+    if (p->journal != NULL) {
+        int top = lua_gettop(L);
+        if ((rc = resume_journal(p, c)) != 0) {
+            policy_free(p);
+            return rc;
+        }
+        if (lua_gettop(L) > top) { /* a saved state: resume from it */
+            p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
+            lua_settop(L, 0);
+            *state = p;
+            return 0;
+        }
+    }
     /* state = init(opts, machine), or {} */
     lua_pushcfunction(L, traceback);
     if (get_callback(p, CB_INIT)) {
@@ -809,8 +854,84 @@ static int policy_init(tand_server *self, void *arg, void **state)
     }
     p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
+    save_state(p);
     *state = p;
     return 0;
+}
+
+/* ---- the journal of a policy server: its tickets and its state ---- */
+
+static int restore_ticket(void *ud, int64_t number)
+{
+    return tand_tickets_append(ud, number) == 0 ? 0 : TAND_EJOURNAL;
+}
+
+/* Resumes the tickets (or records the bounds in a fresh journal) and
+** pushes the saved state, or nothing when there is none.
+** Returns 0, or a code with c->err set. [-0, +(0|1), m] */
+static int resume_journal(policy *p, policy_config *c)
+{
+    tand_journal *j = p->journal;
+    int64_t min, max;
+    int fmin, fmax, found, rc;
+    char *blob;
+    size_t n;
+    if (tand_journal_fresh(j)) {
+        if ((rc = tand_journal_set_int(j, "min_number",
+                                       c->o.min_number)) != 0 ||
+            (rc = tand_journal_set_int(j, "max_number",
+                                       c->o.max_number)) != 0)
+            return fail_init(c, rc, "%scannot write the journal", "");
+        return 0;
+    }
+    if (tand_journal_get_int(j, "min_number", &min, &fmin) != 0 ||
+        tand_journal_get_int(j, "max_number", &max, &fmax) != 0 || !fmin ||
+        !fmax)
+        return fail_init(c, TAND_EJOURNAL, "%sthe journal has no bounds", "");
+    if (min != c->o.min_number || max != c->o.max_number) {
+        char text[128];
+        snprintf(text, sizeof text, "%lld..%lld", (long long)min,
+                 (long long)max);
+        return fail_init(c, TAND_ECONFIG,
+                         "the journal holds the range %s, not the one given",
+                         text);
+    }
+    if (tand_journal_queue_load(j, restore_ticket, p->tickets) != 0)
+        return fail_init(c, TAND_EJOURNAL,
+                         "%sthe journal's queue does not fit its range", "");
+    rc = tand_journal_get_blob(j, "policy_state", &blob, &n, &found);
+    if (rc != 0)
+        return fail_init(c, rc, "%scannot read the journal", "");
+    if (found) {
+        int pushed = ltand_decode(p->L, blob, n, 0);
+        free(blob);
+        if (pushed < 0) {
+            lua_pop(p->L, 1);
+            return fail_init(c, TAND_EJOURNAL,
+                             "%sthe journal's policy state is not valid", "");
+        }
+    }
+    return 0;
+}
+
+/* Saves the state after a callback when it is plain data; a state that
+** cannot be encoded (functions, userdata, cycles) is not journaled. */
+static void save_state(policy *p)
+{
+    lua_State *L = p->L;
+    tand_msg m = {0};
+    int top = lua_gettop(L);
+    if (p->journal == NULL)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
+    if (ltand_encode(L, -1, 1, 0, &m) == 0) {
+        tand_journal_set_blob(p->journal, "policy_state", m.data, m.size);
+        p->state_journaled = 1;
+    } else {
+        p->state_journaled = 0;
+    }
+    tand_msg_clear(&m);
+    lua_settop(L, top);
 }
 
 /* ---- messages in ---- */
@@ -912,13 +1033,12 @@ static void default_call(policy *p, tand_msg *req, tand_msg *reply)
     int64_t v;
     switch (req->op) {
     case TAND_OP_QUEUE_NEW_NUMBER:
-        reply->status = tand_tickets_queue(p->tickets, &reply->ival[0]);
+        reply->status = t_queue(p, &reply->ival[0]);
         return;
     case TAND_OP_SERVE_NEXT:
         v = req->ival[0];
-        reply->status = tand_tickets_serve(p->tickets,
-                                           req->ival[1] ? &v : NULL,
-                                           &reply->ival[0]);
+        reply->status = t_serve(p, req->ival[1] ? &v : NULL,
+                                &reply->ival[0]);
         return;
     default:
         break;
@@ -990,11 +1110,13 @@ static int policy_call(void *state, tand_server *self, tand_msg *req,
     if (f->answered || (n >= 1 && lua_touserdata(L, base + 3) ==
                                       ltand_noreply_marker())) {
         lua_settop(L, base);
+        save_state(p);
         return TAND_NOREPLY;
     }
     set_reply(L, base + 3, n, req->op != TAND_OP_ENCODED, reply);
     f->answered = 1; /* the engine sends this reply */
     lua_settop(L, base);
+    save_state(p);
     return 0;
 }
 
@@ -1004,11 +1126,11 @@ static void default_cast(policy *p, tand_msg *msg)
     lua_State *L = p->L;
     int top = lua_gettop(L);
     if (msg->op == TAND_OP_RESET_STATE) {
-        tand_tickets_reset(p->tickets);
+        t_reset(p);
     } else if (msg->op == TAND_OP_ENCODED && push_request(p, msg) == 0) {
         lua_rawgeti(L, -1, 1);
         if (strcmp(lua_tostring(L, -1), "reset_state") == 0)
-            tand_tickets_reset(p->tickets);
+            t_reset(p);
     }
     lua_settop(L, top);
 }
@@ -1025,6 +1147,10 @@ static void policy_cast(void *state, tand_server *self, tand_msg *msg)
         lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
         if (invoke(p, 3, 0) != LUA_OK)
             crash(p, NULL);
+        else {
+            lua_settop(L, base);
+            save_state(p);
+        }
     } else {
         lua_settop(L, base);
         default_cast(p, msg);
@@ -1049,6 +1175,10 @@ static void policy_info(void *state, tand_server *self, tand_msg *msg)
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
     if (invoke(p, 3, 0) != LUA_OK)
         crash(p, NULL);
+    else {
+        lua_settop(L, base);
+        save_state(p);
+    }
     lua_settop(L, base);
 }
 
@@ -1151,6 +1281,12 @@ int ltand_policy_prepare(lua_State *L, int pidx, int oidx,
     }
     c->o = *o;
     c->o.name = NULL; /* given at each launch */
+    c->o.journal = NULL;
+    if (o->journal != NULL && (c->o.journal = strdup(o->journal)) == NULL) {
+        free(c);
+        lua_pushstring(L, "not enough memory");
+        return TAND_ENOMEM;
+    }
     if (read_policy(L, pidx, c) != 0) {
         rc = c->status ? c->status : TAND_ENOMEM;
         goto fail;
@@ -1199,6 +1335,10 @@ int ltand_policy_launch(tand_runtime *rt, ltand_policy *c, const char *name,
     so.arg = c;
     so.name = name;
     so.mailbox_capacity = c->o.mailbox;
+    so.journal = c->o.journal;
+    so.durability = c->o.durability;
+    so.error = c->err;
+    so.error_size = sizeof c->err;
     rc = tand_server_start(rt, &so, out);
     if (rc != 0) {
         if (rc == TAND_ENAMETAKEN)

@@ -417,10 +417,9 @@ typedef struct start_options {
     int has_policy, has_policy_option, sandbox;
     int64_t callback_ms;
     size_t memory_limit;
+    const char *journal; /* anchored in the options table while parsing */
+    int durability, has_durability;
 } start_options;
-
-/* Options of DESIGN.md that later parts of tand implement. */
-static const char *const not_yet[] = {"journal", "durability", NULL};
 
 static int bad_config(lua_State *L, const char *fmt, const char *key)
 {
@@ -443,7 +442,6 @@ static int get_integer(lua_State *L, int idx, int64_t *out)
 static int read_option(lua_State *L, start_options *o)
 {
     const char *k;
-    int i;
     if (lua_type(L, -2) != LUA_TSTRING)
         return bad_config(L, "option keys are strings (got a %s)",
                           luaL_typename(L, -2));
@@ -497,6 +495,23 @@ static int read_option(lua_State *L, start_options *o)
             return bad_config(L, "%s must be true or false", k);
         o->sandbox = lua_toboolean(L, -1);
         o->has_policy_option = 1;
+    } else if (strcmp(k, "journal") == 0) {
+        size_t len;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return bad_config(L, "%s must be the path of a file", k);
+        o->journal = lua_tolstring(L, -1, &len);
+        if (len == 0 || strlen(o->journal) != len)
+            return bad_config(L, "%s must be the path of a file", k);
+    } else if (strcmp(k, "durability") == 0) {
+        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                        : "";
+        if (strcmp(v, "full") == 0)
+            o->durability = TAND_DURABLE_FULL;
+        else if (strcmp(v, "os") == 0)
+            o->durability = TAND_DURABLE_OS;
+        else
+            return bad_config(L, "%s must be \"full\" or \"os\"", k);
+        o->has_durability = 1;
     } else if (strcmp(k, "name") == 0) {
         size_t len;
         if (lua_type(L, -1) != LUA_TSTRING)
@@ -506,10 +521,6 @@ static int read_option(lua_State *L, start_options *o)
             return bad_config(L, "%s must have 1 to 255 bytes", k);
         o->name = lua_tostring(L, -1); /* anchored in the options table */
     } else {
-        for (i = 0; not_yet[i] != NULL; i++)
-            if (strcmp(k, not_yet[i]) == 0)
-                return bad_config(L, "option '%s' is not supported by this "
-                                     "version of tand", k);
         return bad_config(L, "unknown option '%s'", k);
     }
     return 0;
@@ -521,6 +532,7 @@ typedef struct lspec {
     int kind;
     start_options o; /* o.name is not used: the name is given at start */
     char *name;      /* the name option, or NULL */
+    char *journal;   /* the journal option, or NULL */
     ltand_policy *policy;
 } lspec;
 
@@ -529,6 +541,7 @@ static void spec_free(lspec *sp)
     if (sp != NULL) {
         ltand_policy_free(sp->policy);
         free(sp->name);
+        free(sp->journal);
         free(sp);
     }
 }
@@ -572,6 +585,10 @@ static lspec *parse_spec(lua_State *L, int idx)
         bad_config(L, "%s: give min_number and max_number (deluxe) or "
                       "initial_number (counter), not both",
                    "tand.start");
+        return NULL;
+    }
+    if (o.has_durability && o.journal == NULL) {
+        bad_config(L, "%s is an option of a journal", "durability");
         return NULL;
     }
     if (o.has_policy_option && !o.has_policy) {
@@ -624,14 +641,17 @@ static lspec *parse_spec(lua_State *L, int idx)
     }
 
     sp = calloc(1, sizeof *sp);
-    if (sp == NULL || (o.name != NULL && (sp->name = strdup(o.name)) == NULL)) {
-        free(sp);
+    if (sp == NULL ||
+        (o.name != NULL && (sp->name = strdup(o.name)) == NULL) ||
+        (o.journal != NULL && (sp->journal = strdup(o.journal)) == NULL)) {
+        spec_free(sp);
         ltand_fail(L, TAND_ENOMEM, NULL);
         return NULL;
     }
     sp->kind = kind;
     sp->o = o;
     sp->o.name = NULL;
+    sp->o.journal = NULL;
     if (kind == KIND_POLICY) {
         ltand_policy_options po;
         int rc;
@@ -645,6 +665,8 @@ static lspec *parse_spec(lua_State *L, int idx)
         po.sandbox = o.sandbox;
         po.name = NULL;
         po.mailbox = o.mailbox;
+        po.journal = sp->journal;
+        po.durability = o.durability;
         lua_getfield(L, idx, "policy");
         rc = ltand_policy_prepare(L, -1, idx, &po, &sp->policy);
         if (rc != 0) { /* stack: policy, detail */
@@ -686,6 +708,10 @@ static int start_spec(tand_runtime *rt, lspec *sp, const char *name,
         d.auto_shutdown_ms = sp->o.auto_ms;
         d.name = name;
         d.mailbox_capacity = sp->o.mailbox;
+        d.journal = sp->journal;
+        d.durability = sp->o.durability;
+        d.error = detail;
+        d.error_size = size;
         rc = tand_deluxe_start(rt, &d, out);
     } else {
         tand_counter_options c;
@@ -693,12 +719,16 @@ static int start_spec(tand_runtime *rt, lspec *sp, const char *name,
         c.initial_number = sp->o.initial_number;
         c.name = name;
         c.mailbox_capacity = sp->o.mailbox;
+        c.journal = sp->journal;
+        c.durability = sp->o.durability;
+        c.error = detail;
+        c.error_size = size;
         rc = tand_counter_start(rt, &c, out);
     }
     if (rc == TAND_ENAMETAKEN)
         snprintf(detail, size, "the name '%s' is already registered",
                  name ? name : "");
-    else if (rc != 0)
+    else if (rc != 0 && detail[0] == '\0')
         snprintf(detail, size, "%s", tand_strerror(rc));
     return rc;
 }

@@ -75,6 +75,8 @@ typedef struct ltand_policy_options {
     int sandbox;
     const char *name;
     size_t mailbox;
+    const char *journal;      /* or NULL */
+    int durability;
 } ltand_policy_options;
 
 /* A policy made ready to start, as often as needed (a supervisor restarts

@@ -1,0 +1,176 @@
+-- Journals: machines that resume after a stop, a crash or a kill -9.
+local tand = require "tand"
+local helper = require "spec.helper"
+
+package.path = "./examples/?.lua;" .. package.path
+
+local dir = os.tmpname()
+os.remove(dir)
+assert(os.execute("mkdir -p " .. dir))
+local function path(name) return dir .. "/" .. name end
+
+teardown(function() os.execute("rm -rf " .. dir) end)
+
+local function deli(p, extra)
+  local opts = { min_number = 1, max_number = 1000, journal = p }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return tand.start(opts)
+end
+
+describe("a journaled machine", function()
+  it("resumes its queue in order, and never hands a queued number out", function()
+    local p = path("deli.db")
+    local m = assert(deli(p))
+    for i = 1, 5 do assert.equal(i, m:queue_new_number()) end
+    assert.equal(3, m:serve_next_queued_number(3))
+    m:stop()
+    m = assert(deli(p))
+    assert.same({ 1, 2, 4, 5 }, m:report_state().queue)
+    assert.equal(6, m:queue_new_number())
+    m:reset_state()
+    assert.same({}, m:report_state().queue) -- handled before the stop
+    m:stop()
+    m = assert(deli(p))
+    assert.same({}, m:report_state().queue)
+    m:stop()
+  end)
+
+  it("keeps the counter's number and last caller", function()
+    local p = path("counter.db")
+    local c = assert(tand.start{ initial_number = 100, journal = p })
+    assert.equal(100, c:next("user1"))
+    c:stop()
+    c = assert(tand.start{ initial_number = 100, journal = p })
+    assert.same({ 101, "user1" }, { c:report() })
+    c:stop()
+  end)
+
+  it("keeps a policy's tickets and its plain-data state", function()
+    local p = path("vip.db")
+    local m = assert(deli(p, { policy = "policies.vip" }))
+    m:queue_new_number(); m:call("queue_vip"); m:queue_new_number()
+    m:stop()
+    m = assert(deli(p, { policy = "policies.vip" }))
+    assert.same({ 1, 2, 3 }, m:report_state().queue)
+    assert.equal(2, m:serve_next_queued_number()) -- the VIP is remembered
+    m:stop()
+  end)
+
+  it("with durability = 'os' resumes after a stop", function()
+    local p = path("os.db")
+    local m = assert(deli(p, { durability = "os" }))
+    m:queue_new_number()
+    m:stop()
+    m = assert(deli(p, { durability = "os" }))
+    assert.same({ 1 }, m:report_state().queue)
+    m:stop()
+  end)
+
+  it("refuses bad journal options", function()
+    for _, extra in ipairs({ { durability = "os", journal = false },
+                             { durability = "sometimes" },
+                             { journal = "" }, { journal = 42 } }) do
+      local opts = { min_number = 1, max_number = 9, journal = path("x.db") }
+      for k, v in pairs(extra) do opts[k] = v or nil end
+      local m, err = tand.start(opts)
+      assert.is_nil(m); assert.equal("invalid_configuration", err)
+    end
+  end)
+
+  it("refuses a journal that cannot be used, changing nothing", function()
+    local m, err, detail = deli("/nonexistent-dir/deli.db")
+    assert.is_nil(m); assert.equal("journal_error", err)
+    assert.matches("cannot open", detail)
+    local junk = path("junk.db")
+    local f = assert(io.open(junk, "wb")); f:write(("x"):rep(5000)); f:close()
+    m, err, detail = deli(junk)
+    assert.is_nil(m); assert.equal("journal_error", err)
+    assert.matches("not a tand journal", detail)
+    f = assert(io.open(junk, "rb"))
+    assert.equal(("x"):rep(5000), f:read("a")); f:close()
+    -- the range is part of the journal
+    local p = path("range.db")
+    assert(deli(p)):stop()
+    m, err, detail = tand.start{ min_number = 1, max_number = 50, journal = p }
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    assert.matches("1..1000", detail)
+    -- a counter's journal is not a deluxe machine's
+    assert(tand.start{ initial_number = 1, journal = path("c2.db") }):stop()
+    m, err, detail = deli(path("c2.db"))
+    assert.is_nil(m); assert.equal("journal_error", err)
+    assert.matches("counter", detail)
+  end)
+
+  it("restarts under a supervisor from its last durable state", function()
+    local p = path("supervised.db")
+    local sup = assert(tand.supervise({}, { {
+      name = "durable_deli", min_number = 1, max_number = 99, journal = p,
+      policy = function()
+        return { handle_call = function(r, from, s, machine)
+          if r[1] == "crash" then error("on purpose") end
+          return machine:default(r)
+        end }
+      end } }))
+    local m = tand.whereis("durable_deli")
+    assert.equal(1, m:queue_new_number())
+    assert.equal(2, m:queue_new_number())
+    assert.equal("server_crashed", select(2, m:call("crash")))
+    assert.is_true(helper.wait_for(function() return m:alive() end))
+    assert.same({ 1, 2 }, m:report_state().queue)
+    assert.equal(3, m:queue_new_number())
+    sup:stop()
+  end)
+end)
+
+describe("kill -9", function()
+  local interpreter = arg and arg[-1] or "lua5.4"
+
+  local function run_and_kill(journal, ms)
+    local cmd = ("exec sh -c 'echo $$; exec %s spec/journal/taker.lua %s 4'")
+                :format(interpreter, journal)
+    local child = assert(io.popen(cmd, "r"))
+    local pid = assert(tonumber(child:read("l")))
+    assert.equal("ready", child:read("l"))
+    local acked, deadline = {}, tand.now() + ms
+    while tand.now() < deadline do
+      local line = child:read("L")
+      if not line then break end
+      if line:sub(-1) == "\n" then acked[#acked + 1] = tonumber(line) end
+    end
+    os.execute("kill -9 " .. pid)
+    for line in child:lines("L") do -- printed before the kill: acknowledged
+      if line:sub(-1) == "\n" then acked[#acked + 1] = tonumber(line) end
+    end
+    child:close()
+    return acked
+  end
+
+  it("loses no acknowledged number and hands none out again", function()
+    local journal = path("killed.db")
+    local all = {}
+    for round = 1, 3 do
+      local acked = run_and_kill(journal, 300 + 100 * round)
+      assert.is_true(#acked > 0, "round " .. round .. " took no number")
+      for _, n in ipairs(acked) do
+        assert.is_nil(all[n], "number " .. n .. " acknowledged twice")
+        all[n] = true
+      end
+      local m = assert(tand.start{ min_number = 1,
+                                   max_number = math.maxinteger,
+                                   journal = journal })
+      local queued, highest = {}, 0
+      for _, n in ipairs(m:report_state().queue) do
+        queued[n] = true
+        if n > highest then highest = n end
+      end
+      for n in pairs(all) do
+        assert.is_true(queued[n], "acknowledged number " .. n .. " lost")
+      end
+      local fresh = m:queue_new_number()
+      assert.is_nil(queued[fresh], "number " .. fresh .. " handed out again")
+      assert.is_true(fresh > highest)
+      all[fresh] = true
+      m:stop()
+    end
+  end)
+end)
