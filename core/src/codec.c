@@ -35,7 +35,7 @@ static char *reserve(tand_buf *b, size_t n)
             }
             cap *= 2;
         }
-        p = realloc(b->data, cap);
+        p = tand__realloc(b->data, cap);
         if (p == NULL) {
             b->err = TAND_ENOMEM;
             return NULL;

@@ -8,6 +8,7 @@
 #ifndef TAND_INTERNAL_H
 #define TAND_INTERNAL_H
 
+#include "alloc.h"
 #include "tand.h"
 
 #include <pthread.h>

@@ -187,7 +187,7 @@ int tand__journal_open(const char *path, const char *kind, int durability,
     *out = NULL;
     if (strlen(kind) > 32 || strchr(kind, '\'') != NULL)
         return TAND_EINVAL;
-    if ((j = calloc(1, sizeof *j)) == NULL)
+    if ((j = tand__calloc(1, sizeof *j)) == NULL)
         return TAND_ENOMEM;
     if (exists && !S_ISREG(sb.st_mode)) {
         say(err, n, "'%s' is not a file%s", path, "");
@@ -341,7 +341,7 @@ int tand_journal_get_blob(tand_journal *j, const char *key, char **out,
     p = sqlite3_column_blob(j->st[ST_GET], 0);
     len = sqlite3_column_bytes(j->st[ST_GET], 0);
     if (len > 0) {
-        if ((*out = malloc((size_t)len)) == NULL)
+        if ((*out = tand__malloc((size_t)len)) == NULL)
             rc = TAND_ENOMEM;
         else {
             memcpy(*out, p, (size_t)len);

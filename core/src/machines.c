@@ -154,7 +154,7 @@ static int deluxe_resume(deluxe_state *st, const tand_deluxe_options *o)
 static int deluxe_init(tand_server *self, void *arg, void **state)
 {
     const tand_deluxe_options *o = arg;
-    deluxe_state *st = malloc(sizeof *st);
+    deluxe_state *st = tand__malloc(sizeof *st);
     int rc;
     if (st == NULL)
         return TAND_ENOMEM;
@@ -406,7 +406,7 @@ typedef struct counter_state {
 static int counter_init(tand_server *self, void *arg, void **state)
 {
     const tand_counter_options *o = arg;
-    counter_state *st = calloc(1, sizeof *st);
+    counter_state *st = tand__calloc(1, sizeof *st);
     int rc = 0, found;
     if (st == NULL)
         return TAND_ENOMEM;
@@ -460,7 +460,7 @@ static int copy_bytes(const char *p, size_t n, char **out)
     *out = NULL;
     if (n == 0)
         return 0;
-    if ((*out = malloc(n)) == NULL)
+    if ((*out = tand__malloc(n)) == NULL)
         return TAND_ENOMEM;
     memcpy(*out, p, n);
     return 0;

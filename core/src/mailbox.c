@@ -27,7 +27,7 @@ static int grow(mailbox *mb)
     uint32_t i;
     if (cap > mb->limit && mb->cap < mb->limit)
         cap = mb->limit; /* past the limit only for forced messages */
-    ring = malloc((size_t)cap * sizeof *ring);
+    ring = tand__malloc((size_t)cap * sizeof *ring);
     if (ring == NULL)
         return TAND_ENOMEM;
     for (i = 0; i < mb->count; i++)

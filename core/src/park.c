@@ -57,7 +57,7 @@ static bucket *bucket_of(const void *p)
 
 tand_from *tand__slot_new(void)
 {
-    tand_from *slot = calloc(1, sizeof *slot);
+    tand_from *slot = tand__calloc(1, sizeof *slot);
     pthread_once(&buckets_once, buckets_init);
     return slot;
 }

@@ -23,7 +23,7 @@ int tand_register(tand_server *s, const char *name)
     if (!tand_server_alive(s))
         return TAND_ENOPROC;
     rt = s->rt;
-    if ((copy = strdup(name)) == NULL)
+    if ((copy = tand__strdup(name)) == NULL)
         return TAND_ENOMEM;
     pthread_mutex_lock(&rt->table_mu);
     if (tand__table_get(rt->by_id, &s->id, sizeof s->id) != s) {

@@ -258,7 +258,7 @@ void tand__timer_arm(tand_runtime *rt, tand_server *s)
     if (s->heap_index == SIZE_MAX) {
         if (rt->heap_len == rt->heap_cap) {
             size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
-            tand_server **h = realloc(rt->heap, cap * sizeof *h);
+            tand_server **h = tand__realloc(rt->heap, cap * sizeof *h);
             if (h == NULL) {
                 /* Without room the timer cannot be armed; the server
                 ** keeps running, just without its idle deadline. */
@@ -442,7 +442,7 @@ int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
     *out = NULL;
     if (workers < -1 || workers > 1024)
         return TAND_EINVAL;
-    rt = calloc(1, sizeof *rt);
+    rt = tand__calloc(1, sizeof *rt);
     if (rt == NULL)
         return TAND_ENOMEM;
     rt->ncpu = ncpu();
@@ -458,7 +458,7 @@ int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
     }
     rt->by_id = tand__table_new();
     rt->by_name = tand__table_new();
-    rt->workers = calloc((size_t)rt->nworkers + 1, sizeof *rt->workers);
+    rt->workers = tand__calloc((size_t)rt->nworkers + 1, sizeof *rt->workers);
     if (!rt->by_id || !rt->by_name || !rt->workers) {
         destroy(rt);
         return TAND_ENOMEM;
@@ -502,7 +502,7 @@ void tand_runtime_free(tand_runtime *rt)
         pthread_mutex_lock(&rt->table_mu);
         rt->closed = true;
         n = tand__table_count(rt->by_id);
-        all = n ? malloc(n * sizeof *all) : NULL;
+        all = n ? tand__malloc(n * sizeof *all) : NULL;
         if (all != NULL) {
             cursor = all;
             tand__table_each(rt->by_id, collect, &cursor);

@@ -96,7 +96,7 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     cap = o->mailbox_capacity ? (uint32_t)o->mailbox_capacity
                               : TAND_MAILBOX_DEFAULT;
 
-    s = calloc(1, sizeof *s);
+    s = tand__calloc(1, sizeof *s);
     if (s == NULL)
         return TAND_ENOMEM;
     if (pthread_mutex_init(&s->mu, NULL) != 0) {
@@ -126,7 +126,7 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
         rc = tand__journal_open(o->journal, o->behaviour->name,
                                 o->durability, &s->journal, err,
                                 sizeof err);
-        if (rc == 0 && (s->held = malloc(BATCH * sizeof *s->held)) == NULL)
+        if (rc == 0 && (s->held = tand__malloc(BATCH * sizeof *s->held)) == NULL)
             rc = TAND_ENOMEM;
         if (rc != 0) {
             set_error(o, err[0] ? err : tand_strerror(rc));
@@ -162,7 +162,7 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     } else {
         rc = tand__table_put(rt->by_id, &s->id, sizeof s->id, s);
         if (rc == 0 && o->name != NULL) {
-            s->name = strdup(o->name);
+            s->name = tand__strdup(o->name);
             rc = s->name ? tand__table_put(rt->by_name, s->name,
                                            strlen(s->name), s)
                          : TAND_ENOMEM;
@@ -379,7 +379,7 @@ static bool deliver(tand_server *s, tand_from *slot, tand_msg *reply)
 {
     if (s->journal != NULL) {
         if (s->nheld == s->capheld) {
-            held *h = realloc(s->held, 2 * s->capheld * sizeof *h);
+            held *h = tand__realloc(s->held, 2 * s->capheld * sizeof *h);
             if (h == NULL)
                 return tand__slot_reply(slot, reply); /* cannot wait */
             s->held = h;
@@ -525,7 +525,7 @@ int tand_monitor(tand_server *watched, tand_server *watcher, int64_t tag)
     bool ended;
     if (watched == NULL || watcher == NULL)
         return TAND_EINVAL;
-    if ((m = malloc(sizeof *m)) == NULL)
+    if ((m = tand__malloc(sizeof *m)) == NULL)
         return TAND_ENOMEM;
     tand_server_retain(watcher);
     m->watcher = watcher;
@@ -729,7 +729,7 @@ int tand_server_stop(tand_server *s, int reason, const char *detail,
     if (s == NULL || reason > 0)
         return TAND_EINVAL;
     deadline = tand__deadline(timeout_ms);
-    if (detail != NULL && (copy = strdup(detail)) == NULL)
+    if (detail != NULL && (copy = tand__strdup(detail)) == NULL)
         return TAND_ENOMEM;
     pthread_mutex_lock(&s->mu);
     if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {

@@ -284,10 +284,10 @@ int tand_supervisor_start(tand_runtime *rt,
         return rc;
     }
 
-    sv = calloc(1, sizeof *sv);
+    sv = tand__calloc(1, sizeof *sv);
     if (sv != NULL) {
-        sv->c = calloc(n ? n : 1, sizeof *sv->c);
-        sv->stamps = calloc((size_t)o->max_restarts + 1, sizeof *sv->stamps);
+        sv->c = tand__calloc(n ? n : 1, sizeof *sv->c);
+        sv->stamps = tand__calloc((size_t)o->max_restarts + 1, sizeof *sv->stamps);
     }
     if (sv == NULL || sv->c == NULL || sv->stamps == NULL) {
         if (sv != NULL) {
@@ -308,7 +308,7 @@ int tand_supervisor_start(tand_runtime *rt,
         c->start = children[i].start;
         c->arg = children[i].arg;
         c->free_arg = children[i].free_arg;
-        c->name = strdup(children[i].name);
+        c->name = tand__strdup(children[i].name);
         if (c->name == NULL) {
             sup_free(sv); /* frees every arg */
             return TAND_ENOMEM;

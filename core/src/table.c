@@ -40,11 +40,11 @@ static uint64_t hash_bytes(const void *key, size_t len)
 
 tand_table *tand__table_new(void)
 {
-    tand_table *t = calloc(1, sizeof *t);
+    tand_table *t = tand__calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
     t->nslots = 16;
-    t->slots = calloc(t->nslots, sizeof *t->slots);
+    t->slots = tand__calloc(t->nslots, sizeof *t->slots);
     if (t->slots == NULL) {
         free(t);
         return NULL;
@@ -85,7 +85,7 @@ static entry **find(tand_table *t, const void *key, size_t len, uint64_t h)
 static void grow(tand_table *t)
 {
     size_t n = t->nslots * 2, i;
-    entry **slots = calloc(n, sizeof *slots);
+    entry **slots = tand__calloc(n, sizeof *slots);
     if (slots == NULL)
         return;
     for (i = 0; i < t->nslots; i++) {
@@ -109,7 +109,7 @@ int tand__table_put(tand_table *t, const void *key, size_t len, void *value)
     entry *e;
     if (*pe != NULL)
         return TAND_ENAMETAKEN;
-    e = malloc(sizeof *e + len);
+    e = tand__malloc(sizeof *e + len);
     if (e == NULL)
         return TAND_ENOMEM;
     e->next = NULL;

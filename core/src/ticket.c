@@ -7,6 +7,8 @@
 */
 #include "ticket.h"
 
+#include "alloc.h"
+
 #include "tand.h"
 
 #include <stdlib.h>
@@ -121,7 +123,7 @@ int tand__deluxe_init(deluxe *d, int64_t min_number, int64_t max_number)
 /* Links a new ticket for n into the treap and at the back of the FIFO. */
 static int insert(deluxe *d, int64_t n)
 {
-    ticket *t = malloc(sizeof *t), *lo, *hi;
+    ticket *t = tand__malloc(sizeof *t), *lo, *hi;
     if (t == NULL)
         return TAND_ENOMEM;
     t->number = n;
@@ -245,7 +247,7 @@ int tand_tickets_new(int64_t min_number, int64_t max_number,
     if (out == NULL)
         return TAND_EINVAL;
     *out = NULL;
-    if ((t = malloc(sizeof *t)) == NULL)
+    if ((t = tand__malloc(sizeof *t)) == NULL)
         return TAND_ENOMEM;
     if ((rc = tand__deluxe_init(&t->d, min_number, max_number)) != 0) {
         free(t);
