@@ -214,7 +214,10 @@ int tand__journal_open(const char *path, const char *kind, int durability,
             return rc;
         }
     }
-    rc = exec(j, "PRAGMA journal_mode=WAL");
+    /* A new journal is made in WAL mode, which the file keeps; an
+    ** existing one is used in the mode it has, so that opening it writes
+    ** nothing before the server's first change. */
+    rc = exists ? 0 : exec(j, "PRAGMA journal_mode=WAL");
     if (rc == 0)
         rc = exec(j, durability == TAND_DURABLE_OS
                          ? "PRAGMA synchronous=OFF"
