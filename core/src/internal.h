@@ -61,7 +61,8 @@ TAND_HIDDEN void tand__slot_free(tand_from *slot);
 ** moved to *reply, or TAND_ETIMEDOUT after abandoning the slot (then the
 ** server owns and frees it). Pumps `rt` while waiting if it is pumped. */
 TAND_HIDDEN int tand__slot_wait(tand_from *slot, tand_runtime *rt,
-                                int64_t deadline_ns, tand_msg *reply);
+                                int64_t deadline_ns,
+                                _Atomic int64_t *reply_ns, tand_msg *reply);
 /* Server side: WAITING -> TAKEN. false: abandoned, and freed. */
 TAND_HIDDEN bool tand__slot_take(tand_from *slot);
 /* Server side: delivers reply (consumed); frees an abandoned slot and
@@ -142,6 +143,7 @@ struct tand_server {
     _Atomic uint64_t n_calls, n_casts, n_infos, n_errors, n_timeouts;
     _Atomic uint64_t n_handler_ns, n_restarts;
     _Atomic uint64_t depth, peak;
+    _Atomic int64_t reply_ns;    /* callers' recent wait, for spinning */
 };
 
 /* Runs a scheduled server for up to max_msgs messages on this thread.

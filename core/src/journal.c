@@ -46,7 +46,7 @@ static int fail(tand_journal *j, const char *what)
 {
     if (j->failed == 0) {
         j->failed = TAND_EJOURNAL;
-        snprintf(j->error, sizeof j->error, "%s: %s", what,
+        snprintf(j->error, sizeof j->error, "%.60s: %.180s", what,
                  sqlite3_errmsg(j->db));
     }
     return TAND_EJOURNAL;

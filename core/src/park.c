@@ -24,7 +24,11 @@
 #include <string.h>
 
 #define NBUCKETS 64
-#define SPIN_ITERS 4000
+/* A caller spins for about twice the server's recent reply time, within
+** these bounds, and parks at once when replies take longer than the most:
+** spinning through an fsync only takes the core the others need. */
+#define SPIN_MIN_NS 10000
+#define SPIN_MAX_NS 60000
 
 typedef struct bucket {
     pthread_mutex_t mu;
@@ -148,27 +152,44 @@ static bool replied(tand_from *slot)
            SLOT_REPLIED;
 }
 
+/* Folds a reply time into the server's running average (1/8 weight). */
+static void learn(_Atomic int64_t *reply_ns, int64_t start)
+{
+    int64_t took = tand__now_ns() - start;
+    int64_t avg = atomic_load_explicit(reply_ns, memory_order_relaxed);
+    atomic_store_explicit(reply_ns, avg + (took - avg) / 8,
+                          memory_order_relaxed);
+}
+
 int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
-                    tand_msg *reply)
+                    _Atomic int64_t *reply_ns, tand_msg *reply)
 {
     bool pumped = tand__runtime_pumped(rt);
+    int64_t start = tand__now_ns();
+    int64_t budget = 2 * atomic_load_explicit(reply_ns, memory_order_relaxed);
     int i;
 
-    /* Spin while there are cores to spare. */
-    if (!pumped && atomic_fetch_add_explicit(&rt->spinning_callers, 1,
-                                             memory_order_relaxed) <
-                       rt->ncpu - 1) {
-        for (i = 0; i < SPIN_ITERS; i++) {
+    if (budget < SPIN_MIN_NS)
+        budget = SPIN_MIN_NS;
+    /* Spin while there are cores to spare and replies come quickly. */
+    if (!pumped && budget <= 2 * SPIN_MAX_NS &&
+        atomic_fetch_add_explicit(&rt->spinning_callers, 1,
+                                  memory_order_relaxed) < rt->ncpu - 1) {
+        int64_t until = start + (budget > SPIN_MAX_NS ? SPIN_MAX_NS : budget);
+        for (i = 1;; i++) {
             if (replied(slot)) {
                 atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
                                           memory_order_relaxed);
+                learn(reply_ns, start);
                 return take_reply(slot, reply);
             }
             tand__cpu_relax();
+            if ((i & 31) == 0 && tand__now_ns() >= until)
+                break;
         }
         atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
                                   memory_order_relaxed);
-    } else if (!pumped) {
+    } else if (!pumped && budget <= 2 * SPIN_MAX_NS) {
         atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
                                   memory_order_relaxed);
     }
@@ -182,6 +203,7 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
             if (!replied(slot))
                 sched_yield();
         }
+        learn(reply_ns, start);
         return take_reply(slot, reply);
     }
 
@@ -214,5 +236,6 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
         }
         pthread_mutex_unlock(&b->mu);
     }
+    learn(reply_ns, start);
     return take_reply(slot, reply);
 }

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WORKER_SPIN_ITERS 20000
+#define WORKER_SPIN_ITERS 2000
 #define BATCH 64
 
 static _Thread_local char pump_marker;

@@ -333,10 +333,10 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
         /* A handler waits on another server: keep the others running. */
         tand_runtime *mine = tand__worker_of;
         tand__runtime_block(mine);
-        rc = tand__slot_wait(e.slot, s->rt, deadline, reply);
+        rc = tand__slot_wait(e.slot, s->rt, deadline, &s->reply_ns, reply);
         tand__runtime_unblock(mine);
     } else {
-        rc = tand__slot_wait(e.slot, s->rt, deadline, reply);
+        rc = tand__slot_wait(e.slot, s->rt, deadline, &s->reply_ns, reply);
     }
     if (rc == TAND_ETIMEDOUT) {
         count(&s->n_timeouts);
