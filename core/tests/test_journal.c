@@ -6,7 +6,9 @@
 #include "check.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -317,6 +319,51 @@ static void group_commit(void)
     free(q);
 }
 
+/* A full disk: the file size limit stops the journal from growing. The
+** call that cannot be made durable gets journal_error, the server stops,
+** and what was acknowledged before is what a restart finds. */
+static void full_disk(void)
+{
+    const char *p = path_of("full.db");
+    struct rlimit old, small;
+    tand_server *s;
+    char err[256];
+    int64_t n = 0, last_ok = 0, q[8];
+    int rc = 0, i;
+
+    CHECK_OK(deluxe(p, 1, INT64_MAX / 2, &s, err, sizeof err));
+    signal(SIGXFSZ, SIG_IGN);
+    getrlimit(RLIMIT_FSIZE, &old);
+    small = old;
+    small.rlim_cur = 2 * 1024 * 1024;
+    setrlimit(RLIMIT_FSIZE, &small);
+    for (i = 0; i < 200000; i++) {
+        rc = tand_deluxe_queue(s, &n, 5000);
+        if (rc != 0)
+            break;
+        last_ok = n;
+    }
+    setrlimit(RLIMIT_FSIZE, &old);
+    CHECK_RC(rc, TAND_EJOURNAL);
+    CHECK(last_ok > 10);
+    WAIT_FOR(!tand_server_alive(s), 5000);
+    tand_server_release(s);
+
+    CHECK_OK(deluxe(p, 1, INT64_MAX / 2, &s, err, sizeof err));
+    {
+        /* the queue holds 1..last_ok: check its ends */
+        int64_t prio = last_ok, got;
+        CHECK_INT(queue_of(s, q, 1), last_ok >= 1 ? 1 : 0);
+        CHECK_INT(q[0], 1);
+        CHECK_OK(tand_deluxe_serve(s, &prio, &got, 5000));
+        prio = last_ok + 1;
+        CHECK_RC(tand_deluxe_serve(s, &prio, &got, 5000),
+                 TAND_ENOTQUEUED);
+    }
+    tand_server_stop(s, 0, NULL, 5000);
+    tand_server_release(s);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/tand-journal-XXXXXX");
@@ -329,6 +376,7 @@ int main(void)
     counter();
     bad_files();
     group_commit();
+    full_disk();
     tand_runtime_free(rt);
     {
         char cmd[300];
