@@ -56,6 +56,28 @@ describe("a journaled machine", function()
     m:stop()
   end)
 
+  it("keeps nothing of a batch whose callback crashed", function()
+    local p = path("crashy.db")
+    local function policy()
+      return { handle_call = function(r, from, state, machine)
+        if r[1] == "take_and_crash" then
+          machine:queue_new_number()
+          error("after taking a number")
+        end
+        return machine:default(r)
+      end }
+    end
+    local m = assert(deli(p, { policy = policy }))
+    assert.equal(1, m:queue_new_number())
+    local v, err, detail = m:call("take_and_crash")
+    assert.is_nil(v); assert.equal("server_crashed", err)
+    assert.matches("after taking a number", detail)
+    assert.is_true(helper.wait_for(function() return not m:alive() end))
+    m = assert(deli(p, { policy = policy }))
+    assert.same({ 1 }, m:report_state().queue)
+    m:stop()
+  end)
+
   it("with durability = 'os' resumes after a stop", function()
     local p = path("os.db")
     local m = assert(deli(p, { durability = "os" }))

@@ -163,6 +163,8 @@ TAND_HIDDEN void tand__journal_close(tand_journal *j);
 /* Commits the batch's writes; on a failure (now or earlier in the batch)
 ** rolls them back, says why in err and returns TAND_EJOURNAL. */
 TAND_HIDDEN int tand__journal_commit(tand_journal *j, char *err, size_t n);
+/* Drops the batch's writes. */
+TAND_HIDDEN void tand__journal_rollback(tand_journal *j);
 /* Something to commit (or a failure to report). */
 TAND_HIDDEN bool tand__journal_dirty(const tand_journal *j);
 

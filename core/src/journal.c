@@ -268,6 +268,14 @@ int tand__journal_commit(tand_journal *j, char *err, size_t n)
     return rc;
 }
 
+void tand__journal_rollback(tand_journal *j)
+{
+    if (!sqlite3_get_autocommit(j->db))
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    j->in_tx = false;
+    j->failed = 0;
+}
+
 bool tand__journal_dirty(const tand_journal *j)
 {
     return j->in_tx || j->failed;

@@ -416,6 +416,24 @@ static void flush(tand_server *s)
         tand_server_stop(s, rc, err, 0);
 }
 
+/* The server crashed in the middle of a batch: nothing of the batch is
+** kept, so a restart resumes from the last durable state, and the callers
+** whose replies were waiting for the commit learn of the crash. */
+static void abort_batch(tand_server *s, int reason, const char *detail)
+{
+    size_t i;
+    tand__journal_rollback(s->journal);
+    for (i = 0; i < s->nheld; i++) {
+        held *h = &s->held[i];
+        tand_msg_clear(&h->reply);
+        h->reply.status = reason;
+        if (detail != NULL)
+            tand_msg_set_text(&h->reply, detail, strlen(detail));
+        tand__slot_reply(h->slot, &h->reply);
+    }
+    s->nheld = 0;
+}
+
 static void deferred_link(tand_server *s, tand_from *f)
 {
     f->dprev = NULL;
@@ -646,9 +664,15 @@ int tand__server_run(tand_server *s, int max_msgs)
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+            int reason = s->stop_reason;
+            char *detail = s->stop_detail ? tand__strdup(s->stop_detail)
+                                          : NULL;
             pthread_mutex_unlock(&s->mu);
-            if (s->journal != NULL) /* this turn's replies first */
-                flush(s);
+            if (s->journal != NULL && reason == 0)
+                flush(s); /* a normal stop: this turn's work is kept */
+            else if (s->journal != NULL)
+                abort_batch(s, reason, detail);
+            free(detail);
             terminate(s);
             tand__current = prev;
             return handled;
