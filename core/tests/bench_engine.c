@@ -1,15 +1,38 @@
 /*
-** bench_engine.c - calls/s and latency percentiles of sync calls on a
-** trivial C handler with 1, 2 and 16 client threads, and casts/s.
+** bench_engine.c - "take a number and record the caller" on one server,
+** for 1..64 client threads, in one run:
+**   tand_call    tand_call() to a server with a trivial C handler
+**   tand_cast    tand_cast() (1 and 4 senders; the mailbox bound holds)
+**   mutex_cv     anchor: a server thread fed through a mutex-protected
+**                queue, each caller waiting on its own condition variable
+**   spin_deleg   anchor: a server thread spinning over per-client slots
+**                (delegation); clients spin on their slot, yielding once
+**                clients outnumber cores
+** Prints one line per phase: kind, threads, per_sec, p50/p99/p99.9 us.
+** Each phase runs ROUNDS times, the kinds interleaved, and the round with
+** the median rate is reported: this VM's core-to-core latency changes
+** from minute to minute, and interleaving keeps the ratios fair.
 ** Run by scripts/bench, never by the tests. Usage: bench_engine [ms]
+** (ms: the total time of one phase, over its rounds).
 */
 #include "tand.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#define MAX_THREADS 64
+#define ROUNDS 3
+
+typedef struct result {
+    double per_sec, p50, p99, p999;
+    long errors;
+} result;
 
 static int64_t now_ns(void)
 {
@@ -18,51 +41,192 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static int ncpu;
+
+/* ---- tand ---- */
+
+typedef struct ticket_state {
+    int64_t counter, last_caller;
+} ticket_state;
+
 static int handle_call(void *state, tand_server *self, tand_msg *req,
                        tand_from *from, tand_msg *reply)
 {
-    int64_t *counter = state;
+    ticket_state *t = state;
     (void)self;
-    (void)req;
     (void)from;
-    reply->ival[0] = (*counter)++;
+    reply->ival[0] = t->counter++;
+    t->last_caller = req->ival[0];
     return 0;
 }
 
 static void handle_cast(void *state, tand_server *self, tand_msg *msg)
 {
-    int64_t *counter = state;
+    ticket_state *t = state;
     (void)self;
-    *counter += msg->ival[0];
+    t->counter++;
+    t->last_caller = msg->ival[0];
 }
 
-static const tand_behaviour trivial = {"trivial", NULL, handle_call,
-                                       handle_cast, NULL, NULL, NULL};
+static const tand_behaviour ticket = {"ticket", NULL, handle_call,
+                                      handle_cast, NULL, NULL, NULL};
+
+/* ---- anchor: mutex + condition variables ---- */
+
+typedef struct mreq {
+    struct mreq *next;
+    int64_t caller, result;
+    int done;
+    pthread_cond_t cv;
+} mreq;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work;
+    mreq *head, *tail;
+    int stop;
+    ticket_state t;
+    pthread_t th;
+} ms;
+
+static void *mserver(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&ms.mu);
+    for (;;) {
+        mreq *r;
+        while (ms.head == NULL && !ms.stop)
+            pthread_cond_wait(&ms.work, &ms.mu);
+        if (ms.head == NULL)
+            break;
+        r = ms.head;
+        ms.head = r->next;
+        if (ms.head == NULL)
+            ms.tail = NULL;
+        r->result = ms.t.counter++;
+        ms.t.last_caller = r->caller;
+        r->done = 1;
+        pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&ms.mu);
+    return NULL;
+}
+
+static int64_t mcall(mreq *r, int64_t caller)
+{
+    r->caller = caller;
+    r->done = 0;
+    r->next = NULL;
+    pthread_mutex_lock(&ms.mu);
+    if (ms.tail)
+        ms.tail->next = r;
+    else
+        ms.head = r;
+    ms.tail = r;
+    pthread_cond_signal(&ms.work);
+    while (!r->done)
+        pthread_cond_wait(&r->cv, &ms.mu);
+    pthread_mutex_unlock(&ms.mu);
+    return r->result;
+}
+
+/* ---- anchor: spinning delegation ---- */
+
+typedef struct dslot {
+    _Atomic int64_t req; /* caller + 1, or 0 when answered */
+    int64_t resp;
+    char pad[64 - 2 * sizeof(int64_t)];
+} __attribute__((aligned(64))) dslot;
+
+static struct {
+    dslot slot[MAX_THREADS];
+    _Atomic int stop;
+    int nclients;
+    ticket_state t;
+    pthread_t th;
+} ds;
+
+static void *dserver(void *arg)
+{
+    (void)arg;
+    while (!atomic_load_explicit(&ds.stop, memory_order_relaxed)) {
+        int i;
+        for (i = 0; i < ds.nclients; i++) {
+            int64_t r = atomic_load_explicit(&ds.slot[i].req,
+                                             memory_order_acquire);
+            if (r != 0) {
+                ds.slot[i].resp = ds.t.counter++;
+                ds.t.last_caller = r - 1;
+                atomic_store_explicit(&ds.slot[i].req, 0,
+                                      memory_order_release);
+            }
+        }
+        if (ds.nclients >= ncpu)
+            sched_yield(); /* share the cores with the clients */
+        else
+            relax();
+    }
+    return NULL;
+}
+
+static int64_t dcall(int i, int64_t caller)
+{
+    int spins = 0;
+    atomic_store_explicit(&ds.slot[i].req, caller + 1, memory_order_release);
+    while (atomic_load_explicit(&ds.slot[i].req, memory_order_acquire)) {
+        relax();
+        if (ds.nclients >= ncpu && ++spins % 64 == 0)
+            sched_yield();
+    }
+    return ds.slot[i].resp;
+}
+
+/* ---- the phases ---- */
+
+enum { K_CALL, K_CAST, K_MUTEX, K_DELEG };
+static const char *const kind_name[] = {"tand_call", "tand_cast", "mutex_cv",
+                                        "spin_deleg"};
 
 typedef struct client {
+    int kind, id;
     tand_server *s;
     int64_t end_ns;
     int64_t *lat;
     size_t n, cap;
-    int kind; /* 0 calls, 1 casts */
     long errors;
 } client;
 
 static void *client_main(void *arg)
 {
     client *c = arg;
+    mreq r;
+    memset(&r, 0, sizeof r);
+    pthread_cond_init(&r.cv, NULL);
     while (now_ns() < c->end_ns) {
         int i;
         for (i = 0; i < 64; i++) {
-            tand_msg req = {0}, reply;
             int64_t t0 = now_ns();
-            int rc;
-            req.ival[0] = 1;
-            if (c->kind == 0) {
+            int rc = 0;
+            if (c->kind == K_CALL) {
+                tand_msg req = {0}, reply;
+                req.ival[0] = c->id;
                 rc = tand_call(c->s, &req, &reply, 5000, 0);
                 tand_msg_clear(&reply);
-            } else {
+            } else if (c->kind == K_CAST) {
+                tand_msg req = {0};
+                req.ival[0] = c->id;
                 rc = tand_cast(c->s, &req, 5000, 0);
+            } else if (c->kind == K_MUTEX) {
+                mcall(&r, c->id);
+            } else {
+                dcall(c->id, c->id);
             }
             if (rc != 0)
                 c->errors++;
@@ -73,6 +237,7 @@ static void *client_main(void *arg)
             c->lat[c->n++] = now_ns() - t0;
         }
     }
+    pthread_cond_destroy(&r.cv);
     return NULL;
 }
 
@@ -82,29 +247,44 @@ static int cmp64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void run(tand_runtime *rt, int threads, int kind, int64_t ms)
+static result run(tand_runtime *rt, int kind, int threads, int64_t ms_)
 {
+    result res;
     tand_server_options o;
-    tand_server *s;
+    tand_server *s = NULL;
+    ticket_state state = {0, 0};
     client *c = calloc((size_t)threads, sizeof *c);
     pthread_t *th = calloc((size_t)threads, sizeof *th);
-    int64_t counter = 0, t0, elapsed, *all;
+    int64_t t0, elapsed, *all;
     size_t total = 0, k = 0;
     long errors = 0;
     int i;
 
-    memset(&o, 0, sizeof o);
-    o.behaviour = &trivial;
-    o.arg = &counter;
-    if (tand_server_start(rt, &o, &s) != 0) {
-        fprintf(stderr, "bench_engine: cannot start a server\n");
-        exit(1);
+    if (kind == K_CALL || kind == K_CAST) {
+        memset(&o, 0, sizeof o);
+        o.behaviour = &ticket;
+        o.arg = &state;
+        o.mailbox_capacity = 1024; /* casts must respect a bound */
+        if (tand_server_start(rt, &o, &s) != 0) {
+            fprintf(stderr, "bench_engine: cannot start a server\n");
+            exit(1);
+        }
+    } else if (kind == K_MUTEX) {
+        memset(&ms, 0, sizeof ms);
+        pthread_mutex_init(&ms.mu, NULL);
+        pthread_cond_init(&ms.work, NULL);
+        pthread_create(&ms.th, NULL, mserver, NULL);
+    } else {
+        memset(&ds, 0, sizeof ds);
+        ds.nclients = threads;
+        pthread_create(&ds.th, NULL, dserver, NULL);
     }
     t0 = now_ns();
     for (i = 0; i < threads; i++) {
-        c[i].s = s;
         c[i].kind = kind;
-        c[i].end_ns = t0 + ms * 1000000;
+        c[i].id = i;
+        c[i].s = s;
+        c[i].end_ns = t0 + ms_ * 1000000;
         pthread_create(&th[i], NULL, client_main, &c[i]);
     }
     for (i = 0; i < threads; i++) {
@@ -112,8 +292,19 @@ static void run(tand_runtime *rt, int threads, int kind, int64_t ms)
         total += c[i].n;
         errors += c[i].errors;
     }
-    tand_server_stop(s, 0, NULL, TAND_FOREVER); /* casts drained */
+    if (s != NULL)
+        tand_server_stop(s, 0, NULL, TAND_FOREVER); /* casts drained */
     elapsed = now_ns() - t0;
+    if (kind == K_MUTEX) {
+        pthread_mutex_lock(&ms.mu);
+        ms.stop = 1;
+        pthread_cond_signal(&ms.work);
+        pthread_mutex_unlock(&ms.mu);
+        pthread_join(ms.th, NULL);
+    } else if (kind == K_DELEG) {
+        atomic_store(&ds.stop, 1);
+        pthread_join(ds.th, NULL);
+    }
     all = malloc(total * sizeof *all);
     for (i = 0; i < threads; i++) {
         memcpy(all + k, c[i].lat, c[i].n * sizeof *all);
@@ -121,34 +312,71 @@ static void run(tand_runtime *rt, int threads, int kind, int64_t ms)
         free(c[i].lat);
     }
     qsort(all, total, sizeof *all, cmp64);
-    printf("%-5s %3d  %12.0f  %9.2f  %9.2f  %9.2f  %ld\n",
-           kind ? "cast" : "call", threads, total / (elapsed / 1e9),
-           all[total / 2] / 1e3, all[total * 99 / 100] / 1e3,
-           all[total * 999 / 1000] / 1e3, errors);
+    res.per_sec = total / (elapsed / 1e9);
+    res.p50 = all[total / 2] / 1e3;
+    res.p99 = all[total * 99 / 100] / 1e3;
+    res.p999 = all[total * 999 / 1000] / 1e3;
+    res.errors = errors;
     free(all);
     free(c);
     free(th);
     tand_server_release(s);
+    return res;
+}
+
+static int cmp_rate(const void *a, const void *b)
+{
+    double x = ((const result *)a)->per_sec, y = ((const result *)b)->per_sec;
+    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
 {
-    tand_runtime *rt;
-    int64_t ms = argc > 1 ? atoll(argv[1]) : 2000;
     static const int calls[] = {1, 2, 4, 16, 64};
+    /* (kind, threads) of every phase, in the order they run */
+    int phases[32][2], nphases = 0, p, r;
+    result got[32][ROUNDS];
+    tand_runtime *rt;
+    int64_t ms_ = argc > 1 ? atoll(argv[1]) : 2000;
     size_t i;
 
-    if (ms < 100)
-        ms = 100;
+    ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1)
+        ncpu = 1;
+    if (ms_ < 300)
+        ms_ = 300;
+    for (i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        int kinds[] = {K_CALL, K_MUTEX, K_DELEG}, k;
+        for (k = 0; k < 3; k++) {
+            phases[nphases][0] = kinds[k];
+            phases[nphases++][1] = calls[i];
+        }
+    }
+    phases[nphases][0] = K_CAST;
+    phases[nphases++][1] = 1;
+    phases[nphases][0] = K_CAST;
+    phases[nphases++][1] = 4;
     if (tand_runtime_new(NULL, &rt) != 0) {
         fprintf(stderr, "bench_engine: cannot create the runtime\n");
         return 1;
     }
-    printf("kind  thr       per_sec    p50_us    p99_us  p99.9_us  errors\n");
-    for (i = 0; i < sizeof calls / sizeof calls[0]; i++)
-        run(rt, calls[i], 0, ms);
-    run(rt, 1, 1, ms);
-    run(rt, 4, 1, ms);
+    for (r = 0; r < ROUNDS; r++)
+        for (p = 0; p < nphases; p++)
+            got[p][r] = run(rt, phases[p][0], phases[p][1], ms_ / ROUNDS);
+    printf("kind       thr       per_sec    p50_us    p99_us  p99.9_us  "
+           "errors\n");
+    for (int kind = K_CALL; kind <= K_DELEG; kind++) {
+        for (p = 0; p < nphases; p++) {
+            result *m;
+            if (phases[p][0] != kind)
+                continue;
+            qsort(got[p], ROUNDS, sizeof got[p][0], cmp_rate);
+            m = &got[p][ROUNDS / 2];
+            printf("%-10s %3d  %12.0f  %9.2f  %9.2f  %9.2f  %ld\n",
+                   kind_name[kind], phases[p][1], m->per_sec, m->p50, m->p99,
+                   m->p999, m->errors);
+        }
+    }
     tand_runtime_free(rt);
     return 0;
 }
