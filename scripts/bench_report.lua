@@ -183,7 +183,7 @@ f:close()
 if os.execute("command -v gnuplot >/dev/null 2>&1") then
   local gp = assert(io.popen("gnuplot", "w"))
   gp:write(([[
-set terminal svg size 900,420 font "sans,11"
+set terminal svg size 900,420 font "sans,11" noenhanced
 set output "%s"
 set multiplot layout 1,2 title "tand and its anchors, same run"
 set logscale x 2
