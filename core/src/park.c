@@ -8,20 +8,30 @@
 ** reads REPLIED, so the replier touches nothing of the slot after that
 ** exchange. A caller first spins on the word (a reply from a running worker
 ** then costs a cache-line transfer, not a system call) and then parks.
-** Parked callers sleep on a condition variable in a fixed table of
-** buckets hashed by slot address (a "parking lot"): the buckets live for
-** the whole process, so a replier may wake one after the slot is gone.
+** Parked callers sleep on the state word itself (a Linux futex), or
+** elsewhere on a condition variable in a fixed table of buckets hashed by
+** slot address (a "parking lot"); either way the replier uses the address
+** only as a key, so it may wake after the slot is gone.
 ** Spinning is limited to fewer callers than cores, so threads that
 ** outnumber the cores park at once instead of burning the CPU the servers
 ** need. A caller that gives up abandons the slot by CAS; ownership then
 ** passes to the server, which skips the request or drops the reply and
 ** frees the slot.
 */
+#ifdef __linux__
+#define _DEFAULT_SOURCE /* syscall() */
+#endif
 #include "internal.h"
 
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#endif
 
 #define NBUCKETS 64
 /* A caller spins for about twice the server's recent reply time, within
@@ -30,6 +40,28 @@
 #define SPIN_MIN_NS 10000
 #define SPIN_MAX_NS 60000
 
+#ifdef __linux__
+/* Linux: the kernel parks the caller on the state word itself (a futex),
+** and a wake reaches exactly that caller. A wake on a slot already
+** reused is at worst a spurious wakeup, which the waiter's loop absorbs. */
+static void park(_Atomic unsigned *word, unsigned seen, int64_t deadline_ns)
+{
+    struct timespec rel;
+    int64_t left = deadline_ns - tand__now_ns();
+    if (left <= 0)
+        return;
+    rel.tv_sec = (time_t)(left / 1000000000);
+    rel.tv_nsec = (long)(left % 1000000000);
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAIT_PRIVATE, seen,
+            deadline_ns == INT64_MAX ? NULL : &rel, NULL, 0);
+}
+
+static void unpark(_Atomic unsigned *word)
+{
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL,
+            0);
+}
+#else
 typedef struct bucket {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -59,11 +91,31 @@ static bucket *bucket_of(const void *p)
     return &buckets[(h >> 32) % NBUCKETS];
 }
 
+/* Elsewhere: a bucket of the parking lot, checked under its mutex. */
+static void park(_Atomic unsigned *word, unsigned seen, int64_t deadline_ns)
+{
+    bucket *b = bucket_of(word);
+    pthread_mutex_lock(&b->mu);
+    if (atomic_load_explicit(word, memory_order_acquire) == seen)
+        tand__cond_wait_until(&b->cv, &b->mu, deadline_ns);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void unpark(_Atomic unsigned *word)
+{
+    bucket *b = bucket_of(word);
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+#endif
+
 tand_from *tand__slot_new(void)
 {
-    tand_from *slot = tand__calloc(1, sizeof *slot);
+#ifndef __linux__
     pthread_once(&buckets_once, buckets_init);
-    return slot;
+#endif
+    return tand__calloc(1, sizeof(tand_from));
 }
 
 void tand__slot_free(tand_from *slot)
@@ -96,7 +148,6 @@ bool tand__slot_take(tand_from *slot)
 bool tand__slot_reply(tand_from *slot, tand_msg *reply)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
-    bucket *b;
     for (;;) {
         if ((s & ~SLOT_PARKED) == SLOT_ABANDONED) {
             tand_msg_clear(reply);
@@ -110,15 +161,12 @@ bool tand__slot_reply(tand_from *slot, tand_msg *reply)
     }
     slot->reply = *reply;
     memset(reply, 0, sizeof *reply);
-    b = bucket_of(slot);
     s = atomic_exchange_explicit(&slot->state, SLOT_REPLIED,
                                  memory_order_acq_rel);
-    /* From here on the slot belongs to the caller again. */
-    if (s & SLOT_PARKED) {
-        pthread_mutex_lock(&b->mu);
-        pthread_cond_broadcast(&b->cv);
-        pthread_mutex_unlock(&b->mu);
-    }
+    /* From here on the slot belongs to the caller again: unpark uses its
+    ** address only as a key, never the memory. */
+    if (s & SLOT_PARKED)
+        unpark(&slot->state);
     return true;
 }
 
@@ -208,10 +256,7 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
     }
 
     {
-        bucket *b = bucket_of(slot);
-        unsigned s;
-        pthread_mutex_lock(&b->mu);
-        s = atomic_load_explicit(&slot->state, memory_order_acquire);
+        unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
         while (s != SLOT_REPLIED) {
             if (!(s & SLOT_PARKED)) {
                 if (!atomic_compare_exchange_weak_explicit(
@@ -220,21 +265,17 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
                     continue;
                 s |= SLOT_PARKED;
             }
-            if (!tand__cond_wait_until(&b->cv, &b->mu, deadline_ns) ||
-                tand__now_ns() >= deadline_ns) {
-                if (abandon(slot)) {
-                    pthread_mutex_unlock(&b->mu);
+            if (tand__now_ns() >= deadline_ns) {
+                if (abandon(slot))
                     return TAND_ETIMEDOUT;
-                }
                 /* Being written: the replier needs no lock to finish. */
-                pthread_mutex_unlock(&b->mu);
                 while (!replied(slot))
                     sched_yield();
-                return take_reply(slot, reply);
+                break;
             }
+            park(&slot->state, s, deadline_ns);
             s = atomic_load_explicit(&slot->state, memory_order_acquire);
         }
-        pthread_mutex_unlock(&b->mu);
     }
     learn(reply_ns, start);
     return take_reply(slot, reply);
