@@ -194,16 +194,6 @@ static void unwatch(policy *p)
 
 /* ---- running callbacks ---- */
 
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL)
-        msg = lua_pushfstring(L, "(error object is a %s value)",
-                              luaL_typename(L, 1));
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
 /* Calls the function below nargs arguments (a traceback handler sits
 ** below it) with the callback deadline armed. [-(nargs+1), +(n|1), -] */
 static int invoke(policy *p, int nargs, int nresults)
@@ -719,7 +709,7 @@ static int load_policy(policy *p, policy_config *c)
     lua_State *L = p->L;
     int rc, i;
 
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, ltand_traceback);
     rc = c->file ? luaL_loadfilex(L, c->file, "t")
                  : luaL_loadbufferx(L, c->code, c->code_size, "=policy", "b");
     if (rc != LUA_OK)
@@ -729,7 +719,7 @@ static int load_policy(policy *p, policy_config *c)
         return fail_init(c, TAND_ECONFIG, "the policy failed to load: %s",
                          lua_tostring(L, -1));
     if (lua_type(L, -1) == LUA_TFUNCTION) { /* return function() ... end */
-        lua_pushcfunction(L, traceback);
+        lua_pushcfunction(L, ltand_traceback);
         lua_insert(L, -2);
         if (invoke(p, 0, 1) != LUA_OK)
             return fail_init(c, TAND_ECONFIG, "the policy failed to load: %s",
@@ -834,7 +824,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
         }
     }
     /* state = init(opts, machine), or {} */
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, ltand_traceback);
     if (get_callback(p, CB_INIT)) {
         if (ltand_decode(L, c->opts.data, c->opts.size, 0) < 0)
             lua_pushnil(L);
@@ -1075,7 +1065,7 @@ static int policy_call(void *state, tand_server *self, tand_msg *req,
         default_call(p, req, reply);
         return 0;
     }
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, ltand_traceback);
     lua_insert(L, -2);
     if (push_request(p, req) != 0) {
         lua_settop(L, base);
@@ -1135,22 +1125,30 @@ static void default_cast(policy *p, tand_msg *msg)
     lua_settop(L, top);
 }
 
+/* Calls the callback below its one argument with (arg, state, machine):
+** a crash stops the server, else the state is saved. */
+static void run_notice(policy *p, int base)
+{
+    lua_State *L = p->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
+    if (invoke(p, 3, 0) != LUA_OK) {
+        crash(p, NULL);
+    } else {
+        lua_settop(L, base);
+        save_state(p);
+    }
+}
+
 static void policy_cast(void *state, tand_server *self, tand_msg *msg)
 {
     policy *p = state;
     lua_State *L = p->L;
     int base = lua_gettop(L);
     (void)self;
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, ltand_traceback);
     if (get_callback(p, CB_CAST) && push_request(p, msg) == 0) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
-        if (invoke(p, 3, 0) != LUA_OK)
-            crash(p, NULL);
-        else {
-            lua_settop(L, base);
-            save_state(p);
-        }
+        run_notice(p, base);
     } else {
         lua_settop(L, base);
         default_cast(p, msg);
@@ -1164,21 +1162,14 @@ static void policy_info(void *state, tand_server *self, tand_msg *msg)
     lua_State *L = p->L;
     int base = lua_gettop(L);
     (void)self;
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, ltand_traceback);
     if (!get_callback(p, CB_INFO)) {
         lua_settop(L, base); /* ignored, like the built-in machine */
         return;
     }
     if (msg->data == NULL || ltand_decode(L, msg->data, msg->size, 0) < 0)
         lua_pushnil(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
-    if (invoke(p, 3, 0) != LUA_OK)
-        crash(p, NULL);
-    else {
-        lua_settop(L, base);
-        save_state(p);
-    }
+    run_notice(p, base);
     lua_settop(L, base);
 }
 
@@ -1192,7 +1183,7 @@ static void policy_terminate(void *state, tand_server *self, int reason,
         return;
     L = p->L;
     lua_settop(L, 0);
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, ltand_traceback);
     if (p->ref_policy != LUA_NOREF && get_callback(p, CB_TERMINATE)) {
         if (detail != NULL)
             lua_pushstring(L, detail);

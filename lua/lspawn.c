@@ -155,7 +155,7 @@ char *ltand_package_path(lua_State *L, const char *field)
 
 /* ---- the thread ---- */
 
-static int traceback(lua_State *L)
+int ltand_traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL)
@@ -173,7 +173,7 @@ static int run_protected(lua_State *L)
     int nargs, base;
     lua_settop(L, 0);
     ltand_setup_state(L, j->path, j->cpath);
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, ltand_traceback);
     base = lua_gettop(L);
     if (luaL_loadbufferx(L, j->code, j->code_size, "=spawned", "b") != 0)
         return lua_error(L);

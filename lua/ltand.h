@@ -65,6 +65,10 @@ char *ltand_package_path(lua_State *L, const char *field);
 
 int ltand_open_spawn(lua_State *L);
 
+/* A message handler for lua_pcall: the error with a traceback.
+** [-0, +1, m] */
+int ltand_traceback(lua_State *L);
+
 /* ---- lpolicy.c ---- */
 
 typedef struct ltand_policy_options {

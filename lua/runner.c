@@ -9,13 +9,6 @@
 #include <lualib.h>
 #include <stdio.h>
 
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
-    return 1;
-}
-
 int main(int argc, char **argv)
 {
     lua_State *L;
@@ -37,7 +30,7 @@ int main(int argc, char **argv)
         lua_rawseti(L, -2, i - 1);
     }
     lua_setglobal(L, "arg");
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, ltand_traceback);
     rc = luaL_loadfile(L, argv[1]);
     if (rc == LUA_OK) {
         for (i = 2; i < argc; i++)
