@@ -246,6 +246,12 @@ static void heap_remove(tand_runtime *rt, tand_server *s)
     }
 }
 
+/* An idle time in ns, saturated: a huge timeout must not wrap around. */
+static int64_t idle_ns(int64_t ms)
+{
+    return ms > INT64_MAX / 4000000 ? INT64_MAX / 4 : ms * 1000000;
+}
+
 void tand__timer_arm(tand_runtime *rt, tand_server *s)
 {
     bool retain = false;
@@ -254,7 +260,7 @@ void tand__timer_arm(tand_runtime *rt, tand_server *s)
         pthread_mutex_unlock(&rt->timer_mu);
         return;
     }
-    s->timer_due_ns = atomic_load(&s->last_active_ns) + s->idle_ms * 1000000;
+    s->timer_due_ns = atomic_load(&s->last_active_ns) + idle_ns(s->idle_ms);
     if (s->heap_index == SIZE_MAX) {
         if (rt->heap_len == rt->heap_cap) {
             size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
@@ -305,7 +311,7 @@ static tand_server *timer_due(tand_runtime *rt, int64_t now, int64_t *next_ns)
             *next_ns = s->timer_due_ns;
             return NULL;
         }
-        due = atomic_load(&s->last_active_ns) + s->idle_ms * 1000000;
+        due = atomic_load(&s->last_active_ns) + idle_ns(s->idle_ms);
         if (due > now) { /* active since it was armed */
             s->timer_due_ns = due;
             sift_down(rt, 0);

@@ -757,8 +757,13 @@ int tand_server_stop(tand_server *s, int reason, const char *detail,
         return TAND_ENOMEM;
     pthread_mutex_lock(&s->mu);
     if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
-        pthread_mutex_unlock(&s->mu);
+        /* Stopped by someone else: still wait for its end, so that its
+        ** name is free when this returns, as for the first stopper. */
         free(copy);
+        if (tand__current != s && timeout_ms != 0)
+            while (!s->finished && wait_on(s, &s->ended_cv, deadline))
+                ;
+        pthread_mutex_unlock(&s->mu);
         return TAND_ENOPROC;
     }
     s->stop_reason = reason;
