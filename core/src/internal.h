@@ -68,6 +68,9 @@ TAND_HIDDEN bool tand__slot_take(tand_from *slot);
 /* Server side: delivers reply (consumed); frees an abandoned slot and
 ** returns false for it. */
 TAND_HIDDEN bool tand__slot_reply(tand_from *slot, tand_msg *reply);
+/* Server side: whether the caller has already given up (a hint: it may
+** give up right after a false answer). */
+TAND_HIDDEN bool tand__slot_abandoned(tand_from *slot);
 
 /* ---- mailbox (mailbox.c) ---- */
 enum { ENV_CALL = 1, ENV_CAST = 2, ENV_INFO = 3 };
@@ -79,15 +82,19 @@ typedef struct envelope {
 } envelope;
 
 typedef struct mailbox {
-    envelope *ring; /* allocated lazily, grows up to limit */
+    envelope *ring; /* allocated lazily, grows up to limit + reserved */
     uint32_t head, count, cap, limit;
     uint32_t peak;
+    uint32_t reserved; /* room kept free for forced notices */
 } mailbox;
 
 TAND_HIDDEN void tand__mbox_init(mailbox *mb, uint32_t limit);
 /* 0, TAND_EBUSY when full (unless force), TAND_ENOMEM when it cannot
-** grow. */
+** grow. A forced push uses up one reservation, if any. */
 TAND_HIDDEN int tand__mbox_push(mailbox *mb, const envelope *e, bool force);
+/* Keeps room for one more forced notice, so that it cannot fail for want
+** of memory later: 0 or TAND_ENOMEM. */
+TAND_HIDDEN int tand__mbox_reserve(mailbox *mb);
 TAND_HIDDEN bool tand__mbox_pop(mailbox *mb, envelope *e);
 TAND_HIDDEN void tand__mbox_free(mailbox *mb);
 

@@ -5,7 +5,9 @@
 ** The ring starts unallocated and doubles on demand up to its limit, so an
 ** idle server costs no buffer and a full mailbox never grows past it; only
 ** the engine's own notices (a monitored server's end) are forced in past
-** the limit, and there is at most one per monitor.
+** the limit, and there is at most one per monitor. Room for each is
+** reserved when the monitor is set up, so a notice never meets a full
+** ring that cannot grow.
 */
 #include "internal.h"
 
@@ -20,13 +22,19 @@ void tand__mbox_init(mailbox *mb, uint32_t limit)
     mb->limit = limit;
 }
 
-static int grow(mailbox *mb)
+/* Grows the ring to hold at least `need` envelopes. */
+static int grow(mailbox *mb, uint64_t need)
 {
-    uint32_t cap = mb->cap ? mb->cap * 2 : FIRST_CAP;
+    uint64_t bound = (uint64_t)mb->limit + mb->reserved;
+    uint64_t cap = mb->cap ? (uint64_t)mb->cap * 2 : FIRST_CAP;
     envelope *ring;
     uint32_t i;
-    if (cap > mb->limit && mb->cap < mb->limit)
-        cap = mb->limit; /* past the limit only for forced messages */
+    while (cap < need)
+        cap *= 2;
+    if (cap > bound)
+        cap = bound > need ? bound : need;
+    if (cap > UINT32_MAX)
+        return TAND_ENOMEM;
     ring = tand__malloc((size_t)cap * sizeof *ring);
     if (ring == NULL)
         return TAND_ENOMEM;
@@ -34,17 +42,19 @@ static int grow(mailbox *mb)
         ring[i] = mb->ring[(mb->head + i) % mb->cap];
     free(mb->ring);
     mb->ring = ring;
-    mb->cap = cap;
+    mb->cap = (uint32_t)cap;
     mb->head = 0;
     return 0;
 }
 
 int tand__mbox_push(mailbox *mb, const envelope *e, bool force)
 {
+    /* An ordinary message leaves the reserved room free. */
+    uint64_t need = (uint64_t)mb->count + 1 + (force ? 0 : mb->reserved);
     if (mb->count >= mb->limit && !force)
         return TAND_EBUSY;
-    if (mb->count == mb->cap) {
-        int rc = grow(mb);
+    if (need > mb->cap) {
+        int rc = grow(mb, need);
         if (rc != 0)
             return rc;
     }
@@ -52,6 +62,23 @@ int tand__mbox_push(mailbox *mb, const envelope *e, bool force)
     mb->count++;
     if (mb->count > mb->peak)
         mb->peak = mb->count;
+    if (force && mb->reserved > 0)
+        mb->reserved--;
+    return 0;
+}
+
+int tand__mbox_reserve(mailbox *mb)
+{
+    uint64_t need = (uint64_t)mb->count + mb->reserved + 1;
+    if (need > mb->cap) {
+        int rc;
+        mb->reserved++; /* so that grow may pass the limit by it */
+        rc = grow(mb, need);
+        mb->reserved--;
+        if (rc != 0)
+            return rc;
+    }
+    mb->reserved++;
     return 0;
 }
 

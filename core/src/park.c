@@ -145,6 +145,12 @@ bool tand__slot_take(tand_from *slot)
     return false;
 }
 
+bool tand__slot_abandoned(tand_from *slot)
+{
+    unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
+    return (s & ~SLOT_PARKED) == SLOT_ABANDONED;
+}
+
 bool tand__slot_reply(tand_from *slot, tand_msg *reply)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);

@@ -256,7 +256,10 @@ void tand__timer_arm(tand_runtime *rt, tand_server *s)
 {
     bool retain = false;
     pthread_mutex_lock(&rt->timer_mu);
-    if (s->idle_ms < 0 || rt->timer_shutdown) {
+    /* `stopping` is set before terminate cancels the timer under this
+    ** lock, so a server on its way out is never put back in the heap. */
+    if (s->idle_ms < 0 || rt->timer_shutdown ||
+        atomic_load_explicit(&s->stopping, memory_order_acquire)) {
         pthread_mutex_unlock(&rt->timer_mu);
         return;
     }

@@ -262,6 +262,7 @@ static bool wait_on(tand_server *s, pthread_cond_t *cv, int64_t deadline_ns)
 static int push(tand_server *s, const envelope *e, int64_t deadline_ns,
                 int flags)
 {
+    tand_runtime *blocked = NULL;
     bool schedule = false;
     int rc;
 
@@ -275,6 +276,16 @@ static int push(tand_server *s, const envelope *e, int64_t deadline_ns,
         /* A server waiting for room in its own mailbox would wait forever. */
         if (rc != TAND_EBUSY || (flags & TAND_NOWAIT) || tand__current == s)
             break;
+        if (tand__worker_of != NULL && blocked == NULL &&
+            !tand__runtime_pumped(s->rt)) {
+            /* A handler waits for room: keep the other servers running
+            ** (the one it waits on may need this very worker). */
+            blocked = tand__worker_of;
+            pthread_mutex_unlock(&s->mu);
+            tand__runtime_block(blocked);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
         s->room_waiters++;
         if (!wait_on(s, &s->room, deadline_ns)) {
             s->room_waiters--;
@@ -291,6 +302,8 @@ static int push(tand_server *s, const envelope *e, int64_t deadline_ns,
         }
     }
     pthread_mutex_unlock(&s->mu);
+    if (blocked != NULL)
+        tand__runtime_unblock(blocked);
     if (schedule)
         tand__runtime_schedule(s->rt, s);
     return rc;
@@ -374,14 +387,48 @@ int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms, int flags)
     return send_kind(s, msg, timeout_ms, flags, ENV_INFO);
 }
 
+static int flush(tand_server *s, char *err, size_t errsize);
+
+/* Stops the server for a failure found on its own thread. A normal stop
+** already under way takes the failure as its reason, so monitors and
+** supervisors see it; without memory for the detail, the reason alone. */
+static void stop_on_failure(tand_server *s, int rc, const char *detail)
+{
+    pthread_mutex_lock(&s->mu);
+    if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+        if (s->stop_reason == 0) {
+            s->stop_reason = rc;
+            free(s->stop_detail);
+            s->stop_detail = tand__strdup(detail);
+        }
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (tand_server_stop(s, rc, detail, 0) == TAND_ENOMEM)
+        tand_server_stop(s, rc, NULL, 0);
+}
+
 /* Sends a reply, or with a journal holds it until the batch commits. */
 static bool deliver(tand_server *s, tand_from *slot, tand_msg *reply)
 {
     if (s->journal != NULL) {
+        if (tand__slot_abandoned(slot)) /* nobody to hold it for */
+            return tand__slot_reply(slot, reply);
         if (s->nheld == s->capheld) {
             held *h = tand__realloc(s->held, 2 * s->capheld * sizeof *h);
-            if (h == NULL)
-                return tand__slot_reply(slot, reply); /* cannot wait */
+            if (h == NULL) {
+                /* No room to hold it: commit what is held so far, this
+                ** reply's effects included, and then send it. */
+                char err[256];
+                int rc = flush(s, err, sizeof err);
+                if (rc != 0) {
+                    tand_msg_clear(reply);
+                    reply->status = rc;
+                    tand_msg_set_text(reply, err, strlen(err));
+                }
+                return tand__slot_reply(slot, reply);
+            }
             s->held = h;
             s->capheld *= 2;
         }
@@ -395,12 +442,12 @@ static bool deliver(tand_server *s, tand_from *slot, tand_msg *reply)
 }
 
 /* Makes the batch durable, then sends its replies; a failed commit
-** answers them with journal_error and stops the server. */
-static void flush(tand_server *s)
+** answers them with journal_error, stops the server and returns the
+** error (its text in err). */
+static int flush(tand_server *s, char *err, size_t errsize)
 {
-    char err[256];
     size_t i;
-    int rc = tand__journal_commit(s->journal, err, sizeof err);
+    int rc = tand__journal_commit(s->journal, err, errsize);
     for (i = 0; i < s->nheld; i++) {
         held *h = &s->held[i];
         if (rc != 0) {
@@ -413,7 +460,8 @@ static void flush(tand_server *s)
     }
     s->nheld = 0;
     if (rc != 0)
-        tand_server_stop(s, rc, err, 0);
+        stop_on_failure(s, rc, err);
+    return rc;
 }
 
 /* The server crashed in the middle of a batch: nothing of the batch is
@@ -539,12 +587,19 @@ static void send_down(monitor *m, int reason, const char *detail)
 int tand_monitor(tand_server *watched, tand_server *watcher, int64_t tag)
 {
     monitor *m;
-    int reason = 0;
+    int reason = 0, rc;
     bool ended;
     if (watched == NULL || watcher == NULL)
         return TAND_EINVAL;
     if ((m = tand__malloc(sizeof *m)) == NULL)
         return TAND_ENOMEM;
+    pthread_mutex_lock(&watcher->mu); /* room for the DOWN notice */
+    rc = tand__mbox_reserve(&watcher->mb);
+    pthread_mutex_unlock(&watcher->mu);
+    if (rc != 0) {
+        free(m);
+        return rc;
+    }
     tand_server_retain(watcher);
     m->watcher = watcher;
     m->tag = tag;
@@ -591,7 +646,13 @@ static void terminate(tand_server *s)
     }
     s->state = NULL;
     if (s->journal != NULL) { /* what terminate wrote, then let go */
-        flush(s);
+        char err[256];
+        int rc = flush(s, err, sizeof err);
+        if (rc != 0 && reason == 0) {
+            reason = rc;
+            free(detail);
+            detail = tand__strdup(err);
+        }
         tand__journal_close(s->journal);
         s->journal = NULL;
     }
@@ -668,8 +729,10 @@ int tand__server_run(tand_server *s, int max_msgs)
             char *detail = s->stop_detail ? tand__strdup(s->stop_detail)
                                           : NULL;
             pthread_mutex_unlock(&s->mu);
+            char err[256];
             if (s->journal != NULL && reason == 0)
-                flush(s); /* a normal stop: this turn's work is kept */
+                flush(s, err, sizeof err); /* a normal stop keeps this
+                                           ** turn's work */
             else if (s->journal != NULL)
                 abort_batch(s, reason, detail);
             free(detail);
@@ -700,8 +763,9 @@ int tand__server_run(tand_server *s, int max_msgs)
     if (s->journal != NULL &&
         (s->nheld > 0 || tand__journal_dirty(s->journal))) {
         /* group commit: one commit for the batch, then its replies */
+        char err[256];
         pthread_mutex_unlock(&s->mu);
-        flush(s);
+        flush(s, err, sizeof err);
         pthread_mutex_lock(&s->mu);
         if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
             pthread_mutex_unlock(&s->mu);

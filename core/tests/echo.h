@@ -14,12 +14,15 @@ enum {
     ECHO = 1,     /* reply ival[0] */
     SLEEP = 2,    /* sleep ival[0] ms, then reply */
     DEFER = 3,    /* keep the caller for later */
-    ANSWER = 4,   /* answer the kept caller with ival[0] */
+    ANSWER = 4,   /* answer the kept caller with ival[0]; reply ival[1]
+                  ** what tand_reply returned */
     SELFCALL = 5, /* call ourselves; reply the status */
     CRASH = 6,    /* stop with server_crashed, reply server_crashed */
     ORDER = 7,    /* ival[0] sender, ival[1] sequence number */
     COUNT = 8,    /* reply the next number of a counter */
-    RELAY = 9     /* call server id ival[0] with ECHO ival[1]; reply it */
+    RELAY = 9,    /* call server id ival[0] with ECHO ival[1]; reply it */
+    CASTTO = 10   /* cast to server id ival[0], waiting up to ival[1] ms
+                  ** for room; reply the status */
 };
 
 #define ECHO_SENDERS 64
@@ -97,7 +100,7 @@ static inline int echo_call(void *state, tand_server *self, tand_msg *req,
         if (st->kept != NULL) {
             tand_msg late = {0};
             late.ival[0] = req->ival[0];
-            tand_reply(st->kept, &late);
+            reply->ival[1] = tand_reply(st->kept, &late);
             st->kept = NULL;
         }
         return 0;
@@ -128,6 +131,17 @@ static inline int echo_call(void *state, tand_server *self, tand_msg *req,
         reply->status = tand_call(other, &inner, &inner_reply, 5000, 0);
         reply->ival[0] = inner_reply.ival[0];
         tand_msg_clear(&inner_reply);
+        tand_server_release(other);
+        return 0;
+    }
+    case CASTTO: {
+        tand_server *other;
+        reply->status = tand_server_lookup(tand_server_runtime(self),
+                                           (uint64_t)req->ival[0], &other);
+        if (reply->status != 0)
+            return 0;
+        inner.op = ECHO;
+        reply->status = tand_cast(other, &inner, req->ival[1], 0);
         tand_server_release(other);
         return 0;
     }
@@ -208,6 +222,21 @@ static inline int echo_req(tand_server *s, int op, int64_t a, int64_t b,
     rc = tand_call(s, &req, &reply, timeout_ms, 0);
     if (out != NULL)
         *out = reply.ival[0];
+    tand_msg_clear(&reply);
+    return rc;
+}
+
+/* ANSWER the kept caller with v; returns what tand_reply returned. */
+static inline int echo_answer(tand_server *s, int64_t v)
+{
+    tand_msg req = {0}, reply;
+    int rc;
+    req.op = ANSWER;
+    req.ival[0] = v;
+    req.ival[1] = 12345;
+    rc = tand_call(s, &req, &reply, 5000, 0);
+    if (rc == 0)
+        rc = (int)reply.ival[1];
     tand_msg_clear(&reply);
     return rc;
 }

@@ -4,6 +4,7 @@
 ** untouched; concurrent callers are all answered after group commits.
 */
 #include "check.h"
+#include "echo.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -364,6 +365,25 @@ static void full_disk(void)
     tand_server_release(s);
 }
 
+/* Replies wait for the commit, but one for a caller who has given up is
+** not held: tand_reply says so, as without a journal. */
+static void deferred_reply(void)
+{
+    echo_shared sh = {0};
+    tand_server_options o;
+    tand_server *s;
+    memset(&o, 0, sizeof o);
+    o.behaviour = &echo_behaviour;
+    o.arg = &sh;
+    o.journal = path_of("echo.db");
+    CHECK_OK(tand_server_start(rt, &o, &s));
+    CHECK_RC(echo_req(s, DEFER, 0, 0, 30, NULL), TAND_ETIMEDOUT);
+    CHECK_RC(echo_answer(s, 1), TAND_ETIMEDOUT);
+    CHECK_OK(echo_req(s, ECHO, 3, 0, 1000, NULL));
+    tand_server_stop(s, 0, NULL, 5000);
+    tand_server_release(s);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/tand-journal-XXXXXX");
@@ -377,6 +397,7 @@ int main(void)
     bad_files();
     group_commit();
     full_disk();
+    deferred_reply();
     tand_runtime_free(rt);
     {
         char cmd[300];

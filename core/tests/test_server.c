@@ -215,12 +215,12 @@ static void deferred(void)
     w.rc = 1;
     pthread_create(&th, NULL, wait_call, &w);
     WAIT_FOR(tand_server_stats(s, &st) == 0 && st.calls == 1, 5000);
-    CHECK_OK(echo_req(s, ANSWER, 9, 0, 1000, NULL));
+    CHECK_OK(echo_answer(s, 9));
     pthread_join(th, NULL);
     CHECK_OK(w.rc);
     /* a deferred caller that gives up is not answered later */
     CHECK_RC(echo_req(s, DEFER, 0, 0, 30, NULL), TAND_ETIMEDOUT);
-    CHECK_OK(echo_req(s, ANSWER, 1, 0, 1000, NULL));
+    CHECK_RC(echo_answer(s, 1), TAND_ETIMEDOUT);
     CHECK_OK(echo_req(s, ECHO, 3, 0, 1000, NULL));
     tand_server_stop(s, 0, NULL, 2000);
     tand_server_release(s);
@@ -294,6 +294,36 @@ static void idle_timers(void)
     tand_server_release(t);
 }
 
+/* A handler that waits for room in a full mailbox lends its worker out:
+** with a single worker, the server it waits on must still run. */
+static void handler_waits_for_room(void)
+{
+    tand_runtime_options ro = {1};
+    tand_runtime *one;
+    echo_shared sa = {0}, sb = {0};
+    tand_server *a, *b;
+    tand_msg req = {0}, reply;
+    tand_stats st;
+
+    CHECK_OK(tand_runtime_new(&ro, &one));
+    CHECK_OK(echo_start(one, &sa, 1, NULL, &a));
+    CHECK_OK(echo_start(one, &sb, 0, NULL, &b));
+    /* b holds the only worker while a's mailbox fills up */
+    CHECK_OK(echo_cast_op(b, SLEEP, 200, 0, 1000, 0));
+    WAIT_FOR(tand_server_stats(b, &st) == 0 && st.mailbox_depth == 0, 5000);
+    CHECK_OK(echo_cast_op(a, 0, 1, 0, 1000, TAND_NOWAIT));
+    CHECK_RC(echo_cast_op(a, 0, 1, 0, 1000, TAND_NOWAIT), TAND_EBUSY);
+    req.op = CASTTO;
+    req.ival[0] = (int64_t)tand_server_id(a);
+    req.ival[1] = 3000;
+    CHECK_OK(tand_call(b, &req, &reply, 10000, 0)); /* not timed_out */
+    tand_msg_clear(&reply);
+    CHECK_OK(echo_req(a, ECHO, 1, 0, 5000, NULL));
+    tand_runtime_free(one);
+    tand_server_release(a);
+    tand_server_release(b);
+}
+
 static void bad_options(void)
 {
     tand_server_options o;
@@ -333,6 +363,7 @@ int main(void)
     deferred();
     full_mailbox();
     idle_timers();
+    handler_waits_for_room();
     bad_options();
     tand_runtime_free(rt);
     return check_done("test_server");
