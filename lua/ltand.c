@@ -733,6 +733,23 @@ static int start_spec(tand_runtime *rt, lspec *sp, const char *name,
     return rc;
 }
 
+int ltand_start_table(lua_State *L, int idx, tand_runtime *rt,
+                      tand_server **out, char *detail, size_t size)
+{
+    lspec *sp;
+    int rc;
+    *out = NULL;
+    if ((sp = parse_spec(L, idx)) == NULL) { /* nil, token, detail */
+        rc = tand_errcode(lua_tostring(L, -2));
+        snprintf(detail, size, "%s", lua_tostring(L, -1));
+        lua_pop(L, 3);
+        return rc < 0 ? rc : TAND_ECONFIG;
+    }
+    rc = start_spec(rt, sp, sp->name, out, detail, size);
+    spec_free(sp);
+    return rc;
+}
+
 static int l_start(lua_State *L)
 {
     tand_runtime *rt = runtime(L);

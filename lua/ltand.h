@@ -112,6 +112,11 @@ extern _Thread_local int64_t ltand_callback_deadline_ns;
 void *ltand_noreply_marker(void);
 
 int luaopen_tand(lua_State *L);
+
+/* Starts a server from the tand.start options table at idx, on rt. On
+** failure detail gets the reason. [-0, +0, m] */
+int ltand_start_table(lua_State *L, int idx, tand_runtime *rt,
+                      tand_server **out, char *detail, size_t size);
 /* Pushes nil, token, detail and returns 3. [-0, +3, m] */
 int ltand_fail(lua_State *L, int status, const char *detail);
 

@@ -67,6 +67,11 @@ enum {
 ** Thread: any. Blocks: no. */
 TAND_API const char *tand_errname(int err);
 
+/* The error code of a token from tand_errname(): 0 for "ok", 1 for a
+** string that is not a token (so a caller can tell it from every code).
+** Thread: any. Blocks: no. */
+TAND_API int tand_errcode(const char *token);
+
 /* A one-sentence description of an error code.
 ** Thread: any. Blocks: no. */
 TAND_API const char *tand_strerror(int err);
@@ -278,6 +283,64 @@ TAND_API int tand_server_stats(const tand_server *s, tand_stats *out);
 ** other thread does. Thread: any. Blocks: until the reply or deadline. */
 TAND_API int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
                        int64_t timeout_ms, int flags);
+
+/* ---- asynchronous calls ----------------------------------------------
+** For a host with an event loop that must not block a thread on a call.
+** A reply box collects the replies of calls sent with tand_call_async();
+** its file descriptor becomes readable when a reply is ready, so the box
+** fits in poll/epoll/libuv. A box is used by one thread at a time (its
+** owner); servers on any thread deliver into it. Deadlines are enforced
+** when the owner takes from the box: tand_replies_timeout_ms() says how
+** long the owner's loop may sleep. In a pumped runtime, replies arrive
+** while the host pumps. */
+typedef struct tand_replies tand_replies;
+
+/* Creates an empty box. TAND_ENOMEM, or TAND_ESYSTEM when no pipe can be
+** made. Thread: any. Blocks: no. */
+TAND_API int tand_replies_new(tand_replies **out);
+
+/* Frees the box. Calls still running are abandoned as if their deadline
+** had passed (the servers drop their replies), and replies not yet taken
+** are freed. Thread: the owner. Blocks: no. */
+TAND_API void tand_replies_free(tand_replies *box);
+
+/* The descriptor to poll for reading: readable while a reply waits in the
+** box. Owned by the box: read nothing from it, do not close it.
+** Thread: any. Blocks: no. */
+TAND_API int tand_replies_fd(const tand_replies *box);
+
+/* Sends `req` like tand_call() without waiting: the reply goes to box
+** under `tag`. Consumes req on every path. 0 when the call is on its way
+** (then exactly one reply, possibly TAND_ETIMEDOUT or TAND_ENOPROC, will
+** be taken from the box), or an error and nothing is in the box:
+** TAND_EINVAL, TAND_ENOPROC, TAND_EBUSY (a full mailbox with TAND_NOWAIT),
+** TAND_ETIMEDOUT (no room before the deadline), TAND_ENOMEM. A handler
+** may call its own server this way. Thread: the box's owner.
+** Blocks: only on a full mailbox without TAND_NOWAIT. */
+TAND_API int tand_call_async(tand_server *s, tand_msg *req,
+                             int64_t timeout_ms, int flags,
+                             tand_replies *box, uint64_t tag);
+
+/* Takes one finished call: returns 1 with its tag and reply (the reply's
+** status is the call's; clear it with tand_msg_clear()), or 0 when none
+** is ready. A call whose deadline has passed is taken as a reply with
+** status TAND_ETIMEDOUT. Thread: the owner. Blocks: no. */
+TAND_API int tand_replies_take(tand_replies *box, uint64_t *tag,
+                               tand_msg *reply);
+
+/* Milliseconds until the earliest deadline of the calls in flight (0 when
+** one has passed), or -1 when none has a deadline: the longest the owner
+** should sleep in poll. Thread: the owner. Blocks: no. */
+TAND_API int64_t tand_replies_timeout_ms(tand_replies *box);
+
+/* The number of calls sent and not yet taken. Thread: the owner.
+** Blocks: no. */
+TAND_API size_t tand_replies_count(const tand_replies *box);
+
+/* Waits until tand_replies_take() would return a call, or timeout_ms: 0
+** or TAND_ETIMEDOUT. For hosts without a loop of their own; it does not
+** pump a pumped runtime. Thread: the owner. Blocks: yes. */
+TAND_API int tand_replies_wait(tand_replies *box, int64_t timeout_ms);
 
 /* Sends a message with no reply: handled by handle_cast. Consumes msg on
 ** every path. Waits for room in a full mailbox until timeout_ms unless
@@ -576,6 +639,53 @@ TAND_API int tand_deluxe_queue(tand_server *s, int64_t *number,
                                int64_t timeout_ms);
 TAND_API int tand_deluxe_serve(tand_server *s, const int64_t *priority,
                                int64_t *number, int64_t timeout_ms);
+
+/* ---- Lua policies ----------------------------------------------------
+** A policy is a deluxe machine whose handle_call (and cast, info, init,
+** terminate) are Lua callbacks; README.md "Write your own policy" gives
+** the Lua side. Each policy server has a Lua state of its own. These two
+** functions, and luaopen_tand, are in libtand, which links Lua 5.4. */
+
+typedef struct tand_policy_options {
+    const char *policy;             /* a module name or a .lua file, */
+    const char *source;             /* or the policy's Lua source text */
+    size_t source_size;
+    const char *chunkname;          /* names source in errors ("=policy") */
+    int64_t min_number, max_number; /* both 0: 1..INT64_MAX */
+    int64_t auto_shutdown_ms;       /* >= 0, or TAND_FOREVER (default) */
+    int64_t callback_timeout_ms;    /* > 0 or TAND_FOREVER; 10000 */
+    size_t memory_limit;            /* bytes; 0: none (sandbox: 32 MiB) */
+    int sandbox;                    /* run the callbacks in a sandbox */
+    const char *name;               /* or NULL */
+    size_t mailbox_capacity;        /* 0: default */
+    const char *journal;            /* resume from / keep state here */
+    int durability;                 /* TAND_DURABLE_FULL or _OS */
+    char *error;                    /* a failed start says why here */
+    size_t error_size;
+} tand_policy_options;
+
+/* Fills *o with the defaults: no policy yet, numbers 1..INT64_MAX, no
+** auto shutdown, a callback timeout of 10 s. Thread: any. Blocks: no. */
+TAND_API void tand_policy_options_init(tand_policy_options *o);
+
+/* Starts a policy server: exactly one of o->policy and o->source is set.
+** The policy is loaded and its init runs before this returns, on this
+** thread, so a policy that cannot load fails here: TAND_ECONFIG with the
+** file and line in o->error (also for every bad option, as tand.start
+** would say it), TAND_ECRASHED if init raised, TAND_ENAMETAKEN,
+** TAND_EJOURNAL, TAND_ENOMEM. The server speaks the deluxe machine's
+** ops (tand_deluxe_queue() works) and the policy's own ops as
+** TAND_OP_ENCODED requests: a MessagePack array [op_name, args...],
+** answered with an array of the results. On failure *out is NULL and
+** nothing is left running. Thread: any. Blocks: while init runs. */
+TAND_API int tand_policy_start(tand_runtime *rt, const tand_policy_options *o,
+                               tand_server **out);
+
+/* The Lua module's opener, for a host with Lua states of its own:
+** luaL_requiref(L, "tand", luaopen_tand, 0) or package.preload.tand. The
+** module's servers run on tand_runtime_default(). */
+struct lua_State;
+TAND_API int luaopen_tand(struct lua_State *L);
 
 #ifdef __cplusplus
 }

@@ -53,6 +53,13 @@ struct tand_from {
     tand_msg reply;
     tand_server *server;         /* the callee, for stats (borrowed) */
     tand_from *dnext, *dprev;    /* deferred list; server thread only */
+    /* an asynchronous call's (replies.c); NULL box for a waiting caller */
+    tand_replies *box;
+    uint64_t tag;
+    int64_t deadline_ns;
+    tand_from *pnext, *pprev;    /* box's deadline list; box owner only */
+    tand_from *done_next;        /* box's done list; guarded by box mu */
+    bool pending;                /* in the deadline list */
 };
 
 TAND_HIDDEN tand_from *tand__slot_new(void);
@@ -68,6 +75,17 @@ TAND_HIDDEN bool tand__slot_take(tand_from *slot);
 /* Server side: delivers reply (consumed); frees an abandoned slot and
 ** returns false for it. */
 TAND_HIDDEN bool tand__slot_reply(tand_from *slot, tand_msg *reply);
+/* Caller side: gives the slot up to the server (WAITING or TAKEN ->
+** ABANDONED); false when the reply is already being written. */
+TAND_HIDDEN bool tand__slot_abandon(tand_from *slot);
+/* Server side, after publishing the reply of an asynchronous call: hands
+** the slot to its box (replies.c). */
+TAND_HIDDEN void tand__replies_done(tand_replies *box, tand_from *slot);
+/* Owner side: a new asynchronous call's slot joins the box, and leaves it
+** again if the call could not be sent. */
+TAND_HIDDEN void tand__replies_attach(tand_replies *box, tand_from *slot,
+                                      uint64_t tag, int64_t deadline_ns);
+TAND_HIDDEN void tand__replies_detach(tand_replies *box, tand_from *slot);
 /* Server side: whether the caller has already given up (a hint: it may
 ** give up right after a false answer). */
 TAND_HIDDEN bool tand__slot_abandoned(tand_from *slot);

@@ -154,6 +154,7 @@ bool tand__slot_abandoned(tand_from *slot)
 bool tand__slot_reply(tand_from *slot, tand_msg *reply)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
+    tand_replies *box;
     for (;;) {
         if ((s & ~SLOT_PARKED) == SLOT_ABANDONED) {
             tand_msg_clear(reply);
@@ -167,11 +168,16 @@ bool tand__slot_reply(tand_from *slot, tand_msg *reply)
     }
     slot->reply = *reply;
     memset(reply, 0, sizeof *reply);
+    box = slot->box;
     s = atomic_exchange_explicit(&slot->state, SLOT_REPLIED,
                                  memory_order_acq_rel);
     /* From here on the slot belongs to the caller again: unpark uses its
-    ** address only as a key, never the memory. */
-    if (s & SLOT_PARKED)
+    ** address only as a key, never the memory. An asynchronous caller
+    ** learns of the reply only from its box, so the slot is still there
+    ** to be handed over. */
+    if (box != NULL)
+        tand__replies_done(box, slot);
+    else if (s & SLOT_PARKED)
         unpark(&slot->state);
     return true;
 }
@@ -184,9 +190,7 @@ static int take_reply(tand_from *slot, tand_msg *reply)
     return 0;
 }
 
-/* Tries to abandon; false when the reply is being written (then the
-** caller waits a few instructions more for REPLIED). */
-static bool abandon(tand_from *slot)
+bool tand__slot_abandon(tand_from *slot)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
     for (;;) {
@@ -251,7 +255,7 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
     if (pumped) {
         /* Nobody else may run the server: help until replied. */
         while (!replied(slot)) {
-            if (tand__now_ns() >= deadline_ns && abandon(slot))
+            if (tand__now_ns() >= deadline_ns && tand__slot_abandon(slot))
                 return TAND_ETIMEDOUT;
             tand__runtime_help(rt);
             if (!replied(slot))
@@ -272,7 +276,7 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
                 s |= SLOT_PARKED;
             }
             if (tand__now_ns() >= deadline_ns) {
-                if (abandon(slot))
+                if (tand__slot_abandon(slot))
                     return TAND_ETIMEDOUT;
                 /* Being written: the replier needs no lock to finish. */
                 while (!replied(slot))

@@ -358,6 +358,38 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
     return reply->status;
 }
 
+int tand_call_async(tand_server *s, tand_msg *req, int64_t timeout_ms,
+                    int flags, tand_replies *box, uint64_t tag)
+{
+    envelope e;
+    int64_t deadline;
+    int rc;
+
+    if (s == NULL || req == NULL || box == NULL) {
+        tand_msg_clear(req);
+        return TAND_EINVAL;
+    }
+    deadline = tand__deadline(timeout_ms);
+    e.kind = ENV_CALL;
+    e.slot = tand__slot_new();
+    if (e.slot == NULL) {
+        tand_msg_clear(req);
+        return TAND_ENOMEM;
+    }
+    e.slot->server = s;
+    e.msg = *req;
+    memset(req, 0, sizeof *req);
+    /* In the box before the server can see it: a reply may come at once. */
+    tand__replies_attach(box, e.slot, tag, deadline);
+    rc = push(s, &e, deadline, flags);
+    if (rc != 0) {
+        tand__replies_detach(box, e.slot);
+        tand_msg_clear(&e.msg);
+        tand__slot_free(e.slot);
+    }
+    return rc;
+}
+
 static int send_kind(tand_server *s, tand_msg *msg, int64_t timeout_ms,
                      int flags, int kind)
 {

@@ -23,6 +23,20 @@ const char *tand_errname(int err)
     }
 }
 
+int tand_errcode(const char *token)
+{
+    if (token == NULL)
+        return 1;
+    if (strcmp(token, "ok") == 0)
+        return 0;
+#define XX(name, code, tok, text)                                            \
+    if (strcmp(token, tok) == 0)                                             \
+        return code;
+    TAND_ERRNO_MAP(XX)
+#undef XX
+    return 1;
+}
+
 const char *tand_strerror(int err)
 {
     switch (err) {
