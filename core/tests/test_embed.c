@@ -1,0 +1,216 @@
+/*
+** test_embed.c - what a C host gets from libtand beyond the engine: Lua
+** policy servers started from C (from a file or from source text), their
+** start errors, and the tand module opened in the host's own Lua state.
+*/
+#include "check.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+
+static tand_runtime *rt;
+
+static const char doubler[] =
+    "return {\n"
+    "  init = function(opts) return { calls = 0 } end,\n"
+    "  handle_call = function(req, from, state, machine)\n"
+    "    if req[1] == 'double' then\n"
+    "      state.calls = state.calls + 1\n"
+    "      return req[2] * 2, state.calls\n"
+    "    elseif req[1] == 'boom' then\n"
+    "      error('boom')\n"
+    "    end\n"
+    "    return machine:default(req)\n"
+    "  end,\n"
+    "}\n";
+
+/* Calls op with one integer; returns the status, *a and *b the results. */
+static int call_op(tand_server *s, const char *op, int64_t x, int64_t *a,
+                   int64_t *b)
+{
+    tand_msg req = {0}, reply;
+    tand_buf buf;
+    tand_reader r;
+    tand_item it;
+    int rc;
+    tand_buf_init(&buf);
+    tand_pack_array(&buf, 2);
+    tand_pack_str(&buf, op, strlen(op));
+    tand_pack_int(&buf, x);
+    req.op = TAND_OP_ENCODED;
+    if (tand_buf_to_msg(&buf, &req) != 0)
+        return TAND_ENOMEM;
+    rc = tand_call(s, &req, &reply, 5000, 0);
+    if (rc == 0) {
+        tand_reader_init(&r, reply.data, reply.size);
+        if (tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY ||
+            it.v.n != 2 || tand_unpack(&r, &it) != 0 ||
+            it.type != TAND_T_INT)
+            rc = TAND_EBADMSG;
+        else
+            *a = it.v.i;
+        if (rc == 0 && (tand_unpack(&r, &it) != 0 || it.type != TAND_T_INT))
+            rc = TAND_EBADMSG;
+        else if (rc == 0)
+            *b = it.v.i;
+    }
+    tand_msg_clear(&reply);
+    return rc;
+}
+
+static void from_source(void)
+{
+    tand_policy_options o;
+    tand_server *s;
+    char err[512] = "";
+    int64_t a = 0, b = 0, n;
+
+    tand_policy_options_init(&o);
+    o.source = doubler;
+    o.source_size = sizeof doubler - 1;
+    o.chunkname = "=doubler";
+    o.min_number = 10;
+    o.max_number = 12;
+    o.name = "doubler";
+    o.error = err;
+    o.error_size = sizeof err;
+    CHECK_OK(tand_policy_start(rt, &o, &s));
+    CHECK_OK(call_op(s, "double", 21, &a, &b));
+    CHECK_INT(a, 42);
+    CHECK_INT(b, 1);
+    CHECK_OK(call_op(s, "double", 5, &a, &b));
+    CHECK_INT(b, 2); /* the state is the server's own */
+    /* the deluxe ops work on a policy, with its bounds */
+    CHECK_OK(tand_deluxe_queue(s, &n, 5000));
+    CHECK_INT(n, 10);
+    /* a second start under the same name */
+    {
+        tand_server *again = (tand_server *)1;
+        CHECK_RC(tand_policy_start(rt, &o, &again), TAND_ENAMETAKEN);
+        CHECK(again == NULL);
+        CHECK(strstr(err, "doubler") != NULL);
+    }
+    /* a callback that raises crashes the server, OTP style */
+    CHECK_RC(call_op(s, "boom", 0, &a, &b), TAND_ECRASHED);
+    WAIT_FOR(!tand_server_alive(s), 5000);
+    tand_server_release(s);
+}
+
+static void from_file(void)
+{
+    tand_policy_options o;
+    tand_server *s;
+    char err[512] = "";
+    int64_t n;
+
+    tand_policy_options_init(&o);
+    o.policy = "examples/policies/vip.lua";
+    o.error = err;
+    o.error_size = sizeof err;
+    CHECK_OK(tand_policy_start(rt, &o, &s));
+    CHECK_OK(tand_deluxe_queue(s, &n, 5000));
+    CHECK_INT(n, 1); /* no bounds given: 1..INT64_MAX */
+    CHECK_OK(tand_server_stop(s, 0, NULL, 5000));
+    tand_server_release(s);
+}
+
+/* Starts with o and expects rc, with `text` in the error message. */
+static void refused(tand_policy_options *o, int rc, const char *text)
+{
+    char err[512] = "";
+    tand_server *s = (tand_server *)1;
+    o->error = err;
+    o->error_size = sizeof err;
+    CHECK_RC(tand_policy_start(rt, o, &s), rc);
+    CHECK(s == NULL);
+    if (strstr(err, text) == NULL) {
+        fprintf(stderr, "expected '%s' in: %s\n", text, err);
+        CHECK(0);
+    }
+}
+
+static void start_errors(void)
+{
+    tand_policy_options o;
+    tand_server *s;
+    static const char syntax[] = "return {\n  handle_call = function(\n";
+    static const char crashing[] =
+        "return { init = function() error('no luck') end }";
+
+    CHECK_RC(tand_policy_start(NULL, &o, &s), TAND_EINVAL);
+    CHECK_RC(tand_policy_start(rt, NULL, &s), TAND_EINVAL);
+
+    tand_policy_options_init(&o);
+    refused(&o, TAND_ECONFIG, "exactly one of policy");
+    o.policy = "x.lua";
+    o.source = doubler;
+    o.source_size = sizeof doubler - 1;
+    refused(&o, TAND_ECONFIG, "exactly one of policy");
+
+    tand_policy_options_init(&o);
+    o.source = syntax;
+    o.source_size = sizeof syntax - 1;
+    o.chunkname = "=mine";
+    refused(&o, TAND_ECONFIG, "mine:");
+
+    tand_policy_options_init(&o);
+    o.policy = "/nonexistent/policy.lua";
+    refused(&o, TAND_ECONFIG, "/nonexistent/policy.lua");
+
+    tand_policy_options_init(&o);
+    o.policy = "examples/policies/vip.lua";
+    o.min_number = 5;
+    o.max_number = 5;
+    refused(&o, TAND_ECONFIG, "min_number must be below max_number");
+    o.min_number = 0;
+    o.max_number = 0;
+    o.callback_timeout_ms = 0;
+    refused(&o, TAND_ECONFIG, "callback_timeout");
+    o.callback_timeout_ms = 1000;
+    o.auto_shutdown_ms = -5;
+    refused(&o, TAND_ECONFIG, "auto_shutdown_timeout");
+    o.auto_shutdown_ms = TAND_FOREVER;
+    o.durability = 99;
+    refused(&o, TAND_ECONFIG, "durability");
+
+    tand_policy_options_init(&o);
+    o.source = crashing;
+    o.source_size = sizeof crashing - 1;
+    refused(&o, TAND_ECRASHED, "no luck");
+}
+
+/* A host with Lua states of its own opens the module in them. */
+static void module_in_host_state(void)
+{
+    static const char script[] =
+        "local tand = require 'tand'\n"
+        "local m = assert(tand.start{ min_number = 1, max_number = 9 })\n"
+        "assert(m:queue_new_number() == 1)\n"
+        "assert(m:queue_new_number() == 2)\n"
+        "m:stop()\n"
+        "return tand.version\n";
+    lua_State *L = luaL_newstate();
+    CHECK(L != NULL);
+    luaL_openlibs(L);
+    luaL_requiref(L, "tand", luaopen_tand, 0);
+    lua_pop(L, 1);
+    if (luaL_dostring(L, script) != LUA_OK) {
+        fprintf(stderr, "%s\n", lua_tostring(L, -1));
+        CHECK(0);
+    } else {
+        CHECK(lua_type(L, -1) == LUA_TSTRING);
+    }
+    lua_close(L);
+}
+
+int main(void)
+{
+    CHECK_OK(tand_runtime_new(NULL, &rt));
+    from_source();
+    from_file();
+    start_errors();
+    module_in_host_state();
+    tand_runtime_free(rt);
+    return check_done("test_embed");
+}
