@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# install_tree.sh BUILD_DIR SOURCE_DIR - installs the build into a scratch
+# prefix, then builds and runs examples/outside against it with
+# find_package(tand) (shared and static) and with pkg-config (shared and
+# --static), and loads the installed Lua module in lua5.4.
+set -euo pipefail
+build=$1
+src=$2
+prefix=$(mktemp -d /tmp/tand-install-XXXXXX)
+trap 'rm -rf "$prefix"' EXIT
+
+cmake --install "$build" --prefix "$prefix" >/dev/null
+libdir=$(dirname "$(find "$prefix" -name 'libtand.so' | head -n 1)")
+export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+echo "== find_package(tand)"
+cmake -S "$src/examples/outside" -B "$prefix/outside" \
+    -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$prefix/outside" >/dev/null
+"$prefix/outside/outside_shared"
+"$prefix/outside/outside_static"
+ldd "$prefix/outside/outside_shared" | grep -q "$libdir/libtand.so"
+
+echo "== pkg-config"
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+cc -o "$prefix/pc_shared" "$src/examples/outside/main.c" \
+    $(pkg-config --cflags --libs tand)
+"$prefix/pc_shared"
+cc -o "$prefix/pc_static" "$src/examples/outside/main.c" \
+    $(pkg-config --cflags tand) "$libdir/libtand.a" \
+    $(pkg-config --libs-only-L --libs-only-l --static tand | sed 's/-ltand//')
+"$prefix/pc_static"
+
+echo "== the Lua module"
+cmod=$(dirname "$(find "$prefix" -name 'tand.so' -path '*lua/5.4*')")
+lua5.4 -e "package.cpath = '$cmod/?.so'
+  local tand = require 'tand'
+  local m = assert(tand.start{ min_number = 1, max_number = 3 })
+  assert(m:queue_new_number() == 1)
+  print('lua: tand ' .. tand.version .. ' from ' .. package.searchpath('tand', package.cpath))"
