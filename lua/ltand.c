@@ -8,8 +8,10 @@
 ** an allocation error never leaks one; __gc only drops the reference and
 ** never blocks; __close and :stop() stop the server.
 */
+#define _GNU_SOURCE /* dladdr */
 #include "ltand.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1031,8 +1033,22 @@ static const luaL_Reg funcs[] = {{"start", l_start},
                                  {"now", l_now},
                                  {NULL, NULL}};
 
+/* lua_close() unloads C modules, but the runtime's worker threads run
+** this code for the life of the process: when the module is a shared
+** object of its own, it stays loaded (the build links it -z nodelete too;
+** this covers other builds, such as LuaRocks'). */
+static void stay_loaded(void)
+{
+#ifdef RTLD_NODELETE
+    Dl_info info;
+    if (dladdr((void *)&stay_loaded, &info) != 0 && info.dli_fname != NULL)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+#endif
+}
+
 __attribute__((visibility("default"))) int luaopen_tand(lua_State *L)
 {
+    stay_loaded();
     runtime(L);
     if (luaL_newmetatable(L, LTAND_MACHINE)) {
         luaL_setfuncs(L, machine_meta, 0);
