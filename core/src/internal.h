@@ -21,6 +21,9 @@
 TAND_HIDDEN int64_t tand__now_ns(void);
 /* Absolute CLOCK_MONOTONIC deadline in ns for a timeout, or INT64_MAX. */
 TAND_HIDDEN int64_t tand__deadline(int64_t timeout_ms);
+/* A mutex for short critical sections under contention: it spins a
+** little before sleeping where the platform offers that (glibc). */
+TAND_HIDDEN int tand__mutex_init(pthread_mutex_t *mu);
 TAND_HIDDEN void tand__timespec(int64_t ns, struct timespec *ts);
 TAND_HIDDEN int tand__cond_init(pthread_cond_t *cv);
 /* Waits on cv until signalled or deadline_ns; false once it has passed. */

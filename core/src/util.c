@@ -1,6 +1,7 @@
 /*
 ** util.c - error names, message helpers and monotonic time.
 */
+#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP, where glibc has it */
 #include "internal.h"
 
 #include <errno.h>
@@ -126,6 +127,22 @@ int64_t tand__now_ns(void)
 int64_t tand_now_ms(void)
 {
     return tand__now_ns() / 1000000;
+}
+
+int tand__mutex_init(pthread_mutex_t *mu)
+{
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    pthread_mutexattr_t a;
+    int rc;
+    if (pthread_mutexattr_init(&a) != 0)
+        return -1;
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    rc = pthread_mutex_init(mu, &a);
+    pthread_mutexattr_destroy(&a);
+    return rc;
+#else
+    return pthread_mutex_init(mu, NULL);
+#endif
 }
 
 int64_t tand__deadline(int64_t timeout_ms)
