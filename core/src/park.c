@@ -68,7 +68,6 @@ typedef struct bucket {
 } bucket;
 
 static bucket buckets[NBUCKETS];
-static pthread_once_t buckets_once = PTHREAD_ONCE_INIT;
 
 static void buckets_init(void)
 {
@@ -110,11 +109,31 @@ static void unpark(_Atomic unsigned *word)
 }
 #endif
 
+/* Each thread keeps its last freed slot for its next call: a caller in a
+** loop then never goes to malloc. The key's destructor frees it when the
+** thread ends. */
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_ok;
+
+static void spare_init(void)
+{
+    spare_ok = pthread_key_create(&spare_key, free) == 0;
+#ifndef __linux__
+    buckets_init();
+#endif
+}
+
 tand_from *tand__slot_new(void)
 {
-#ifndef __linux__
-    pthread_once(&buckets_once, buckets_init);
-#endif
+    tand_from *slot;
+    pthread_once(&spare_once, spare_init);
+    if (spare_ok && (slot = pthread_getspecific(spare_key)) != NULL) {
+        pthread_setspecific(spare_key, NULL);
+        memset(slot, 0, sizeof *slot);
+        atomic_init(&slot->state, SLOT_WAITING);
+        return slot;
+    }
     return tand__calloc(1, sizeof(tand_from));
 }
 
@@ -123,6 +142,9 @@ void tand__slot_free(tand_from *slot)
     if (slot == NULL)
         return;
     tand_msg_clear(&slot->reply);
+    if (spare_ok && pthread_getspecific(spare_key) == NULL &&
+        pthread_setspecific(spare_key, slot) == 0)
+        return;
     free(slot);
 }
 

@@ -273,16 +273,17 @@ void tand_replies_free(tand_replies *box)
     tand_from *slot;
     if (box == NULL)
         return;
-    /* Replies already in; then closed, so later ones free themselves. */
-    while ((slot = pop_done(box, true)) != NULL) {
-        pending_remove(box, slot);
-        tand__slot_free(slot);
-    }
+    /* First give up the calls in flight: an abandoned slot is the
+    ** server's; one whose reply is being written reaches done, here or,
+    ** once the box is closed, nowhere (it frees itself). Either way this
+    ** thread touches no slot of the pending list after the close. */
     while ((slot = box->head) != NULL) {
         pending_remove(box, slot);
         if (tand__slot_abandon(slot))
             box_release(box);
-        /* else it is being answered, and frees itself in the closed box */
     }
+    /* Then the replies that came in, and close in the same breath. */
+    while ((slot = pop_done(box, true)) != NULL)
+        tand__slot_free(slot);
     box_release(box);
 }

@@ -85,8 +85,20 @@ static tand_server *take_and_chain(tand_runtime *rt)
     return s;
 }
 
+/* A spare worker leaves the count (rt->mu held). Deciding that a spare is
+** surplus and leaving happen in one critical section: otherwise a handler
+** about to block could count a spare that is on its way out, start none,
+** and find no worker left for the server it waits on. */
+static void spare_leave_locked(tand_runtime *rt)
+{
+    rt->total_workers--;
+    if (--rt->spare_workers == 0)
+        pthread_cond_broadcast(&rt->spares_done);
+}
+
 /* Takes the next server to run, or NULL when this worker should end:
-** at shutdown, or for a spare worker once it is not needed. */
+** at shutdown, or for a spare worker once it is not needed (then it has
+** already left the count). */
 static tand_server *next_server(tand_runtime *rt, bool spare)
 {
     tand_server *s = NULL;
@@ -124,16 +136,21 @@ static tand_server *next_server(tand_runtime *rt, bool spare)
         if (!woke && rt->total_workers - rt->blocked_workers > rt->nworkers)
             break; /* an idle spare that is not needed */
     }
+    if (s == NULL && spare) /* idle and surplus, or shut down */
+        spare_leave_locked(rt);
     pthread_mutex_unlock(&rt->mu);
     return s;
 }
 
-/* A spare worker ends when the workers not blocked outnumber the base. */
-static bool surplus(tand_runtime *rt)
+/* After a turn: a spare worker leaves when the workers not blocked
+** outnumber the base. true when it has left. */
+static bool spare_left(tand_runtime *rt)
 {
     bool yes;
     pthread_mutex_lock(&rt->mu);
     yes = rt->total_workers - rt->blocked_workers > rt->nworkers;
+    if (yes)
+        spare_leave_locked(rt);
     pthread_mutex_unlock(&rt->mu);
     return yes;
 }
@@ -155,14 +172,9 @@ static void *spare_main(void *arg)
     tand__worker_of = rt;
     while ((s = next_server(rt, true)) != NULL) {
         tand__server_run(s, BATCH);
-        if (surplus(rt))
+        if (spare_left(rt))
             break;
     }
-    pthread_mutex_lock(&rt->mu);
-    rt->total_workers--;
-    if (--rt->spare_workers == 0)
-        pthread_cond_broadcast(&rt->spares_done);
-    pthread_mutex_unlock(&rt->mu);
     return NULL;
 }
 

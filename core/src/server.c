@@ -820,7 +820,10 @@ int tand__server_run(tand_server *s, int max_msgs)
             more = linger(s);
             lingered_ns += tand__now_ns() - l0;
             pthread_mutex_lock(&s->mu);
-            if (more)
+            /* Whatever came while the lock was free (a message, a stop,
+            ** the idle timer) saw the server scheduled and left it to us. */
+            if (more || s->mb.count > 0 || s->timer_fired ||
+                atomic_load_explicit(&s->stopping, memory_order_relaxed))
                 continue;
             break;
         }

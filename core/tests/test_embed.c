@@ -138,6 +138,7 @@ static void start_errors(void)
     static const char crashing[] =
         "return { init = function() error('no luck') end }";
 
+    tand_policy_options_init(&o);
     CHECK_RC(tand_policy_start(NULL, &o, &s), TAND_EINVAL);
     CHECK_RC(tand_policy_start(rt, NULL, &s), TAND_EINVAL);
 
