@@ -6,6 +6,9 @@
 return function()
   local P = {}
 
+  -- for `tand check`: queue_vip hands out a new number
+  P.ops = { queue_vip = { kind = "queue" } }
+
   function P.init(opts, machine)
     return { vips = {} } -- numbers held by VIPs, in arrival order
   end

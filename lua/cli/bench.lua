@@ -1,0 +1,268 @@
+-- lua/cli/bench.lua - `tand bench`: a load test of one machine. N client
+-- threads call it with a mix of operations for S seconds; a progress bar
+-- shows the live rate on a terminal; then a table (calls/s, latency
+-- percentiles, errors by token) and a latency histogram, or JSON, and an
+-- SVG of the histogram.
+local tand = require "tand"
+local util = require "tand.cli.util"
+
+local M = {}
+
+local SHORT = { queue = "queue_new_number", serve = "serve_next_queued_number",
+                report = "report_state" }
+
+-- Parses "queue:70,serve:30" into { {op=, weight=}, ... }.
+local function parse_mix(text, counter)
+  local mix = {}
+  for item in text:gmatch("[^,]+") do
+    local name, w = item:match("^%s*([%a_][%w_]*)%s*:%s*(%d+)%s*$")
+    if name == nil then
+      util.usage_error("--mix: '%s' is not OP:WEIGHT", item)
+    end
+    w = math.tointeger(tonumber(w))
+    if w == nil or w <= 0 then
+      util.usage_error("--mix: the weight of %s must be > 0", name)
+    end
+    if counter and name ~= "next" and name ~= "report" then
+      util.usage_error("--mix: the counter knows next and report")
+    end
+    mix[#mix + 1] = { op = SHORT[name] or name, name = name, weight = w }
+  end
+  if #mix == 0 then util.usage_error("--mix is empty") end
+  return mix
+end
+
+-- Errors that mean the server failed (others, such as empty_queue, are
+-- ordinary answers): with any of them the exit code is 1.
+local FAILURES = { server_crashed = true, callback_timed_out = true,
+                   noproc = true, timeout = true, bad_value = true }
+
+-- Latency buckets: bucket k holds [2^(k-1), 2^k) us; bucket 0 is < 1 us.
+local NBUCKETS = 24
+
+-- One client (runs in its own Lua state): calls until `until_ms`;
+-- returns calls, a sample of latencies (us), errors by token, buckets.
+local function client(m, mix, until_ms, seed, counter)
+  local tand = require "tand"
+  math.randomseed(seed)
+  local total = 0
+  for _, e in ipairs(mix) do total = total + e.weight end
+  local calls, errors, buckets, sample = 0, {}, {}, {}
+  for k = 0, 23 do buckets[k + 1] = 0 end
+  while tand.now() < until_ms do
+    for _ = 1, 16 do
+      local r, pick = math.random(total), mix[1]
+      for _, e in ipairs(mix) do
+        r = r - e.weight
+        if r <= 0 then pick = e break end
+      end
+      local t0 = tand.now()
+      local ok, token
+      if counter and pick.op == "next" then
+        ok, token = m:next("bench")
+      elseif counter then
+        ok, token = m:report()
+      else
+        ok, token = m:call(pick.op)
+      end
+      local us = (tand.now() - t0) * 1000
+      calls = calls + 1
+      if ok == nil and type(token) == "string" then
+        errors[token] = (errors[token] or 0) + 1
+      end
+      local k = us < 1 and 0 or math.min(23, math.floor(math.log(us, 2)) + 1)
+      buckets[k + 1] = buckets[k + 1] + 1
+      if #sample < 50000 then
+        sample[#sample + 1] = us
+      elseif math.random(calls) <= 50000 then
+        sample[math.random(50000)] = us
+      end
+    end
+  end
+  return calls, sample, errors, buckets
+end
+
+local function percentile(sorted, p)
+  if #sorted == 0 then return 0 end
+  return sorted[math.min(#sorted, math.floor(#sorted * p) + 1)]
+end
+
+local function bucket_label(k)
+  if k == 0 then return "<1" end
+  return string.format("%d-%d", 2 ^ (k - 1) // 1, 2 ^ k // 1)
+end
+
+-- The SVG of the histogram: one bar per non-empty bucket.
+local function svg(res, title)
+  local rows = {}
+  for k = 0, NBUCKETS - 1 do
+    if res.buckets[k + 1] > 0 then rows[#rows + 1] = k end
+  end
+  local maxc = 1
+  for _, k in ipairs(rows) do maxc = math.max(maxc, res.buckets[k + 1]) end
+  local w, h, left, top, bh = 640, 60 + 24 * #rows, 110, 40, 18
+  local out = {
+    string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" '
+                  .. 'height="%d" font-family="sans-serif" font-size="12">',
+                  w, h),
+    string.format('<text x="10" y="20" font-size="14">%s</text>',
+                  title:gsub("&", "&amp;"):gsub("<", "&lt;")),
+  }
+  for i, k in ipairs(rows) do
+    local y = top + (i - 1) * 24
+    local len = (w - left - 90) * res.buckets[k + 1] / maxc
+    out[#out + 1] = string.format(
+      '<text x="%d" y="%d" text-anchor="end">%s us</text>'
+      .. '<rect x="%d" y="%d" width="%.1f" height="%d" fill="#4a7ab5"/>'
+      .. '<text x="%.1f" y="%d">%d</text>',
+      left - 8, y + 13, bucket_label(k), left, y, len, bh,
+      left + len + 6, y + 13, res.buckets[k + 1])
+  end
+  out[#out + 1] = "</svg>\n"
+  return table.concat(out, "\n")
+end
+
+local function progress(native, tty, t0, seconds, m)
+  if not tty then return end
+  local width = (native.term_width() or 80) - 40
+  if width < 10 then width = 10 end
+  local done = math.min(1, (tand.now() - t0) / (seconds * 1000))
+  local st = m:stats()
+  local rate = st.calls / math.max(0.001, (tand.now() - t0) / 1000)
+  local filled = math.floor(done * width)
+  io.stderr:write(string.format("\r[%s%s] %3d%%  %10.0f calls/s ",
+    ("#"):rep(filled), ("."):rep(width - filled), math.floor(done * 100),
+    rate))
+end
+
+function M.main(args)
+  local flags, pos = util.parse(args, {
+    clients = "integer", seconds = "number", mix = "string",
+    json = "boolean", plot = "string", min = "integer", max = "integer" })
+  local policy = pos[1]
+  if policy == nil then util.usage_error("bench needs a POLICY") end
+  if #pos > 1 then util.usage_error("unexpected argument '%s'", pos[2]) end
+  local clients = flags.clients or 4
+  local seconds = flags.seconds or 5
+  if clients < 1 or clients > 1024 then
+    util.usage_error("--clients must be from 1 to 1024")
+  end
+  if not (seconds > 0 and seconds <= 3600) then
+    util.usage_error("--seconds must be above 0 and at most 3600")
+  end
+  local counter = policy == "counter"
+  local mix = parse_mix(flags.mix or (counter and "next:100"
+                                      or "queue:70,serve:30"), counter)
+  local m
+  if counter then
+    m = util.start(policy, flags.min, flags.max)
+  elseif flags.min == nil and flags.max == nil then
+    -- a queue that never fills
+    m = util.start(policy, 1, math.maxinteger, { call_timeout = 10000 })
+  else
+    m = util.start(policy, flags.min, flags.max, { call_timeout = 10000 })
+  end
+  if flags.plot then
+    local f, err = io.open(flags.plot, "w")
+    if not f then util.usage_error("cannot write --plot: %s", err) end
+    f:close()
+  end
+
+  local ok_native, native = pcall(require, "tand.cli.native")
+  local tty = ok_native and native.isatty(2) and not flags.json
+  local t0 = tand.now()
+  local threads = {}
+  local plain = {}
+  for i, e in ipairs(mix) do plain[i] = { op = e.op, weight = e.weight } end
+  for i = 1, clients do
+    threads[i] = tand.spawn(client, m, plain, t0 + seconds * 1000, i,
+                            counter)
+  end
+  local res = { calls = 0, errors = {}, buckets = {} }
+  for k = 1, NBUCKETS do res.buckets[k] = 0 end
+  local sample = {}
+  for i = 1, clients do
+    while not threads[i]:done() do
+      progress(native, tty, t0, seconds, m)
+      tand.sleep(100)
+    end
+    local calls, s, errs, b = threads[i]:join(60000)
+    if calls == nil then
+      io.stderr:write("tand bench: client ", i, ": ", tostring(s), ": ",
+                      tostring(errs), "\n")
+      return 1
+    end
+    res.calls = res.calls + calls
+    for _, v in ipairs(s) do sample[#sample + 1] = v end
+    for tok, n in pairs(errs) do res.errors[tok] = (res.errors[tok] or 0) + n end
+    for k = 1, NBUCKETS do res.buckets[k] = res.buckets[k] + b[k] end
+  end
+  local elapsed = (tand.now() - t0) / 1000
+  if tty then io.stderr:write("\r", (" "):rep(78), "\r") end
+  m:stop()
+  table.sort(sample)
+  res.per_sec = res.calls / elapsed
+  res.p50, res.p99, res.p999 = percentile(sample, 0.5),
+    percentile(sample, 0.99), percentile(sample, 0.999)
+  local nerrors, failed = 0, false
+  for tok, n in pairs(res.errors) do
+    nerrors = nerrors + n
+    failed = failed or FAILURES[tok] ~= nil
+  end
+
+  local mixtext = {}
+  for i, e in ipairs(mix) do mixtext[i] = e.name .. ":" .. e.weight end
+  mixtext = table.concat(mixtext, ",")
+  if flags.plot then
+    local f = assert(io.open(flags.plot, "w"))
+    f:write(svg(res, string.format("tand bench %s: %d clients, %.0f calls/s",
+                                   policy, clients, res.per_sec)))
+    f:close()
+  end
+  if flags.json then
+    local hist = util.array()
+    for k = 0, NBUCKETS - 1 do
+      if res.buckets[k + 1] > 0 then
+        hist[#hist + 1] = { lo_us = k == 0 and 0 or 2 ^ (k - 1) // 1,
+                            hi_us = 2 ^ k // 1, count = res.buckets[k + 1] }
+      end
+    end
+    io.stdout:write(util.json({
+      policy = policy, clients = clients, seconds = elapsed, mix = mixtext,
+      calls = res.calls, calls_per_sec = res.per_sec, p50_us = res.p50,
+      p99_us = res.p99, p999_us = res.p999, errors = res.errors,
+      histogram = hist }), "\n")
+    return failed and 1 or 0
+  end
+
+  local out = io.stdout
+  out:write(string.format("tand bench %s: %d clients, %.1f s, mix %s\n\n",
+                          policy, clients, elapsed, mixtext))
+  out:write(string.format("%12s %12s %10s %10s %10s %8s\n", "calls",
+                          "calls/s", "p50_us", "p99_us", "p99.9_us",
+                          "errors"))
+  out:write(string.format("%12d %12.0f %10.2f %10.2f %10.2f %8d\n",
+                          res.calls, res.per_sec, res.p50, res.p99, res.p999,
+                          nerrors))
+  local toks = {}
+  for tok in pairs(res.errors) do toks[#toks + 1] = tok end
+  table.sort(toks)
+  for _, tok in ipairs(toks) do
+    out:write(string.format("  %-36s %d\n", tok, res.errors[tok]))
+  end
+  out:write("\nlatency (us)\n")
+  local maxc = 1
+  for k = 1, NBUCKETS do maxc = math.max(maxc, res.buckets[k]) end
+  local bar = ok_native and native.isatty(1) and "\u{2588}" or "#"
+  for k = 0, NBUCKETS - 1 do
+    local c = res.buckets[k + 1]
+    if c > 0 then
+      out:write(string.format("%12s |%s %d\n", bucket_label(k),
+                              bar:rep(math.max(1, c * 40 // maxc)), c))
+    end
+  end
+  if flags.plot then out:write("\nwrote ", flags.plot, "\n") end
+  return failed and 1 or 0
+end
+
+return M

@@ -1,0 +1,183 @@
+-- lua/cli/repl.lua - `tand repl`: a console on one machine. Each line is
+-- a command and its arguments (Lua literals, or bare words as strings);
+-- the reply is printed, and after a change the queue.
+local util = require "tand.cli.util"
+
+local M = {}
+
+local HELP = [[
+commands (arguments are Lua literals: 7, "alice", true, {1, 2}; a bare
+word is a string):
+  queue                 take a number (queue_new_number)
+  serve [n]             serve the next number, or number n first
+  report | state        the machine's state
+  reset                 empty the queue (reset_state)
+  next [caller]         counter: take the next number
+  stats                 the server's counters
+  call OP [args...]     any op, with arguments; a policy's own op may also
+  OP [args...]          be typed directly: vip "alice"
+  cast OP [args...]     a message with no reply
+  help                  this text
+  quit | exit           leave (end of input does too)
+]]
+
+-- Splits a line into words: quoted strings and {...} tables stay whole.
+local function words(line)
+  local out, i, n = {}, 1, #line
+  while i <= n do
+    local c = line:sub(i, i)
+    if c:match("%s") then
+      i = i + 1
+    else
+      local j = i
+      if c == '"' or c == "'" then
+        j = i + 1
+        while j <= n and line:sub(j, j) ~= c do
+          if line:sub(j, j) == "\\" then j = j + 1 end
+          j = j + 1
+        end
+      elseif c == "{" then
+        local depth = 0
+        while j <= n do
+          local d = line:sub(j, j)
+          if d == "{" then depth = depth + 1
+          elseif d == "}" then
+            depth = depth - 1
+            if depth == 0 then break end
+          end
+          j = j + 1
+        end
+      else
+        while j + 1 <= n and not line:sub(j + 1, j + 1):match("%s") do
+          j = j + 1
+        end
+      end
+      out[#out + 1] = line:sub(i, j)
+      i = j + 1
+    end
+  end
+  return out
+end
+
+-- A word's value: a Lua literal, evaluated with no environment (so no
+-- code runs), or else the word itself as a string.
+local function value(word)
+  local f = load("return " .. word, "=argument", "t", {})
+  if f then
+    local ok, v = pcall(f)
+    if ok and v ~= nil then return v end
+    if ok and word == "nil" then return nil end
+  end
+  if word:match("^[\"'{]") then
+    error("cannot read the argument " .. word, 0)
+  end
+  return word
+end
+
+local aliases = {
+  queue = "queue_new_number",
+  serve = "serve_next_queued_number",
+  report = "report_state",
+  state = "report_state",
+  reset = "reset_state",
+}
+
+local function show_reply(out, ...)
+  local n = select("#", ...)
+  if n >= 2 and (...) == nil and type(select(2, ...)) == "string" then
+    local _, token, detail = ...
+    out:write("error: ", token, detail and (": " .. tostring(detail)) or "",
+              "\n")
+    return false
+  end
+  out:write("=> ", util.show_all(n, ...), "\n")
+  return true
+end
+
+-- Runs one command line; false at quit.
+local function execute(m, counter, line, out)
+  local w = words(line)
+  if #w == 0 then return true end
+  local cmd = w[1]
+  local args = {}
+  for i = 2, #w do args[i - 1] = value(w[i]) end
+  local nargs = #w - 1
+  if cmd == "quit" or cmd == "exit" then return false end
+  if cmd == "help" then
+    out:write(HELP)
+    return true
+  end
+  if cmd == "stats" then
+    out:write(util.show(m:stats()), "\n")
+    return true
+  end
+  local changed = true
+  if cmd == "cast" then
+    if nargs < 1 then error("cast needs an op", 0) end
+    show_reply(out, m:cast(table.unpack(args, 1, nargs)))
+  elseif cmd == "call" then
+    if nargs < 1 then error("call needs an op", 0) end
+    show_reply(out, m:call(table.unpack(args, 1, nargs)))
+  elseif counter then
+    if cmd == "next" then
+      show_reply(out, m:next(args[1] or "repl"))
+    elseif cmd == "report" or cmd == "state" then
+      show_reply(out, m:report())
+      changed = false
+    else
+      error("the counter knows next, report, stats, call (see help)", 0)
+    end
+  else
+    local op = aliases[cmd] or cmd
+    if op == "report_state" then changed = false end
+    if op == "reset_state" then
+      show_reply(out, m:reset_state())
+    else
+      show_reply(out, m:call(op, table.unpack(args, 1, nargs)))
+    end
+  end
+  if changed and not counter then
+    local st = m:report_state()
+    if type(st) == "table" and type(st.queue) == "table" then
+      out:write("   queue: ", util.show(st.queue), "\n")
+    end
+  end
+  return true
+end
+
+function M.main(args)
+  local flags, pos = util.parse(args, { policy = "string", min = "integer",
+                                        max = "integer" })
+  if #pos > 0 then util.usage_error("unexpected argument '%s'", pos[1]) end
+  local counter = flags.policy == "counter"
+  local m = util.start(flags.policy, flags.min, flags.max)
+  local ok_native, native = pcall(require, "tand.cli.native")
+  if not ok_native then native = nil end
+  local tty = native and native.isatty(0) or false
+  local out = io.stdout
+  if tty then
+    out:write("tand ", require("tand").version, " repl on ",
+              flags.policy or "deluxe", " (help for commands)\n")
+  end
+  while true do
+    local line
+    if native then
+      line = native.readline(tty and "tand> " or "")
+    else
+      line = io.read("l")
+    end
+    if line == nil then break end
+    if tty and native then native.add_history(line) end
+    local ok, go = pcall(execute, m, counter, line, out)
+    if not ok then
+      out:write("error: ", tostring(go), "\n")
+    elseif not go then
+      break
+    end
+    out:flush()
+  end
+  m:stop()
+  return 0
+end
+
+return M

@@ -1,0 +1,266 @@
+-- The `tand` command: run, repl (through a pipe and through a terminal),
+-- check and bench, their errors and exit codes. The program is the
+-- build's (TAND_BUILD/tand).
+local tand = require "tand"
+local helper = require "spec.helper"
+
+local build = os.getenv("TAND_BUILD") or "build"
+local TAND = build .. "/tand"
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- Runs the command line (args already quoted); returns stdout, stderr,
+-- exit code. Never waits more than 120 s.
+local function run(args, input)
+  local err = os.tmpname()
+  local cmd = "timeout 120 " .. TAND .. " " .. args .. " 2>" .. err
+  if input then
+    local inp = os.tmpname()
+    local f = assert(io.open(inp, "w"))
+    f:write(input)
+    f:close()
+    cmd = cmd .. " <" .. inp
+  end
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local f = assert(io.open(err))
+  local stderr = f:read("a")
+  f:close()
+  os.remove(err)
+  return out, stderr, code
+end
+
+local function write_file(text)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+describe("tand", function()
+  it("prints its version and usage", function()
+    local out, _, code = run("--version")
+    assert.equal(0, code)
+    assert.equal("tand " .. tand.version .. "\n", out)
+    out, _, code = run("--help")
+    assert.equal(0, code)
+    assert.matches("usage: tand", out)
+    assert.matches("Exit codes", out)
+    out, _, code = run("")
+    assert.equal(2, code)
+    assert.matches("usage: tand", out)
+  end)
+
+  it("refuses unknown commands and options with exit code 2", function()
+    local _, err, code = run("frobnicate")
+    assert.equal(2, code)
+    assert.matches("unknown command 'frobnicate'", err)
+    _, err, code = run("check examples/policies/vip.lua --bogus 1")
+    assert.equal(2, code)
+    assert.matches("unknown option '%-%-bogus'", err)
+    _, err, code = run("check examples/policies/vip.lua --ops lots")
+    assert.equal(2, code)
+    assert.matches("%-%-ops needs an integer", err)
+    _, err, code = run("check examples/policies/vip.lua --seed")
+    assert.equal(2, code)
+    assert.matches("%-%-seed needs a value", err)
+    _, err, code = run("bench deluxe --clients 0")
+    assert.equal(2, code)
+    assert.matches("%-%-clients must be", err)
+    _, err, code = run("bench deluxe --mix queue")
+    assert.equal(2, code)
+    assert.matches("OP:WEIGHT", err)
+    _, err, code = run("repl --min 5 --max 5")
+    assert.equal(2, code)
+    assert.matches("%-%-min must be below %-%-max", err)
+  end)
+
+  it("refuses a policy that cannot be loaded, saying why", function()
+    local _, err, code = run("check /nonexistent/p.lua")
+    assert.equal(2, code)
+    assert.matches("cannot read the policy file", err)
+    local bad = write_file("return { handle_call = function( }")
+    _, err, code = run("check " .. q(bad))
+    assert.equal(2, code)
+    assert.matches("invalid_configuration", err)
+    assert.matches(":1:", err) -- the file and line
+    os.remove(bad)
+  end)
+
+  describe("run", function()
+    it("runs a script with its arguments and the module", function()
+      local script = write_file([[
+        local tand = require "tand"
+        local m = assert(tand.start{ min_number = 1, max_number = 5 })
+        print(arg[0] ~= nil, arg[1], arg[2], select("#", ...), ...)
+        print(m:queue_new_number())
+        m:stop()
+      ]])
+      local out, _, code = run("run " .. q(script) .. " a 'b c'")
+      assert.equal(0, code)
+      assert.equal("true\ta\tb c\t2\ta\tb c\n1\n", out)
+      os.remove(script)
+    end)
+
+    it("reports an error with a traceback and exit code 1", function()
+      local script = write_file("local function f() error('boom') end\nf()\n")
+      local _, err, code = run("run " .. q(script))
+      assert.equal(1, code)
+      assert.matches("boom", err)
+      assert.matches("stack traceback", err)
+      os.remove(script)
+      _, err, code = run("run /nonexistent/script.lua")
+      assert.equal(2, code)
+      assert.matches("cannot open", err)
+    end)
+  end)
+
+  describe("check", function()
+    it("passes the VIP policy, and the same seed gives the same run",
+       function()
+      local out, _, code = run("check examples/policies/vip.lua --seed 11 "
+                               .. "--ops 600 --threads 3")
+      assert.equal(0, code)
+      assert.matches("^tand check: ok: 600 ops %(3 threads x 100 at once, "
+                     .. "then 300 in sequence%), 6 kinds of op, seed 11", out)
+    end)
+
+    it("finds the planted bug and shrinks it to a few steps", function()
+      local out, _, code = run("check examples/policies/broken.lua "
+                               .. "--seed 42 --ops 400")
+      assert.equal(1, code)
+      assert.matches("FAILED", out)
+      local steps = tonumber(out:match("shrunk to (%d+) steps"))
+      assert.is_not_nil(steps)
+      assert.is_true(steps <= 5)
+      assert.matches("fast_pass", out)
+      assert.matches("reset_state", out)
+      assert.matches("<%- served %d+, which was not in the queue", out)
+      assert.matches("replay: tand check examples/policies/broken.lua "
+                     .. "%-%-seed 42", out)
+      local again = run("check examples/policies/broken.lua --seed 42 "
+                        .. "--ops 400")
+      assert.equal(out, again)
+    end)
+
+    it("takes ops from the command line, checked", function()
+      local out, _, code = run("check examples/policies/broken.lua "
+                               .. "--seed 3 --ops 200 --op fast_pass=queue")
+      assert.equal(1, code)
+      assert.matches("FAILED", out)
+      local _, err
+      _, err, code = run("check examples/policies/vip.lua --op x:nope")
+      assert.equal(2, code)
+      assert.matches("unknown generator 'nope'", err)
+      _, err, code = run("check examples/policies/vip.lua --op x=sideways")
+      assert.equal(2, code)
+      assert.matches("kind 'sideways'", err)
+    end)
+  end)
+
+  describe("bench", function()
+    it("prints one JSON object with --json", function()
+      local out, _, code = run("bench examples/policies/vip.lua "
+                               .. "--clients 2 --seconds 0.3 --json")
+      assert.equal(0, code)
+      assert.matches("^{.*}\n$", out)
+      local calls = tonumber(out:match('"calls":(%d+)'))
+      assert.is_true(calls > 0)
+      for _, field in ipairs{ "calls_per_sec", "p50_us", "p99_us", "p999_us",
+                              "errors", "histogram", "mix", "clients" } do
+        assert.matches('"' .. field .. '":', out)
+      end
+      assert.matches('"mix":"queue:70,serve:30"', out)
+    end)
+
+    it("prints a table and a histogram, and writes a plot", function()
+      local svg = os.tmpname() .. ".svg"
+      local out, _, code = run("bench counter --clients 2 --seconds 0.3 "
+                               .. "--plot " .. q(svg))
+      assert.equal(0, code)
+      local calls, rate = out:match("\n%s+(%d+)%s+(%d+)%s+[%d.]+")
+      assert.is_true(tonumber(calls) > 0)
+      assert.is_true(tonumber(rate) > 0)
+      assert.matches("latency %(us%)", out)
+      assert.matches("|#+ %d+", out)
+      local f = assert(io.open(svg))
+      local text = f:read("a")
+      f:close()
+      assert.matches("^<svg", text)
+      assert.matches("<rect", text)
+      os.remove(svg)
+    end)
+
+    it("counts refusals by token", function()
+      local out, _, code = run("bench deluxe --clients 1 --seconds 0.2 "
+                               .. "--mix serve:1")
+      assert.equal(0, code)
+      assert.matches("empty_queue%s+%d+", out)
+    end)
+  end)
+
+  describe("repl", function()
+    it("reads commands from a pipe", function()
+      local out, _, code = run("repl --policy examples/policies/vip.lua",
+        "queue\nqueue\nqueue_vip\nserve\nserve 2\nreport\nfoo\n" ..
+        "serve 42\nreset\nqueue\nquit\nqueue\n")
+      assert.equal(0, code)
+      local expected = table.concat({
+        "=> 1", "   queue: { 1 }",
+        "=> 2", "   queue: { 1, 2 }",
+        "=> 3", "   queue: { 1, 2, 3 }",
+        "=> 3", "   queue: { 1, 2 }", -- the VIP first
+        "=> 2", "   queue: { 1 }",
+        "=> { auto_shutdown_timeout = inf, max_number = 99, " ..
+          "min_number = 1, queue = { 1 } }",
+        "error: unknown_request: unknown request 'foo'", "   queue: { 1 }",
+        "error: priority_number_not_found: the priority number is not " ..
+          "queued", "   queue: { 1 }",
+        "=> true", "   queue: {}",
+        "=> 1", "   queue: { 1 }", "" }, "\n")
+      assert.equal(expected, out)
+    end)
+
+    it("answers at a terminal, with a prompt", function()
+      if os.execute("command -v tmux >/dev/null 2>&1") ~= true then
+        error("tmux is needed for this test (scripts/setup installs it)")
+      end
+      local session = "tand-spec-" .. math.random(1e9)
+      local function tmux(args)
+        return os.execute("tmux " .. args .. " >/dev/null 2>&1")
+      end
+      local function screen()
+        local p = io.popen("tmux capture-pane -p -t " .. session)
+        local s = p:read("a")
+        p:close()
+        return s
+      end
+      assert.is_true(tmux("new-session -d -x 100 -y 30 -s " .. session ..
+                          " " .. q(TAND .. " repl --min 1 --max 9")))
+      local ok, err = pcall(function()
+        assert.is_true(helper.wait_for(function()
+          return screen():find("tand>", 1, true) ~= nil
+        end, 20000))
+        tmux("send-keys -t " .. session .. " queue Enter")
+        tmux("send-keys -t " .. session .. " queue Enter")
+        tmux("send-keys -t " .. session .. " 'serve 2' Enter")
+        tmux("send-keys -t " .. session .. " report Enter")
+        assert.is_true(helper.wait_for(function()
+          return screen():find("queue = { 1 }", 1, true) ~= nil
+        end, 20000))
+        local s = screen()
+        assert.matches("repl on deluxe", s)
+        assert.matches("tand> queue\n=> 1", s)
+        assert.matches("tand> serve 2\n=> 2", s)
+        tmux("send-keys -t " .. session .. " quit Enter")
+        assert.is_true(helper.wait_for(function()
+          return not tmux("has-session -t " .. session)
+        end, 20000))
+      end)
+      tmux("kill-session -t " .. session)
+      assert(ok, err)
+    end)
+  end)
+end)
