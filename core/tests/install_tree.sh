@@ -2,7 +2,8 @@
 # install_tree.sh BUILD_DIR SOURCE_DIR - installs the build into a scratch
 # prefix, then builds and runs examples/outside against it with
 # find_package(tand) (shared and static) and with pkg-config (shared and
-# --static), and loads the installed Lua module in lua5.4.
+# --static), runs the installed tand command, and loads the installed Lua
+# module in lua5.4.
 set -euo pipefail
 build=$1
 src=$2
@@ -30,6 +31,10 @@ cc -o "$prefix/pc_static" "$src/examples/outside/main.c" \
     $(pkg-config --cflags tand) "$libdir/libtand.a" \
     $(pkg-config --libs-only-L --libs-only-l --static tand | sed 's/-ltand//')
 "$prefix/pc_static"
+
+echo "== the tand command"
+"$prefix/bin/tand" --version
+"$prefix/bin/tand" run /dev/stdin <<<'print((require "tand").version)'
 
 echo "== the Lua module"
 cmod=$(dirname "$(find "$prefix" -name 'tand.so' -path '*lua/5.4*')")
