@@ -309,6 +309,22 @@ static int push(tand_server *s, const envelope *e, int64_t deadline_ns,
     return rc;
 }
 
+/* A call's envelope with a new reply slot; takes req over (clearing it
+** when there is no memory for the slot): 0 or TAND_ENOMEM. */
+static int call_envelope(tand_server *s, tand_msg *req, envelope *e)
+{
+    e->kind = ENV_CALL;
+    e->slot = tand__slot_new();
+    if (e->slot == NULL) {
+        tand_msg_clear(req);
+        return TAND_ENOMEM;
+    }
+    e->slot->server = s;
+    e->msg = *req;
+    memset(req, 0, sizeof *req);
+    return 0;
+}
+
 int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
               int64_t timeout_ms, int flags)
 {
@@ -327,15 +343,8 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
         return TAND_ECALLSELF;
     }
     deadline = tand__deadline(timeout_ms);
-    e.kind = ENV_CALL;
-    e.slot = tand__slot_new();
-    if (e.slot == NULL) {
-        tand_msg_clear(req);
+    if (call_envelope(s, req, &e) != 0)
         return TAND_ENOMEM;
-    }
-    e.slot->server = s;
-    e.msg = *req;
-    memset(req, 0, sizeof *req);
     rc = push(s, &e, deadline, flags);
     if (rc != 0) {
         tand_msg_clear(&e.msg);
@@ -370,15 +379,8 @@ int tand_call_async(tand_server *s, tand_msg *req, int64_t timeout_ms,
         return TAND_EINVAL;
     }
     deadline = tand__deadline(timeout_ms);
-    e.kind = ENV_CALL;
-    e.slot = tand__slot_new();
-    if (e.slot == NULL) {
-        tand_msg_clear(req);
+    if (call_envelope(s, req, &e) != 0)
         return TAND_ENOMEM;
-    }
-    e.slot->server = s;
-    e.msg = *req;
-    memset(req, 0, sizeof *req);
     /* In the box before the server can see it: a reply may come at once. */
     tand__replies_attach(box, e.slot, tag, deadline);
     rc = push(s, &e, deadline, flags);
