@@ -240,6 +240,8 @@ TAND_API uint64_t tand_server_id(const tand_server *s);
 TAND_API int tand_server_lookup(tand_runtime *rt, uint64_t id,
                                 tand_server **out);
 
+/* The runtime the server runs on (borrowed: no reference is taken).
+** Thread: any. Blocks: no. */
 TAND_API tand_runtime *tand_server_runtime(const tand_server *s);
 
 /* The server whose handler runs on this thread now, or NULL (borrowed).
@@ -263,6 +265,9 @@ typedef struct tand_stats {
     uint64_t restarts;   /* set by supervisors */
 } tand_stats;
 
+/* Fills *out with the server's counters, also after it has ended (then
+** they stay as they were). TAND_EINVAL for NULL arguments.
+** Thread: any. Blocks: no. */
 TAND_API int tand_server_stats(const tand_server *s, tand_stats *out);
 
 /* ---- messaging ------------------------------------------------------- */
@@ -349,7 +354,8 @@ TAND_API int tand_cast(tand_server *s, tand_msg *msg, int64_t timeout_ms,
                        int flags);
 
 /* Like tand_cast, but the server gets the message in handle_info (an
-** unexpected message). */
+** unexpected message). Same results, ownership and waiting.
+** Thread: any. Blocks: only on a full mailbox. */
 TAND_API int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms,
                        int flags);
 
@@ -379,11 +385,15 @@ typedef struct tand_journal tand_journal;
 /* The server's journal, or NULL. Thread: the server's. Blocks: no. */
 TAND_API tand_journal *tand_server_journal(tand_server *self);
 
-/* 1 when the journal was just created (nothing to resume). */
+/* 1 when the journal was just created (nothing to resume), else 0.
+** Thread: the server's. Blocks: no. */
 TAND_API int tand_journal_fresh(const tand_journal *j);
 
-/* Named values: integers and byte strings. *found says whether the key
-** exists. Thread: the server's. Blocks: on the disk. */
+/* Named values: integers and byte strings, written in the current
+** batch's transaction. *found says whether the key exists. 0, or
+** TAND_EINVAL for NULL arguments, TAND_EJOURNAL when SQLite fails (the
+** batch then fails as a whole, see above), TAND_ENOMEM.
+** Thread: the server's. Blocks: on the disk. */
 TAND_API int tand_journal_set_int(tand_journal *j, const char *key,
                                   int64_t v);
 TAND_API int tand_journal_get_int(tand_journal *j, const char *key,
@@ -395,7 +405,10 @@ TAND_API int tand_journal_get_blob(tand_journal *j, const char *key,
                                    char **out, size_t *n, int *found);
 
 /* A journaled FIFO of numbers (a ticket queue): append at the back,
-** remove a number, clear, and read it back in order. */
+** remove a number, clear, and read it back in order: queue_load calls
+** fn(ud, number) for each, front first, and stops at the first non-zero
+** return, which it returns. Results as for the named values.
+** Thread: the server's. Blocks: on the disk. */
 TAND_API int tand_journal_queue_push(tand_journal *j, int64_t number);
 TAND_API int tand_journal_queue_remove(tand_journal *j, int64_t number);
 TAND_API int tand_journal_queue_clear(tand_journal *j);
@@ -442,7 +455,8 @@ typedef struct tand_supervisor_options {
     const char *name;        /* register the supervisor, or NULL */
 } tand_supervisor_options;
 
-/* Fills the defaults: one_for_one, 3 restarts in 5 seconds (Elixir's). */
+/* Fills the defaults: one_for_one, 3 restarts in 5 seconds (Elixir's),
+** no name. Thread: any. Blocks: no. */
 TAND_API void tand_supervisor_options_init(tand_supervisor_options *o);
 
 /* Starts a supervisor, a server that starts the children in order and
@@ -469,7 +483,8 @@ TAND_API int tand_supervisor_start(tand_runtime *rt,
 #define TAND_NAME_MAX 255
 TAND_API int tand_register(tand_server *s, const char *name);
 
-/* Drops a name; TAND_ENOPROC if it was not registered. */
+/* Drops a name (the server keeps running); TAND_ENOPROC if it was not
+** registered, TAND_EINVAL for NULL. Thread: any. Blocks: no. */
 TAND_API int tand_unregister(tand_runtime *rt, const char *name);
 
 /* Looks a name up; *out gets a new reference, NULL on TAND_ENOPROC.
@@ -488,7 +503,13 @@ TAND_API int tand_whereis(tand_runtime *rt, const char *name,
 #define TAND_MAX_DEPTH 64
 
 /* A growing output buffer. Functions that fail set `err` and turn
-** later writes into no-ops, so a caller checks once at the end. */
+** later writes into no-ops, so a caller checks once at the end.
+** tand_buf_init makes it empty (nothing allocated); tand_buf_free frees
+** its bytes and makes it empty again; each tand_pack_* appends one
+** MessagePack item (an array or map header is followed by its n
+** elements, or n key-value pairs), setting err to TAND_ENOMEM when the
+** buffer cannot grow, or TAND_EBADVALUE for a string over 4 GiB.
+** Thread: one at a time per buffer. Blocks: no. */
 typedef struct tand_buf {
     char *data;
     size_t size, cap;
@@ -510,7 +531,8 @@ TAND_API void tand_pack_raw(tand_buf *b, const char *p, size_t n);
 
 /* Moves the buffer's bytes into msg->data (replacing what was there) and
 ** resets the buffer. Returns the buffer's error, or 0. On error the
-** buffer is freed and msg->data is NULL. */
+** buffer is freed and msg->data is NULL. Thread: one at a time.
+** Blocks: no. */
 TAND_API int tand_buf_to_msg(tand_buf *b, tand_msg *msg);
 
 enum {
@@ -543,14 +565,19 @@ typedef struct tand_reader {
     const char *p, *end;
 } tand_reader;
 
+/* A reader over data (borrowed: it must outlive the reader and the items
+** read from it). Thread: one at a time per reader. Blocks: no. */
 TAND_API void tand_reader_init(tand_reader *r, const char *data, size_t size);
 
 /* Reads the next item; the elements of an array or map follow it as the
-** next items. Returns 0, or TAND_EBADMSG at the end or on bad input. */
+** next items. Returns 0, or TAND_EBADMSG at the end or on bad input.
+** Strings in *it point into the reader's data. Thread: one at a time per
+** reader. Blocks: no. */
 TAND_API int tand_unpack(tand_reader *r, tand_item *it);
 
 /* Checks that data holds exactly one well-formed value, nested at most
-** TAND_MAX_DEPTH deep, with no unknown types. 0 or TAND_EBADMSG. */
+** TAND_MAX_DEPTH deep, with no unknown types. 0 or TAND_EBADMSG.
+** Thread: any. Blocks: no. */
 TAND_API int tand_unpack_check(const char *data, size_t size);
 
 /* ---- the deluxe rules as a plain data structure ---------------------- */
@@ -562,15 +589,20 @@ TAND_API int tand_unpack_check(const char *data, size_t size);
 ** Thread: one at a time. Blocks: no. */
 typedef struct tand_tickets tand_tickets;
 
-/* TAND_ECONFIG unless min_number < max_number; TAND_ENOMEM. */
+/* Creates an empty queue over min_number..max_number: TAND_ECONFIG
+** unless min_number < max_number, TAND_ENOMEM; *out is NULL on failure.
+** tand_tickets_free frees it (NULL is fine). */
 TAND_API int tand_tickets_new(int64_t min_number, int64_t max_number,
                               tand_tickets **out);
 TAND_API void tand_tickets_free(tand_tickets *t);
-/* 0 or TAND_EFULL / TAND_ENOMEM. */
+/* Queues the next number by the deluxe rule into *number: 0, or
+** TAND_EFULL when every number of the range is queued, TAND_ENOMEM. */
 TAND_API int tand_tickets_queue(tand_tickets *t, int64_t *number);
 /* The front, or *priority when not NULL: TAND_EEMPTY, TAND_ENOTQUEUED. */
 TAND_API int tand_tickets_serve(tand_tickets *t, const int64_t *priority,
                                 int64_t *number);
+/* Empties the queue (the bounds stay); how many numbers are queued; the
+** bounds. */
 TAND_API void tand_tickets_reset(tand_tickets *t);
 TAND_API uint64_t tand_tickets_count(const tand_tickets *t);
 TAND_API void tand_tickets_bounds(const tand_tickets *t, int64_t *min_number,
@@ -633,8 +665,13 @@ TAND_API int tand_counter_start(tand_runtime *rt,
                                 const tand_counter_options *o,
                                 tand_server **out);
 
-/* Convenience calls on the built-in machines. Each returns the call's
-** status; *number is set on success. */
+/* Convenience calls on the built-in machines (and policies, which speak
+** their ops): tand_call with TAND_OP_QUEUE_NEW_NUMBER, or with
+** TAND_OP_SERVE_NEXT and the priority number when `priority` is not
+** NULL. Each returns the call's status (0, TAND_EFULL, TAND_EEMPTY,
+** TAND_ENOTQUEUED, or a tand_call error); *number is set on success.
+** Thread: any but the server's own. Blocks: until the reply or
+** timeout_ms. */
 TAND_API int tand_deluxe_queue(tand_server *s, int64_t *number,
                                int64_t timeout_ms);
 TAND_API int tand_deluxe_serve(tand_server *s, const int64_t *priority,
