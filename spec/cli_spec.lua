@@ -243,13 +243,18 @@ describe("tand", function()
         assert.is_true(helper.wait_for(function()
           return screen():find("tand>", 1, true) ~= nil
         end, 20000))
-        tmux("send-keys -t " .. session .. " queue Enter")
-        tmux("send-keys -t " .. session .. " queue Enter")
-        tmux("send-keys -t " .. session .. " 'serve 2' Enter")
-        tmux("send-keys -t " .. session .. " report Enter")
-        assert.is_true(helper.wait_for(function()
-          return screen():find("queue = { 1 }", 1, true) ~= nil
-        end, 20000))
+        -- one command at a time: each waits for the previous reply, so
+        -- nothing is typed ahead while the console is busy
+        local function type_and_wait(keys, expect)
+          tmux("send-keys -t " .. session .. " " .. keys .. " Enter")
+          assert.is_true(helper.wait_for(function()
+            return screen():find(expect, 1, true) ~= nil
+          end, 20000))
+        end
+        type_and_wait("queue", "=> 1")
+        type_and_wait("queue", "=> 2")
+        type_and_wait("'serve 2'", "queue: { 1 }")
+        type_and_wait("report", "queue = { 1 }")
         local s = screen()
         assert.matches("repl on deluxe", s)
         assert.matches("tand> queue\n=> 1", s)

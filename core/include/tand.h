@@ -106,9 +106,9 @@ typedef struct tand_msg {
 ** Thread: any. Blocks: no. */
 TAND_API void tand_msg_clear(tand_msg *msg);
 
-/* Sets msg->data to a copy of `len` bytes of `text` followed by a NUL, for
-** an error detail. On failure (out of memory) leaves data NULL and
-** returns TAND_ENOMEM. Thread: any. Blocks: no. */
+/* Sets msg->data to a copy of `len` bytes of `text` followed by a NUL
+** (size = len), for an error detail; what data held is freed first. 0, or
+** TAND_ENOMEM with data NULL and size 0. Thread: any. Blocks: no. */
 TAND_API int tand_msg_set_text(tand_msg *msg, const char *text, size_t len);
 
 /* ---- runtime --------------------------------------------------------- */
@@ -124,16 +124,18 @@ typedef struct tand_runtime_options {
 /* Creates a runtime. With workers > 0 (or -1) it starts its worker threads
 ** and a timer thread; with workers == 0 it has no thread of its own and the
 ** host calls tand_runtime_pump(). `opts` may be NULL for the defaults
-** (one worker per core). On failure *out is NULL and nothing is left
-** running. Thread: any. Blocks: no. */
+** (one worker per core). 0, or TAND_EINVAL (out NULL, workers < -1 or
+** > 1024), TAND_ENOMEM, TAND_ESYSTEM (no thread or lock); on failure *out
+** is NULL and nothing is left running. Thread: any. Blocks: no. */
 TAND_API int tand_runtime_new(const tand_runtime_options *opts,
                               tand_runtime **out);
 
 /* Stops every server of the runtime (their waiting callers get noproc),
 ** joins its threads and frees it. Handles to its servers stay valid
 ** objects until released, but every call on them fails with noproc.
-** Not to be called from one of the runtime's own handlers.
-** Thread: any but the runtime's. Blocks: until the workers are joined. */
+** Not to be called from one of the runtime's own handlers. NULL is fine.
+** Thread: any but the runtime's.
+** Blocks: until every server has ended and the threads are joined. */
 TAND_API void tand_runtime_free(tand_runtime *rt);
 
 /* The process-wide runtime the Lua module uses: threaded, one worker per
@@ -142,11 +144,12 @@ TAND_API void tand_runtime_free(tand_runtime *rt);
 TAND_API tand_runtime *tand_runtime_default(void);
 
 /* Pumped mode: runs due idle timers, then servers with messages, until
-** nothing is runnable or `budget_us` microseconds have passed (a server's
-** handler is never interrupted; the budget is checked between messages).
-** Returns the number of messages handled, or TAND_EINVAL if the runtime
-** has worker threads. Thread: any; one pump at a time per runtime.
-** Blocks: no (runs handlers). */
+** nothing is runnable or `budget_us` microseconds have passed (a handler
+** is never interrupted; the budget is checked after each server's turn
+** of up to 64 messages, so at least one turn runs). Returns the number of
+** messages handled, or TAND_EINVAL if rt is NULL or has worker threads.
+** Thread: any; while another thread pumps it returns 0 at once (a handler
+** may pump its own runtime). Blocks: no (runs handlers). */
 TAND_API int tand_runtime_pump(tand_runtime *rt, int64_t budget_us);
 
 /* ---- servers --------------------------------------------------------- */
@@ -159,9 +162,10 @@ TAND_API int tand_runtime_pump(tand_runtime *rt, int64_t budget_us);
 #define TAND_IDLE_STOP 2   /* stop the server normally */
 
 /* A server's code. Every callback runs on the thread that currently runs
-** the server, one at a time; none may be NULL except where noted.
-** The request or message is lent to the callback; a callback may keep its
-** data by setting msg->data to NULL. */
+** the server, one at a time. Only handle_call is required: a NULL
+** handle_cast or handle_info drops the message, a NULL terminate does
+** nothing. The request or message is lent to the callback; a callback may
+** keep its data by setting msg->data to NULL. */
 typedef struct tand_behaviour {
     const char *name;
     /* Runs in tand_server_start()'s thread before the server is visible.
@@ -202,16 +206,22 @@ typedef struct tand_server_options {
 #define TAND_MAILBOX_DEFAULT 4096
 #define TAND_MAILBOX_MAX (1u << 24)
 
-/* Starts a server: runs behaviour->init, registers `name` if given, and
-** makes the server runnable. *out gets a reference the caller releases.
-** On failure (init's error, name_taken, out of memory, a bad option) the
-** state init made is terminated, nothing is registered and *out is NULL.
-** Thread: any. Blocks: while init runs. */
+/* Starts a server: opens its journal if any, runs behaviour->init,
+** registers `name` if given, and makes the server accept messages. `o` is
+** read during the call only (the name is copied). *out gets a reference
+** the caller releases. On failure nothing is registered, *out is NULL and
+** a state init made has been passed to terminate: init's error (a
+** positive one becomes TAND_EINVAL), TAND_EINVAL (a bad option),
+** TAND_ENAMETAKEN, TAND_EJOURNAL (why in o->error), TAND_ENOPROC (the
+** runtime is being freed), TAND_ENOMEM, TAND_ESYSTEM.
+** Thread: any. Blocks: while the journal opens and init runs. */
 TAND_API int tand_server_start(tand_runtime *rt, const tand_server_options *o,
                                tand_server **out);
 
-/* Reference counting. A server lives until it stops; a handle outlives it
-** and then answers noproc. Thread: any. Blocks: no. */
+/* Reference counting: retain adds one (s must not be NULL); release drops
+** one (NULL is fine) and the last frees the handle. A server lives until
+** it stops; a handle outlives it and then answers noproc.
+** Thread: any. Blocks: no. */
 TAND_API void tand_server_retain(tand_server *s);
 TAND_API void tand_server_release(tand_server *s);
 
@@ -220,8 +230,10 @@ TAND_API void tand_server_release(tand_server *s);
 ** server's terminate runs on its own thread after the message in progress;
 ** queued and deferred callers get noproc (normal stop) or the reason.
 ** Waits up to timeout_ms for terminate to finish (0: do not wait).
-** Returns 0, TAND_ENOPROC if it had already stopped, TAND_ETIMEDOUT if
-** terminate had not finished in time (it still will).
+** Returns 0; TAND_ENOPROC if it was already stopping (still waiting, as
+** above, for its end); TAND_ETIMEDOUT if terminate had not finished in
+** time (it still will); TAND_EINVAL (NULL s, reason > 0) or TAND_ENOMEM
+** (copying detail), and then nothing is changed.
 ** From the server's own handler it never waits.
 ** Thread: any. Blocks: up to timeout_ms. */
 TAND_API int tand_server_stop(tand_server *s, int reason, const char *detail,
@@ -235,22 +247,26 @@ TAND_API int tand_server_alive(const tand_server *s);
 ** reused; how handles travel inside messages. Thread: any. Blocks: no. */
 TAND_API uint64_t tand_server_id(const tand_server *s);
 
-/* Finds a server by id. *out gets a new reference; TAND_ENOPROC when no
-** running server has that id. Thread: any. Blocks: no. */
+/* Finds a server of rt by id. *out gets a new reference, or NULL on
+** failure: TAND_ENOPROC when no server of rt has that id (or it has
+** ended), TAND_EINVAL for NULL rt or out. Thread: any. Blocks: no. */
 TAND_API int tand_server_lookup(tand_runtime *rt, uint64_t id,
                                 tand_server **out);
 
-/* The runtime the server runs on (borrowed: no reference is taken).
-** Thread: any. Blocks: no. */
+/* The runtime the server runs on, NULL for NULL (borrowed: no reference
+** is taken; valid until tand_runtime_free()). Thread: any. Blocks: no. */
 TAND_API tand_runtime *tand_server_runtime(const tand_server *s);
 
-/* The server whose handler runs on this thread now, or NULL (borrowed).
+/* The server whose callback runs on this thread now, or NULL (borrowed).
+** Not the new server during its init: use init's `self` there.
 ** Thread: any. Blocks: no. */
 TAND_API tand_server *tand_self(void);
 
 /* Arms the idle timer: after idle_ms with no message of any kind handled
 ** (calls, casts, infos), run `action`. Every handled message re-arms it;
-** idle_ms < 0 disarms it. Resolution is a millisecond.
+** idle_ms < 0 disarms it. Resolution is a millisecond. 0, or TAND_EINVAL
+** (NULL s, or idle_ms >= 0 with another action), TAND_ENOPROC once the
+** server is stopping; on failure nothing is changed.
 ** Thread: any. Blocks: no. */
 TAND_API int tand_server_set_idle(tand_server *s, int64_t idle_ms,
                                   int action);
@@ -266,7 +282,8 @@ typedef struct tand_stats {
 } tand_stats;
 
 /* Fills *out with the server's counters, also after it has ended (then
-** they stay as they were). TAND_EINVAL for NULL arguments.
+** they stay as they were). Each counter is read atomically, the set is
+** not a snapshot. 0, or TAND_EINVAL for NULL arguments.
 ** Thread: any. Blocks: no. */
 TAND_API int tand_server_stats(const tand_server *s, tand_stats *out);
 
@@ -280,7 +297,8 @@ TAND_API int tand_server_stats(const tand_server *s, tand_stats *out);
 ** none). Consumes req on every path. Returns the reply's status: 0, the
 ** server's error (empty_queue, ...), or TAND_ETIMEDOUT (the server skips a
 ** request it had not started and drops a late reply), TAND_ENOPROC,
-** TAND_EBUSY (with TAND_NOWAIT), TAND_ECALLSELF, TAND_ECRASHED.
+** TAND_EBUSY (with TAND_NOWAIT), TAND_ECALLSELF, TAND_ECRASHED,
+** TAND_EINVAL (a NULL argument), TAND_ENOMEM.
 ** `reply` is always filled (zeroed on failure, with a detail in data when
 ** there is one) and owned by the caller: clear it with tand_msg_clear().
 ** Messages from one thread to one server are handled in the order sent.
@@ -300,13 +318,15 @@ TAND_API int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
 ** while the host pumps. */
 typedef struct tand_replies tand_replies;
 
-/* Creates an empty box. TAND_ENOMEM, or TAND_ESYSTEM when no pipe can be
-** made. Thread: any. Blocks: no. */
+/* Creates an empty box; the caller owns it and frees it with
+** tand_replies_free(). 0, or TAND_EINVAL (out NULL), TAND_ENOMEM,
+** TAND_ESYSTEM when no pipe can be made; *out is NULL on failure.
+** Thread: any (the creator is the first owner). Blocks: no. */
 TAND_API int tand_replies_new(tand_replies **out);
 
 /* Frees the box. Calls still running are abandoned as if their deadline
 ** had passed (the servers drop their replies), and replies not yet taken
-** are freed. Thread: the owner. Blocks: no. */
+** are freed. NULL is fine. Thread: the owner. Blocks: no. */
 TAND_API void tand_replies_free(tand_replies *box);
 
 /* The descriptor to poll for reading: readable while a reply waits in the
@@ -328,8 +348,9 @@ TAND_API int tand_call_async(tand_server *s, tand_msg *req,
 
 /* Takes one finished call: returns 1 with its tag and reply (the reply's
 ** status is the call's; clear it with tand_msg_clear()), or 0 when none
-** is ready. A call whose deadline has passed is taken as a reply with
-** status TAND_ETIMEDOUT. Thread: the owner. Blocks: no. */
+** is ready (then *reply is zeroed; also for NULL arguments). A call
+** whose deadline has passed is taken as a reply with status
+** TAND_ETIMEDOUT. Thread: the owner. Blocks: no. */
 TAND_API int tand_replies_take(tand_replies *box, uint64_t *tag,
                                tand_msg *reply);
 
@@ -342,14 +363,18 @@ TAND_API int64_t tand_replies_timeout_ms(tand_replies *box);
 ** Blocks: no. */
 TAND_API size_t tand_replies_count(const tand_replies *box);
 
-/* Waits until tand_replies_take() would return a call, or timeout_ms: 0
-** or TAND_ETIMEDOUT. For hosts without a loop of their own; it does not
-** pump a pumped runtime. Thread: the owner. Blocks: yes. */
+/* Waits until tand_replies_take() would return a call, or timeout_ms: 0,
+** TAND_ETIMEDOUT, or TAND_EINVAL for NULL. For hosts without a loop of
+** their own; it does not pump a pumped runtime. Thread: the owner.
+** Blocks: up to timeout_ms. */
 TAND_API int tand_replies_wait(tand_replies *box, int64_t timeout_ms);
 
 /* Sends a message with no reply: handled by handle_cast. Consumes msg on
 ** every path. Waits for room in a full mailbox until timeout_ms unless
-** TAND_NOWAIT. Thread: any. Blocks: only on a full mailbox. */
+** TAND_NOWAIT (or sent from the server's own handler). 0 when queued, or
+** TAND_EINVAL, TAND_ENOPROC, TAND_EBUSY (full, not waiting),
+** TAND_ETIMEDOUT (no room in time), TAND_ENOMEM.
+** Thread: any. Blocks: only on a full mailbox. */
 TAND_API int tand_cast(tand_server *s, tand_msg *msg, int64_t timeout_ms,
                        int flags);
 
@@ -362,8 +387,10 @@ TAND_API int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms,
 /* Answers a call deferred with TAND_NOREPLY. Consumes reply; `from` is
 ** answered exactly once and is invalid afterwards. Returns 0 when the
 ** caller got it, TAND_ETIMEDOUT when it had already given up (the reply
-** is dropped). A handler may also answer its current call this way and
-** then return TAND_NOREPLY.
+** is dropped), TAND_EINVAL for NULL (reply is still consumed). With a
+** journal, 0 means the reply is held until the batch commits. A handler
+** may also answer its current call this way and then return
+** TAND_NOREPLY.
 ** Thread: the server's own (inside one of its callbacks). Blocks: no. */
 TAND_API int tand_reply(tand_from *from, tand_msg *reply);
 
@@ -379,20 +406,26 @@ TAND_API int tand_reply(tand_from *from, tand_msg *reply);
 ** restart resumes from. A journal is refused, untouched, when it is not a
 ** tand journal, is corrupt, was written by another format version or
 ** belongs to another kind of server.
-** The handler functions below are for the server's own thread. */
+** The functions below may only be called from the server's own callbacks
+** (init included, on tand_server_start()'s thread): "Thread: the
+** server's". The journal is a plain SQLite connection with no lock. */
 typedef struct tand_journal tand_journal;
 
-/* The server's journal, or NULL. Thread: the server's. Blocks: no. */
+/* The server's journal (borrowed; closed when the server ends), or NULL
+** without one. Thread: the server's. Blocks: no. */
 TAND_API tand_journal *tand_server_journal(tand_server *self);
 
-/* 1 when the journal was just created (nothing to resume), else 0.
+/* 1 when this start created the journal (nothing to resume; it stays 1
+** for the server's life), else 0, also for NULL.
 ** Thread: the server's. Blocks: no. */
 TAND_API int tand_journal_fresh(const tand_journal *j);
 
 /* Named values: integers and byte strings, written in the current
-** batch's transaction. *found says whether the key exists. 0, or
-** TAND_EINVAL for NULL arguments, TAND_EJOURNAL when SQLite fails (the
-** batch then fails as a whole, see above), TAND_ENOMEM.
+** batch's transaction (a set replaces the key's value). *found says
+** whether the key exists (*v is untouched when not). 0, or TAND_EINVAL
+** for NULL arguments or a blob over INT32_MAX bytes, TAND_EJOURNAL when
+** SQLite fails (the batch then fails as a whole, see above, and its later
+** writes fail at once) or get_int finds no integer, TAND_ENOMEM.
 ** Thread: the server's. Blocks: on the disk. */
 TAND_API int tand_journal_set_int(tand_journal *j, const char *key,
                                   int64_t v);
@@ -400,14 +433,17 @@ TAND_API int tand_journal_get_int(tand_journal *j, const char *key,
                                   int64_t *v, int *found);
 TAND_API int tand_journal_set_blob(tand_journal *j, const char *key,
                                    const void *p, size_t n);
-/* *out gets a malloc'ed copy (NULL for an empty value). */
+/* *out gets a malloc'ed copy the caller frees; NULL (and *n 0) for an
+** empty or missing value and on failure. */
 TAND_API int tand_journal_get_blob(tand_journal *j, const char *key,
                                    char **out, size_t *n, int *found);
 
-/* A journaled FIFO of numbers (a ticket queue): append at the back,
-** remove a number, clear, and read it back in order: queue_load calls
-** fn(ud, number) for each, front first, and stops at the first non-zero
-** return, which it returns. Results as for the named values.
+/* A journaled FIFO of distinct numbers (a ticket queue): push appends at
+** the back (a number already queued is a journal error), remove deletes a
+** number wherever it is (an absent one is no error), clear empties it.
+** queue_load calls fn(ud, number) for each, front first, and stops at the
+** first non-zero return, which it returns. Otherwise results as for the
+** named values (TAND_EINVAL for NULL j or fn).
 ** Thread: the server's. Blocks: on the disk. */
 TAND_API int tand_journal_queue_push(tand_journal *j, int64_t number);
 TAND_API int tand_journal_queue_remove(tand_journal *j, int64_t number);
@@ -421,8 +457,11 @@ TAND_API int tand_journal_queue_load(tand_journal *j,
 /* Asks to be told when `watched` ends: `watcher` then gets an info message
 ** with op TAND_OP_DOWN, ival[0] = tag, ival[1] = the reason (0 for a
 ** normal stop, or a TAND_E* code) and data = the detail text or NULL.
-** The notice is never refused for a full mailbox. If `watched` has ended
-** already, the notice comes at once with reason TAND_ENOPROC.
+** The notice is never refused for a full mailbox (room is reserved now);
+** it is dropped if the watcher has ended. If `watched` has ended already,
+** the notice comes at once with reason TAND_ENOPROC. The monitor holds a
+** reference on watcher until then; it cannot be cancelled. 0, or
+** TAND_EINVAL (NULL), TAND_ENOMEM, and then nothing is changed.
 ** Thread: any. Blocks: no. */
 TAND_API int tand_monitor(tand_server *watched, tand_server *watcher,
                           int64_t tag);
@@ -455,20 +494,24 @@ typedef struct tand_supervisor_options {
     const char *name;        /* register the supervisor, or NULL */
 } tand_supervisor_options;
 
-/* Fills the defaults: one_for_one, 3 restarts in 5 seconds (Elixir's),
-** no name. Thread: any. Blocks: no. */
+/* Fills *o (not NULL) with the defaults: one_for_one, 3 restarts in 5
+** seconds (Elixir's), no name. Cannot fail. Thread: any. Blocks: no. */
 TAND_API void tand_supervisor_options_init(tand_supervisor_options *o);
 
 /* Starts a supervisor, a server that starts the children in order and
 ** restarts them by its strategy when they end: one_for_one restarts the
-** one, one_for_all stops the others (in reverse order) and restarts all,
-** rest_for_one does that for the children after it. More than
-** max_restarts restarts within max_seconds, or a restart that fails, and
-** it gives up: it stops its children and ends with TAND_ECRASHED.
+** one, one_for_all stops the others (in reverse order) and restarts all
+** but temporary ones, rest_for_one does that for the children after it.
+** A restart that fails is tried again at once, each try counting as a
+** restart; more than max_restarts within max_seconds and it gives up:
+** it stops its children and ends with TAND_ECRASHED.
 ** Stopping the supervisor (tand_server_stop) stops its children in
 ** reverse order first. Each incarnation's stats count its restarts.
-** On failure (a child that does not start, a bad option) nothing is left
-** running, free_arg has been called for every child, and *out is NULL.
+** `o` may be NULL for the defaults. *out gets a reference the caller
+** releases. On failure (TAND_EINVAL, TAND_ECONFIG for a bad option or
+** child spec, a child's start error, a tand_server_start() error) nothing
+** is left running, free_arg has been called for every child, and *out
+** is NULL.
 ** Thread: any but a pumped runtime's pump. Blocks: while children start. */
 TAND_API int tand_supervisor_start(tand_runtime *rt,
                                    const tand_supervisor_options *o,
@@ -477,17 +520,22 @@ TAND_API int tand_supervisor_start(tand_runtime *rt,
 
 /* ---- registry -------------------------------------------------------- */
 
-/* Registers a running server under `name` (at most TAND_NAME_MAX bytes).
-** The name is dropped when the server ends. TAND_ENAMETAKEN if another
-** server has it, TAND_ENOPROC if s has stopped. Thread: any. Blocks: no. */
+/* Registers a running server under `name` (copied; 1 to TAND_NAME_MAX
+** bytes). A server has at most one name: 0 if it has this one already,
+** TAND_EINVAL if another (or for a bad argument). TAND_ENAMETAKEN if
+** another server has it, TAND_ENOPROC if s is stopping, TAND_ENOMEM; on
+** failure nothing is changed. The name is dropped when the server ends.
+** Thread: any. Blocks: no. */
 #define TAND_NAME_MAX 255
 TAND_API int tand_register(tand_server *s, const char *name);
 
-/* Drops a name (the server keeps running); TAND_ENOPROC if it was not
-** registered, TAND_EINVAL for NULL. Thread: any. Blocks: no. */
+/* Drops a name (the server keeps running and may register another): 0,
+** TAND_ENOPROC if it was not registered, TAND_EINVAL for NULL.
+** Thread: any. Blocks: no. */
 TAND_API int tand_unregister(tand_runtime *rt, const char *name);
 
-/* Looks a name up; *out gets a new reference, NULL on TAND_ENOPROC.
+/* Looks a name up; *out gets a new reference, or NULL on failure:
+** TAND_ENOPROC (no server has the name), TAND_EINVAL for NULL arguments.
 ** Thread: any. Blocks: no. */
 TAND_API int tand_whereis(tand_runtime *rt, const char *name,
                           tand_server **out);
@@ -502,20 +550,24 @@ TAND_API int tand_whereis(tand_runtime *rt, const char *name,
 #define TAND_EXT_HANDLE 1
 #define TAND_MAX_DEPTH 64
 
-/* A growing output buffer. Functions that fail set `err` and turn
-** later writes into no-ops, so a caller checks once at the end.
-** tand_buf_init makes it empty (nothing allocated); tand_buf_free frees
-** its bytes and makes it empty again; each tand_pack_* appends one
-** MessagePack item (an array or map header is followed by its n
-** elements, or n key-value pairs), setting err to TAND_ENOMEM when the
-** buffer cannot grow, or TAND_EBADVALUE for a string over 4 GiB.
-** Thread: one at a time per buffer. Blocks: no. */
+/* A growing output buffer owned by its user (usually on the stack). A
+** write that fails sets `err` and turns later writes into no-ops, so a
+** caller checks once at the end. */
 typedef struct tand_buf {
     char *data;
     size_t size, cap;
     int err;
 } tand_buf;
 
+/* These apply to each function below, up to tand_pack_raw: b is not
+** NULL. tand_buf_init makes it empty (nothing allocated, err 0);
+** tand_buf_free frees its bytes and makes it empty again. Each
+** tand_pack_* appends one MessagePack item, copying what it is given (an
+** array or map header is followed by its n elements, or n key-value
+** pairs). On failure it sets err, the first error staying: TAND_ENOMEM
+** when the buffer cannot grow, TAND_EBADVALUE for a string over 4 GiB;
+** the bytes are then void (tand_buf_to_msg() returns the error).
+** Thread: one at a time per buffer. Blocks: no. */
 TAND_API void tand_buf_init(tand_buf *b);
 TAND_API void tand_buf_free(tand_buf *b);
 TAND_API void tand_pack_nil(tand_buf *b);
@@ -526,13 +578,15 @@ TAND_API void tand_pack_str(tand_buf *b, const char *s, size_t len);
 TAND_API void tand_pack_array(tand_buf *b, uint32_t n);
 TAND_API void tand_pack_map(tand_buf *b, uint32_t n);
 TAND_API void tand_pack_handle(tand_buf *b, uint64_t server_id);
-/* Appends bytes that already are MessagePack (one or more whole values). */
+/* Appends bytes that already are MessagePack (one or more whole values;
+** not checked). */
 TAND_API void tand_pack_raw(tand_buf *b, const char *p, size_t n);
 
-/* Moves the buffer's bytes into msg->data (replacing what was there) and
-** resets the buffer. Returns the buffer's error, or 0. On error the
-** buffer is freed and msg->data is NULL. Thread: one at a time.
-** Blocks: no. */
+/* Moves the buffer's bytes into msg->data and size (freeing what data
+** held; NULL for an empty buffer): msg owns them and the buffer is left
+** empty, nothing to free. Returns the buffer's error, or 0; on error the
+** buffer is freed and msg->data is NULL. Thread: one at a time per
+** buffer and message. Blocks: no. */
 TAND_API int tand_buf_to_msg(tand_buf *b, tand_msg *msg);
 
 enum {
@@ -566,17 +620,20 @@ typedef struct tand_reader {
 } tand_reader;
 
 /* A reader over data (borrowed: it must outlive the reader and the items
-** read from it). Thread: one at a time per reader. Blocks: no. */
+** read from it; NULL makes an empty reader). Cannot fail.
+** Thread: one at a time per reader. Blocks: no. */
 TAND_API void tand_reader_init(tand_reader *r, const char *data, size_t size);
 
 /* Reads the next item; the elements of an array or map follow it as the
-** next items. Returns 0, or TAND_EBADMSG at the end or on bad input.
-** Strings in *it point into the reader's data. Thread: one at a time per
-** reader. Blocks: no. */
+** next items (not checked here: tand_unpack_check() untrusted data
+** first). Returns 0, or TAND_EBADMSG at the end or on bad input, after
+** which the reader and *it are unspecified. Strings in *it point into the
+** reader's data. Thread: one at a time per reader. Blocks: no. */
 TAND_API int tand_unpack(tand_reader *r, tand_item *it);
 
 /* Checks that data holds exactly one well-formed value, nested at most
-** TAND_MAX_DEPTH deep, with no unknown types. 0 or TAND_EBADMSG.
+** TAND_MAX_DEPTH deep, with no unknown types and no trailing bytes.
+** 0 or TAND_EBADMSG (also for NULL data). Reads only.
 ** Thread: any. Blocks: no. */
 TAND_API int tand_unpack_check(const char *data, size_t size);
 
@@ -584,34 +641,42 @@ TAND_API int tand_unpack_check(const char *data, size_t size);
 
 /* The deluxe machine's queue without a server: no threads, no locks, for
 ** code that already runs serialized (a Lua policy's machine object, or a
-** host's own thread). Same rules as the "deluxe" server; every operation
-** is O(log n) in the queued tickets and an error changes nothing.
-** Thread: one at a time. Blocks: no. */
+** host's own thread). Same rules as the "deluxe" server. For each
+** function below: t is not NULL (but for tand_tickets_free), and an
+** error changes nothing (*number is left as it was). Queue, serve and
+** append are O(log n) expected in the queued tickets; reset, free and
+** list are O(n).
+** Thread: one at a time per queue. Blocks: no. */
 typedef struct tand_tickets tand_tickets;
 
-/* Creates an empty queue over min_number..max_number: TAND_ECONFIG
-** unless min_number < max_number, TAND_ENOMEM; *out is NULL on failure.
-** tand_tickets_free frees it (NULL is fine). */
+/* Creates an empty queue over min_number..max_number, owned by the
+** caller: 0, TAND_ECONFIG unless min_number < max_number, TAND_ENOMEM,
+** TAND_EINVAL for NULL out; *out is NULL on failure.
+** tand_tickets_free frees it and its tickets (NULL is fine). */
 TAND_API int tand_tickets_new(int64_t min_number, int64_t max_number,
                               tand_tickets **out);
 TAND_API void tand_tickets_free(tand_tickets *t);
-/* Queues the next number by the deluxe rule into *number: 0, or
-** TAND_EFULL when every number of the range is queued, TAND_ENOMEM. */
+/* Queues the next number by the deluxe rule (min_number when empty, else
+** one above the highest queued, or the smallest free number once that is
+** max_number) at the back, into *number: 0, or TAND_EFULL when every
+** number of the range is queued, TAND_ENOMEM. */
 TAND_API int tand_tickets_queue(tand_tickets *t, int64_t *number);
-/* The front, or *priority when not NULL: TAND_EEMPTY, TAND_ENOTQUEUED. */
+/* Removes the front, or *priority when not NULL, into *number: 0, or
+** TAND_EEMPTY (even with a priority), TAND_ENOTQUEUED. */
 TAND_API int tand_tickets_serve(tand_tickets *t, const int64_t *priority,
                                 int64_t *number);
 /* Empties the queue (the bounds stay); how many numbers are queued; the
-** bounds. */
+** bounds (both pointers not NULL). Cannot fail. */
 TAND_API void tand_tickets_reset(tand_tickets *t);
 TAND_API uint64_t tand_tickets_count(const tand_tickets *t);
 TAND_API void tand_tickets_bounds(const tand_tickets *t, int64_t *min_number,
                                   int64_t *max_number);
-/* Copies up to `max` queued numbers, front first; returns how many. */
+/* Copies up to `max` queued numbers into out, front first; returns how
+** many. */
 TAND_API size_t tand_tickets_list(const tand_tickets *t, int64_t *out,
                                   size_t max);
-/* Appends a given number at the back (restoring a saved queue):
-** TAND_EINVAL outside the range or already queued. */
+/* Appends a given number at the back (restoring a saved queue): 0,
+** TAND_EINVAL outside the range or already queued, TAND_ENOMEM. */
 TAND_API int tand_tickets_append(tand_tickets *t, int64_t number);
 
 /* ---- the built-in ticket machines ------------------------------------ */
@@ -642,9 +707,13 @@ typedef struct tand_deluxe_options {
     size_t error_size;
 } tand_deluxe_options;
 
-/* Starts a "deluxe" ticket machine. TAND_ECONFIG for bounds that are not
-** min < max or a negative timeout other than TAND_FOREVER.
-** Thread: any. Blocks: no. */
+/* Starts a "deluxe" ticket machine (with o->journal, resuming from it
+** when the file exists); `o` is read during the call only and *out gets
+** a reference the caller releases. TAND_ECONFIG for bounds that are not
+** min < max, a negative timeout other than TAND_FOREVER, or a journal of
+** another range; TAND_EINVAL for NULL arguments; else as
+** tand_server_start().
+** Thread: any. Blocks: while a journal opens and loads. */
 TAND_API int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
                                tand_server **out);
 
@@ -659,8 +728,11 @@ typedef struct tand_counter_options {
 } tand_counter_options;
 
 /* Starts a "counter" machine: TAND_OP_NEXT replies the current number and
-** records the caller; TAND_OP_REPORT replies both. Thread: any.
-** Blocks: no. */
+** records the caller; TAND_OP_REPORT replies both. It resumes from
+** o->journal when that file exists; `o` is read during the call only
+** and *out gets a reference the caller releases. TAND_EINVAL for NULL
+** arguments, else as tand_server_start(). Thread: any.
+** Blocks: while a journal opens and loads. */
 TAND_API int tand_counter_start(tand_runtime *rt,
                                 const tand_counter_options *o,
                                 tand_server **out);
@@ -669,7 +741,8 @@ TAND_API int tand_counter_start(tand_runtime *rt,
 ** their ops): tand_call with TAND_OP_QUEUE_NEW_NUMBER, or with
 ** TAND_OP_SERVE_NEXT and the priority number when `priority` is not
 ** NULL. Each returns the call's status (0, TAND_EFULL, TAND_EEMPTY,
-** TAND_ENOTQUEUED, or a tand_call error); *number is set on success.
+** TAND_ENOTQUEUED, TAND_EBADREQ from a server without these ops, or a
+** tand_call error); *number, when not NULL, is set on success only.
 ** Thread: any but the server's own. Blocks: until the reply or
 ** timeout_ms. */
 TAND_API int tand_deluxe_queue(tand_server *s, int64_t *number,
@@ -701,8 +774,10 @@ typedef struct tand_policy_options {
     size_t error_size;
 } tand_policy_options;
 
-/* Fills *o with the defaults: no policy yet, numbers 1..INT64_MAX, no
-** auto shutdown, a callback timeout of 10 s. Thread: any. Blocks: no. */
+/* Fills *o (not NULL) with the defaults: no policy yet, numbers
+** 1..INT64_MAX, no auto shutdown, a callback timeout of 10 s, no sandbox
+** or memory limit, TAND_DURABLE_FULL. Cannot fail.
+** Thread: any. Blocks: no. */
 TAND_API void tand_policy_options_init(tand_policy_options *o);
 
 /* Starts a policy server: exactly one of o->policy and o->source is set.
@@ -710,17 +785,25 @@ TAND_API void tand_policy_options_init(tand_policy_options *o);
 ** thread, so a policy that cannot load fails here: TAND_ECONFIG with the
 ** file and line in o->error (also for every bad option, as tand.start
 ** would say it), TAND_ECRASHED if init raised, TAND_ENAMETAKEN,
-** TAND_EJOURNAL, TAND_ENOMEM. The server speaks the deluxe machine's
-** ops (tand_deluxe_queue() works) and the policy's own ops as
-** TAND_OP_ENCODED requests: a MessagePack array [op_name, args...],
-** answered with an array of the results. On failure *out is NULL and
-** nothing is left running. Thread: any. Blocks: while init runs. */
+** TAND_EJOURNAL, TAND_ENOMEM, TAND_EINVAL for NULL arguments (o->error
+** untouched then). The server speaks the deluxe machine's ops
+** (tand_deluxe_queue() works) and the policy's own ops as TAND_OP_ENCODED
+** requests: a MessagePack array [op_name, args...], answered with an
+** array of the results. `o` is read during the call only; *out gets a
+** reference the caller releases. On failure *out is NULL and nothing is
+** left running. Thread: any.
+** Blocks: while the policy loads, a journal opens and init runs. */
 TAND_API int tand_policy_start(tand_runtime *rt, const tand_policy_options *o,
                                tand_server **out);
 
 /* The Lua module's opener, for a host with Lua states of its own:
-** luaL_requiref(L, "tand", luaopen_tand, 0) or package.preload.tand. The
-** module's servers run on tand_runtime_default(). */
+** luaL_requiref(L, "tand", luaopen_tand, 0) or package.preload.tand.
+** Pushes the module table and returns 1 [-0, +1, e]. The module's servers
+** run on tand_runtime_default(), created (threads started) on first use;
+** if it cannot be, or memory runs out, it raises a Lua error. The library
+** stays loaded for the process's life.
+** Thread: the one running L (each Lua state on one thread at a time;
+** states on different threads may open it). Blocks: no. */
 struct lua_State;
 TAND_API int luaopen_tand(struct lua_State *L);
 

@@ -302,14 +302,17 @@ int tand_supervisor_start(tand_runtime *rt,
     sv->max_restarts = o->max_restarts;
     sv->window_ns = o->max_seconds * 1000000000;
     sv->n = n;
+    /* Every arg first, so that a failed name copy frees them all. */
     for (i = 0; i < n; i++) {
         child *c = &sv->c[i];
         c->restart = children[i].restart;
         c->start = children[i].start;
         c->arg = children[i].arg;
         c->free_arg = children[i].free_arg;
-        c->name = tand__strdup(children[i].name);
-        if (c->name == NULL) {
+    }
+    for (i = 0; i < n; i++) {
+        sv->c[i].name = tand__strdup(children[i].name);
+        if (sv->c[i].name == NULL) {
             sup_free(sv); /* frees every arg */
             return TAND_ENOMEM;
         }
