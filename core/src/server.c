@@ -7,7 +7,11 @@
 ** while it is queued or running), so a server is run by at most one thread
 ** at a time and its state needs no lock: whichever worker (or pumping
 ** host thread) runs it owns it for that turn, and the mutex hand-off
-** orders one turn before the next. Messages from one thread are pushed in
+** orders one turn before the next. A turn whose mailbox runs dry keeps
+** the server for a few microseconds (linger) while no other server waits;
+** a push in that window finds it still scheduled and is picked up by the
+** lingering worker, which re-checks the mailbox, `stopping` and the idle
+** timer under s->mu before it lets go. Messages from one thread are pushed in
 ** program order into a FIFO, hence handled in the order sent. Stopping sets
 ** `stopping` under s->mu, which refuses new pushes at once; the server's
 ** own thread then runs terminate, answers every queued and deferred caller
