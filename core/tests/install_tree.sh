@@ -11,7 +11,7 @@ prefix=$(mktemp -d /tmp/tand-install-XXXXXX)
 trap 'rm -rf "$prefix"' EXIT
 
 cmake --install "$build" --prefix "$prefix" >/dev/null
-libdir=$(dirname "$(find "$prefix" -name 'libtand.so' | head -n 1)")
+libdir=$(dirname "$(find "$prefix" -name 'libtand.so' -print -quit)")
 export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 echo "== find_package(tand)"
@@ -20,7 +20,14 @@ cmake -S "$src/examples/outside" -B "$prefix/outside" \
 cmake --build "$prefix/outside" >/dev/null
 "$prefix/outside/outside_shared"
 "$prefix/outside/outside_static"
-ldd "$prefix/outside/outside_shared" | grep -q "$libdir/libtand.so"
+# Captured first: with pipefail, `ldd | grep -q` fails whenever grep quits
+# before ldd has written its last line (ldd then dies of SIGPIPE).
+deps=$(ldd "$prefix/outside/outside_shared")
+if ! grep -q "$libdir/libtand.so" <<<"$deps"; then
+    echo "outside_shared does not load $libdir/libtand.so:" >&2
+    echo "$deps" >&2
+    exit 1
+fi
 
 echo "== pkg-config"
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
@@ -37,7 +44,7 @@ echo "== the tand command"
 "$prefix/bin/tand" run /dev/stdin <<<'print((require "tand").version)'
 
 echo "== the Lua module"
-cmod=$(dirname "$(find "$prefix" -name 'tand.so' -path '*lua/5.4*')")
+cmod=$(dirname "$(find "$prefix" -name 'tand.so' -path '*lua/5.4*' -print -quit)")
 lua5.4 -e "package.cpath = '$cmod/?.so'
   local tand = require 'tand'
   local m = assert(tand.start{ min_number = 1, max_number = 3 })

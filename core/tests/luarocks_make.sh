@@ -18,7 +18,7 @@ mkdir "$work/tree"
     cat "$work/make.log" >&2
     exit 1
 }
-cmod=$(dirname "$(find "$work/tree" -name tand.so | head -n 1)")
+cmod=$(dirname "$(find "$work/tree" -name tand.so -print -quit)")
 lua5.4 -e "package.cpath = '$cmod/?.so'
 local tand = require 'tand'
 local m = assert(tand.start{ min_number = 1, max_number = 1000 })
