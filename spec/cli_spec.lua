@@ -243,13 +243,19 @@ describe("tand", function()
         assert.is_true(helper.wait_for(function()
           return screen():find("tand>", 1, true) ~= nil
         end, 20000))
-        -- one command at a time: each waits for the previous reply, so
-        -- nothing is typed ahead while the console is busy
+        -- one command at a time: each waits for the prompt that follows
+        -- its reply, so nothing is typed ahead while the console is busy
+        local function prompts()
+          local _, n = screen():gsub("tand>", "")
+          return n
+        end
         local function type_and_wait(keys, expect)
+          local before = prompts()
           tmux("send-keys -t " .. session .. " " .. keys .. " Enter")
           assert.is_true(helper.wait_for(function()
-            return screen():find(expect, 1, true) ~= nil
+            return prompts() > before
           end, 20000))
+          assert.is_truthy(screen():find(expect, 1, true))
         end
         type_and_wait("queue", "=> 1")
         type_and_wait("queue", "=> 2")
