@@ -277,7 +277,9 @@ typedef struct tand_stats {
     uint64_t errors;   /* calls answered with an error status */
     uint64_t timeouts; /* callers that gave up before their reply */
     uint64_t mailbox_depth, mailbox_peak;
-    uint64_t handler_ns; /* time spent in the behaviour's callbacks */
+    /* time the server ran: its callbacks and the engine's work around
+    ** them, less the waits for a next message longer than a microsecond */
+    uint64_t handler_ns;
     uint64_t restarts;   /* set by supervisors */
 } tand_stats;
 

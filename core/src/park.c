@@ -233,19 +233,34 @@ static bool replied(tand_from *slot)
 }
 
 /* Folds a reply time into the server's running average (1/8 weight). */
+/* Folds this call's wait into the server's recent reply time. start is
+** 0 when the reply came before the first clock reading (a few dozen
+** spins, far below SPIN_MIN_NS): that wait counts as none, without
+** reading the clock. The shared word is written only when it changes. */
 static void learn(_Atomic int64_t *reply_ns, int64_t start)
 {
-    int64_t took = tand__now_ns() - start;
+    int64_t took = start == 0 ? 0 : tand__now_ns() - start;
     int64_t avg = atomic_load_explicit(reply_ns, memory_order_relaxed);
-    atomic_store_explicit(reply_ns, avg + (took - avg) / 8,
-                          memory_order_relaxed);
+    int64_t next = avg + (took - avg) / 8;
+    if (next != avg)
+        atomic_store_explicit(reply_ns, next, memory_order_relaxed);
 }
 
-int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
-                    _Atomic int64_t *reply_ns, tand_msg *reply)
+/* The first clock reading of a wait: its start for learn(), and the
+** call's deadline if nothing has fixed it yet. */
+static int64_t first_reading(lazy_deadline *deadline)
+{
+    int64_t now = tand__now_ns();
+    tand__lazy_from(deadline, now);
+    return now;
+}
+
+int tand__slot_wait(tand_from *slot, tand_runtime *rt,
+                    lazy_deadline *deadline, _Atomic int64_t *reply_ns,
+                    tand_msg *reply)
 {
     bool pumped = tand__runtime_pumped(rt);
-    int64_t start = tand__now_ns();
+    int64_t start = 0; /* the first clock reading, taken once a wait lasts */
     int64_t budget = 2 * atomic_load_explicit(reply_ns, memory_order_relaxed);
     int i;
 
@@ -255,7 +270,7 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
     if (!pumped && budget <= 2 * SPIN_MAX_NS &&
         atomic_fetch_add_explicit(&rt->spinning_callers, 1,
                                   memory_order_relaxed) < rt->ncpu - 1) {
-        int64_t until = start + (budget > SPIN_MAX_NS ? SPIN_MAX_NS : budget);
+        int64_t spin = budget > SPIN_MAX_NS ? SPIN_MAX_NS : budget;
         for (i = 1;; i++) {
             if (replied(slot)) {
                 atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
@@ -264,8 +279,12 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
                 return take_reply(slot, reply);
             }
             tand__cpu_relax();
-            if ((i & 31) == 0 && tand__now_ns() >= until)
-                break;
+            if ((i & 31) == 0) {
+                if (start == 0)
+                    start = first_reading(deadline);
+                else if (tand__now_ns() - start >= spin)
+                    break;
+            }
         }
         atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
                                   memory_order_relaxed);
@@ -273,11 +292,13 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
         atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
                                   memory_order_relaxed);
     }
+    if (start == 0)
+        start = first_reading(deadline);
 
     if (pumped) {
         /* Nobody else may run the server: help until replied. */
         while (!replied(slot)) {
-            if (tand__now_ns() >= deadline_ns && tand__slot_abandon(slot))
+            if (tand__now_ns() >= deadline->ns && tand__slot_abandon(slot))
                 return TAND_ETIMEDOUT;
             tand__runtime_help(rt);
             if (!replied(slot))
@@ -297,7 +318,7 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
                     continue;
                 s |= SLOT_PARKED;
             }
-            if (tand__now_ns() >= deadline_ns) {
+            if (tand__now_ns() >= deadline->ns) {
                 if (tand__slot_abandon(slot))
                     return TAND_ETIMEDOUT;
                 /* Being written: the replier needs no lock to finish. */
@@ -305,7 +326,7 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt, int64_t deadline_ns,
                     sched_yield();
                 break;
             }
-            park(&slot->state, s, deadline_ns);
+            park(&slot->state, s, deadline->ns);
             s = atomic_load_explicit(&slot->state, memory_order_acquire);
         }
     }

@@ -263,7 +263,7 @@ static bool wait_on(tand_server *s, pthread_cond_t *cv, int64_t deadline_ns)
 #define FORCE 0x100
 
 /* Queues an envelope; consumes nothing on failure (the caller cleans). */
-static int push(tand_server *s, const envelope *e, int64_t deadline_ns,
+static int push(tand_server *s, const envelope *e, lazy_deadline *deadline,
                 int flags)
 {
     tand_runtime *blocked = NULL;
@@ -291,7 +291,7 @@ static int push(tand_server *s, const envelope *e, int64_t deadline_ns,
             continue;
         }
         s->room_waiters++;
-        if (!wait_on(s, &s->room, deadline_ns)) {
+        if (!wait_on(s, &s->room, tand__lazy_ns(deadline))) {
             s->room_waiters--;
             rc = TAND_ETIMEDOUT;
             break;
@@ -333,7 +333,7 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
               int64_t timeout_ms, int flags)
 {
     envelope e;
-    int64_t deadline;
+    lazy_deadline deadline = tand__lazy(timeout_ms);
     int rc;
 
     if (reply != NULL)
@@ -346,10 +346,9 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
         tand_msg_clear(req);
         return TAND_ECALLSELF;
     }
-    deadline = tand__deadline(timeout_ms);
     if (call_envelope(s, req, &e) != 0)
         return TAND_ENOMEM;
-    rc = push(s, &e, deadline, flags);
+    rc = push(s, &e, &deadline, flags);
     if (rc != 0) {
         tand_msg_clear(&e.msg);
         tand__slot_free(e.slot);
@@ -359,10 +358,10 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
         /* A handler waits on another server: keep the others running. */
         tand_runtime *mine = tand__worker_of;
         tand__runtime_block(mine);
-        rc = tand__slot_wait(e.slot, s->rt, deadline, &s->reply_ns, reply);
+        rc = tand__slot_wait(e.slot, s->rt, &deadline, &s->reply_ns, reply);
         tand__runtime_unblock(mine);
     } else {
-        rc = tand__slot_wait(e.slot, s->rt, deadline, &s->reply_ns, reply);
+        rc = tand__slot_wait(e.slot, s->rt, &deadline, &s->reply_ns, reply);
     }
     if (rc == TAND_ETIMEDOUT) {
         count(&s->n_timeouts);
@@ -375,19 +374,18 @@ int tand_call_async(tand_server *s, tand_msg *req, int64_t timeout_ms,
                     int flags, tand_replies *box, uint64_t tag)
 {
     envelope e;
-    int64_t deadline;
+    lazy_deadline deadline = tand__lazy(timeout_ms);
     int rc;
 
     if (s == NULL || req == NULL || box == NULL) {
         tand_msg_clear(req);
         return TAND_EINVAL;
     }
-    deadline = tand__deadline(timeout_ms);
     if (call_envelope(s, req, &e) != 0)
         return TAND_ENOMEM;
     /* In the box before the server can see it: a reply may come at once. */
-    tand__replies_attach(box, e.slot, tag, deadline);
-    rc = push(s, &e, deadline, flags);
+    tand__replies_attach(box, e.slot, tag, tand__lazy_ns(&deadline));
+    rc = push(s, &e, &deadline, flags);
     if (rc != 0) {
         tand__replies_detach(box, e.slot);
         tand_msg_clear(&e.msg);
@@ -400,6 +398,7 @@ static int send_kind(tand_server *s, tand_msg *msg, int64_t timeout_ms,
                      int flags, int kind)
 {
     envelope e;
+    lazy_deadline deadline = tand__lazy(timeout_ms);
     int rc;
     if (s == NULL || msg == NULL) {
         tand_msg_clear(msg);
@@ -409,7 +408,7 @@ static int send_kind(tand_server *s, tand_msg *msg, int64_t timeout_ms,
     e.slot = NULL;
     e.msg = *msg;
     memset(msg, 0, sizeof *msg);
-    rc = push(s, &e, tand__deadline(timeout_ms), flags);
+    rc = push(s, &e, &deadline, flags);
     if (rc != 0)
         tand_msg_clear(&e.msg);
     return rc;
@@ -609,6 +608,7 @@ static void answer_ended(tand_from *slot, int reason, const char *detail)
 static void send_down(monitor *m, int reason, const char *detail)
 {
     envelope e;
+    lazy_deadline never = tand__lazy(-1); /* FORCE never waits */
     memset(&e, 0, sizeof e);
     e.kind = ENV_INFO;
     e.msg.op = TAND_OP_DOWN;
@@ -616,7 +616,7 @@ static void send_down(monitor *m, int reason, const char *detail)
     e.msg.ival[1] = reason;
     if (detail != NULL)
         tand_msg_set_text(&e.msg, detail, strlen(detail));
-    if (push(m->watcher, &e, INT64_MAX, FORCE) != 0)
+    if (push(m->watcher, &e, &never, FORCE) != 0)
         tand_msg_clear(&e.msg); /* the watcher has ended too */
     tand_server_release(m->watcher);
     free(m);
@@ -759,25 +759,41 @@ static void on_idle(tand_server *s)
 ** next message while no other server waits for a worker, so a client
 ** calling in a loop is served without a trip through the run queue.
 ** true when a message (or a stop) came. Never for a journaled server,
-** whose batch commits as soon as the mailbox is empty. */
-static bool linger(tand_server *s)
+** whose batch commits as soon as the mailbox is empty. The clock is read
+** only once the wait lasts 16 spins (a client calling in a loop is
+** usually back sooner); from then on the wait is added to *waited_ns. */
+static bool linger(tand_server *s, int64_t *waited_ns)
 {
     tand_runtime *rt = s->rt;
-    int64_t until;
+    int64_t first = 0;
+    bool more;
     int i;
     if (s->journal != NULL || tand__runtime_pumped(rt))
         return false;
-    until = tand__now_ns() + LINGER_NS;
     for (i = 1;; i++) {
         if (atomic_load_explicit(&s->depth, memory_order_relaxed) > 0 ||
-            atomic_load_explicit(&s->stopping, memory_order_relaxed))
-            return true;
-        if (atomic_load_explicit(&rt->rq_len, memory_order_relaxed) > 0)
-            return false;
+            atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+            more = true;
+            break;
+        }
+        if (atomic_load_explicit(&rt->rq_len, memory_order_relaxed) > 0) {
+            more = false;
+            break;
+        }
         tand__cpu_relax();
-        if ((i & 15) == 0 && tand__now_ns() >= until)
-            return false;
+        if ((i & 15) == 0) {
+            int64_t now = tand__now_ns();
+            if (first == 0) {
+                first = now;
+            } else if (now - first >= LINGER_NS) {
+                *waited_ns += now - first;
+                return false;
+            }
+        }
     }
+    if (first != 0)
+        *waited_ns += tand__now_ns() - first;
+    return more;
 }
 
 int tand__server_run(tand_server *s, int max_msgs)
@@ -820,11 +836,9 @@ int tand__server_run(tand_server *s, int max_msgs)
         if (handled >= max_msgs)
             break;
         if (!tand__mbox_pop(&s->mb, &e)) {
-            int64_t l0 = tand__now_ns();
             bool more;
             pthread_mutex_unlock(&s->mu);
-            more = linger(s);
-            lingered_ns += tand__now_ns() - l0;
+            more = linger(s, &lingered_ns);
             pthread_mutex_lock(&s->mu);
             /* Whatever came while the lock was free (a message, a stop,
             ** the idle timer) saw the server scheduled and left it to us. */

@@ -152,6 +152,23 @@ int64_t tand__deadline(int64_t timeout_ms)
     return tand__now_ns() + timeout_ms * 1000000;
 }
 
+void tand__lazy_from(lazy_deadline *d, int64_t now)
+{
+    if (d->known)
+        return;
+    d->known = true;
+    d->ns = d->timeout_ms > INT64_MAX / 2000000
+                ? INT64_MAX
+                : now + d->timeout_ms * 1000000;
+}
+
+int64_t tand__lazy_ns(lazy_deadline *d)
+{
+    if (!d->known)
+        tand__lazy_from(d, tand__now_ns());
+    return d->ns;
+}
+
 void tand__timespec(int64_t ns, struct timespec *ts)
 {
     ts->tv_sec = (time_t)(ns / 1000000000);
