@@ -339,6 +339,17 @@ describe("crashes", function()
   end)
 end)
 
+describe("a policy's memory", function()
+  it("keeps values intact through growing and shrinking blocks", function()
+    local churn = dofile("spec/fixtures/churn.lua")().churn
+    local m = assert(start("spec/fixtures/churn.lua"))
+    for _, rounds in ipairs({ 1, 5, 40, 200 }) do
+      assert.equal(churn(rounds), m:call("churn", rounds))
+    end
+    m:stop()
+  end)
+end)
+
 describe("a policy waiting on another server", function()
   it("does not stall the engine's other servers", function()
     local slow = assert(start(function()
