@@ -791,12 +791,33 @@ static int get_callback(policy *p, int which)
 }
 
 static int resume_journal(policy *p, policy_config *c);
+
+/* One callback run: what its protected part needs and what it found (see
+** "running callbacks in protected mode" below). */
+typedef struct cb_run {
+    policy *p;
+    int which;             /* CB_INIT, CB_CALL, CB_CAST, CB_INFO, CB_TERMINATE */
+    const tand_msg *msg;   /* CB_CALL, CB_CAST: the request */
+    const char *data;      /* CB_INIT, CB_INFO: MessagePack, or NULL */
+    size_t size;
+    const char *reason;    /* CB_TERMINATE */
+    tand_from *from;       /* CB_CALL */
+    tand_msg *reply;       /* CB_CALL: the reply the engine sends */
+    lfrom *f;              /* CB_CALL: the `from` given to the callback */
+    int called;            /* the arguments were built, the callback ran */
+    int bad_request;       /* the message is not {op, args...} */
+    int engine_replies;    /* CB_CALL: *reply holds the callback's answer */
+    int reset;             /* default_cast: the cast is reset_state */
+} cb_run;
+
+static int run_callback(cb_run *r);
 static void save_state(policy *p);
 
 static int policy_init(tand_server *self, void *arg, void **state)
 {
     policy_config *c = arg;
     policy *p = calloc(1, sizeof *p);
+    cb_run r = {0};
     lua_State *L;
     int rc;
 
@@ -864,27 +885,17 @@ static int policy_init(tand_server *self, void *arg, void **state)
         }
     }
     /* state = init(opts, machine), or {} */
-    lua_pushcfunction(L, ltand_traceback);
-    if (get_callback(p, CB_INIT)) {
-        if (ltand_decode(L, c->opts.data, c->opts.size, 0) < 0)
-            lua_pushnil(L);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
-        if (invoke(p, 2, 1) != LUA_OK) {
-            rc = fail_init(c, TAND_ECRASHED, "init failed: %s",
-                           lua_tostring(L, -1));
-            policy_free(p);
-            return rc;
-        }
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_newtable(L);
-        }
-    } else {
-        lua_newtable(L);
+    r.p = p;
+    r.which = CB_INIT;
+    r.data = c->opts.data;
+    r.size = c->opts.size;
+    if (run_callback(&r) != LUA_OK) {
+        rc = fail_init(c, TAND_ECRASHED, "init failed: %s",
+                       lua_tostring(L, -1));
+        policy_free(p);
+        return rc;
     }
-    p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
-    save_state(p);
     ltand_pool_drain(&p->pool); /* an idle server keeps nothing */
     *state = p;
     return 0;
@@ -1056,11 +1067,132 @@ static void crash(policy *p, tand_msg *reply)
     }
 }
 
+/* ---- running callbacks in protected mode ----
+**
+** Everything a callback run allocates in the policy's state (the request
+** table, the `from` object, a decoded message, the saved state) happens
+** inside the protected call, so running out of memory_limit there is an
+** error, never a panic of the whole process. Before the callback runs it
+** costs only the message: a call gets out_of_memory, a cast or an info is
+** dropped, and the policy's state is untouched; once it runs it is a
+** crash, as for any error in a callback. */
+
+
+/* Pushes the callback's arguments, calls it and takes in its results.
+** [-0, +0, e] */
+static int callback_protected(lua_State *L)
+{
+    cb_run *r = lua_touserdata(L, 1);
+    policy *p = r->p;
+    int nargs = 0, n;
+
+    if (!get_callback(p, r->which)) { /* only init may be missing */
+        lua_pushnil(L);
+    } else {
+        switch (r->which) {
+        case CB_CALL:
+        case CB_CAST:
+            if (push_request(p, r->msg) != 0) {
+                r->bad_request = 1;
+                return 0;
+            }
+            nargs = 1;
+            if (r->which == CB_CALL) {
+                r->f = lua_newuserdatauv(L, sizeof *r->f, 0);
+                r->f->from = r->from;
+                r->f->answered = 0;
+                lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_from_meta);
+                lua_setmetatable(L, -2);
+                lua_pushvalue(L, -1);
+                lua_replace(L, 1); /* kept alive until the run ends */
+                nargs = 2;
+            }
+            break;
+        case CB_INIT:
+        case CB_INFO:
+            if (r->data == NULL || ltand_decode(L, r->data, r->size, 0) < 0)
+                lua_pushnil(L);
+            nargs = 1;
+            break;
+        default: /* CB_TERMINATE */
+            lua_pushstring(L, r->reason);
+            nargs = 1;
+            break;
+        }
+        if (r->which != CB_INIT) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
+            nargs++;
+        }
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
+        nargs++;
+        r->called = 1;
+        lua_call(L, nargs, LUA_MULTRET);
+    }
+    n = lua_gettop(L) - 1; /* the results, from index 2 */
+    if (r->which == CB_INIT) {
+        lua_settop(L, 2);
+        if (lua_isnil(L, 2))
+            lua_newtable(L);
+        p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else if (r->which == CB_CALL && !r->f->answered &&
+               !(n >= 1 && lua_touserdata(L, 2) == ltand_noreply_marker())) {
+        set_reply(L, 2, n, r->msg->op != TAND_OP_ENCODED, r->reply);
+        r->f->answered = 1; /* the engine sends this reply */
+        r->engine_replies = 1;
+    }
+    if (r->which != CB_TERMINATE)
+        save_state(p);
+    return 0;
+}
+
+/* Runs callback r->which under its deadline and the traceback handler.
+** LUA_OK, or an error status with the message at the top of the stack. */
+static int run_callback(cb_run *r)
+{
+    lua_State *L = r->p->L;
+    lua_pushcfunction(L, ltand_traceback);
+    lua_pushcfunction(L, callback_protected);
+    lua_pushlightuserdata(L, r);
+    return invoke(r->p, 1, 0);
+}
+
+/* The built-in answer to a request by name. [-0, +0, e] */
+static int default_call_protected(lua_State *L)
+{
+    cb_run *r = lua_touserdata(L, 1);
+    lua_pushcfunction(L, pm_default);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->p->ref_machine);
+    if (push_request(r->p, r->msg) != 0) {
+        r->bad_request = 1;
+        return 0;
+    }
+    lua_call(L, 2, LUA_MULTRET);
+    set_reply(L, 2, lua_gettop(L) - 1, r->msg->op != TAND_OP_ENCODED,
+              r->reply);
+    return 0;
+}
+
+static void too_big(tand_msg *reply)
+{
+    static const char text[] = "the request does not fit in the policy's "
+                               "memory_limit";
+    reply->status = TAND_ENOMEM;
+    tand_msg_set_text(reply, text, sizeof text - 1);
+}
+
+static void bad_request(tand_msg *reply)
+{
+    static const char text[] = "a request is {op, args...}";
+    reply->status = TAND_EBADREQ;
+    tand_msg_set_text(reply, text, sizeof text - 1);
+}
+
 /* The call's built-in answer when the policy has no handle_call. */
 static void default_call(policy *p, tand_msg *req, tand_msg *reply)
 {
     lua_State *L = p->L;
-    int top = lua_gettop(L), n;
+    int top = lua_gettop(L);
+    cb_run r = {0};
     int64_t v;
     switch (req->op) {
     case TAND_OP_QUEUE_NEW_NUMBER:
@@ -1074,21 +1206,16 @@ static void default_call(policy *p, tand_msg *req, tand_msg *reply)
     default:
         break;
     }
-    if (push_request(p, req) != 0) {
-        lua_settop(L, top);
-        reply->status = TAND_EBADREQ;
-        tand_msg_set_text(reply, "a request is {op, args...}", 26);
-        return;
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
-    lua_insert(L, -2);
-    lua_pushcfunction(L, pm_default);
-    lua_insert(L, -3);
-    if (lua_pcall(L, 2, LUA_MULTRET, 0) != LUA_OK) {
-        reply->status = TAND_ENOMEM;
-    } else {
-        n = lua_gettop(L) - top;
-        set_reply(L, top + 1, n, req->op != TAND_OP_ENCODED, reply);
+    r.p = p;
+    r.msg = req;
+    r.reply = reply;
+    lua_pushcfunction(L, default_call_protected);
+    lua_pushlightuserdata(L, &r);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        tand_msg_clear(reply);
+        too_big(reply); /* the only error it can meet */
+    } else if (r.bad_request) {
+        bad_request(reply);
     }
     lua_settop(L, top);
 }
@@ -1098,87 +1225,81 @@ static int policy_call(void *state, tand_server *self, tand_msg *req,
 {
     policy *p = state;
     lua_State *L = p->L;
-    int base = lua_gettop(L), rc, n;
-    lfrom *f;
+    int base = lua_gettop(L), rc, replied;
+    cb_run r = {0};
     (void)self;
 
-    if (!get_callback(p, CB_CALL)) {
+    if (p->ref_callback[CB_CALL] == LUA_NOREF) {
         default_call(p, req, reply);
         return 0;
     }
-    lua_pushcfunction(L, ltand_traceback);
-    lua_insert(L, -2);
-    if (push_request(p, req) != 0) {
+    r.p = p;
+    r.which = CB_CALL;
+    r.msg = req;
+    r.from = from;
+    r.reply = reply;
+    rc = run_callback(&r);
+    /* Read before anything can allocate: past the run, nothing keeps the
+    ** `from` object from the collector. */
+    replied = r.f != NULL && r.f->answered && !r.engine_replies;
+    if (rc != LUA_OK && r.f != NULL)
+        r.f->answered = 1; /* by the crash (or already by the policy) */
+    if (rc != LUA_OK && !r.called) {
+        /* The request did not fit in memory_limit: the policy never saw
+        ** it, so its state is intact and the server goes on. */
         lua_settop(L, base);
-        reply->status = TAND_EBADREQ;
-        tand_msg_set_text(reply, "a request is {op, args...}", 26);
+        too_big(reply);
         return 0;
     }
-    f = lua_newuserdatauv(L, sizeof *f, 0);
-    f->from = from;
-    f->answered = 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_from_meta);
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_insert(L, base + 1); /* keep the from below the call */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
-    rc = invoke(p, 4, LUA_MULTRET);
-    /* stack: base+1 from, base+2 handler, then results or the error */
     if (rc != LUA_OK) {
-        if (f->answered) { /* it replied, then crashed */
+        if (replied) { /* it answered with machine:reply, then crashed */
             crash(p, NULL);
             rc = TAND_NOREPLY;
         } else {
+            tand_msg_clear(reply);
             crash(p, reply);
-            f->answered = 1;
             rc = 0;
         }
         lua_settop(L, base);
         return rc;
     }
-    n = lua_gettop(L) - (base + 2);
-    if (f->answered || (n >= 1 && lua_touserdata(L, base + 3) ==
-                                      ltand_noreply_marker())) {
-        lua_settop(L, base);
-        save_state(p);
-        return TAND_NOREPLY;
-    }
-    set_reply(L, base + 3, n, req->op != TAND_OP_ENCODED, reply);
-    f->answered = 1; /* the engine sends this reply */
     lua_settop(L, base);
-    save_state(p);
+    if (r.bad_request) {
+        bad_request(reply);
+        return 0;
+    }
+    return r.engine_replies ? 0 : TAND_NOREPLY;
+}
+
+/* Tells whether an encoded cast is reset_state. [-0, +0, e] */
+static int default_cast_protected(lua_State *L)
+{
+    cb_run *r = lua_touserdata(L, 1);
+    if (push_request(r->p, r->msg) == 0) {
+        lua_rawgeti(L, -1, 1);
+        r->reset = strcmp(lua_tostring(L, -1), "reset_state") == 0;
+    }
     return 0;
 }
 
-/* The built-in answer to a cast: reset_state; anything else is ignored. */
+/* The built-in answer to a cast: reset_state; anything else (or what
+** cannot be decoded within memory_limit) is ignored. */
 static void default_cast(policy *p, tand_msg *msg)
 {
     lua_State *L = p->L;
     int top = lua_gettop(L);
+    cb_run r = {0};
     if (msg->op == TAND_OP_RESET_STATE) {
         t_reset(p);
-    } else if (msg->op == TAND_OP_ENCODED && push_request(p, msg) == 0) {
-        lua_rawgeti(L, -1, 1);
-        if (strcmp(lua_tostring(L, -1), "reset_state") == 0)
+    } else if (msg->op == TAND_OP_ENCODED) {
+        r.p = p;
+        r.msg = msg;
+        lua_pushcfunction(L, default_cast_protected);
+        lua_pushlightuserdata(L, &r);
+        if (lua_pcall(L, 1, 0, 0) == LUA_OK && r.reset)
             t_reset(p);
     }
     lua_settop(L, top);
-}
-
-/* Calls the callback below its one argument with (arg, state, machine):
-** a crash stops the server, else the state is saved. */
-static void run_notice(policy *p, int base)
-{
-    lua_State *L = p->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
-    if (invoke(p, 3, 0) != LUA_OK) {
-        crash(p, NULL);
-    } else {
-        lua_settop(L, base);
-        save_state(p);
-    }
 }
 
 static void policy_cast(void *state, tand_server *self, tand_msg *msg)
@@ -1186,15 +1307,20 @@ static void policy_cast(void *state, tand_server *self, tand_msg *msg)
     policy *p = state;
     lua_State *L = p->L;
     int base = lua_gettop(L);
+    cb_run r = {0};
     (void)self;
-    lua_pushcfunction(L, ltand_traceback);
-    if (get_callback(p, CB_CAST) && push_request(p, msg) == 0) {
-        run_notice(p, base);
-    } else {
-        lua_settop(L, base);
+    if (p->ref_callback[CB_CAST] == LUA_NOREF) {
         default_cast(p, msg);
+        return;
     }
+    r.p = p;
+    r.which = CB_CAST;
+    r.msg = msg;
+    if (run_callback(&r) != LUA_OK && r.called)
+        crash(p, NULL); /* (a cast too big for memory_limit is dropped) */
     lua_settop(L, base);
+    if (r.bad_request)
+        default_cast(p, msg);
 }
 
 static void policy_info(void *state, tand_server *self, tand_msg *msg)
@@ -1202,15 +1328,16 @@ static void policy_info(void *state, tand_server *self, tand_msg *msg)
     policy *p = state;
     lua_State *L = p->L;
     int base = lua_gettop(L);
+    cb_run r = {0};
     (void)self;
-    lua_pushcfunction(L, ltand_traceback);
-    if (!get_callback(p, CB_INFO)) {
-        lua_settop(L, base); /* ignored, like the built-in machine */
-        return;
-    }
-    if (msg->data == NULL || ltand_decode(L, msg->data, msg->size, 0) < 0)
-        lua_pushnil(L);
-    run_notice(p, base);
+    if (p->ref_callback[CB_INFO] == LUA_NOREF)
+        return; /* ignored, like the built-in machine */
+    r.p = p;
+    r.which = CB_INFO;
+    r.data = msg->data;
+    r.size = msg->size;
+    if (run_callback(&r) != LUA_OK && r.called)
+        crash(p, NULL); /* (a message too big for memory_limit is dropped) */
     lua_settop(L, base);
 }
 
@@ -1218,21 +1345,19 @@ static void policy_terminate(void *state, tand_server *self, int reason,
                              const char *detail)
 {
     policy *p = state;
-    lua_State *L;
+    cb_run r = {0};
     (void)self;
     if (p == NULL)
         return;
-    L = p->L;
-    lua_settop(L, 0);
-    lua_pushcfunction(L, ltand_traceback);
-    if (p->ref_policy != LUA_NOREF && get_callback(p, CB_TERMINATE)) {
-        if (detail != NULL)
-            lua_pushstring(L, detail);
-        else
-            lua_pushstring(L, reason == 0 ? "normal" : tand_errname(reason));
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_machine);
-        invoke(p, 3, 0); /* an error here changes nothing any more */
+    lua_settop(p->L, 0);
+    if (p->ref_policy != LUA_NOREF &&
+        p->ref_callback[CB_TERMINATE] != LUA_NOREF) {
+        r.p = p;
+        r.which = CB_TERMINATE;
+        r.reason = detail != NULL ? detail
+                   : reason == 0  ? "normal"
+                                  : tand_errname(reason);
+        run_callback(&r); /* an error here changes nothing any more */
     }
     policy_free(p);
 }

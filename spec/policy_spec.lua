@@ -350,6 +350,40 @@ describe("a policy's memory", function()
   end)
 end)
 
+describe("a message bigger than a policy's memory_limit", function()
+  local big = string.rep("a", 400000)
+  local function counting()
+    return { init = function() return { n = 0 } end,
+             handle_call = function(r, from, state)
+               state.n = state.n + 1
+               return state.n
+             end,
+             handle_cast = function(r, state) state.n = state.n + 100 end }
+  end
+
+  it("is refused with out_of_memory and the server goes on", function()
+    local m = assert(start(counting, { memory_limit = 256 * 1024 }))
+    assert.equal(1, m:call("x"))
+    local v, err, detail = m:call("x", big)
+    assert.is_nil(v); assert.equal("out_of_memory", err)
+    assert.matches("memory_limit", detail)
+    assert.equal(2, m:call("x")) -- the state never saw the big one
+    assert.is_true(m:cast("y", big))
+    m:cast("y")
+    assert.equal(103, m:call("x")) -- the big cast was dropped
+    m:stop()
+  end)
+
+  it("is refused by the built-in behaviour too", function()
+    local m = assert(start(function() return {} end,
+                           { memory_limit = 256 * 1024 }))
+    local v, err = m:call("queue_new_number", big)
+    assert.is_nil(v); assert.equal("out_of_memory", err)
+    assert.equal(1, m:queue_new_number())
+    m:stop()
+  end)
+end)
+
 describe("a policy waiting on another server", function()
   it("does not stall the engine's other servers", function()
     local slow = assert(start(function()
