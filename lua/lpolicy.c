@@ -811,6 +811,7 @@ typedef struct cb_run {
 } cb_run;
 
 static int run_callback(cb_run *r);
+static int decode_protected(lua_State *L);
 static void save_state(policy *p);
 
 static int policy_init(tand_server *self, void *arg, void **state)
@@ -945,15 +946,37 @@ static int resume_journal(policy *p, policy_config *c)
     if (rc != 0)
         return fail_init(c, rc, "%scannot read the journal", "");
     if (found) {
-        int pushed = ltand_decode(p->L, blob, n, 0);
+        cb_run r = {0};
+        int status;
+        r.data = blob;
+        r.size = n;
+        lua_pushcfunction(p->L, decode_protected);
+        lua_pushlightuserdata(p->L, &r);
+        status = lua_pcall(p->L, 1, 1, 0);
         free(blob);
-        if (pushed < 0) {
+        if (status != LUA_OK || r.bad_request) {
             lua_pop(p->L, 1);
-            return fail_init(c, TAND_EJOURNAL,
-                             "%sthe journal's policy state is not valid", "");
+            return fail_init(c, status != LUA_OK ? TAND_ENOMEM : TAND_EJOURNAL,
+                             status != LUA_OK
+                                 ? "%sthe journal's policy state does not fit "
+                                   "in memory_limit"
+                                 : "%sthe journal's policy state is not valid",
+                             "");
         }
     }
     return 0;
+}
+
+/* Pushes the value a saved state decodes to (bad_request when it is not
+** MessagePack), in protected mode. [-0, +(0|1), e] */
+static int decode_protected(lua_State *L)
+{
+    cb_run *r = lua_touserdata(L, 1);
+    if (ltand_decode(L, r->data, r->size, 0) < 0) {
+        r->bad_request = 1;
+        return 0;
+    }
+    return 1;
 }
 
 /* Saves the state after a callback when it is plain data; a state that

@@ -78,6 +78,26 @@ describe("a journaled machine", function()
     m:stop()
   end)
 
+  it("refuses to resume a saved state bigger than memory_limit", function()
+    local p = path("big_state.db")
+    local function policy()
+      return { handle_call = function(r, from, state)
+        state.blob = string.rep("b", r[2])
+        return #state.blob
+      end }
+    end
+    local m = assert(deli(p, { policy = policy }))
+    assert.equal(400000, m:call("keep", 400000))
+    m:stop()
+    local none, err, detail = deli(p, { policy = policy,
+                                        memory_limit = 256 * 1024 })
+    assert.is_nil(none); assert.equal("out_of_memory", err)
+    assert.matches("memory_limit", detail)
+    m = assert(deli(p, { policy = policy })) -- the journal is untouched
+    assert.equal(10, m:call("keep", 10))
+    m:stop()
+  end)
+
   it("with durability = 'os' resumes after a stop", function()
     local p = path("os.db")
     local m = assert(deli(p, { durability = "os" }))
