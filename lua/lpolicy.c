@@ -5,9 +5,10 @@
 ** tand.start's thread while the server is not yet visible and from then
 ** on used only by whichever thread runs the server (one at a time, the
 ** engine's guarantee), so the state needs no lock. The policy's callbacks
-** run under lua_pcall with a traceback handler; an error crashes the
-** server as in OTP: the caller gets server_crashed with the traceback and
-** the engine answers every other waiting caller. The built-in operations
+** run under lua_pcall with a traceback handler, their arguments built
+** inside the same protected call (so memory_limit is never a panic); an
+** error crashes the server as in OTP: the caller gets server_crashed with
+** the traceback and the engine answers every other waiting caller. The built-in operations
 ** work on a tand_tickets owned by the server, with no message.
 ** Callback deadlines: a running callback publishes its deadline in an
 ** atomic (two stores per callback, nothing else); one watchdog thread for
@@ -20,7 +21,8 @@
 ** that pass an armed hook on to it. wd_mu guards the watchdog's list (lock
 ** order: wd_mu, then run_mu), and a server leaves the list before its
 ** state is closed. The memory limit is an allocator that counts the
-** state's bytes (server thread only).
+** state's bytes and keeps its freed small blocks in a pool (lpool.c);
+** both belong to the thread running the server, like the state.
 */
 #include "ltand.h"
 
