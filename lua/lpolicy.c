@@ -8,8 +8,9 @@
 ** run under lua_pcall with a traceback handler, their arguments built
 ** inside the same protected call (so memory_limit is never a panic); an
 ** error crashes the server as in OTP: the caller gets server_crashed with
-** the traceback and the engine answers every other waiting caller. The built-in operations
-** work on a tand_tickets owned by the server, with no message.
+** the traceback and the engine answers every other waiting caller. The
+** built-in operations work on a tand_tickets owned by the server, with no
+** message.
 ** Callback deadlines: a running callback publishes its deadline in an
 ** atomic (two stores per callback, nothing else); one watchdog thread for
 ** the process scans the live policy servers a few times per second and,
@@ -798,7 +799,7 @@ static int resume_journal(policy *p, policy_config *c);
 ** "running callbacks in protected mode" below). */
 typedef struct cb_run {
     policy *p;
-    int which;             /* CB_INIT, CB_CALL, CB_CAST, CB_INFO, CB_TERMINATE */
+    int which;             /* one of CB_INIT .. CB_TERMINATE */
     const tand_msg *msg;   /* CB_CALL, CB_CAST: the request */
     const char *data;      /* CB_INIT, CB_INFO: MessagePack, or NULL */
     size_t size;
@@ -956,15 +957,15 @@ static int resume_journal(policy *p, policy_config *c)
         lua_pushlightuserdata(p->L, &r);
         status = lua_pcall(p->L, 1, 1, 0);
         free(blob);
-        if (status != LUA_OK || r.bad_request) {
+        if (status != LUA_OK || r.bad_request)
             lua_pop(p->L, 1);
-            return fail_init(c, status != LUA_OK ? TAND_ENOMEM : TAND_EJOURNAL,
-                             status != LUA_OK
-                                 ? "%sthe journal's policy state does not fit "
-                                   "in memory_limit"
-                                 : "%sthe journal's policy state is not valid",
-                             "");
-        }
+        if (status != LUA_OK)
+            return fail_init(c, TAND_ENOMEM,
+                             "%sthe journal's policy state does not fit in "
+                             "memory_limit", "");
+        if (r.bad_request)
+            return fail_init(c, TAND_EJOURNAL,
+                             "%sthe journal's policy state is not valid", "");
     }
     return 0;
 }
@@ -1101,7 +1102,6 @@ static void crash(policy *p, tand_msg *reply)
 ** costs only the message: a call gets out_of_memory, a cast or an info is
 ** dropped, and the policy's state is untouched; once it runs it is a
 ** crash, as for any error in a callback. */
-
 
 /* Pushes the callback's arguments, calls it and takes in its results.
 ** [-0, +0, e] */

@@ -232,7 +232,6 @@ static bool replied(tand_from *slot)
            SLOT_REPLIED;
 }
 
-/* Folds a reply time into the server's running average (1/8 weight). */
 /* Folds this call's wait into the server's recent reply time. start is
 ** 0 when the reply came before the first clock reading (a few dozen
 ** spins, far below SPIN_MIN_NS): that wait counts as none, without

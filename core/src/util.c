@@ -147,9 +147,8 @@ int tand__mutex_init(pthread_mutex_t *mu)
 
 int64_t tand__deadline(int64_t timeout_ms)
 {
-    if (timeout_ms < 0 || timeout_ms > INT64_MAX / 2000000)
-        return INT64_MAX;
-    return tand__now_ns() + timeout_ms * 1000000;
+    lazy_deadline d = tand__lazy(timeout_ms);
+    return tand__lazy_ns(&d);
 }
 
 void tand__lazy_from(lazy_deadline *d, int64_t now)
