@@ -808,7 +808,7 @@ typedef struct cb_run {
     tand_msg *reply;       /* CB_CALL: the reply the engine sends */
     lfrom *f;              /* CB_CALL: the `from` given to the callback */
     int called;            /* the arguments were built, the callback ran */
-    int bad_request;       /* the message is not {op, args...} */
+    int bad_request;       /* not {op, args...} (a saved state: not valid) */
     int engine_replies;    /* CB_CALL: *reply holds the callback's answer */
     int reset;             /* default_cast: the cast is reset_state */
 } cb_run;
