@@ -11,8 +11,10 @@
 ** the server for a few microseconds (linger) while no other server waits;
 ** a push in that window finds it still scheduled and is picked up by the
 ** lingering worker, which re-checks the mailbox, `stopping` and the idle
-** timer under s->mu before it lets go. Messages from one thread are pushed in
-** program order into a FIFO, hence handled in the order sent. Stopping sets
+** timer under s->mu before it lets go; once it has, the turn touches the
+** server no more, since another thread may then stop it and drop the last
+** reference. Messages from one thread are pushed in program order into a
+** FIFO, hence handled in the order sent. Stopping sets
 ** `stopping` under s->mu, which refuses new pushes at once; the server's
 ** own thread then runs terminate, answers every queued and deferred caller
 ** (noproc for a normal stop, the reason otherwise), drops its name and id,
@@ -872,13 +874,16 @@ int tand__server_run(tand_server *s, int max_msgs)
     t1 = tand__now_ns();
     if (handled > 0)
         atomic_store_explicit(&s->last_active_ns, t1, memory_order_relaxed);
+    /* Counted before the server is given up: once `scheduled` is clear
+    ** and the lock free, another worker may run its stop and the last
+    ** reference may go, so this turn touches `s` no more. */
+    atomic_fetch_add_explicit(&s->n_handler_ns,
+                              (uint64_t)(t1 - t0 - lingered_ns),
+                              memory_order_relaxed);
     requeue = s->mb.count > 0 || s->timer_fired;
     if (!requeue)
         s->scheduled = 0;
     pthread_mutex_unlock(&s->mu);
-    atomic_fetch_add_explicit(&s->n_handler_ns,
-                              (uint64_t)(t1 - t0 - lingered_ns),
-                              memory_order_relaxed);
     if (requeue)
         tand__runtime_schedule(s->rt, s);
     tand__current = prev;
