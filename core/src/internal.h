@@ -250,6 +250,8 @@ struct tand_runtime {
     bool closed;                 /* guarded by table_mu */
 
     _Atomic(void *) pump_owner;  /* pumped mode: the pumping thread */
+    _Atomic int pins;            /* threads that still use rt through a
+                                 ** server: tand_runtime_free waits them */
 };
 
 /* Puts a server that has work on the run queue; the caller has just set
@@ -267,6 +269,11 @@ extern _Thread_local tand_runtime *tand__worker_of;
 /* Pumped mode helper for waits: pump a little if nobody else is. */
 TAND_HIDDEN void tand__runtime_help(tand_runtime *rt);
 TAND_HIDDEN bool tand__runtime_pumped(const tand_runtime *rt);
+/* The runtime of a server that is not stopping, kept alive (against a
+** concurrent tand_runtime_free) until tand__runtime_unpin; NULL once the
+** server is stopping. */
+TAND_HIDDEN tand_runtime *tand__server_pin(tand_server *s);
+TAND_HIDDEN void tand__runtime_unpin(tand_runtime *rt);
 
 /* ---- tables (table.c): names and ids ---- */
 TAND_HIDDEN tand_table *tand__table_new(void);

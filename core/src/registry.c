@@ -20,11 +20,12 @@ int tand_register(tand_server *s, const char *name)
     if (s == NULL || name == NULL || name[0] == '\0' ||
         strlen(name) > TAND_NAME_MAX)
         return TAND_EINVAL;
-    if (!tand_server_alive(s))
-        return TAND_ENOPROC;
-    rt = s->rt;
     if ((copy = tand__strdup(name)) == NULL)
         return TAND_ENOMEM;
+    if ((rt = tand__server_pin(s)) == NULL) {
+        free(copy);
+        return TAND_ENOPROC;
+    }
     pthread_mutex_lock(&rt->table_mu);
     if (tand__table_get(rt->by_id, &s->id, sizeof s->id) != s) {
         rc = TAND_ENOPROC; /* ended meanwhile */
@@ -38,6 +39,7 @@ int tand_register(tand_server *s, const char *name)
         }
     }
     pthread_mutex_unlock(&rt->table_mu);
+    tand__runtime_unpin(rt);
     free(copy);
     return rc;
 }

@@ -21,9 +21,15 @@
 ** a detached spare worker when fewer than `nworkers` would remain not
 ** blocked; a spare ends when it is surplus (after a turn, or
 ** after idling SPARE_IDLE_NS), and shutdown waits on spares_done.
+** tand_runtime_free stops every server and waits for each one's end; a
+** thread that goes on using rt through a server after that end (a caller
+** answered noproc on its way out of tand__slot_wait) holds a pin taken
+** while the server was not stopping, and the free waits for the pins and
+** for any pumping thread before it lets go of rt.
 */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -553,6 +559,19 @@ void tand_runtime_free(tand_runtime *rt)
             tand_server_release(all[i]);
         }
         free(all);
+    }
+    /* Every server has ended, so whoever still holds a pin (a caller just
+    ** answered noproc) has nothing left to wait for but the CPU; likewise
+    ** a host thread still inside tand_runtime_pump. */
+    while (atomic_load_explicit(&rt->pins, memory_order_acquire) > 0)
+        sched_yield();
+    if (tand__runtime_pumped(rt)) {
+        void *none = NULL;
+        while (!atomic_compare_exchange_weak(&rt->pump_owner, &none,
+                                             &pump_marker)) {
+            none = NULL;
+            sched_yield();
+        }
     }
     stop_threads(rt, rt->nworkers);
     while (rt->heap_len > 0) {

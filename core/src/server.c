@@ -261,8 +261,35 @@ static bool wait_on(tand_server *s, pthread_cond_t *cv, int64_t deadline_ns)
     return tand__cond_wait_until(cv, &s->mu, deadline_ns);
 }
 
-/* Internal push flag: past the mailbox limit (the engine's notices). */
+/* Internal push flags: past the mailbox limit (the engine's notices);
+** pin the runtime when the push succeeds (see tand__server_pin). */
 #define FORCE 0x100
+#define PIN 0x200
+
+/* A server that is not stopping has not ended, so its runtime is not
+** freed yet (tand_runtime_free waits for every server's end); the pin,
+** taken under s->mu, makes it wait for the unpin too. */
+static void pin_locked(tand_server *s)
+{
+    atomic_fetch_add_explicit(&s->rt->pins, 1, memory_order_relaxed);
+}
+
+tand_runtime *tand__server_pin(tand_server *s)
+{
+    tand_runtime *rt = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+        pin_locked(s);
+        rt = s->rt;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rt;
+}
+
+void tand__runtime_unpin(tand_runtime *rt)
+{
+    atomic_fetch_sub_explicit(&rt->pins, 1, memory_order_release);
+}
 
 /* Queues an envelope; consumes nothing on failure (the caller cleans). */
 static int push(tand_server *s, const envelope *e, lazy_deadline *deadline,
@@ -301,6 +328,8 @@ static int push(tand_server *s, const envelope *e, lazy_deadline *deadline,
         s->room_waiters--;
     }
     if (rc == 0) {
+        if (flags & PIN)
+            pin_locked(s);
         note_depth(s);
         if (!s->scheduled) {
             s->scheduled = 1;
@@ -336,6 +365,7 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
 {
     envelope e;
     lazy_deadline deadline = tand__lazy(timeout_ms);
+    tand_runtime *rt;
     int rc;
 
     if (reply != NULL)
@@ -350,21 +380,25 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
     }
     if (call_envelope(s, req, &e) != 0)
         return TAND_ENOMEM;
-    rc = push(s, &e, &deadline, flags);
+    /* Pinned: the wait uses the runtime even if another thread frees it
+    ** meanwhile (that stops the server and answers this call). */
+    rc = push(s, &e, &deadline, flags | PIN);
     if (rc != 0) {
         tand_msg_clear(&e.msg);
         tand__slot_free(e.slot);
         return rc;
     }
+    rt = s->rt;
     if (tand__worker_of != NULL) {
         /* A handler waits on another server: keep the others running. */
         tand_runtime *mine = tand__worker_of;
         tand__runtime_block(mine);
-        rc = tand__slot_wait(e.slot, s->rt, &deadline, &s->reply_ns, reply);
+        rc = tand__slot_wait(e.slot, rt, &deadline, &s->reply_ns, reply);
         tand__runtime_unblock(mine);
     } else {
-        rc = tand__slot_wait(e.slot, s->rt, &deadline, &s->reply_ns, reply);
+        rc = tand__slot_wait(e.slot, rt, &deadline, &s->reply_ns, reply);
     }
+    tand__runtime_unpin(rt);
     if (rc == TAND_ETIMEDOUT) {
         count(&s->n_timeouts);
         return rc;
@@ -907,13 +941,29 @@ void tand__server_fire_idle(tand_server *s)
         tand__runtime_schedule(s->rt, s);
 }
 
+/* Waits until the stopping server s has finished its end or the deadline
+** passes; true if it has finished. */
+static bool wait_finished(tand_server *s, int64_t deadline)
+{
+    bool finished;
+    if (tand__worker_of != NULL) /* a handler waits: keep others running */
+        tand__runtime_block(tand__worker_of);
+    pthread_mutex_lock(&s->mu);
+    while (!s->finished && wait_on(s, &s->ended_cv, deadline))
+        ;
+    finished = s->finished;
+    pthread_mutex_unlock(&s->mu);
+    if (tand__worker_of != NULL)
+        tand__runtime_unblock(tand__worker_of);
+    return finished;
+}
+
 int tand_server_stop(tand_server *s, int reason, const char *detail,
                      int64_t timeout_ms)
 {
     int64_t deadline;
     bool schedule = false;
     char *copy = NULL;
-    int rc = 0;
 
     if (s == NULL || reason > 0)
         return TAND_EINVAL;
@@ -924,11 +974,10 @@ int tand_server_stop(tand_server *s, int reason, const char *detail,
     if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
         /* Stopped by someone else: still wait for its end, so that its
         ** name is free when this returns, as for the first stopper. */
+        pthread_mutex_unlock(&s->mu);
         free(copy);
         if (tand__current != s && timeout_ms != 0)
-            while (!s->finished && wait_on(s, &s->ended_cv, deadline))
-                ;
-        pthread_mutex_unlock(&s->mu);
+            wait_finished(s, deadline);
         return TAND_ENOPROC;
     }
     s->stop_reason = reason;
@@ -944,20 +993,7 @@ int tand_server_stop(tand_server *s, int reason, const char *detail,
         tand__runtime_schedule(s->rt, s);
     if (tand__current == s || timeout_ms == 0)
         return 0;
-
-    if (tand__worker_of != NULL) /* a handler waits: keep others running */
-        tand__runtime_block(tand__worker_of);
-    pthread_mutex_lock(&s->mu);
-    while (!s->finished) {
-        if (!wait_on(s, &s->ended_cv, deadline) && !s->finished) {
-            rc = TAND_ETIMEDOUT;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (tand__worker_of != NULL)
-        tand__runtime_unblock(tand__worker_of);
-    return rc;
+    return wait_finished(s, deadline) ? 0 : TAND_ETIMEDOUT;
 }
 
 int tand_server_set_idle(tand_server *s, int64_t idle_ms, int action)
@@ -967,9 +1003,8 @@ int tand_server_set_idle(tand_server *s, int64_t idle_ms, int action)
         (idle_ms >= 0 && action != TAND_IDLE_NOTIFY &&
          action != TAND_IDLE_STOP))
         return TAND_EINVAL;
-    if (!tand_server_alive(s))
+    if ((rt = tand__server_pin(s)) == NULL)
         return TAND_ENOPROC;
-    rt = s->rt;
     pthread_mutex_lock(&rt->timer_mu);
     s->idle_ms = idle_ms;
     s->idle_action = action;
@@ -979,5 +1014,6 @@ int tand_server_set_idle(tand_server *s, int64_t idle_ms, int action)
         tand__timer_arm(rt, s);
     else
         tand__timer_cancel(rt, s);
+    tand__runtime_unpin(rt);
     return 0;
 }

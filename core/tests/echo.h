@@ -21,8 +21,10 @@ enum {
     ORDER = 7,    /* ival[0] sender, ival[1] sequence number */
     COUNT = 8,    /* reply the next number of a counter */
     RELAY = 9,    /* call server id ival[0] with ECHO ival[1]; reply it */
-    CASTTO = 10   /* cast to server id ival[0], waiting up to ival[1] ms
+    CASTTO = 10,  /* cast to server id ival[0], waiting up to ival[1] ms
                   ** for room; reply the status */
+    STOPID = 11   /* stop server id ival[0], waiting up to ival[1] ms for
+                  ** its end; reply the status, and ival[0] = ms waited */
 };
 
 #define ECHO_SENDERS 64
@@ -142,6 +144,18 @@ static inline int echo_call(void *state, tand_server *self, tand_msg *req,
             return 0;
         inner.op = ECHO;
         reply->status = tand_cast(other, &inner, req->ival[1], 0);
+        tand_server_release(other);
+        return 0;
+    }
+    case STOPID: {
+        tand_server *other;
+        int64_t t0 = tand_now_ms();
+        reply->status = tand_server_lookup(tand_server_runtime(self),
+                                           (uint64_t)req->ival[0], &other);
+        if (reply->status != 0)
+            return 0;
+        reply->status = tand_server_stop(other, 0, NULL, req->ival[1]);
+        reply->ival[0] = tand_now_ms() - t0;
         tand_server_release(other);
         return 0;
     }

@@ -1,6 +1,6 @@
 /*
 ** test_runtime.c - the pumped mode, 100,000 servers, and freeing a
-** runtime while callers wait.
+** runtime while callers wait or keep calling.
 */
 #include "check.h"
 #include "echo.h"
@@ -134,6 +134,71 @@ static void free_with_waiters(void)
     tand_server_release(s);
 }
 
+typedef struct busy {
+    tand_server *s;
+    atomic_int started;
+    int rc;
+} busy;
+
+static void *call_until_refused(void *arg)
+{
+    busy *b = arg;
+    do {
+        atomic_store(&b->started, 1);
+        b->rc = echo_req(b->s, ECHO, 1, 0, 10000, NULL);
+    } while (b->rc == 0);
+    return NULL;
+}
+
+static void *configure_until_refused(void *arg)
+{
+    busy *b = arg;
+    do {
+        atomic_store(&b->started, 1);
+        b->rc = tand_server_set_idle(b->s, 60000, TAND_IDLE_NOTIFY);
+        if (b->rc == 0)
+            b->rc = tand_register(b->s, "busy");
+    } while (b->rc == 0);
+    return NULL;
+}
+
+/* Freeing a runtime while other threads call, arm the idle timer and
+** register: each is refused with noproc and none uses the runtime after
+** it is gone (the sanitizer builds check the second part). */
+static void free_while_busy(int workers)
+{
+    int round;
+    for (round = 0; round < 300; round++) {
+        tand_runtime *rt;
+        tand_runtime_options o = {workers};
+        echo_shared sh = {0};
+        pthread_t th[3];
+        busy b[3];
+        int i;
+
+        CHECK_OK(tand_runtime_new(&o, &rt));
+        CHECK_OK(echo_start(rt, &sh, 0, NULL, &b[0].s));
+        for (i = 0; i < 3; i++) {
+            b[i].s = b[0].s;
+            atomic_init(&b[i].started, 0);
+            pthread_create(&th[i], NULL,
+                           i < 2 ? call_until_refused
+                                 : configure_until_refused,
+                           &b[i]);
+        }
+        for (i = 0; i < 3; i++)
+            WAIT_FOR(atomic_load(&b[i].started), 5000);
+        if (round % 2)
+            sleep_ms(1);
+        tand_runtime_free(rt);
+        for (i = 0; i < 3; i++) {
+            pthread_join(th[i], NULL);
+            CHECK_RC(b[i].rc, TAND_ENOPROC);
+        }
+        tand_server_release(b[0].s);
+    }
+}
+
 typedef struct relay {
     tand_server *from, *to;
     int64_t value;
@@ -187,11 +252,63 @@ static void blocked_workers(void)
     CHECK_INT(atomic_load(&sh.terminated), 5);
 }
 
+/* With one worker, a handler that stops a server another thread is
+** already stopping waits for its end without holding the worker that end
+** needs. */
+static void second_stopper_in_handler(void)
+{
+    tand_runtime *rt;
+    tand_runtime_options o = {1};
+    tand_server *a, *b;
+    tand_replies *box;
+    tand_msg req = {0}, reply;
+    echo_shared sh = {0};
+    uint64_t tag;
+    int got = 0;
+
+    CHECK_OK(tand_runtime_new(&o, &rt));
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &a));
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &b));
+    CHECK_OK(tand_replies_new(&box));
+    /* a holds the worker; b's stop and a's stop of b queue behind it */
+    req.op = SLEEP;
+    req.ival[0] = 200;
+    CHECK_OK(tand_call_async(a, &req, 10000, 0, box, 1));
+    WAIT_FOR(atomic_load(&sh.handled_sleeps) == 1, 5000);
+    CHECK_OK(tand_server_stop(b, 0, NULL, 0));
+    memset(&req, 0, sizeof req);
+    req.op = STOPID;
+    req.ival[0] = (int64_t)tand_server_id(b);
+    req.ival[1] = 5000;
+    CHECK_OK(tand_call_async(a, &req, 10000, 0, box, 2));
+    while (got < 2) {
+        CHECK_OK(tand_replies_wait(box, 10000));
+        while (tand_replies_take(box, &tag, &reply)) {
+            got++;
+            if (tag == 2) {
+                CHECK_RC(reply.status, TAND_ENOPROC);
+                CHECK(reply.ival[0] < 2500); /* 5000 if it stalled */
+            } else {
+                CHECK_OK(reply.status);
+            }
+            tand_msg_clear(&reply);
+        }
+    }
+    CHECK(!tand_server_alive(b));
+    tand_replies_free(box);
+    tand_server_release(a);
+    tand_server_release(b);
+    tand_runtime_free(rt);
+}
+
 int main(void)
 {
     blocked_workers();
+    second_stopper_in_handler();
     pumped();
     many_servers();
     free_with_waiters();
+    free_while_busy(1);
+    free_while_busy(0);
     return check_done("test_runtime");
 }
