@@ -87,8 +87,10 @@ TAND_HIDDEN tand_from *tand__slot_new(void);
 TAND_HIDDEN void tand__slot_free(tand_from *slot);
 /* Caller side: waits for REPLIED or the deadline. Returns 0 with the reply
 ** moved to *reply, or TAND_ETIMEDOUT after abandoning the slot (then the
-** server owns and frees it). Pumps `rt` while waiting if it is pumped. */
-TAND_HIDDEN int tand__slot_wait(tand_from *slot, tand_runtime *rt,
+** server owns and frees it). `pumped`: the pumped runtime to pump while
+** waiting (pinned by the caller), or NULL; nothing else of a runtime is
+** used, so an answered caller does not need one any more. */
+TAND_HIDDEN int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
                                 lazy_deadline *deadline,
                                 _Atomic int64_t *reply_ns, tand_msg *reply);
 /* Server side: WAITING -> TAKEN. false: abandoned, and freed. */
@@ -236,7 +238,6 @@ struct tand_runtime {
     pthread_cond_t spares_done;  /* shutdown waits for spares here */
     _Atomic size_t rq_len;
     _Atomic int spinning_workers;
-    _Atomic int spinning_callers;
 
     pthread_mutex_t timer_mu;    /* the idle timer heap */
     pthread_cond_t timer_cv;
@@ -269,6 +270,8 @@ extern _Thread_local tand_runtime *tand__worker_of;
 /* Pumped mode helper for waits: pump a little if nobody else is. */
 TAND_HIDDEN void tand__runtime_help(tand_runtime *rt);
 TAND_HIDDEN bool tand__runtime_pumped(const tand_runtime *rt);
+/* Cores online (1..256), read once. */
+TAND_HIDDEN int tand__ncpu(void);
 /* The runtime of a server that is not stopping, kept alive (against a
 ** concurrent tand_runtime_free) until tand__runtime_unpin; NULL once the
 ** server is stopping. */

@@ -254,11 +254,14 @@ static int64_t first_reading(lazy_deadline *deadline)
     return now;
 }
 
-int tand__slot_wait(tand_from *slot, tand_runtime *rt,
+/* Callers spinning for a reply, counted process-wide: every runtime
+** shares the same cores. */
+static _Atomic int spinning_callers;
+
+int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
                     lazy_deadline *deadline, _Atomic int64_t *reply_ns,
                     tand_msg *reply)
 {
-    bool pumped = tand__runtime_pumped(rt);
     int64_t start = 0; /* the first clock reading, taken once a wait lasts */
     int64_t budget = 2 * atomic_load_explicit(reply_ns, memory_order_relaxed);
     int i;
@@ -267,12 +270,12 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt,
         budget = SPIN_MIN_NS;
     /* Spin while there are cores to spare and replies come quickly. */
     if (!pumped && budget <= 2 * SPIN_MAX_NS &&
-        atomic_fetch_add_explicit(&rt->spinning_callers, 1,
-                                  memory_order_relaxed) < rt->ncpu - 1) {
+        atomic_fetch_add_explicit(&spinning_callers, 1,
+                                  memory_order_relaxed) < tand__ncpu() - 1) {
         int64_t spin = budget > SPIN_MAX_NS ? SPIN_MAX_NS : budget;
         for (i = 1;; i++) {
             if (replied(slot)) {
-                atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
+                atomic_fetch_sub_explicit(&spinning_callers, 1,
                                           memory_order_relaxed);
                 learn(reply_ns, start);
                 return take_reply(slot, reply);
@@ -285,10 +288,10 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt,
                     break;
             }
         }
-        atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
+        atomic_fetch_sub_explicit(&spinning_callers, 1,
                                   memory_order_relaxed);
     } else if (!pumped && budget <= 2 * SPIN_MAX_NS) {
-        atomic_fetch_sub_explicit(&rt->spinning_callers, 1,
+        atomic_fetch_sub_explicit(&spinning_callers, 1,
                                   memory_order_relaxed);
     }
     if (start == 0)
@@ -299,7 +302,7 @@ int tand__slot_wait(tand_from *slot, tand_runtime *rt,
         while (!replied(slot)) {
             if (tand__now_ns() >= deadline->ns && tand__slot_abandon(slot))
                 return TAND_ETIMEDOUT;
-            tand__runtime_help(rt);
+            tand__runtime_help(pumped);
             if (!replied(slot))
                 sched_yield();
         }

@@ -21,11 +21,13 @@
 ** a detached spare worker when fewer than `nworkers` would remain not
 ** blocked; a spare ends when it is surplus (after a turn, or
 ** after idling SPARE_IDLE_NS), and shutdown waits on spares_done.
-** tand_runtime_free stops every server and waits for each one's end; a
-** thread that goes on using rt through a server after that end (a caller
-** answered noproc on its way out of tand__slot_wait) holds a pin taken
-** while the server was not stopping, and the free waits for the pins and
-** for any pumping thread before it lets go of rt.
+** tand_runtime_free stops every server and waits for each one's end. A
+** caller answered by that end may still be on its way out: in threaded
+** mode its wait uses nothing of rt; a thread that does use rt through a
+** server (a caller pumping a pumped runtime, tand_register,
+** tand_server_set_idle) holds a pin taken while the server was not
+** stopping, and the free waits for the pins and for any pumping thread
+** before it lets go of rt.
 */
 #include "internal.h"
 
@@ -419,10 +421,16 @@ void tand__runtime_help(tand_runtime *rt)
 
 /* ---- life cycle ---- */
 
-static int ncpu(void)
+int tand__ncpu(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
+    static _Atomic int cached;
+    int n = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (n == 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        n = online < 1 ? 1 : (online > 256 ? 256 : (int)online);
+        atomic_store_explicit(&cached, n, memory_order_relaxed);
+    }
+    return n;
 }
 
 static void destroy(tand_runtime *rt)
@@ -472,7 +480,7 @@ int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
     rt = tand__calloc(1, sizeof *rt);
     if (rt == NULL)
         return TAND_ENOMEM;
-    rt->ncpu = ncpu();
+    rt->ncpu = tand__ncpu();
     rt->nworkers = workers == -1 ? rt->ncpu : workers;
     pthread_mutex_init(&rt->mu, NULL);
     pthread_mutex_init(&rt->timer_mu, NULL);

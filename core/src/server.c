@@ -261,27 +261,24 @@ static bool wait_on(tand_server *s, pthread_cond_t *cv, int64_t deadline_ns)
     return tand__cond_wait_until(cv, &s->mu, deadline_ns);
 }
 
-/* Internal push flags: past the mailbox limit (the engine's notices);
-** pin the runtime when the push succeeds (see tand__server_pin). */
+/* Internal push flag: past the mailbox limit (the engine's notices). */
 #define FORCE 0x100
-#define PIN 0x200
 
 /* A server that is not stopping has not ended, so its runtime is not
 ** freed yet (tand_runtime_free waits for every server's end); the pin,
 ** taken under s->mu, makes it wait for the unpin too. */
-static void pin_locked(tand_server *s)
+static tand_runtime *pin_locked(tand_server *s)
 {
     atomic_fetch_add_explicit(&s->rt->pins, 1, memory_order_relaxed);
+    return s->rt;
 }
 
 tand_runtime *tand__server_pin(tand_server *s)
 {
     tand_runtime *rt = NULL;
     pthread_mutex_lock(&s->mu);
-    if (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
-        pin_locked(s);
-        rt = s->rt;
-    }
+    if (!atomic_load_explicit(&s->stopping, memory_order_relaxed))
+        rt = pin_locked(s);
     pthread_mutex_unlock(&s->mu);
     return rt;
 }
@@ -291,9 +288,11 @@ void tand__runtime_unpin(tand_runtime *rt)
     atomic_fetch_sub_explicit(&rt->pins, 1, memory_order_release);
 }
 
-/* Queues an envelope; consumes nothing on failure (the caller cleans). */
+/* Queues an envelope; consumes nothing on failure (the caller cleans).
+** With `pumped` non-NULL (a call that will wait), a push into a pumped
+** runtime pins it there for the wait; *pumped is NULL otherwise. */
 static int push(tand_server *s, const envelope *e, lazy_deadline *deadline,
-                int flags)
+                int flags, tand_runtime **pumped)
 {
     tand_runtime *blocked = NULL;
     bool schedule = false;
@@ -327,9 +326,10 @@ static int push(tand_server *s, const envelope *e, lazy_deadline *deadline,
         }
         s->room_waiters--;
     }
+    if (pumped != NULL)
+        *pumped = rc == 0 && tand__runtime_pumped(s->rt) ? pin_locked(s)
+                                                         : NULL;
     if (rc == 0) {
-        if (flags & PIN)
-            pin_locked(s);
         note_depth(s);
         if (!s->scheduled) {
             s->scheduled = 1;
@@ -365,7 +365,7 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
 {
     envelope e;
     lazy_deadline deadline = tand__lazy(timeout_ms);
-    tand_runtime *rt;
+    tand_runtime *pumped;
     int rc;
 
     if (reply != NULL)
@@ -380,25 +380,26 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
     }
     if (call_envelope(s, req, &e) != 0)
         return TAND_ENOMEM;
-    /* Pinned: the wait uses the runtime even if another thread frees it
-    ** meanwhile (that stops the server and answers this call). */
-    rc = push(s, &e, &deadline, flags | PIN);
+    /* From here on the server's runtime may be freed by another thread
+    ** (that stops the server and answers this call): only a pumped one,
+    ** which this wait pumps, is used, and it is pinned. */
+    rc = push(s, &e, &deadline, flags, &pumped);
     if (rc != 0) {
         tand_msg_clear(&e.msg);
         tand__slot_free(e.slot);
         return rc;
     }
-    rt = s->rt;
     if (tand__worker_of != NULL) {
         /* A handler waits on another server: keep the others running. */
         tand_runtime *mine = tand__worker_of;
         tand__runtime_block(mine);
-        rc = tand__slot_wait(e.slot, rt, &deadline, &s->reply_ns, reply);
+        rc = tand__slot_wait(e.slot, pumped, &deadline, &s->reply_ns, reply);
         tand__runtime_unblock(mine);
     } else {
-        rc = tand__slot_wait(e.slot, rt, &deadline, &s->reply_ns, reply);
+        rc = tand__slot_wait(e.slot, pumped, &deadline, &s->reply_ns, reply);
     }
-    tand__runtime_unpin(rt);
+    if (pumped != NULL)
+        tand__runtime_unpin(pumped);
     if (rc == TAND_ETIMEDOUT) {
         count(&s->n_timeouts);
         return rc;
@@ -421,7 +422,7 @@ int tand_call_async(tand_server *s, tand_msg *req, int64_t timeout_ms,
         return TAND_ENOMEM;
     /* In the box before the server can see it: a reply may come at once. */
     tand__replies_attach(box, e.slot, tag, tand__lazy_ns(&deadline));
-    rc = push(s, &e, &deadline, flags);
+    rc = push(s, &e, &deadline, flags, NULL);
     if (rc != 0) {
         tand__replies_detach(box, e.slot);
         tand_msg_clear(&e.msg);
@@ -444,7 +445,7 @@ static int send_kind(tand_server *s, tand_msg *msg, int64_t timeout_ms,
     e.slot = NULL;
     e.msg = *msg;
     memset(msg, 0, sizeof *msg);
-    rc = push(s, &e, &deadline, flags);
+    rc = push(s, &e, &deadline, flags, NULL);
     if (rc != 0)
         tand_msg_clear(&e.msg);
     return rc;
@@ -652,7 +653,7 @@ static void send_down(monitor *m, int reason, const char *detail)
     e.msg.ival[1] = reason;
     if (detail != NULL)
         tand_msg_set_text(&e.msg, detail, strlen(detail));
-    if (push(m->watcher, &e, &never, FORCE) != 0)
+    if (push(m->watcher, &e, &never, FORCE, NULL) != 0)
         tand_msg_clear(&e.msg); /* the watcher has ended too */
     tand_server_release(m->watcher);
     free(m);
