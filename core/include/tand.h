@@ -131,8 +131,10 @@ TAND_API int tand_runtime_new(const tand_runtime_options *opts,
                               tand_runtime **out);
 
 /* Stops every server of the runtime (their waiting callers get noproc),
-** joins its threads and frees it. Handles to its servers stay valid
-** objects until released, but every call on them fails with noproc.
+** joins its threads and frees it. Other threads may go on using handles
+** to its servers meanwhile: the free waits until none of them uses the
+** runtime any more. Handles stay valid objects until released, but every
+** call on them fails with noproc.
 ** Not to be called from one of the runtime's own handlers. NULL is fine.
 ** Thread: any but the runtime's.
 ** Blocks: until every server has ended and the threads are joined. */
