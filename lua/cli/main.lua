@@ -38,7 +38,8 @@ local commands = {
 }
 
 -- tand run: the script's errors carry a traceback; exit 1 if it raised.
-local function run(args)
+-- arg is laid out as lua5.4 does: the script at 0, what ran it below.
+local function run(args, program)
   local script = args[1]
   if script == nil then util.usage_error("run needs a script") end
   local chunk, err = loadfile(script)
@@ -49,7 +50,7 @@ local function run(args)
     io.stderr:write("tand run: ", err, "\n")
     return 2
   end
-  local a = { [0] = script }
+  local a = { [-2] = program, [-1] = "run", [0] = script }
   for i = 2, #args do a[i - 1] = args[i] end
   _G.arg = a
   local ok, e = xpcall(chunk, function(m)
@@ -74,7 +75,7 @@ function M.main(argv)
     return 0
   end
   local ok, code = pcall(function()
-    if cmd == "run" then return run(args) end
+    if cmd == "run" then return run(args, argv[0]) end
     local name = commands[cmd]
     if name == nil then util.usage_error("unknown command '%s'", cmd) end
     return require(name).main(args)
