@@ -568,11 +568,11 @@ void tand_runtime_free(tand_runtime *rt)
         }
         free(all);
     }
-    /* Every server has ended, so whoever still holds a pin (a caller just
-    ** answered noproc) has nothing left to wait for but the CPU; likewise
-    ** a host thread still inside tand_runtime_pump. */
-    while (atomic_load_explicit(&rt->pins, memory_order_acquire) > 0)
-        sched_yield();
+    /* Every server has ended, so a thread still pumping or holding a pin
+    ** (a caller just answered noproc) has nothing left to wait for but
+    ** the CPU. The pump first: a server that had left the table before
+    ** the last look was ended by a pumping thread, and a pin taken on it
+    ** before its end is seen once that pump is over. */
     if (tand__runtime_pumped(rt)) {
         void *none = NULL;
         while (!atomic_compare_exchange_weak(&rt->pump_owner, &none,
@@ -581,6 +581,8 @@ void tand_runtime_free(tand_runtime *rt)
             sched_yield();
         }
     }
+    while (atomic_load_explicit(&rt->pins, memory_order_acquire) > 0)
+        sched_yield();
     stop_threads(rt, rt->nworkers);
     while (rt->heap_len > 0) {
         tand_server *s = rt->heap[0];

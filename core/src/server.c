@@ -247,26 +247,14 @@ static void note_depth(tand_server *s)
     atomic_store_explicit(&s->peak, s->mb.peak, memory_order_relaxed);
 }
 
-/* Waits on cv (s->mu held) until signalled or the deadline; in a pumped
-** runtime runs the pump instead of sleeping. false once it has passed. */
-static bool wait_on(tand_server *s, pthread_cond_t *cv, int64_t deadline_ns)
-{
-    tand_runtime *rt = s->rt;
-    if (tand__runtime_pumped(rt)) {
-        pthread_mutex_unlock(&s->mu);
-        tand__runtime_help(rt);
-        pthread_mutex_lock(&s->mu);
-        return tand__now_ns() < deadline_ns;
-    }
-    return tand__cond_wait_until(cv, &s->mu, deadline_ns);
-}
-
 /* Internal push flag: past the mailbox limit (the engine's notices). */
 #define FORCE 0x100
 
-/* A server that is not stopping has not ended, so its runtime is not
-** freed yet (tand_runtime_free waits for every server's end); the pin,
-** taken under s->mu, makes it wait for the unpin too. */
+/* With s->mu held, a server that has not finished its end still has its
+** runtime; a pin taken then makes tand_runtime_free wait for the unpin
+** too. (It waits for the end of every server that is not stopping; one
+** already ending is ended by a worker it joins, or by a pumping thread
+** whose pump_owner it claims before it reads the pins.) */
 static tand_runtime *pin_locked(tand_server *s)
 {
     atomic_fetch_add_explicit(&s->rt->pins, 1, memory_order_relaxed);
@@ -286,6 +274,22 @@ tand_runtime *tand__server_pin(tand_server *s)
 void tand__runtime_unpin(tand_runtime *rt)
 {
     atomic_fetch_sub_explicit(&rt->pins, 1, memory_order_release);
+}
+
+/* Waits on cv (s->mu held, s not finished) until signalled or the
+** deadline; in a pumped runtime runs the pump instead of sleeping, with
+** the runtime pinned while s->mu is free. false once it has passed. */
+static bool wait_on(tand_server *s, pthread_cond_t *cv, int64_t deadline_ns)
+{
+    if (tand__runtime_pumped(s->rt)) {
+        tand_runtime *rt = pin_locked(s);
+        pthread_mutex_unlock(&s->mu);
+        tand__runtime_help(rt);
+        tand__runtime_unpin(rt);
+        pthread_mutex_lock(&s->mu);
+        return tand__now_ns() < deadline_ns;
+    }
+    return tand__cond_wait_until(cv, &s->mu, deadline_ns);
 }
 
 /* Queues an envelope; consumes nothing on failure (the caller cleans).

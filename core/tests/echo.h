@@ -23,8 +23,9 @@ enum {
     RELAY = 9,    /* call server id ival[0] with ECHO ival[1]; reply it */
     CASTTO = 10,  /* cast to server id ival[0], waiting up to ival[1] ms
                   ** for room; reply the status */
-    STOPID = 11   /* stop server id ival[0], waiting up to ival[1] ms for
+    STOPID = 11,  /* stop server id ival[0], waiting up to ival[1] ms for
                   ** its end; reply the status, and ival[0] = ms waited */
+    GATE = 12     /* wait up to ival[0] ms for shared->gate to open */
 };
 
 #define ECHO_SENDERS 64
@@ -40,6 +41,8 @@ typedef struct echo_shared {
     atomic_llong down_tag;    /* the last DOWN notice */
     atomic_int down_reason;
     atomic_int downs;
+    atomic_int gate;          /* GATE waits until it is set */
+    atomic_int at_gate;       /* GATEs that have started waiting */
 } echo_shared;
 
 typedef struct echo_state {
@@ -145,6 +148,13 @@ static inline int echo_call(void *state, tand_server *self, tand_msg *req,
         inner.op = ECHO;
         reply->status = tand_cast(other, &inner, req->ival[1], 0);
         tand_server_release(other);
+        return 0;
+    }
+    case GATE: {
+        int64_t until = tand_now_ms() + req->ival[0];
+        atomic_fetch_add(&st->shared->at_gate, 1);
+        while (!atomic_load(&st->shared->gate) && tand_now_ms() < until)
+            sleep_ms(1);
         return 0;
     }
     case STOPID: {

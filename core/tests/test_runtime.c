@@ -150,6 +150,17 @@ static void *call_until_refused(void *arg)
     return NULL;
 }
 
+/* Casts into a mailbox of 4: most casts wait for room. */
+static void *cast_until_refused(void *arg)
+{
+    busy *b = arg;
+    do {
+        atomic_store(&b->started, 1);
+        b->rc = echo_cast_op(b->s, 0, 1, 0, 10000, 0);
+    } while (b->rc == 0);
+    return NULL;
+}
+
 static void *configure_until_refused(void *arg)
 {
     busy *b = arg;
@@ -162,40 +173,54 @@ static void *configure_until_refused(void *arg)
     return NULL;
 }
 
-/* Freeing a runtime while other threads call, arm the idle timer and
-** register: each is refused with noproc and none uses the runtime after
-** it is gone (the sanitizer builds check the second part). */
+static void *stop_and_wait(void *arg)
+{
+    busy *b = arg;
+    atomic_store(&b->started, 1);
+    b->rc = tand_server_stop(b->s, 0, NULL, 10000);
+    return NULL;
+}
+
+/* Freeing a runtime while other threads call, cast, arm the idle timer,
+** register and (every third round) stop the server and wait for its end:
+** each is refused with noproc, or the stop succeeds, and none uses the
+** runtime after it is gone (the sanitizer builds check that part). */
 static void free_while_busy(int workers)
 {
+    static void *(*const kinds[])(void *) = {
+        call_until_refused, call_until_refused, cast_until_refused,
+        configure_until_refused, stop_and_wait};
     int round;
     for (round = 0; round < 300; round++) {
         tand_runtime *rt;
         tand_runtime_options o = {workers};
         echo_shared sh = {0};
-        pthread_t th[3];
-        busy b[3];
+        tand_server *s;
+        int n = round % 3 == 0 ? 5 : 4;
+        pthread_t th[5];
+        busy b[5];
         int i;
 
         CHECK_OK(tand_runtime_new(&o, &rt));
-        CHECK_OK(echo_start(rt, &sh, 0, NULL, &b[0].s));
-        for (i = 0; i < 3; i++) {
-            b[i].s = b[0].s;
+        CHECK_OK(echo_start(rt, &sh, 4, NULL, &s));
+        for (i = 0; i < n; i++) {
+            b[i].s = s;
             atomic_init(&b[i].started, 0);
-            pthread_create(&th[i], NULL,
-                           i < 2 ? call_until_refused
-                                 : configure_until_refused,
-                           &b[i]);
+            pthread_create(&th[i], NULL, kinds[i], &b[i]);
         }
-        for (i = 0; i < 3; i++)
+        for (i = 0; i < n; i++)
             WAIT_FOR(atomic_load(&b[i].started), 5000);
         if (round % 2)
             sleep_ms(1);
         tand_runtime_free(rt);
-        for (i = 0; i < 3; i++) {
+        for (i = 0; i < n; i++) {
             pthread_join(th[i], NULL);
-            CHECK_RC(b[i].rc, TAND_ENOPROC);
+            if (kinds[i] == stop_and_wait)
+                CHECK(b[i].rc == 0 || b[i].rc == TAND_ENOPROC);
+            else
+                CHECK_RC(b[i].rc, TAND_ENOPROC);
         }
-        tand_server_release(b[0].s);
+        tand_server_release(s);
     }
 }
 
@@ -270,17 +295,19 @@ static void second_stopper_in_handler(void)
     CHECK_OK(echo_start(rt, &sh, 0, NULL, &a));
     CHECK_OK(echo_start(rt, &sh, 0, NULL, &b));
     CHECK_OK(tand_replies_new(&box));
-    /* a holds the worker; b's stop and a's stop of b queue behind it */
-    req.op = SLEEP;
-    req.ival[0] = 200;
-    CHECK_OK(tand_call_async(a, &req, 10000, 0, box, 1));
-    WAIT_FOR(atomic_load(&sh.handled_sleeps) == 1, 5000);
+    /* a holds the worker at the gate; b's stop and a's stop of b queue
+    ** behind it, and then the gate opens */
+    req.op = GATE;
+    req.ival[0] = 10000;
+    CHECK_OK(tand_call_async(a, &req, 20000, 0, box, 1));
+    WAIT_FOR(atomic_load(&sh.at_gate) == 1, 5000);
     CHECK_OK(tand_server_stop(b, 0, NULL, 0));
     memset(&req, 0, sizeof req);
     req.op = STOPID;
     req.ival[0] = (int64_t)tand_server_id(b);
     req.ival[1] = 5000;
-    CHECK_OK(tand_call_async(a, &req, 10000, 0, box, 2));
+    CHECK_OK(tand_call_async(a, &req, 20000, 0, box, 2));
+    atomic_store(&sh.gate, 1);
     while (got < 2) {
         CHECK_OK(tand_replies_wait(box, 10000));
         while (tand_replies_take(box, &tag, &reply)) {
