@@ -4,7 +4,7 @@
 local tand = require "tand"
 local helper = require "spec.helper"
 
-local T = 300 -- ms
+local T = 600 -- ms
 
 local function start()
   return assert(tand.start{ min_number = 1, max_number = 9,
@@ -12,12 +12,14 @@ local function start()
 end
 
 -- Does `poke` re-arm the timer: after it, the machine lives at least T
--- more ms, then stops by itself.
+-- more ms, then stops by itself. t0 is read before the poke, so however
+-- late this thread runs after it, the machine cannot stop before t0 + T;
+-- without the re-arm it would stop near t0 + T / 2.
 local function stops_after(poke)
   local m = start()
   tand.sleep(T / 2)
-  poke(m)
   local t0 = tand.now()
+  poke(m)
   assert.is_true(helper.wait_for(function() return not m:alive() end,
                                  T + 10000))
   assert.is_true(tand.now() - t0 >= T * 0.9,

@@ -388,7 +388,7 @@ describe("a policy waiting on another server", function()
   it("does not stall the engine's other servers", function()
     local slow = assert(start(function()
       return { handle_call = function()
-        require("tand").sleep(300)
+        require("tand").sleep(800)
         return "slow done"
       end }
     end, { name = "slow_server" }))
@@ -407,14 +407,15 @@ describe("a policy waiting on another server", function()
     end))
     local t0 = tand.now()
     assert.equal(1, quick:queue_new_number())
-    assert.is_true(tand.now() - t0 < 250)
+    -- well under the slow call's 800 ms: it did not wait for a worker
+    assert.is_true(tand.now() - t0 < 600)
     for i = 1, 4 do assert.equal("slow done", waiters[i]:join(20000)) end
     slow:stop(); quick:stop()
   end)
 end)
 
 describe("the sandbox", function()
-  local function probe(code)
+  local function probe(code, callback_timeout)
     local m = assert(start(function()
       return { handle_call = function(r)
         local f = load(r[2])
@@ -422,7 +423,7 @@ describe("the sandbox", function()
         local ok, v = pcall(f)
         return ok, v
       end }
-    end, { sandbox = true, callback_timeout = 300 }))
+    end, { sandbox = true, callback_timeout = callback_timeout or 300 }))
     local a, b = m:call("run", code)
     m:stop()
     return a, b
@@ -507,7 +508,8 @@ describe("the sandbox", function()
   end)
 
   it("keeps a memory limit on by default", function()
-    local ok, v = probe("local t = {} for i = 1, 1e8 do t[i] = i end")
+    -- a time limit that a slow machine cannot hit before the memory one
+    local ok, v = probe("local t = {} for i = 1, 1e8 do t[i] = i end", 5000)
     assert.is_false(ok); assert.matches("memory", v)
   end)
 end)

@@ -25,7 +25,8 @@ enum {
                   ** for room; reply the status */
     STOPID = 11,  /* stop server id ival[0], waiting up to ival[1] ms for
                   ** its end; reply the status, and ival[0] = ms waited */
-    GATE = 12     /* wait up to ival[0] ms for shared->gate to open */
+    GATE = 12     /* wait up to ival[0] ms for shared->gate to open (a
+                  ** call or a cast) */
 };
 
 #define ECHO_SENDERS 64
@@ -58,6 +59,17 @@ static inline void sleep_ms(int64_t ms)
     ts.tv_sec = (time_t)(ms / 1000);
     ts.tv_nsec = (long)(ms % 1000) * 1000000;
     nanosleep(&ts, NULL);
+}
+
+/* Holds the handler until the test opens sh->gate, or ms pass: a server
+** kept busy for exactly as long as the test needs, however slow the
+** machine. */
+static inline void gate_wait(echo_shared *sh, int64_t ms)
+{
+    int64_t until = tand_now_ms() + ms;
+    atomic_fetch_add(&sh->at_gate, 1);
+    while (!atomic_load(&sh->gate) && tand_now_ms() < until)
+        sleep_ms(1);
 }
 
 static inline int echo_init(tand_server *self, void *arg, void **state)
@@ -150,13 +162,9 @@ static inline int echo_call(void *state, tand_server *self, tand_msg *req,
         tand_server_release(other);
         return 0;
     }
-    case GATE: {
-        int64_t until = tand_now_ms() + req->ival[0];
-        atomic_fetch_add(&st->shared->at_gate, 1);
-        while (!atomic_load(&st->shared->gate) && tand_now_ms() < until)
-            sleep_ms(1);
+    case GATE:
+        gate_wait(st->shared, req->ival[0]);
         return 0;
-    }
     case STOPID: {
         tand_server *other;
         int64_t t0 = tand_now_ms();
@@ -183,6 +191,8 @@ static inline void echo_cast(void *state, tand_server *self, tand_msg *msg)
         check_order(st, msg);
     else if (msg->op == SLEEP)
         sleep_ms(msg->ival[0]);
+    else if (msg->op == GATE)
+        gate_wait(st->shared, msg->ival[0]);
     else
         atomic_fetch_add(&st->shared->cast_sum, msg->ival[0]);
 }
