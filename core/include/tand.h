@@ -277,7 +277,9 @@ TAND_API int tand_server_set_idle(tand_server *s, int64_t idle_ms,
 typedef struct tand_stats {
     uint64_t calls, casts, infos;
     uint64_t errors;   /* calls answered with an error status */
-    uint64_t timeouts; /* callers that gave up before their reply */
+    uint64_t timeouts; /* tand_call() callers that gave up before their
+                       ** reply (an async call's deadline passes in its
+                       ** reply box, which does not count it here) */
     uint64_t mailbox_depth, mailbox_peak;
     /* time the server ran: its callbacks and the engine's work around
     ** them, less the waits for a next message longer than a microsecond */
