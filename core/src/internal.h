@@ -221,7 +221,6 @@ typedef struct tand_table tand_table;
 
 struct tand_runtime {
     int nworkers;
-    int ncpu;
     pthread_t *workers;
     pthread_t timer_thread;
     bool timer_started;

@@ -480,8 +480,7 @@ int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
     rt = tand__calloc(1, sizeof *rt);
     if (rt == NULL)
         return TAND_ENOMEM;
-    rt->ncpu = tand__ncpu();
-    rt->nworkers = workers == -1 ? rt->ncpu : workers;
+    rt->nworkers = workers == -1 ? tand__ncpu() : workers;
     pthread_mutex_init(&rt->mu, NULL);
     pthread_mutex_init(&rt->timer_mu, NULL);
     pthread_mutex_init(&rt->table_mu, NULL);
