@@ -106,6 +106,13 @@ void ltand_policy_free(ltand_policy *c);
 ** ns), which caps the timeout of calls it makes; 0 otherwise. */
 extern _Thread_local int64_t ltand_callback_deadline_ns;
 
+/* Raises the callback_timeout error in L when L belongs to a policy
+** whose running callback has passed its deadline; does nothing otherwise
+** (any other Lua state, or no callback running). Long C steps (pattern
+** matching) call it now and then so that they end with the callback.
+** [-0, +0, v] */
+void ltand_deadline_check(lua_State *L);
+
 /* ---- lpool.c ---- */
 
 /* Freed blocks of up to POOL_MAX bytes kept for reuse, by classes of

@@ -53,13 +53,15 @@ extern "C" {
     XX(EBADMSG, -14, "bad_message", "a message is not valid MessagePack")    \
     XX(ENAMETAKEN, -15, "name_taken", "the name is already registered")      \
     XX(ESYSTEM, -16, "system_error", "the system refused a resource")        \
-    XX(EJOURNAL, -17, "journal_error", "the journal cannot be used")
+    XX(EJOURNAL, -17, "journal_error", "the journal cannot be used")          \
+    XX(EJOURNALLOCKED, -18, "journal_locked",                                \
+       "the journal is held by another server")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -18
+    TAND_ERR_LAST_ = -19
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,
