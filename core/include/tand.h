@@ -243,6 +243,26 @@ TAND_API void tand_server_release(tand_server *s);
 TAND_API int tand_server_stop(tand_server *s, int reason, const char *detail,
                               int64_t timeout_ms);
 
+/* Ends s at once as crashed, from any thread, even while one of its
+** handlers runs and does not return (OTP's exit(Pid, kill)): its waiting
+** callers (queued, being served, deferred, or held for a journal commit)
+** get TAND_ECRASHED with `detail`, its name and id are dropped, monitors
+** get their DOWN notice, and tand_server_stop returns for its stoppers.
+** The thread running the handler keeps the server's state until the
+** handler returns; then the engine rolls its journal batch back, lets the
+** journal go, and calls the behaviour's terminate (reason TAND_ECRASHED)
+** to free the state; replies the handler still sends are dropped
+** (tand_reply returns TAND_ENOPROC). A worker stuck in such a handler is
+** replaced by a spare meanwhile. A supervisor restarts a journaled child
+** only once its journal is let go. When no handler of s runs, this is
+** tand_server_stop(s, TAND_ECRASHED, detail, 0). The caller must know s
+** alive for the duration of the call (a handle, or a handler that cannot
+** end meanwhile). Returns 0; TAND_ENOPROC if s has already ended;
+** TAND_EBUSY if the handler is inside tand_reply this instant (try again);
+** TAND_ENOMEM for the detail's copy (nothing done).
+** Thread: any but s's own. Blocks: no (briefly takes s's locks). */
+TAND_API int tand_server_kill(tand_server *s, const char *detail);
+
 /* 1 while the server runs (has not been asked to stop), else 0.
 ** Thread: any. Blocks: no. */
 TAND_API int tand_server_alive(const tand_server *s);

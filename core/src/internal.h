@@ -151,7 +151,15 @@ typedef struct monitor {
     struct monitor *next;
     tand_server *watcher; /* retained */
     int64_t tag;
+    bool after_release;   /* told only once the server let go of its
+                          ** journal (supervisors: see tand__monitor) */
 } monitor;
+
+/* Who may touch a server's in-turn records (the call being handled, the
+** deferred callers, the held replies): its own thread between handlers
+** (ENGINE) and while its handler calls tand_reply (REPLYING); while a
+** handler runs (HANDLER), tand_server_kill may take them over (KILLED). */
+enum { TURN_ENGINE = 0, TURN_HANDLER = 1, TURN_REPLYING = 2, TURN_KILLED = 3 };
 
 struct tand_server {
     _Atomic int refs;
@@ -171,6 +179,14 @@ struct tand_server {
     bool timer_fired;            /* guarded by mu */
     bool ended;                  /* guarded by mu: new monitors are told */
     bool finished;               /* guarded by mu: all notices sent */
+    bool killed;                 /* guarded by mu: tand_server_kill ended
+                                 ** it while a handler ran */
+    bool ending;                 /* guarded by mu: terminate has begun */
+    mailbox doomed;              /* guarded by mu: the mailbox of a server
+                                 ** ending, whose callers are answered */
+    _Atomic int turn;            /* TURN_* */
+    tand_runtime *turn_worker;   /* the worker running the handler (set
+                                 ** before turn = HANDLER), or NULL */
     _Atomic bool stopping;       /* written under mu, read anywhere */
 
     tand_server *run_next;       /* guarded by rt->mu */
@@ -199,6 +215,11 @@ struct tand_server {
 TAND_HIDDEN int tand__server_run(tand_server *s, int max_msgs);
 /* The timer thread or pump found the server idle long enough. */
 TAND_HIDDEN void tand__server_fire_idle(tand_server *s);
+/* tand_monitor, with after_release: the notice waits until the server
+** has let go of its journal, so a supervisor never restarts a journaled
+** child that a killed handler still holds. */
+TAND_HIDDEN int tand__monitor(tand_server *watched, tand_server *watcher,
+                              int64_t tag, bool after_release);
 
 /* ---- journals (journal.c) ---- */
 

@@ -46,6 +46,7 @@ static void server_free(tand_server *s)
         free(m);
     }
     tand__mbox_free(&s->mb);
+    tand__mbox_free(&s->doomed);
     free(s->stop_detail);
     free(s->name);
     pthread_cond_destroy(&s->room);
@@ -583,20 +584,51 @@ static void deferred_unlink(tand_server *s, tand_from *f)
 int tand_reply(tand_from *from, tand_msg *reply)
 {
     tand_server *s;
+    bool reopen = false, sent;
     if (from == NULL || reply == NULL) {
         tand_msg_clear(reply);
         return TAND_EINVAL;
     }
     s = from->server;
+    if (tand__current == s) { /* from its handler: keep a kill out */
+        int turn = TURN_HANDLER;
+        if (atomic_compare_exchange_strong(&s->turn, &turn, TURN_REPLYING))
+            reopen = true;
+        else if (turn == TURN_KILLED) { /* its callers are answered */
+            tand_msg_clear(reply);
+            return TAND_ENOPROC;
+        }
+    }
     deferred_unlink(s, from);
     if (reply->status < 0)
         count(&s->n_errors);
-    return deliver(s, from, reply) ? 0 : TAND_ETIMEDOUT;
+    sent = deliver(s, from, reply);
+    if (reopen)
+        atomic_store_explicit(&s->turn, TURN_HANDLER, memory_order_release);
+    return sent ? 0 : TAND_ETIMEDOUT;
 }
 
-static void dispatch(tand_server *s, envelope *e)
+/* A behaviour callback begins: from now until handler_close,
+** tand_server_kill may take the in-turn records over. */
+static void handler_open(tand_server *s)
+{
+    s->turn_worker = tand__worker_of;
+    atomic_store_explicit(&s->turn, TURN_HANDLER, memory_order_release);
+}
+
+/* The callback has returned: true when it was killed meanwhile (then its
+** callers are answered and nothing of the turn is to be touched). */
+static bool handler_close(tand_server *s)
+{
+    return atomic_exchange_explicit(&s->turn, TURN_ENGINE,
+                                    memory_order_acq_rel) == TURN_KILLED;
+}
+
+/* Handles one message; true when a kill took the server over meanwhile. */
+static bool dispatch(tand_server *s, envelope *e)
 {
     const tand_behaviour *b = s->behaviour;
+    bool killed = false;
     switch (e->kind) {
     case ENV_CALL: {
         tand_msg reply;
@@ -608,8 +640,11 @@ static void dispatch(tand_server *s, envelope *e)
         /* Listed as deferred while the handler runs, so that a handler
         ** may answer through tand_reply() before it returns NOREPLY. */
         deferred_link(s, e->slot);
+        handler_open(s);
         rc = b->handle_call(s->state, s, &e->msg, e->slot, &reply);
-        if (rc == TAND_NOREPLY) {
+        if ((killed = handler_close(s))) {
+            tand_msg_clear(&reply); /* its caller has its answer */
+        } else if (rc == TAND_NOREPLY) {
             tand_msg_clear(&reply);
         } else {
             deferred_unlink(s, e->slot);
@@ -621,16 +656,23 @@ static void dispatch(tand_server *s, envelope *e)
     }
     case ENV_CAST:
         count(&s->n_casts);
-        if (b->handle_cast)
+        if (b->handle_cast) {
+            handler_open(s);
             b->handle_cast(s->state, s, &e->msg);
+            killed = handler_close(s);
+        }
         break;
     case ENV_INFO:
         count(&s->n_infos);
-        if (b->handle_info)
+        if (b->handle_info) {
+            handler_open(s);
             b->handle_info(s->state, s, &e->msg);
+            killed = handler_close(s);
+        }
         break;
     }
     tand_msg_clear(&e->msg);
+    return killed;
 }
 
 /* Answers a caller of a server that has ended. */
@@ -665,6 +707,12 @@ static void send_down(monitor *m, int reason, const char *detail)
 
 int tand_monitor(tand_server *watched, tand_server *watcher, int64_t tag)
 {
+    return tand__monitor(watched, watcher, tag, false);
+}
+
+int tand__monitor(tand_server *watched, tand_server *watcher, int64_t tag,
+                  bool after_release)
+{
     monitor *m;
     int reason = 0, rc;
     bool ended;
@@ -682,6 +730,7 @@ int tand_monitor(tand_server *watched, tand_server *watcher, int64_t tag)
     tand_server_retain(watcher);
     m->watcher = watcher;
     m->tag = tag;
+    m->after_release = after_release;
     pthread_mutex_lock(&watched->mu);
     ended = watched->ended;
     if (!ended) {
@@ -696,45 +745,24 @@ int tand_monitor(tand_server *watched, tand_server *watcher, int64_t tag)
     return 0;
 }
 
-/* Runs on the server's thread once `stopping` is set. */
-static void terminate(tand_server *s)
+/* The end as callers, names and monitors see it: every caller still
+** waiting is answered (queued ones from s->doomed, deferred ones), the
+** name and id are dropped, `ended` is set, the monitors hear (with
+** keep_released, those that wait for the journal's release stay), and
+** then `finished` lets stoppers return. Runs once per server: at the end
+** of terminate on the server's thread, or in tand_server_kill. */
+static void end_public(tand_server *s, int reason, const char *detail,
+                       bool keep_released)
 {
     tand_runtime *rt = s->rt;
-    monitor *mons;
+    monitor *mons, *kept = NULL;
     mailbox old;
     envelope e;
-    int reason;
-    char *detail;
 
     pthread_mutex_lock(&s->mu);
-    reason = s->stop_reason;
-    detail = s->stop_detail;
-    s->stop_detail = NULL;
-    old = s->mb;
-    tand__mbox_init(&s->mb, old.limit);
-    note_depth(s);
+    old = s->doomed;
+    tand__mbox_init(&s->doomed, 0);
     pthread_mutex_unlock(&s->mu);
-
-    tand__timer_cancel(rt, s);
-    if (s->behaviour->terminate != NULL) {
-        int64_t t0 = tand__now_ns();
-        s->behaviour->terminate(s->state, s, reason, detail);
-        atomic_fetch_add_explicit(&s->n_handler_ns,
-                                  (uint64_t)(tand__now_ns() - t0),
-                                  memory_order_relaxed);
-    }
-    s->state = NULL;
-    if (s->journal != NULL) { /* what terminate wrote, then let go */
-        char err[256];
-        int rc = flush(s, err, sizeof err);
-        if (rc != 0 && reason == 0) {
-            reason = rc;
-            free(detail);
-            detail = tand__strdup(err);
-        }
-        tand__journal_close(s->journal);
-        s->journal = NULL;
-    }
     while (tand__mbox_pop(&old, &e)) {
         if (e.kind == ENV_CALL && tand__slot_take(e.slot))
             answer_ended(e.slot, reason, detail);
@@ -758,6 +786,20 @@ static void terminate(tand_server *s)
     s->ended = true;
     mons = s->monitors;
     s->monitors = NULL;
+    if (keep_released) {
+        monitor **pm = &mons;
+        while (*pm != NULL) {
+            monitor *m = *pm;
+            if (m->after_release) {
+                *pm = m->next;
+                m->next = kept;
+                kept = m;
+            } else {
+                pm = &m->next;
+            }
+        }
+        s->monitors = kept;
+    }
     pthread_cond_broadcast(&s->room);
     pthread_mutex_unlock(&s->mu);
     /* Monitors hear of the end before stoppers return, so a stopper that
@@ -767,12 +809,153 @@ static void terminate(tand_server *s)
         mons = m->next;
         send_down(m, reason, detail);
     }
-    free(detail);
     pthread_mutex_lock(&s->mu);
     s->finished = true;
     pthread_cond_broadcast(&s->ended_cv);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* On the server's thread, once a handler (or terminate) killed by
+** tand_server_kill has returned: nothing of the batch is kept, the
+** journal is let go and the monitors that waited for that hear of the
+** end; then the state is freed (terminate, unless it is the one that
+** was killed) and the runtime's reference dropped. */
+static void after_kill(tand_server *s, bool terminate_ran)
+{
+    monitor *mons;
+    char *detail;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->finished) /* the killer never blocks: it is near its end */
+        tand__cond_wait_until(&s->ended_cv, &s->mu, INT64_MAX);
+    mons = s->monitors;
+    s->monitors = NULL;
+    detail = s->stop_detail ? tand__strdup(s->stop_detail) : NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (s->journal != NULL) {
+        tand__journal_rollback(s->journal);
+        tand__journal_close(s->journal);
+        s->journal = NULL;
+    }
+    while (mons != NULL) {
+        monitor *m = mons;
+        mons = m->next;
+        send_down(m, TAND_ECRASHED, detail);
+    }
+    if (!terminate_ran && s->behaviour->terminate != NULL)
+        s->behaviour->terminate(s->state, s, TAND_ECRASHED, detail);
+    s->state = NULL;
+    free(detail);
+    if (s->turn_worker != NULL) /* the worker is back: the spare can go */
+        tand__runtime_unblock(s->turn_worker);
     tand_server_release(s); /* the runtime's reference */
+}
+
+/* Runs on the server's thread once `stopping` is set. */
+static void terminate(tand_server *s)
+{
+    int reason;
+    char *detail;
+
+    pthread_mutex_lock(&s->mu);
+    reason = s->stop_reason;
+    detail = s->stop_detail;
+    s->stop_detail = NULL;
+    s->doomed = s->mb;
+    tand__mbox_init(&s->mb, s->doomed.limit);
+    s->ending = true;
+    note_depth(s);
+    pthread_mutex_unlock(&s->mu);
+
+    tand__timer_cancel(s->rt, s);
+    if (s->behaviour->terminate != NULL) {
+        int64_t t0 = tand__now_ns();
+        bool killed;
+        handler_open(s);
+        s->behaviour->terminate(s->state, s, reason, detail);
+        killed = handler_close(s);
+        atomic_fetch_add_explicit(&s->n_handler_ns,
+                                  (uint64_t)(tand__now_ns() - t0),
+                                  memory_order_relaxed);
+        if (killed) {
+            free(detail);
+            after_kill(s, true);
+            return;
+        }
+    }
+    s->state = NULL;
+    if (s->journal != NULL) { /* what terminate wrote, then let go */
+        char err[256];
+        int rc = flush(s, err, sizeof err);
+        if (rc != 0 && reason == 0) {
+            reason = rc;
+            free(detail);
+            detail = tand__strdup(err);
+        }
+        tand__journal_close(s->journal);
+        s->journal = NULL;
+    }
+    end_public(s, reason, detail, false);
+    free(detail);
+    tand_server_release(s); /* the runtime's reference */
+}
+
+int tand_server_kill(tand_server *s, const char *detail)
+{
+    int turn = TURN_HANDLER, rc;
+    char *copy = NULL;
+    bool journaled;
+    size_t i;
+
+    if (s == NULL)
+        return TAND_EINVAL;
+    if (detail != NULL && (copy = tand__strdup(detail)) == NULL)
+        return TAND_ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    if (s->ended || s->killed) {
+        pthread_mutex_unlock(&s->mu);
+        free(copy);
+        return TAND_ENOPROC;
+    }
+    if (!atomic_compare_exchange_strong(&s->turn, &turn, TURN_KILLED)) {
+        pthread_mutex_unlock(&s->mu);
+        if (turn == TURN_REPLYING) { /* inside tand_reply: in a moment */
+            free(copy);
+            return TAND_EBUSY;
+        }
+        /* No handler runs: its thread (or the next) runs the end. */
+        rc = tand_server_stop(s, TAND_ECRASHED, copy, 0);
+        free(copy);
+        return rc;
+    }
+    /* The handler's thread touches nothing of the turn any more. */
+    tand_server_retain(s);
+    journaled = s->journal != NULL;
+    s->killed = true;
+    s->stop_reason = TAND_ECRASHED;
+    free(s->stop_detail);
+    s->stop_detail = copy;
+    atomic_store(&s->stopping, true);
+    if (!s->ending) {
+        s->doomed = s->mb;
+        tand__mbox_init(&s->mb, s->doomed.limit);
+        note_depth(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (s->turn_worker != NULL) /* a worker is stuck: start a spare */
+        tand__runtime_block(s->turn_worker);
+    tand__timer_cancel(s->rt, s);
+    for (i = 0; i < s->nheld; i++) { /* their batch will be rolled back */
+        held *h = &s->held[i];
+        tand_msg_clear(&h->reply);
+        answer_ended(h->slot, TAND_ECRASHED, copy);
+    }
+    s->nheld = 0;
+    /* A supervisor restarts a journaled child only once the journal is
+    ** let go, when the handler returns; any other at once. */
+    end_public(s, TAND_ECRASHED, copy, journaled);
+    tand_server_release(s);
+    return 0;
 }
 
 static void on_idle(tand_server *s)
@@ -892,7 +1075,11 @@ int tand__server_run(tand_server *s, int max_msgs)
         if (s->room_waiters > 0)
             pthread_cond_signal(&s->room);
         pthread_mutex_unlock(&s->mu);
-        dispatch(s, &e);
+        if (dispatch(s, &e)) {
+            after_kill(s, false);
+            tand__current = prev;
+            return handled + 1;
+        }
         handled++;
         pthread_mutex_lock(&s->mu);
     }

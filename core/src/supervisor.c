@@ -82,7 +82,7 @@ static int start_child(sup *sv, size_t i)
     c->gen++;
     c->s = s;
     atomic_store(&s->n_restarts, c->restarts);
-    rc = tand_monitor(s, sv->self, tag_of(i, c->gen));
+    rc = tand__monitor(s, sv->self, tag_of(i, c->gen), true);
     if (rc != 0) { /* unwatched, it could not be restarted: stop it */
         tand_server_stop(s, 0, "shutdown", CHILD_STOP_MS);
         tand_server_release(s);

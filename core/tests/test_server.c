@@ -160,7 +160,7 @@ static void *wait_call(void *arg)
     waiter *w = arg;
     tand_msg req = {0}, reply;
     req.op = w->op;
-    req.ival[0] = 1;
+    req.ival[0] = w->op == GATE ? 20000 : 1;
     w->rc = tand_call(w->s, &req, &reply, 10000, 0);
     if (reply.data)
         snprintf(w->detail, sizeof w->detail, "%s", reply.data);
@@ -376,6 +376,64 @@ static void bad_options(void)
     CHECK(strlen(tand_strerror(TAND_ETIMEDOUT)) > 0);
 }
 
+/* A handler that does not return: tand_server_kill answers every caller
+** at once (the one being served, queued and deferred ones), frees the
+** name, tells the monitors and the stoppers, and a spare worker keeps
+** the runtime's other servers answering; the handler's late reply is
+** dropped and terminate runs once it returns. */
+static void killed_handler(void)
+{
+    tand_runtime_options ro = {1}; /* one worker: the stuck one */
+    tand_runtime *one;
+    echo_shared sh = {0}, other_sh = {0};
+    tand_server *s, *other, *found = NULL;
+    pthread_t th[4];
+    waiter w[4];
+    tand_stats st;
+    int64_t v, t0;
+    int i;
+
+    CHECK_OK(tand_runtime_new(&ro, &one));
+    CHECK_OK(echo_start(one, &sh, 0, "stuck", &s));
+    CHECK_OK(echo_start(one, &other_sh, 0, NULL, &other));
+    for (i = 0; i < 4; i++) { /* a deferred caller, one at the gate, two queued */
+        w[i].s = s;
+        w[i].op = i == 0 ? DEFER : i == 1 ? GATE : ECHO;
+        w[i].rc = 1;
+        w[i].detail[0] = '\0';
+        pthread_create(&th[i], NULL, wait_call, &w[i]);
+        if (i == 0)
+            WAIT_FOR(tand_server_stats(s, &st) == 0 && st.calls == 1, 5000);
+        if (i == 1)
+            WAIT_FOR(atomic_load(&sh.at_gate) == 1, 5000);
+    }
+    WAIT_FOR(tand_server_stats(s, &st) == 0 && st.mailbox_depth == 2, 5000);
+    t0 = tand_now_ms();
+    CHECK_OK(tand_server_kill(s, "killed"));
+    CHECK(!tand_server_alive(s));
+    CHECK_RC(tand_server_kill(s, "again"), TAND_ENOPROC);
+    CHECK_RC(tand_server_stop(s, 0, NULL, 1000), TAND_ENOPROC);
+    CHECK_RC(tand_whereis(one, "stuck", &found), TAND_ENOPROC);
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_RC(w[i].rc, TAND_ECRASHED);
+        CHECK(strcmp(w[i].detail, "killed") == 0);
+    }
+    CHECK(tand_now_ms() - t0 < 3000); /* not the gate's 20 s */
+    /* the only worker is stuck at the gate: a spare serves the others */
+    CHECK_OK(echo_req(other, ECHO, 7, 0, 5000, &v));
+    CHECK_INT(v, 7);
+    CHECK_INT(atomic_load(&sh.terminated), 0); /* its state is still held */
+    atomic_store(&sh.gate, 1);
+    WAIT_FOR(atomic_load(&sh.terminated) == 1, 5000);
+    CHECK_INT(atomic_load(&sh.term_reason), TAND_ECRASHED);
+    CHECK_OK(echo_req(other, ECHO, 8, 0, 5000, &v));
+    CHECK_INT(v, 8);
+    tand_server_release(s);
+    tand_server_release(other);
+    tand_runtime_free(one);
+}
+
 int main(void)
 {
     CHECK_OK(tand_runtime_new(NULL, &rt));
@@ -390,6 +448,7 @@ int main(void)
     idle_timers();
     handler_waits_for_room();
     bad_options();
+    killed_handler();
     tand_runtime_free(rt);
     return check_done("test_server");
 }
