@@ -11,17 +11,9 @@
 ** the traceback and the engine answers every other waiting caller. The
 ** built-in operations work on a tand_tickets owned by the server, with no
 ** message.
-** Callback deadlines: a running callback publishes its deadline in an
-** atomic (two stores per callback, nothing else); one watchdog thread for
-** the process scans the live policy servers a few times per second and,
-** when a deadline has passed, arms a count hook with lua_sethook, which
-** the manual allows from another thread; the hook then raises in the
-** callback. Hooks belong to one Lua thread, so coroutine.resume and
-** coroutine.wrap are replaced by versions that publish the coroutine they
-** run (p->running, under p->run_mu) for the watchdog to hook as well, and
-** that pass an armed hook on to it. wd_mu guards the watchdog's list (lock
-** order: wd_mu, then run_mu), and a server leaves the list before its
-** state is closed. The memory limit is an allocator that counts the
+** Callback deadlines are ldeadline.c's: a policy's state is tied to the
+** ltand_watch in its policy, and every callback runs through
+** ltand_watch_pcall. The memory limit is an allocator that counts the
 ** state's bytes and keeps its freed small blocks in a pool (lpool.c);
 ** both belong to the thread running the server, like the state.
 */
@@ -29,12 +21,10 @@
 
 #include <lualib.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define LTAND_POLICY_MACHINE "tand.policy_machine"
 #define LTAND_FROM "tand.from"
@@ -42,13 +32,12 @@
 _Thread_local int64_t ltand_callback_deadline_ns;
 
 typedef struct policy {
+    ltand_watch watch;       /* the callbacks' deadline */
     lua_State *L;
     tand_tickets *tickets;
     tand_server *self;       /* borrowed: the server owns the policy */
     tand_journal *journal;   /* or NULL */
-    int state_journaled;     /* the state was plain data when last saved */
     int64_t auto_shutdown_ms;
-    int64_t callback_ms;     /* TAND_FOREVER for none */
     size_t mem_used, mem_limit;
     ltand_pool pool;         /* the Lua state's small blocks */
     int ref_policy, ref_state, ref_machine;
@@ -56,12 +45,6 @@ typedef struct policy {
     int ref_from_meta;       /* the metatable of `from` values */
     int ref_op[7];           /* the names of the fast-path ops */
     void *machine_ud;        /* the machine object, to recognise it */
-    pthread_mutex_t run_mu;  /* guards running */
-    lua_State *running;      /* the coroutine being resumed, or NULL */
-    _Atomic int64_t deadline_ns; /* of the running callback, or 0 */
-    _Atomic int hooked;
-    struct policy *wnext, *wprev; /* guarded by wd_mu */
-    int listed;                   /* guarded by wd_mu */
 } policy;
 
 typedef struct lfrom {
@@ -69,192 +52,18 @@ typedef struct lfrom {
     int answered;
 } lfrom;
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* A reading of the monotonic clock that is never ahead of now_ns() and
-** lags it by at most `slack`: where the system has a coarse clock, the
-** tick-grained one (a few ns to read, against about 25 for the precise
-** one), which is enough to arm a callback deadline, itself checked only
-** every wd_interval_ns. */
-static int64_t coarse_now_ns(int64_t *slack)
-{
-#ifdef CLOCK_MONOTONIC_COARSE
-    static _Atomic int64_t res_ns; /* the coarse clock's tick, once read */
-    struct timespec ts;
-    int64_t res = atomic_load_explicit(&res_ns, memory_order_relaxed);
-    if (res == 0) {
-        if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) != 0 ||
-            ts.tv_sec != 0) {
-            *slack = 0;
-            return now_ns();
-        }
-        res = ts.tv_nsec + 1;
-        atomic_store_explicit(&res_ns, res, memory_order_relaxed);
-    }
-    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) {
-        *slack = 0;
-        return now_ns();
-    }
-    *slack = res;
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-#else
-    *slack = 0;
-    return now_ns();
-#endif
-}
-
-/* ---- the watchdog ---- */
-
-#define HOOK_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT)
-
-static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wd_cv;
-static policy *wd_list;            /* guarded by wd_mu */
-static int wd_started;             /* guarded by wd_mu */
-static int64_t wd_interval_ns = 100000000; /* guarded by wd_mu */
-
 static policy *policy_of(lua_State *L)
 {
-    return *(policy **)lua_getextraspace(L);
-}
-
-/* Once the deadline has passed the hook stays armed and raises at every
-** instruction, so a callback cannot catch the timeout with pcall and run
-** on: each handler it reaches raises again until the error leaves the
-** callback. invoke() disarms it. */
-static void timeout_hook(lua_State *L, lua_Debug *ar)
-{
-    policy *p = policy_of(L);
-    int64_t d = atomic_load(&p->deadline_ns);
-    (void)ar;
-    if (d != 0 && now_ns() >= d)
-        luaL_error(L, "callback_timeout: a callback ran longer than %I ms",
-                   (lua_Integer)p->callback_ms);
-    /* armed late, for a callback that has ended: disarm */
-    atomic_store(&p->hooked, 0);
-    lua_sethook(L, NULL, 0, 0);
-}
-
-static void *watchdog_main(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&wd_mu);
-    for (;;) {
-        struct timespec ts;
-        int64_t now;
-        policy *p;
-        if (wd_list == NULL) {
-            pthread_cond_wait(&wd_cv, &wd_mu);
-            continue;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + wd_interval_ns;
-        ts.tv_sec = (time_t)(now / 1000000000);
-        ts.tv_nsec = (long)(now % 1000000000);
-        pthread_cond_timedwait(&wd_cv, &wd_mu, &ts);
-        now = now_ns();
-        for (p = wd_list; p != NULL; p = p->wnext) {
-            int64_t d = atomic_load(&p->deadline_ns);
-            if (d != 0 && now >= d && !atomic_exchange(&p->hooked, 1)) {
-                lua_sethook(p->L, timeout_hook, HOOK_MASK, 1);
-                pthread_mutex_lock(&p->run_mu);
-                if (p->running != NULL)
-                    lua_sethook(p->running, timeout_hook, HOOK_MASK, 1);
-                pthread_mutex_unlock(&p->run_mu);
-            }
-        }
-    }
-    return NULL;
-}
-
-/* Returns 0, or -1 when the watchdog thread cannot be started. */
-static int watch(policy *p)
-{
-    int rc = 0;
-    int64_t every;
-    pthread_mutex_lock(&wd_mu);
-    if (!wd_started) {
-        pthread_condattr_t ca;
-        pthread_t th;
-        pthread_attr_t attr;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&wd_cv, &ca);
-        pthread_condattr_destroy(&ca);
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&th, &attr, watchdog_main, NULL) == 0)
-            wd_started = 1;
-        else
-            rc = -1;
-        pthread_attr_destroy(&attr);
-    }
-    if (rc == 0) {
-        p->wprev = NULL;
-        p->wnext = wd_list;
-        if (wd_list)
-            wd_list->wprev = p;
-        wd_list = p;
-        p->listed = 1;
-        /* Scan often enough for the shortest timeout: a tenth of it. */
-        every = p->callback_ms * 100000;
-        if (every < 2000000)
-            every = 2000000;
-        if (every < wd_interval_ns)
-            wd_interval_ns = every;
-        pthread_cond_signal(&wd_cv);
-    }
-    pthread_mutex_unlock(&wd_mu);
-    return rc;
-}
-
-static void unwatch(policy *p)
-{
-    pthread_mutex_lock(&wd_mu);
-    if (p->listed) {
-        if (p->wprev)
-            p->wprev->wnext = p->wnext;
-        else
-            wd_list = p->wnext;
-        if (p->wnext)
-            p->wnext->wprev = p->wprev;
-        p->listed = 0;
-    }
-    pthread_mutex_unlock(&wd_mu);
-}
-
-/* ---- running callbacks ---- */
-
-void ltand_deadline_check(lua_State *L)
-{
-    (void)L; /* armed by the deadline rework */
+    ltand_watch *w = *(ltand_watch **)lua_getextraspace(L);
+    return (policy *)(void *)((char *)w - offsetof(policy, watch));
 }
 
 /* Calls the function below nargs arguments (a traceback handler sits
 ** below it) with the callback deadline armed. [-(nargs+1), +(n|1), -] */
 static int invoke(policy *p, int nargs, int nresults)
 {
-    lua_State *L = p->L;
-    int handler = lua_gettop(L) - nargs - 1, rc;
-    int64_t deadline = 0, slack;
-    if (p->callback_ms >= 0) /* never early: the coarse clock lags */
-        deadline = coarse_now_ns(&slack) + slack + p->callback_ms * 1000000;
-    int64_t outer = ltand_callback_deadline_ns;
-    atomic_store_explicit(&p->deadline_ns, deadline, memory_order_relaxed);
-    ltand_callback_deadline_ns = deadline;
-    rc = lua_pcall(L, nargs, nresults, handler);
-    ltand_callback_deadline_ns = outer;
-    atomic_store_explicit(&p->deadline_ns, 0, memory_order_relaxed);
-    if (atomic_load_explicit(&p->hooked, memory_order_relaxed)) {
-        atomic_store(&p->hooked, 0);
-        lua_sethook(L, NULL, 0, 0);
-    }
-    return rc;
+    return ltand_watch_pcall(p->L, nargs, nresults,
+                             lua_gettop(p->L) - nargs - 1);
 }
 
 /* ---- the built-in operations ---- */
@@ -488,99 +297,6 @@ static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return q;
 }
 
-/* ---- coroutines the watchdog can reach ---- */
-
-/* Resumes co with narg values from L's top; moves the results (or the
-** error) back. Returns the number of results, or -1 on an error. */
-static int resume_watched(lua_State *L, lua_State *co, int narg)
-{
-    policy *p = policy_of(L);
-    lua_State *outer;
-    int status, nres;
-    if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
-        lua_pushliteral(L, "cannot resume dead coroutine");
-        return -1;
-    }
-    if (!lua_checkstack(co, narg)) {
-        lua_pushliteral(L, "too many arguments to resume");
-        return -1;
-    }
-    lua_xmove(L, co, narg);
-    if (atomic_load(&p->hooked))
-        lua_sethook(co, timeout_hook, HOOK_MASK, 1);
-    pthread_mutex_lock(&p->run_mu);
-    outer = p->running;
-    p->running = co;
-    pthread_mutex_unlock(&p->run_mu);
-    status = lua_resume(co, L, narg, &nres);
-    pthread_mutex_lock(&p->run_mu);
-    p->running = outer;
-    pthread_mutex_unlock(&p->run_mu);
-    if (status == LUA_OK || status == LUA_YIELD) {
-        if (!lua_checkstack(L, nres + 1)) {
-            lua_pop(co, nres);
-            lua_pushliteral(L, "too many results to resume");
-            return -1;
-        }
-        lua_xmove(co, L, nres);
-        return nres;
-    }
-    lua_xmove(co, L, 1); /* the error */
-    return -1;
-}
-
-/* coroutine.resume(co, ...) */
-static int watched_resume(lua_State *L)
-{
-    lua_State *co = lua_tothread(L, 1);
-    int n;
-    luaL_argexpected(L, co != NULL, 1, "coroutine");
-    n = resume_watched(L, co, lua_gettop(L) - 1);
-    if (n < 0) {
-        lua_pushboolean(L, 0);
-        lua_insert(L, -2);
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    lua_insert(L, -(n + 1));
-    return n + 1;
-}
-
-static int watched_wrap_call(lua_State *L)
-{
-    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
-    int n = resume_watched(L, co, lua_gettop(L));
-    if (n < 0) {
-        lua_resetthread(co);
-        return lua_error(L);
-    }
-    return n;
-}
-
-/* coroutine.wrap(f) */
-static int watched_wrap(lua_State *L)
-{
-    lua_State *co;
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    co = lua_newthread(L);
-    lua_pushvalue(L, 1);
-    lua_xmove(L, co, 1);
-    lua_pushcclosure(L, watched_wrap_call, 1);
-    return 1;
-}
-
-static void watch_coroutines(lua_State *L)
-{
-    lua_getglobal(L, "coroutine");
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_pushcfunction(L, watched_resume);
-        lua_setfield(L, -2, "resume");
-        lua_pushcfunction(L, watched_wrap);
-        lua_setfield(L, -2, "wrap");
-    }
-    lua_pop(L, 1);
-}
-
 /* setmetatable refusing __gc: a finalizer may run at lua_close, outside
 ** any callback's deadline. */
 static int sandbox_setmetatable(lua_State *L)
@@ -606,12 +322,50 @@ static int sandbox_require(lua_State *L)
     return 1;
 }
 
-/* load(chunk [, chunkname [, mode [, env]]]), text chunks only: the
-** original load (upvalue 1) with mode "t". An env passed as nil stays
-** passed, as load tells a missing env from a nil one. */
+/* The most source one load() in a sandbox compiles: compiling runs in C,
+** out of the callback deadline's reach, so it is kept short. */
+#define LOAD_MAX_BYTES (1u << 20)
+
+/* A load() reader (upvalue 1) whose pieces add up to LOAD_MAX_BYTES at
+** most (upvalue 2 counts them). */
+static int capped_reader(lua_State *L)
+{
+    lua_Integer used = lua_tointeger(L, lua_upvalueindex(2));
+    size_t len = 0;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_call(L, 0, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        lua_tolstring(L, -1, &len);
+    if ((size_t)used + len > LOAD_MAX_BYTES)
+        return luaL_error(L, "a chunk is limited to %d bytes in a sandbox",
+                          (int)LOAD_MAX_BYTES);
+    lua_pushinteger(L, used + (lua_Integer)len);
+    lua_replace(L, lua_upvalueindex(2));
+    return 1;
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]), text chunks of at most
+** LOAD_MAX_BYTES only: the original load (upvalue 1) with mode "t". An
+** env passed as nil stays passed, as load tells a missing env from a nil
+** one. */
 static int sandbox_load(lua_State *L)
 {
     int nargs = lua_gettop(L) >= 4 ? 4 : 3;
+    size_t len;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        lua_tolstring(L, 1, &len);
+        if (len > LOAD_MAX_BYTES) {
+            luaL_pushfail(L);
+            lua_pushfstring(L, "a chunk is limited to %d bytes in a sandbox",
+                            (int)LOAD_MAX_BYTES);
+            return 2;
+        }
+    } else if (lua_type(L, 1) == LUA_TFUNCTION) {
+        lua_pushvalue(L, 1);
+        lua_pushinteger(L, 0);
+        lua_pushcclosure(L, capped_reader, 2);
+        lua_replace(L, 1);
+    }
     lua_settop(L, nargs);
     lua_pushliteral(L, "t");
     lua_replace(L, 3);
@@ -630,7 +384,11 @@ static void make_sandbox(lua_State *L)
                                        "loadfile", "require", NULL};
     static const char *const os_kept[] = {"time", "clock", "date",
                                           "difftime", NULL};
+    /* ... and what finds a server by name: a sandboxed policy reaches
+    ** only the handles it is given */
     static const char *const tand_gone[] = {"start", "spawn", "sleep",
+                                            "whereis", "register",
+                                            "unregister",
                                             "supervise", NULL};
     int i;
     for (i = 0; gone[i]; i++) {
@@ -702,6 +460,23 @@ static int fail_init(policy_config *c, int status, const char *fmt,
     return status;
 }
 
+/* tand's metatables in the registry ("tand.machine", "tand.from", ...)
+** answer getmetatable with false: a policy that could add __gc to one
+** would run a finalizer, where Lua turns hooks off and so the callback
+** deadline. [-0, +0, m] */
+static void protect_metatables(lua_State *L)
+{
+    lua_pushnil(L);
+    while (lua_next(L, LUA_REGISTRYINDEX) != 0) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TTABLE &&
+            strncmp(lua_tostring(L, -2), "tand.", 5) == 0) {
+            lua_pushboolean(L, 0);
+            lua_setfield(L, -2, "__metatable");
+        }
+        lua_pop(L, 1);
+    }
+}
+
 /* Sets up the fresh state: libraries, sandbox, metatables, the machine
 ** object. Runs protected. [-0, +0, m] */
 static int setup_state(lua_State *L)
@@ -711,7 +486,7 @@ static int setup_state(lua_State *L)
     policy **m;
     lua_settop(L, 0);
     ltand_setup_state(L, c->path, c->cpath);
-    watch_coroutines(L);
+    ltand_watch_install(L, &p->watch);
     if (c->o.sandbox)
         make_sandbox(L);
     luaL_newmetatable(L, LTAND_FROM);
@@ -731,17 +506,16 @@ static int setup_state(lua_State *L)
         lua_pushstring(L, fast_ops[i]);
         p->ref_op[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    protect_metatables(L);
     return 0;
 }
 
 static void policy_free(policy *p)
 {
-    unwatch(p);
     if (p->L != NULL)
-        lua_close(p->L);
+        ltand_watch_close(p->L);
     ltand_pool_drain(&p->pool);
     tand_tickets_free(p->tickets);
-    pthread_mutex_destroy(&p->run_mu);
     free(p);
 }
 
@@ -820,7 +594,7 @@ typedef struct cb_run {
 
 static int run_callback(cb_run *r);
 static int decode_protected(lua_State *L);
-static void save_state(policy *p);
+static int save_state(policy *p);
 
 static int policy_init(tand_server *self, void *arg, void **state)
 {
@@ -834,11 +608,10 @@ static int policy_init(tand_server *self, void *arg, void **state)
         return fail_init(c, TAND_ENOMEM, "%snot enough memory", "");
     p->self = self;
     p->auto_shutdown_ms = c->o.auto_shutdown_ms;
-    p->callback_ms = c->o.callback_ms;
+    ltand_watch_init(&p->watch, self, c->o.callback_ms);
     p->mem_limit = c->o.memory_limit;
     ltand_pool_init(&p->pool);
     p->ref_policy = p->ref_state = p->ref_machine = LUA_NOREF;
-    pthread_mutex_init(&p->run_mu, NULL);
     for (int i = 0; i < CB_COUNT; i++)
         p->ref_callback[i] = LUA_NOREF;
     rc = tand_tickets_new(c->o.min_number, c->o.max_number, &p->tickets);
@@ -855,7 +628,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
                          "(see memory_limit)",
                          "");
     }
-    *(policy **)lua_getextraspace(L) = p;
+    *(ltand_watch **)lua_getextraspace(L) = &p->watch;
     /* Generational: each call's request table and `from` die young, and
     ** minor collections hand them back to the pool while it still has
     ** room for them (about 15% fewer instructions per call). */
@@ -869,7 +642,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
         policy_free(p);
         return rc;
     }
-    if (p->callback_ms >= 0 && watch(p) != 0) {
+    if (c->o.callback_ms >= 0 && ltand_watch_start() != 0) {
         policy_free(p);
         return fail_init(c, TAND_ESYSTEM, "%scannot start the watchdog",
                          "");
@@ -889,6 +662,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
             p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
             lua_settop(L, 0);
             ltand_pool_drain(&p->pool); /* an idle server keeps nothing */
+            atomic_store(&p->watch.killable, 1);
             *state = p;
             return 0;
         }
@@ -906,6 +680,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
     }
     lua_settop(L, 0);
     ltand_pool_drain(&p->pool); /* an idle server keeps nothing */
+    atomic_store(&p->watch.killable, 1);
     *state = p;
     return 0;
 }
@@ -987,24 +762,32 @@ static int decode_protected(lua_State *L)
     return 1;
 }
 
-/* Saves the state after a callback when it is plain data; a state that
-** cannot be encoded (functions, userdata, cycles) is not journaled. */
-static void save_state(policy *p)
+/* Journals the state after a callback. A state that cannot be encoded
+** (a function, a coroutine, a cycle) fails the batch: nothing of it is
+** journaled, its callers get bad_value, and the server stops, so a
+** restart resumes the last acknowledged state. During init it fails the
+** start instead. Returns 0, or -1 with the reason pushed. [-0, +(0|1), m] */
+static int save_state(policy *p)
 {
     lua_State *L = p->L;
     tand_msg m = {0};
-    int top = lua_gettop(L);
+    int top = lua_gettop(L), rc;
     if (p->journal == NULL)
-        return;
+        return 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
-    if (ltand_encode(L, -1, 1, 0, &m) == 0) {
+    rc = ltand_encode(L, -1, 1, 0, &m);
+    if (rc == 0)
         tand_journal_set_blob(p->journal, "policy_state", m.data, m.size);
-        p->state_journaled = 1;
-    } else {
-        p->state_journaled = 0;
-    }
     tand_msg_clear(&m);
+    if (rc != 0) {
+        lua_pushfstring(L, "the policy's state cannot be journaled: %s",
+                        lua_tostring(L, -1));
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
+        return -1;
+    }
     lua_settop(L, top);
+    return 0;
 }
 
 /* ---- messages in ---- */
@@ -1170,8 +953,17 @@ static int callback_protected(lua_State *L)
         r->f->answered = 1; /* the engine sends this reply */
         r->engine_replies = 1;
     }
-    if (r->which != CB_TERMINATE)
-        save_state(p);
+    if (r->which != CB_TERMINATE && save_state(p) != 0) {
+        const char *why = lua_tostring(L, -1);
+        if (r->which == CB_INIT)
+            return lua_error(L);
+        if (r->engine_replies) {
+            tand_msg_clear(r->reply);
+            r->reply->status = TAND_EBADVALUE;
+            tand_msg_set_text(r->reply, why, strlen(why));
+        }
+        tand_server_stop(p->self, TAND_EBADVALUE, why, 0);
+    }
     return 0;
 }
 
@@ -1380,7 +1172,8 @@ static void policy_terminate(void *state, tand_server *self, int reason,
     if (p == NULL)
         return;
     lua_settop(p->L, 0);
-    if (p->ref_policy != LUA_NOREF &&
+    /* A callback past its deadline ends the state: no terminate runs. */
+    if (p->ref_policy != LUA_NOREF && !atomic_load(&p->watch.expired) &&
         p->ref_callback[CB_TERMINATE] != LUA_NOREF) {
         r.p = p;
         r.which = CB_TERMINATE;

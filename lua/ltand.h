@@ -11,6 +11,7 @@
 #include "tand.h"
 
 #include <lauxlib.h>
+#include <stdatomic.h>
 #include <lua.h>
 
 #define LTAND_MACHINE "tand.machine"
@@ -106,11 +107,34 @@ void ltand_policy_free(ltand_policy *c);
 ** ns), which caps the timeout of calls it makes; 0 otherwise. */
 extern _Thread_local int64_t ltand_callback_deadline_ns;
 
-/* Raises the callback_timeout error in L when L belongs to a policy
-** whose running callback has passed its deadline; does nothing otherwise
-** (any other Lua state, or no callback running). Long C steps (pattern
-** matching) call it now and then so that they end with the callback.
-** [-0, +0, v] */
+/* ---- ldeadline.c: callback deadlines ---- */
+
+/* A policy state's deadline; the policy host embeds one per state. */
+typedef struct ltand_watch {
+    tand_server *server;  /* borrowed: what the watchdog kills */
+    int64_t callback_ms;  /* TAND_FOREVER for none */
+    int64_t deadline_ns;  /* of the running callback, or 0; its thread */
+    _Atomic int expired;  /* a callback passed its deadline: for good */
+    _Atomic int killable; /* the server runs (not during its init) */
+} ltand_watch;
+
+void ltand_watch_init(ltand_watch *w, tand_server *server,
+                      int64_t callback_ms);
+/* Starts the process's watchdog thread if it is not running: 0, or -1
+** when no thread can be started. Thread: any. */
+int ltand_watch_start(void);
+/* Ties L (a fresh policy state) to w and puts the guards in its
+** libraries: coroutine.resume, wrap and close, and xpcall. [-0, +0, m] */
+void ltand_watch_install(lua_State *L, ltand_watch *w);
+/* lua_pcall under the callback deadline (see lua_pcall for the stack);
+** an expired state runs nothing and gives LUA_ERRRUN. */
+int ltand_watch_pcall(lua_State *L, int nargs, int nresults, int msgh);
+/* lua_close, with the finalizers it runs watched as a callback. */
+void ltand_watch_close(lua_State *L);
+/* Raises the callback_timeout error once the running callback of L (a
+** policy state) has passed its deadline; nothing otherwise. Long C steps
+** (pattern matching) call it now and then so that they end with the
+** callback. [-0, +0, v] */
 void ltand_deadline_check(lua_State *L);
 
 /* ---- lpool.c ---- */
