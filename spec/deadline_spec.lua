@@ -1,0 +1,291 @@
+-- The callback deadline under attack: whatever a policy does, a callback
+-- that outlives callback_timeout crashes its server and its callers hear
+-- of it, while the engine's other servers keep answering.
+local tand = require "tand"
+local helper = require "spec.helper"
+
+local TIMEOUT = 200 -- each attacker's callback_timeout, ms
+local BOUND = 3000  -- generous: the reply comes long before this
+
+local function start(policy, extra)
+  local opts = { min_number = 1, max_number = 1000, policy = policy,
+                 callback_timeout = TIMEOUT }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return assert(tand.start(opts))
+end
+
+-- Calls m:call(op) and checks the crash came in time, with the timeout
+-- named; a bystander server must still answer afterwards.
+local function crashes_in_time(m, op, ...)
+  local bystander = assert(tand.start{ min_number = 1, max_number = 9 })
+  local t0 = tand.now()
+  local v, err, detail = m:call(op, ...)
+  local took = tand.now() - t0
+  assert.is_nil(v)
+  assert.equal("server_crashed", err)
+  assert.matches("callback_timeout", detail, 1, true)
+  assert.is_true(took >= TIMEOUT - 10, "crashed early: " .. took)
+  assert.is_true(took < BOUND, "crashed late: " .. took)
+  assert.is_false(m:alive())
+  assert.equal(1, bystander:queue_new_number())
+  bystander:stop()
+end
+
+for _, sandbox in ipairs({ true, false }) do
+  local where = sandbox and "in the sandbox" or "in a trusted policy"
+
+  describe("the callback deadline " .. where, function()
+    local function attacker(fn)
+      return start(fn, { sandbox = sandbox })
+    end
+
+    it("holds against pcall catching the timeout in a loop", function()
+      local m = attacker(function()
+        return { handle_call = function()
+          while true do pcall(function() while true do end end) end
+        end }
+      end)
+      crashes_in_time(m, "spin")
+    end)
+
+    it("holds against an xpcall message handler that loops", function()
+      local m = attacker(function()
+        return { handle_call = function()
+          xpcall(function() while true do end end,
+                 function(e) while true do end end)
+          return "escaped"
+        end }
+      end)
+      crashes_in_time(m, "spin")
+    end)
+
+    it("still runs a message handler for an ordinary error", function()
+      local m = attacker(function()
+        return { handle_call = function()
+          return xpcall(function() error("plain") end,
+                        function(e) return "handled: " .. tostring(e) end)
+        end }
+      end)
+      local ok, msg = m:call("x")
+      assert.is_false(ok)
+      assert.matches("handled: .*plain", msg)
+      m:stop()
+    end)
+
+    it("holds inside coroutines, resumed or wrapped", function()
+      local m = attacker(function()
+        return { handle_call = function(r)
+          if r[1] == "resume" then
+            local co = coroutine.create(function() while true do end end)
+            while true do coroutine.resume(co) end
+          end
+          local f = coroutine.wrap(function() while true do end end)
+          while true do pcall(f) end
+        end }
+      end)
+      crashes_in_time(m, "resume")
+      m = attacker(function()
+        return { handle_call = function()
+          local f = coroutine.wrap(function() while true do end end)
+          while true do pcall(f) end
+        end }
+      end)
+      crashes_in_time(m, "wrap")
+    end)
+
+    it("holds against coroutine.close running a __close handler", function()
+      local m = attacker(function()
+        return { handle_call = function()
+          local co = coroutine.create(function()
+            local guard <close> = setmetatable({}, { __close = function()
+              while true do end
+            end })
+            coroutine.yield()
+          end)
+          coroutine.resume(co)
+          coroutine.close(co)
+          return "escaped"
+        end }
+      end)
+      crashes_in_time(m, "close")
+    end)
+
+    it("holds against a coroutine made in an earlier callback", function()
+      local m = attacker(function()
+        local co
+        return { handle_call = function(r)
+          if r[1] == "make" then
+            co = coroutine.create(function()
+              coroutine.yield()
+              while true do end
+            end)
+            coroutine.resume(co)
+            return "made"
+          end
+          coroutine.resume(co)
+          return "escaped"
+        end }
+      end)
+      assert.equal("made", m:call("make"))
+      crashes_in_time(m, "run")
+    end)
+
+    it("keeps tand's metatables out of reach", function()
+      local m = attacker(function()
+        return { handle_call = function(r, from, state, machine)
+          return getmetatable(machine:self()), getmetatable(from),
+                 getmetatable(machine)
+        end }
+      end)
+      assert.same({ false, false, false }, { m:call("look") })
+      m:stop()
+    end)
+
+    it("gives a long pattern match no way out", function()
+      local m = attacker(function()
+        return { handle_call = function()
+          return string.find(string.rep("a", 4000), ".-.-.-.-.-.-.-b")
+        end }
+      end)
+      crashes_in_time(m, "match")
+    end)
+
+    it("runs no terminate after a timeout", function()
+      local m = attacker(function()
+        return {
+          handle_call = function() while true do end end,
+          terminate = function() while true do end end,
+        }
+      end)
+      crashes_in_time(m, "spin")
+    end)
+  end)
+end
+
+describe("a trusted policy stuck outside Lua", function()
+  -- A finalizer runs with hooks off: the callback cannot be interrupted,
+  -- so the watchdog ends the server; the stuck thread returns later.
+  -- "stick" with the seconds to stay stuck: 2 unless given
+  local function stuck_in_finalizer()
+    return { handle_call = function(r, from, state, machine)
+      if r[1] ~= "stick" then return machine:default(r) end
+      local seconds = r[2] or 2
+      setmetatable({}, { __gc = function()
+        local t = os.clock() + seconds
+        while os.clock() < t do end
+      end })
+      collectgarbage()
+      return "returned"
+    end }
+  end
+
+  it("is declared crashed at its deadline, its callers answered", function()
+    local m = start(stuck_in_finalizer, { name = "stuck" })
+    local queued = {}
+    for i = 1, 3 do
+      queued[i] = tand.spawn(function(h) return h:queue_new_number() end, m)
+    end
+    crashes_in_time(m, "stick")
+    for i = 1, 3 do
+      local v, err = queued[i]:join(BOUND)
+      assert.is_nil(v)
+      assert.is_true(err == "server_crashed" or err == "noproc", err)
+    end
+    assert.is_nil(tand.whereis("stuck"))
+    -- the name is free again at once
+    local again = assert(tand.start{ min_number = 1, max_number = 9,
+                                     name = "stuck" })
+    again:stop()
+  end)
+
+  it("lets a supervisor restart a journaled child only once the journal is let go",
+     function()
+    local path = os.tmpname()
+    os.remove(path)
+    local sup = assert(tand.supervise({ strategy = "one_for_one",
+                                        max_restarts = 5, max_seconds = 60 },
+      { { name = "stuck_journal", min_number = 1, max_number = 99,
+          journal = path, callback_timeout = TIMEOUT,
+          policy = stuck_in_finalizer } }))
+    local h = tand.whereis("stuck_journal")
+    assert.equal(1, h:queue_new_number())
+    local v, err = h:call("stick", 1)
+    assert.is_nil(v); assert.equal("server_crashed", err)
+    -- the restart comes once the stuck thread has let the journal go,
+    -- and resumes what was acknowledged
+    assert.is_true(helper.wait_for(function()
+      local r = h:report_state()
+      return type(r) == "table" and r.queue[1] == 1
+    end, 10000))
+    assert.equal(2, h:queue_new_number())
+    sup:stop()
+    os.remove(path)
+  end)
+end)
+
+describe("a journaled policy's state", function()
+  it("that cannot be journaled fails its batch with bad_value and stops", function()
+    local path = os.tmpname()
+    os.remove(path)
+    local policy = function()
+      return { handle_call = function(r, from, state, machine)
+        if r[1] == "bump" then state.n = (state.n or 0) + 1; return state.n end
+        if r[1] == "poison" then state.f = print; return "poisoned" end
+        return machine:default(r)
+      end }
+    end
+    local m = assert(tand.start{ min_number = 1, max_number = 9,
+                                 journal = path, policy = policy })
+    for i = 1, 6 do assert.equal(i, m:call("bump")) end
+    local v, err, detail = m:call("poison")
+    assert.is_nil(v); assert.equal("bad_value", err)
+    assert.matches("journal", detail)
+    m:stop() -- returns once it has ended, its journal let go
+    m = assert(tand.start{ min_number = 1, max_number = 9, journal = path,
+                           policy = policy })
+    assert.equal(7, m:call("bump")) -- the last acknowledged state was 6
+    m:stop()
+    os.remove(path)
+  end)
+end)
+
+describe("the sandbox's other doors", function()
+  local function sandboxed(policy)
+    return start(policy, { sandbox = true, callback_timeout = 2000 })
+  end
+
+  it("has no way to find a server by name", function()
+    local named = assert(tand.start{ min_number = 1, max_number = 9,
+                                     name = "not_for_sandboxes" })
+    local m = sandboxed(function()
+      return { handle_call = function()
+        local t = require("tand")
+        return t.whereis == nil, t.register == nil
+      end }
+    end)
+    assert.same({ true, true }, { m:call("look") })
+    assert.is_true(named:alive())
+    m:stop(); named:stop()
+  end)
+
+  it("compiles chunks of 1 MiB at most, given whole or by a reader", function()
+    local m = sandboxed(function()
+      return { handle_call = function()
+        local big = "return 1 --" .. string.rep("x", 1024 * 1024)
+        local f1, e1 = load(big)
+        local sent = false
+        local f2, e2 = load(function()
+          if sent then return nil end
+          sent = true
+          return big
+        end)
+        return f1 == nil, e1, f2 == nil, e2, load("return 42")()
+      end }
+    end)
+    local a, e1, b, e2, v = m:call("load")
+    assert.is_true(a); assert.matches("limited", e1)
+    assert.is_true(b); assert.matches("limited", e2)
+    assert.equal(42, v)
+    m:stop()
+  end)
+end)
