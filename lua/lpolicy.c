@@ -28,6 +28,9 @@
 
 #define LTAND_POLICY_MACHINE "tand.policy_machine"
 #define LTAND_FROM "tand.from"
+/* A `from` left unanswered when its callback returned: collected, it
+** tells its caller that no reply will come. */
+#define LTAND_FROM_KEPT "tand.from_kept"
 
 _Thread_local int64_t ltand_callback_deadline_ns;
 
@@ -43,6 +46,8 @@ typedef struct policy {
     int ref_policy, ref_state, ref_machine;
     int ref_callback[5];     /* init, handle_call, ... or LUA_NOREF */
     int ref_from_meta;       /* the metatable of `from` values */
+    int ref_from_kept_meta;  /* and of those kept past their callback */
+    int closing;             /* the state is being closed */
     int ref_op[7];           /* the names of the fast-path ops */
     void *machine_ud;        /* the machine object, to recognise it */
 } policy;
@@ -222,10 +227,48 @@ static int pm_default(lua_State *L)
     return builtin(L, p, lua_tostring(L, 3), 4, n - 1);
 }
 
+/* The `from` at idx, of either metatable. [-0, +0, v] */
+static lfrom *check_from(lua_State *L, int idx)
+{
+    policy *p = policy_of(L);
+    lfrom *f = lua_touserdata(L, idx);
+    if (f != NULL && lua_getmetatable(L, idx)) {
+        int ok;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_from_meta);
+        ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 1);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_from_kept_meta);
+        ok = ok || lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (ok)
+            return f;
+    }
+    luaL_typeerror(L, idx, LTAND_FROM);
+    return NULL;
+}
+
+/* __gc of a `from` kept past its callback: the policy dropped it
+** unanswered, so its caller gets timeout now rather than at its deadline,
+** and the engine lets go of the call. Not while the state closes: the
+** engine answers those callers itself. [-0, +0, -] */
+static int from_gc(lua_State *L)
+{
+    lfrom *f = lua_touserdata(L, 1);
+    static const char text[] = "the server dropped the call unanswered";
+    tand_msg m = {0};
+    if (f->answered || policy_of(L)->closing)
+        return 0;
+    f->answered = 1;
+    m.status = TAND_ETIMEDOUT;
+    tand_msg_set_text(&m, text, sizeof text - 1);
+    tand_reply(f->from, &m);
+    return 0;
+}
+
 static int pm_reply(lua_State *L)
 {
     policy *p = check_pmachine(L);
-    lfrom *f = luaL_checkudata(L, 2, LTAND_FROM);
+    lfrom *f = check_from(L, 2);
     tand_msg msg = {0};
     (void)p;
     if (f->answered)
@@ -491,6 +534,10 @@ static int setup_state(lua_State *L)
         make_sandbox(L);
     luaL_newmetatable(L, LTAND_FROM);
     lua_pop(L, 1);
+    luaL_newmetatable(L, LTAND_FROM_KEPT);
+    lua_pushcfunction(L, from_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     luaL_newmetatable(L, LTAND_POLICY_MACHINE);
     luaL_newlib(L, pmachine_methods);
     lua_setfield(L, -2, "__index");
@@ -502,6 +549,8 @@ static int setup_state(lua_State *L)
     p->ref_machine = luaL_ref(L, LUA_REGISTRYINDEX);
     luaL_getmetatable(L, LTAND_FROM);
     p->ref_from_meta = luaL_ref(L, LUA_REGISTRYINDEX);
+    luaL_getmetatable(L, LTAND_FROM_KEPT);
+    p->ref_from_kept_meta = luaL_ref(L, LUA_REGISTRYINDEX);
     for (int i = 1; i <= TAND_OP_REPORT; i++) {
         lua_pushstring(L, fast_ops[i]);
         p->ref_op[i] = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -512,6 +561,7 @@ static int setup_state(lua_State *L)
 
 static void policy_free(policy *p)
 {
+    p->closing = 1;
     if (p->L != NULL)
         ltand_watch_close(p->L);
     ltand_pool_drain(&p->pool);
@@ -947,11 +997,15 @@ static int callback_protected(lua_State *L)
         if (lua_isnil(L, 2))
             lua_newtable(L);
         p->ref_state = luaL_ref(L, LUA_REGISTRYINDEX);
-    } else if (r->which == CB_CALL && !r->f->answered &&
-               !(n >= 1 && lua_touserdata(L, 2) == ltand_noreply_marker())) {
-        set_reply(L, 2, n, r->msg->op != TAND_OP_ENCODED, r->reply);
-        r->f->answered = 1; /* the engine sends this reply */
-        r->engine_replies = 1;
+    } else if (r->which == CB_CALL && !r->f->answered) {
+        if (!(n >= 1 && lua_touserdata(L, 2) == ltand_noreply_marker())) {
+            set_reply(L, 2, n, r->msg->op != TAND_OP_ENCODED, r->reply);
+            r->f->answered = 1; /* the engine sends this reply */
+            r->engine_replies = 1;
+        } else { /* deferred: a `from` dropped unanswered answers */
+            lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_from_kept_meta);
+            lua_setmetatable(L, 1);
+        }
     }
     if (r->which != CB_TERMINATE && save_state(p) != 0) {
         const char *why = lua_tostring(L, -1);

@@ -289,3 +289,61 @@ describe("the sandbox's other doors", function()
     m:stop()
   end)
 end)
+
+describe("a deferred call whose from the policy drops", function()
+  it("costs nothing once dropped: its caller hears timeout", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 9,
+      policy = function()
+        return { handle_call = function(r)
+          if r[1] == "gc" then collectgarbage(); return "collected" end
+          return require("tand").noreply -- and forget `from`
+        end }
+      end })
+    m:settimeout(2000)
+    local threads = {}
+    for i = 1, 4 do
+      threads[i] = tand.spawn(function(h)
+        h:settimeout(1)
+        local timeouts = 0
+        for _ = 1, 500 do
+          local v, err = h:call("forget")
+          if err == "timeout" then timeouts = timeouts + 1 end
+        end
+        return timeouts
+      end, m)
+    end
+    for i = 1, 4 do assert.equal(500, threads[i]:join(60000)) end
+    assert.equal("collected", m:call("gc"))
+    -- only the call being handled (this stats call's server turn is
+    -- over) may still count; the 2000 forgotten ones are gone
+    assert.is_true(helper.wait_for(function()
+      m:call("gc")
+      return m:stats().deferred <= 1
+    end, 5000), "deferred: " .. tostring(m:stats().deferred))
+    m:stop()
+  end)
+
+  it("answers a caller still waiting with timeout at once", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 9,
+      policy = function()
+        return { handle_call = function(r)
+          if r[1] == "gc" then collectgarbage(); return "collected" end
+          return require("tand").noreply
+        end }
+      end })
+    local waiter = tand.spawn(function(h)
+      h:settimeout(20000)
+      local t0 = require("tand").now()
+      local v, err = h:call("forget")
+      return err, require("tand").now() - t0
+    end, m)
+    assert.is_true(helper.wait_for(function()
+      return m:stats().calls >= 1
+    end))
+    assert.equal("collected", m:call("gc"))
+    local err, took = waiter:join(20000)
+    assert.equal("timeout", err)
+    assert.is_true(took < 10000)
+    m:stop()
+  end)
+end)

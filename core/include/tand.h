@@ -216,9 +216,15 @@ typedef struct tand_server_options {
 ** the caller releases. On failure nothing is registered, *out is NULL and
 ** a state init made has been passed to terminate: init's error (a
 ** positive one becomes TAND_EINVAL), TAND_EINVAL (a bad option),
-** TAND_ENAMETAKEN, TAND_EJOURNAL (why in o->error), TAND_ENOPROC (the
-** runtime is being freed), TAND_ENOMEM, TAND_ESYSTEM.
-** Thread: any. Blocks: while the journal opens and init runs. */
+** TAND_ENAMETAKEN, TAND_EJOURNAL (why in o->error), TAND_EJOURNALLOCKED
+** (another server holds o->journal, in this process or another; o->error
+** names the path; nothing was changed), TAND_ENOPROC (the runtime is
+** being freed), TAND_ENOMEM, TAND_ESYSTEM. With o->journal the server
+** holds that file until it has ended (the end tand_server_stop() waits
+** for; tand_server_alive() is already 0 while it stops) or its process
+** dies, kill -9 included; then a new start on it resumes its state.
+** Thread: any. Blocks: while the journal opens and init runs; never for
+** a held journal (refused at once). */
 TAND_API int tand_server_start(tand_runtime *rt, const tand_server_options *o,
                                tand_server **out);
 
@@ -307,6 +313,8 @@ typedef struct tand_stats {
     ** them, less the waits for a next message longer than a microsecond */
     uint64_t handler_ns;
     uint64_t restarts;   /* set by supervisors */
+    uint64_t deferred;   /* calls taken and not answered yet: the one
+                         ** being handled and those deferred */
 } tand_stats;
 
 /* Fills *out with the server's counters, also after it has ended (then
@@ -432,11 +440,24 @@ TAND_API int tand_reply(tand_from *from, tand_msg *reply);
 ** fails, the batch is rolled back, its callers get TAND_EJOURNAL and the
 ** server stops with TAND_EJOURNAL, so its last durable state is the one a
 ** restart resumes from. A journal is refused, untouched, when it is not a
-** tand journal, is corrupt, was written by another format version or
-** belongs to another kind of server.
+** tand journal, is corrupt or truncated (not whole pages, or not as many
+** as its header says), was written by another format version or belongs
+** to another kind of server (TAND_EJOURNAL).
+** One server at a time holds a journal, across processes: a start on a
+** path that a living server holds (here or in another process, by any
+** spelling of the path) fails at once with TAND_EJOURNALLOCKED
+** ("journal_locked"), naming the path and changing nothing; of servers
+** racing to create a new journal exactly one wins and the others get
+** TAND_EJOURNALLOCKED. The hold is SQLite's exclusive lock (a POSIX
+** record lock, so a local file system), taken at start and kept until the
+** server ends or its process dies. Anything else that opens the file
+** while it is held (the sqlite3 shell) is told "database is locked";
+** and a process holding a journal must not open and close the file
+** itself, since closing any descriptor of a file drops the process's
+** locks on it.
 ** The functions below may only be called from the server's own callbacks
 ** (init included, on tand_server_start()'s thread): "Thread: the
-** server's". The journal is a plain SQLite connection with no lock. */
+** server's". */
 typedef struct tand_journal tand_journal;
 
 /* The server's journal (borrowed; closed when the server ends), or NULL
@@ -736,7 +757,8 @@ typedef struct tand_deluxe_options {
 } tand_deluxe_options;
 
 /* Starts a "deluxe" ticket machine (with o->journal, resuming from it
-** when the file exists); `o` is read during the call only and *out gets
+** when the file holds a journal, and holding it: see "journals");
+** `o` is read during the call only and *out gets
 ** a reference the caller releases. TAND_ECONFIG for bounds that are not
 ** min < max, a negative timeout other than TAND_FOREVER, or a journal of
 ** another range; TAND_EINVAL for NULL arguments; else as
@@ -757,7 +779,8 @@ typedef struct tand_counter_options {
 
 /* Starts a "counter" machine: TAND_OP_NEXT replies the current number and
 ** records the caller; TAND_OP_REPORT replies both. It resumes from
-** o->journal when that file exists; `o` is read during the call only
+** o->journal when that file holds a journal (and holds it: see
+** "journals"); `o` is read during the call only
 ** and *out gets a reference the caller releases. TAND_EINVAL for NULL
 ** arguments, else as tand_server_start(). Thread: any.
 ** Blocks: while a journal opens and loads. */
@@ -813,8 +836,9 @@ TAND_API void tand_policy_options_init(tand_policy_options *o);
 ** thread, so a policy that cannot load fails here: TAND_ECONFIG with the
 ** file and line in o->error (also for every bad option, as tand.start
 ** would say it), TAND_ECRASHED if init raised, TAND_ENAMETAKEN,
-** TAND_EJOURNAL, TAND_ENOMEM, TAND_EINVAL for NULL arguments (o->error
-** untouched then). The server speaks the deluxe machine's ops
+** TAND_EJOURNAL, TAND_EJOURNALLOCKED (o->journal is held by another
+** server: see "journals"), TAND_ENOMEM, TAND_EINVAL for NULL arguments
+** (o->error untouched then). The server speaks the deluxe machine's ops
 ** (tand_deluxe_queue() works) and the policy's own ops as TAND_OP_ENCODED
 ** requests: a MessagePack array [op_name, args...], answered with an
 ** array of the results. `o` is read during the call only; *out gets a

@@ -207,6 +207,7 @@ struct tand_server {
     _Atomic uint64_t n_calls, n_casts, n_infos, n_errors, n_timeouts;
     _Atomic uint64_t n_handler_ns, n_restarts;
     _Atomic uint64_t depth, peak;
+    _Atomic uint64_t n_deferred; /* written by the server thread only */
     _Atomic int64_t reply_ns;    /* callers' recent wait, for spinning */
 };
 

@@ -234,6 +234,8 @@ int tand_server_stats(const tand_server *s, tand_stats *out)
         atomic_load_explicit(&m->n_handler_ns, memory_order_relaxed);
     out->restarts =
         atomic_load_explicit(&m->n_restarts, memory_order_relaxed);
+    out->deferred =
+        atomic_load_explicit(&m->n_deferred, memory_order_relaxed);
     return 0;
 }
 
@@ -563,6 +565,10 @@ static void abort_batch(tand_server *s, int reason, const char *detail)
 
 static void deferred_link(tand_server *s, tand_from *f)
 {
+    atomic_store_explicit(&s->n_deferred,
+                          atomic_load_explicit(&s->n_deferred,
+                                               memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     f->dprev = NULL;
     f->dnext = s->deferred;
     if (s->deferred)
@@ -572,6 +578,10 @@ static void deferred_link(tand_server *s, tand_from *f)
 
 static void deferred_unlink(tand_server *s, tand_from *f)
 {
+    atomic_store_explicit(&s->n_deferred,
+                          atomic_load_explicit(&s->n_deferred,
+                                               memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     if (f->dprev)
         f->dprev->dnext = f->dnext;
     else
