@@ -21,6 +21,17 @@
 ** marks it ended, and sends a DOWN notice to each monitor. The runtime
 ** holds one reference to each running server, dropped at its end; handles
 ** and monitors hold the others.
+** A handler that does not return (a policy stuck in C) is ended from
+** another thread by tand_server_kill. s->turn says who may touch the
+** turn's records (the call being handled, the deferred callers, the held
+** replies): the server's thread opens it to a kill around each behaviour
+** callback (one release store and one exchange), and closes it while its
+** handler is inside tand_reply; a kill that finds it open takes the
+** records over by CAS, answers every caller, drops the name and sends
+** the DOWN notices (those of supervisors of a journaled server wait: see
+** after_kill), while the stuck thread keeps the state, the journal and
+** the runtime's reference until its handler returns and after_kill rolls
+** the batch back and lets everything go.
 */
 #include "internal.h"
 
