@@ -294,21 +294,23 @@ static lthread *check_thread(lua_State *L)
 }
 
 /* t:join([timeout_ms]) -> results..., or nil, "timeout" / "thread_failed",
-** detail. */
+** detail. The timeout follows ltand_timeout's rule (none by default). */
 static int t_join(lua_State *L)
 {
     lthread *t = check_thread(L);
     job *j = t->j;
-    lua_Number ms = luaL_optnumber(L, 2, -1);
+    int64_t ms = TAND_FOREVER;
     struct timespec ts;
     int done, ok, n;
     tand_msg *copy;
 
-    if (ms >= 0) {
+    if (!lua_isnoneornil(L, 2) && ltand_timeout(L, 2, &ms) != 0)
+        return luaL_argerror(L, 2, "timeout must be a whole number of "
+                                   "ms >= 0, or math.huge");
+    if (ms >= 0) { /* ms <= LTAND_TIMEOUT_MAX_MS: tv_sec cannot overflow */
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += (time_t)(ms / 1000);
-        ts.tv_nsec += (long)((ms - (lua_Number)(long long)(ms / 1000) * 1000) *
-                             1e6);
+        ts.tv_nsec += (long)(ms % 1000) * 1000000;
         if (ts.tv_nsec >= 1000000000) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000;

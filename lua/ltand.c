@@ -284,29 +284,37 @@ static int m_stop(lua_State *L)
     return 1;
 }
 
-/* A timeout in ms: a non-negative integer, or math.huge for none.
-** Returns 0, or -1 when the value is not one. */
-static int to_timeout(lua_State *L, int idx, int64_t *out)
+int ltand_timeout(lua_State *L, int idx, int64_t *ms)
 {
-    int isint;
-    lua_Integer v = lua_tointegerx(L, idx, &isint);
-    if (isint && v >= 0) {
-        *out = (int64_t)v;
+    lua_Number v;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return -1;
+    if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        if (i < 0)
+            return -1;
+        *ms = i > LTAND_TIMEOUT_MAX_MS ? TAND_FOREVER : (int64_t)i;
         return 0;
     }
-    if (lua_type(L, idx) == LUA_TNUMBER && lua_tonumber(L, idx) == HUGE_VAL) {
-        *out = TAND_FOREVER;
+    v = lua_tonumber(L, idx);
+    if (!(v >= 0)) /* negative or NaN */
+        return -1;
+    if (v > (lua_Number)LTAND_TIMEOUT_MAX_MS) { /* math.huge included */
+        *ms = TAND_FOREVER;
         return 0;
     }
-    return -1;
+    if (v != floor(v))
+        return -1;
+    *ms = (int64_t)v;
+    return 0;
 }
 
 static int m_settimeout(lua_State *L)
 {
     lmachine *m = check_machine(L, 1);
     int64_t ms = LTAND_DEFAULT_TIMEOUT_MS;
-    if (!lua_isnoneornil(L, 2) && to_timeout(L, 2, &ms) != 0)
-        return luaL_argerror(L, 2, "timeout must be an integer number of "
+    if (!lua_isnoneornil(L, 2) && ltand_timeout(L, 2, &ms) != 0)
+        return luaL_argerror(L, 2, "timeout must be a whole number of "
                                    "ms >= 0, or math.huge");
     m->timeout_ms = ms;
     lua_pushboolean(L, 1);
@@ -464,13 +472,13 @@ static int read_option(lua_State *L, start_options *o)
             return bad_config(L, "%s must be an integer", k);
         o->has_initial = 1;
     } else if (strcmp(k, "auto_shutdown_timeout") == 0) {
-        if (to_timeout(L, -1, &o->auto_ms) != 0)
-            return bad_config(L, "%s must be an integer number of ms >= 0, "
+        if (ltand_timeout(L, -1, &o->auto_ms) != 0)
+            return bad_config(L, "%s must be a whole number of ms >= 0, "
                                  "or math.huge", k);
         o->has_auto = 1;
     } else if (strcmp(k, "call_timeout") == 0) {
-        if (to_timeout(L, -1, &o->call_timeout) != 0)
-            return bad_config(L, "%s must be an integer number of ms >= 0, "
+        if (ltand_timeout(L, -1, &o->call_timeout) != 0)
+            return bad_config(L, "%s must be a whole number of ms >= 0, "
                                  "or math.huge", k);
     } else if (strcmp(k, "mailbox") == 0) {
         int64_t v;
@@ -481,8 +489,9 @@ static int read_option(lua_State *L, start_options *o)
     } else if (strcmp(k, "policy") == 0) {
         o->has_policy = 1; /* read by ltand_policy_prepare */
     } else if (strcmp(k, "callback_timeout") == 0) {
-        if (to_timeout(L, -1, &o->callback_ms) != 0 || o->callback_ms == 0)
-            return bad_config(L, "%s must be an integer number of ms > 0, "
+        if (ltand_timeout(L, -1, &o->callback_ms) != 0 ||
+            o->callback_ms == 0)
+            return bad_config(L, "%s must be a whole number of ms > 0, "
                                  "or math.huge",
                               k);
         o->has_policy_option = 1;

@@ -17,6 +17,10 @@
 #define LTAND_MACHINE "tand.machine"
 #define LTAND_THREAD "tand.thread"
 #define LTAND_DEFAULT_TIMEOUT_MS 5000
+/* Above this many ms a timeout is none (TAND_FOREVER): about 146 years,
+** the most whose nanoseconds still fit beside a clock reading (the
+** engine's tand__deadline saturates at the same bound). */
+#define LTAND_TIMEOUT_MAX_MS (INT64_MAX / 2000000)
 
 /* A machine handle (a server reference). */
 typedef struct lmachine {
@@ -171,5 +175,12 @@ int ltand_start_table(lua_State *L, int idx, tand_runtime *rt,
                       tand_server **out, char *detail, size_t size);
 /* Pushes nil, token, detail and returns 3. [-0, +3, m] */
 int ltand_fail(lua_State *L, int status, const char *detail);
+
+/* Reads the timeout (ms) at idx into *ms: a whole number >= 0, or
+** TAND_FOREVER for math.huge and anything above LTAND_TIMEOUT_MAX_MS.
+** Returns 0, or -1 (nothing set) for a value that is not a number (a
+** numeric string neither), a negative one, NaN or a fraction.
+** [-0, +0, -] */
+int ltand_timeout(lua_State *L, int idx, int64_t *ms);
 
 #endif

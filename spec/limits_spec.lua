@@ -1,0 +1,163 @@
+-- The binding's edges: huge, negative and string timeouts, names with NUL,
+-- handles that follow names through messages and across processes, stop
+-- waiting for the end, casts to a full mailbox, and more values than a
+-- message carries as a list.
+local tand = require "tand"
+local helper = require "spec.helper"
+
+local dir = os.tmpname()
+os.remove(dir)
+assert(os.execute("mkdir -p " .. dir))
+teardown(function() os.execute("rm -rf " .. dir) end)
+
+-- The command that runs this interpreter (see journal_spec.lua).
+local function interpreter()
+  local parts, i = {}, -1
+  while arg and arg[i] do
+    table.insert(parts, 1, arg[i])
+    i = i - 1
+  end
+  return #parts > 0 and table.concat(parts, " ") or "lua5.4"
+end
+
+local function run(script, ...)
+  local file = dir .. "/child.lua"
+  local f = assert(io.open(file, "w"))
+  f:write(script)
+  f:close()
+  local cmd = "timeout 60 " .. interpreter() .. " " .. file
+  for _, a in ipairs({ ... }) do cmd = cmd .. " " .. a end
+  local p = assert(io.popen(cmd .. " 2>&1", "r"))
+  local out = p:read("a")
+  assert.is_true(p:close(), out)
+  return out
+end
+
+local HUGE = { math.huge, 1e300, math.maxinteger, 2^62, 1e13 }
+
+local function deli(extra)
+  local opts = { min_number = 1, max_number = 1000 }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return tand.start(opts)
+end
+
+-- A policy whose handle_call "slow" sleeps ms, then answers "slept".
+local function sleeper()
+  return { handle_call = function(r, from, state, machine)
+    if r[1] == "slow" then
+      require("tand").sleep(r[2])
+      return "slept"
+    end
+    return machine:default(r)
+  end }
+end
+
+describe("huge timeouts mean no deadline", function()
+  it("in t:join, which neither spins nor returns early", function()
+    -- In a process of its own, whose CPU time is the join's alone; a join
+    -- that never returns is killed by `timeout` and fails the test.
+    local out = run([[
+      local tand = require "tand"
+      for _, x in ipairs({ math.huge, 1e300, math.maxinteger, 2^62, 1e13 }) do
+        local t = tand.spawn(function()
+          require("tand").sleep(500)
+          return "done"
+        end)
+        tand.sleep(100) -- the thread's state is set up: the join only waits
+        local cpu, wall = os.clock(), tand.now()
+        local v, err = t:join(x)
+        print(x, v or err, os.clock() - cpu, tand.now() - wall)
+      end
+    ]])
+    local n = 0
+    for x, v, cpu, wall in out:gmatch("(%S+)\t(%S+)\t(%S+)\t(%S+)\n") do
+      n = n + 1
+      cpu, wall = tonumber(cpu), tonumber(wall)
+      assert.equal("done", v, "join(" .. x .. ")")
+      assert.is_true(wall >= 200, ("join(%s) after %s ms"):format(x, wall))
+      -- a spinning join burns about as much CPU time as it waits
+      assert.is_true(cpu < wall / 1000 / 2,
+                     ("join(%s) used %s s of CPU in %s ms"):format(x, cpu, wall))
+    end
+    assert.equal(5, n, out)
+  end)
+
+  it("in call_timeout and settimeout", function()
+    for _, x in ipairs(HUGE) do
+      local m = assert(tand.start{ policy = sleeper, call_timeout = x })
+      assert.equal("slept", m:call("slow", 300), "call_timeout " .. x)
+      assert.is_true(m:settimeout(5))
+      assert.is_true(m:settimeout(x))
+      assert.equal("slept", m:call("slow", 300), "settimeout " .. x)
+      m:stop()
+    end
+  end)
+
+  it("in auto_shutdown_timeout", function()
+    for _, x in ipairs(HUGE) do
+      local m = assert(deli{ auto_shutdown_timeout = x })
+      assert.equal(math.huge, m:report_state().auto_shutdown_timeout)
+      tand.sleep(50)
+      assert.is_true(m:alive())
+      m:stop()
+    end
+  end)
+
+  it("in callback_timeout", function()
+    for _, x in ipairs(HUGE) do
+      local m = assert(tand.start{ policy = sleeper, callback_timeout = x })
+      assert.same({ "slept" }, { m:call("slow", 300) }, "callback " .. x)
+      m:stop()
+    end
+  end)
+
+  it("and negative or NaN ones are refused", function()
+    local m = assert(deli())
+    for _, x in ipairs({ -1, -0.5, -math.huge, 0 / 0, 1.5 }) do
+      for _, k in ipairs({ "auto_shutdown_timeout", "call_timeout" }) do
+        local v, err, detail = deli{ [k] = x }
+        assert.is_nil(v)
+        assert.equal("invalid_configuration", err)
+        assert.matches(k, detail, 1, true)
+      end
+      local v, err, detail = tand.start{ policy = sleeper,
+                                         callback_timeout = x }
+      assert.is_nil(v)
+      assert.equal("invalid_configuration", err)
+      assert.matches("callback_timeout", detail, 1, true)
+      assert.has_error(function() m:settimeout(x) end)
+      local t = tand.spawn(function() return 1 end)
+      assert.has_error(function() t:join(x) end)
+      assert.equal(1, t:join())
+    end
+    m:stop()
+  end)
+end)
+
+describe("numbers given as strings", function()
+  it("are refused by every numeric option, naming it", function()
+    local cases = {
+      { auto_shutdown_timeout = "100" }, { call_timeout = "100" },
+      { mailbox = "10" }, { min_number = "1" },
+      { policy = sleeper, callback_timeout = "100" },
+      { policy = sleeper, memory_limit = "1000000" },
+    }
+    for _, opts in ipairs(cases) do
+      local key
+      for k, v in pairs(opts) do if k ~= "policy" then key = k end end
+      local v, err, detail = deli(opts)
+      assert.is_nil(v, key)
+      assert.equal("invalid_configuration", err)
+      assert.matches(key, detail, 1, true)
+    end
+  end)
+
+  it("are refused by settimeout and join", function()
+    local m = assert(deli())
+    assert.has_error(function() m:settimeout("100") end)
+    local t = tand.spawn(function() return 1 end)
+    assert.has_error(function() t:join("100") end)
+    assert.equal(1, t:join(10000))
+    m:stop()
+  end)
+end)
