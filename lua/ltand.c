@@ -437,6 +437,19 @@ static int bad_config(lua_State *L, const char *fmt, const char *key)
     return ltand_fail(L, TAND_ECONFIG, lua_tostring(L, -1));
 }
 
+/* 1 when the value at idx is a name: a string of 1 to TAND_NAME_MAX
+** bytes without NUL (the engine keeps names as C strings, so "a\0b"
+** would be cut to "a"). [-0, +0, -] */
+static int is_name(lua_State *L, int idx)
+{
+    size_t len;
+    const char *s;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    s = lua_tolstring(L, idx, &len);
+    return len > 0 && len <= TAND_NAME_MAX && strlen(s) == len;
+}
+
 static int get_integer(lua_State *L, int idx, int64_t *out)
 {
     int isint;
@@ -524,12 +537,9 @@ static int read_option(lua_State *L, start_options *o)
             return bad_config(L, "%s must be \"full\" or \"os\"", k);
         o->has_durability = 1;
     } else if (strcmp(k, "name") == 0) {
-        size_t len;
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return bad_config(L, "%s must be a string", k);
-        lua_tolstring(L, -1, &len);
-        if (len == 0 || len > TAND_NAME_MAX)
-            return bad_config(L, "%s must have 1 to 255 bytes", k);
+        if (!is_name(L, -1))
+            return bad_config(L, "%s must be a string of 1 to 255 bytes "
+                                 "without NUL", k);
         o->name = lua_tostring(L, -1); /* anchored in the options table */
     } else {
         return bad_config(L, "unknown option '%s'", k);
@@ -789,11 +799,17 @@ static int l_start(lua_State *L)
     return 1;
 }
 
+/* tand.whereis(name): a string that cannot be a name (empty, over 255
+** bytes, or with a NUL) is a wrong argument and raises. */
 static int l_whereis(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
+    const char *name;
     tand_server *s;
     lmachine *m;
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TSTRING, 1, "string");
+    luaL_argcheck(L, is_name(L, 1), 1,
+                  "a name has 1 to 255 bytes without NUL");
+    name = lua_tostring(L, 1);
     ltand_push_machine(L, NULL, 0);
     m = lua_touserdata(L, -1);
     if ((m->name = strdup(name)) == NULL)
@@ -892,8 +908,9 @@ static int read_flags(lua_State *L, tand_supervisor_options *o)
                 return bad_config(L, "%s must be an integer > 0", k);
             o->max_seconds = v;
         } else if (strcmp(k, "name") == 0) {
-            if (lua_type(L, -1) != LUA_TSTRING)
-                return bad_config(L, "%s must be a string", k);
+            if (!is_name(L, -1))
+                return bad_config(L, "%s must be a string of 1 to 255 "
+                                     "bytes without NUL", k);
             o->name = lua_tostring(L, -1); /* anchored in the flags */
         } else {
             return bad_config(L, "unknown supervisor flag '%s'", k);
