@@ -50,6 +50,7 @@ void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id)
     m->timeout_ms = LTAND_DEFAULT_TIMEOUT_MS;
     m->closed = 0;
     m->name = NULL;
+    m->server_name = NULL;
     luaL_setmetatable(L, LTAND_MACHINE);
     if (s != NULL) {
         tand_server_retain(s);
@@ -356,6 +357,8 @@ static int m_gc(lua_State *L)
     tand_server_release(s); /* never blocks */
     free(m->name);
     m->name = NULL;
+    free(m->server_name);
+    m->server_name = NULL;
     return 0;
 }
 
@@ -790,6 +793,8 @@ static int l_start(lua_State *L)
     m = lua_touserdata(L, handle);
     rc = start_spec(rt, sp, sp->name, &s, detail, sizeof detail);
     m->timeout_ms = sp->o.call_timeout;
+    m->server_name = sp->name; /* the handle carries it in messages */
+    sp->name = NULL;
     spec_free(sp);
     if (rc != 0)
         return ltand_fail(L, rc, detail);
@@ -812,7 +817,8 @@ static int l_whereis(lua_State *L)
     name = lua_tostring(L, 1);
     ltand_push_machine(L, NULL, 0);
     m = lua_touserdata(L, -1);
-    if ((m->name = strdup(name)) == NULL)
+    if ((m->name = strdup(name)) == NULL ||
+        (m->server_name = strdup(name)) == NULL)
         return luaL_error(L, "not enough memory");
     if (tand_whereis(runtime(L), name, &s) != 0) {
         lua_pushfstring(L, "no server is registered as '%s'", name);
@@ -1014,6 +1020,8 @@ static int l_supervise(lua_State *L)
     ctx_release(ctx);
     m->s = sup;
     m->id = tand_server_id(sup);
+    if (o.name != NULL && (m->server_name = strdup(o.name)) == NULL)
+        return luaL_error(L, "not enough memory"); /* m owns sup: no leak */
     lua_settop(L, 3);
     return 1;
 fail: /* the detail is on top */

@@ -29,6 +29,8 @@ typedef struct lmachine {
     int64_t timeout_ms; /* call timeout of this handle */
     int closed;         /* closed by __close: using it is an error */
     char *name;         /* from tand.whereis: follows the name, or NULL */
+    char *server_name;  /* the name its server was started or found
+                        ** under, or NULL: sent with the handle */
 } lmachine;
 
 /* ---- lvalue.c: Lua values <-> MessagePack ---- */

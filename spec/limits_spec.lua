@@ -194,3 +194,106 @@ describe("names", function()
     assert.equal("noproc", err)
   end)
 end)
+
+describe("a handle from tand.whereis", function()
+  it("still follows its name in a tand.spawn thread", function()
+    local first = assert(deli{ name = "limits_follow" })
+    local h = assert(tand.whereis("limits_follow"))
+    assert.equal(1, h:queue_new_number())
+    assert.is_true(first:stop())
+    local second = assert(tand.start{ min_number = 100, max_number = 200,
+                                      name = "limits_follow" })
+    local t = tand.spawn(function(h) return h:queue_new_number() end, h)
+    assert.equal(100, t:join(10000))
+    second:stop()
+  end)
+
+  it("still follows its name inside a message to a policy", function()
+    local keeper = assert(tand.start{ policy = function()
+      return { handle_call = function(r, from, state, machine)
+        if r[1] == "keep" then state.h = r[2]; return true end
+        if r[1] == "use" then return state.h:queue_new_number() end
+        return machine:default(r)
+      end, init = function() return {} end }
+    end })
+    local first = assert(deli{ name = "limits_follow2" })
+    assert.is_true(keeper:call("keep", tand.whereis("limits_follow2")))
+    assert.equal(1, keeper:call("use"))
+    assert.is_true(first:stop())
+    local second = assert(tand.start{ min_number = 500, max_number = 600,
+                                      name = "limits_follow2" })
+    assert.equal(500, keeper:call("use"))
+    second:stop()
+    keeper:stop()
+  end)
+
+  it("and a plain handle stays with its own server", function()
+    local first = assert(deli{ name = "limits_plain" })
+    assert.is_true(first:stop())
+    local second = assert(deli{ name = "limits_plain" })
+    local t = tand.spawn(function(h) return h:queue_new_number() end, first)
+    local v, err = t:join(10000)
+    assert.is_nil(v)
+    assert.equal("noproc", err)
+    second:stop()
+  end)
+end)
+
+describe("a handle in a journaled state, in another process", function()
+  local policy = [[
+    local function keeper()
+      return { init = function() return {} end,
+               handle_call = function(r, from, state, machine)
+        if r[1] == "keep" then
+          state.named, state.plain, state.found = r[2], r[3], r[4]
+          return true
+        end
+        if r[1] == "probe" then
+          local out = {}
+          for _, k in ipairs({ "named", "plain", "found" }) do
+            local v, err = state[k]:queue_new_number()
+            out[#out + 1] = k .. "=" .. tostring(v or err)
+          end
+          return table.concat(out, " ")
+        end
+        return machine:default(r)
+      end }
+    end
+  ]]
+
+  it("follows its server's name, or has ended; never another server", function()
+    local journal = dir .. "/handles.db"
+    -- First process: a named server, an unnamed one and a journaled policy
+    -- that keeps handles to them; prints the largest id it used.
+    local out = run(policy .. [[
+      local tand = require "tand"
+      local named = assert(tand.start{ min_number = 1, max_number = 9,
+                                       name = "limits_remote" })
+      local plain = assert(tand.start{ min_number = 11, max_number = 19 })
+      local k = assert(tand.start{ policy = keeper, journal = arg[1] })
+      assert(k:call("keep", named, plain, tand.whereis("limits_remote")))
+      local top = 0
+      for _, m in ipairs({ named, plain, k }) do
+        top = math.max(top, tonumber(tostring(m):match("(%d+)")))
+      end
+      k:stop()
+      print(top)
+    ]], journal)
+    local top = assert(tonumber(out:match("(%d+)")), out)
+    -- Second process: unrelated servers take those ids first, then the
+    -- name goes to a new server, then the policy resumes.
+    out = run(policy .. [[
+      local tand = require "tand"
+      local id = 0
+      while id < tonumber(arg[2]) do
+        local m = assert(tand.start{ min_number = 1000, max_number = 1999 })
+        id = tonumber(tostring(m):match("(%d+)"))
+      end
+      assert(tand.start{ min_number = 500, max_number = 599,
+                         name = "limits_remote" })
+      local k = assert(tand.start{ policy = keeper, journal = arg[1] })
+      print(k:call("probe"))
+    ]], journal, top)
+    assert.matches("named=500 plain=noproc found=501", out, 1, true)
+  end)
+end)
