@@ -177,14 +177,15 @@ static int cast_result(lua_State *L, int rc)
     return 1;
 }
 
+/* Casts and infos never wait: a full mailbox is busy at once. */
 static int send_msg(lua_State *L, lmachine *m, tand_msg *msg, int info)
 {
     if (m->s == NULL) {
         tand_msg_clear(msg);
         return cast_result(L, TAND_ENOPROC);
     }
-    return cast_result(L, info ? tand_send(m->s, msg, timeout_of(m), 0)
-                               : tand_cast(m->s, msg, timeout_of(m), 0));
+    return cast_result(L, info ? tand_send(m->s, msg, 0, TAND_NOWAIT)
+                               : tand_cast(m->s, msg, 0, TAND_NOWAIT));
 }
 
 static int m_reset_state(lua_State *L)
@@ -271,16 +272,44 @@ static int m_alive(lua_State *L)
     return 1;
 }
 
+/* 1 once s has ended: it has left the runtime's id table, which it does
+** with its name, before its stoppers are told (so the name is free). */
+static int has_ended(tand_server *s)
+{
+    tand_server *found;
+    if (tand_server_lookup(tand_server_runtime(s), tand_server_id(s),
+                           &found) != 0)
+        return 1;
+    tand_server_release(found);
+    return 0;
+}
+
+/* m:stop([reason]): true only once the server has ended, within the
+** handle's timeout (0: only if it has ended already), else nil,
+** "timeout"; nil, "noproc" when it had been stopped before. From the
+** server's own callbacks it cannot wait for its end: true means the stop
+** is on its way. The reason travels as the stop's detail; the engine has
+** no code for an abnormal stop with a reason of its own yet, so every
+** reason stops the server normally. */
 static int m_stop(lua_State *L)
 {
     lmachine *m = check_machine(L, 1);
     const char *reason = luaL_optstring(L, 2, NULL);
+    int64_t timeout = timeout_of(m);
     int rc;
     if (m->s == NULL)
         return ltand_fail(L, TAND_ENOPROC, NULL);
-    rc = tand_server_stop(m->s, 0, reason, timeout_of(m));
+    rc = tand_server_stop(m->s, 0, reason, timeout);
+    if (rc == 0 && timeout == 0 && tand_self() != m->s && !has_ended(m->s))
+        rc = TAND_ETIMEDOUT; /* asked to stop, not waited for */
+    else if (rc == TAND_ENOPROC && tand_self() != m->s &&
+             !has_ended(m->s))
+        rc = TAND_ETIMEDOUT; /* another stopper's stop, still under way */
     if (rc != 0)
-        return ltand_fail(L, rc, NULL);
+        return ltand_fail(L, rc, rc == TAND_ETIMEDOUT
+                                     ? "the server has not ended yet (it "
+                                       "will)"
+                                     : NULL);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -297,3 +297,99 @@ describe("a handle in a journaled state, in another process", function()
     assert.matches("named=500 plain=noproc found=501", out, 1, true)
   end)
 end)
+
+describe("m:stop", function()
+  -- A policy whose terminate takes 300 ms.
+  local function slow_end()
+    return { terminate = function() require("tand").sleep(300) end }
+  end
+
+  it("returns true only once the server has ended", function()
+    local m = assert(tand.start{ policy = slow_end, name = "limits_stop" })
+    assert.is_true(m:stop())
+    assert.is_true(m:stop() == nil) -- ended already: nil, "noproc"
+    local again = assert(tand.start{ policy = slow_end, name = "limits_stop" })
+    assert.is_true(again:stop("shutdown"))
+  end)
+
+  it("with a timeout of 0 says timeout while the server has not ended",
+     function()
+    local m = assert(tand.start{ policy = slow_end, name = "limits_stop0" })
+    m:settimeout(0)
+    local ok, err = m:stop()
+    assert.is_nil(ok)
+    assert.equal("timeout", err)
+    -- the name is free once it has ended
+    local again
+    assert.is_true(helper.wait_for(function()
+      again = tand.start{ min_number = 1, max_number = 9,
+                          name = "limits_stop0" }
+      return again ~= nil
+    end, 5000))
+    assert.is_true(again:stop())
+  end)
+
+  it("with a short timeout says timeout, and a second stop waits", function()
+    local m = assert(tand.start{ policy = slow_end, name = "limits_stop1" })
+    m:settimeout(20)
+    local ok, err = m:stop()
+    assert.is_nil(ok)
+    assert.equal("timeout", err)
+    m:settimeout(5000)
+    ok, err = m:stop() -- already stopping: waits for the end
+    assert.is_nil(ok)
+    assert.equal("noproc", err)
+    local again = assert(tand.start{ min_number = 1, max_number = 9,
+                                     name = "limits_stop1" })
+    again:stop()
+  end)
+end)
+
+describe("a full mailbox", function()
+  -- handle_cast "hold" marks the gate (a deluxe machine) and waits until
+  -- the test queues a second number there.
+  local function gated()
+    return { handle_cast = function(r)
+      if r[1] == "hold" then
+        local gate = r[2]
+        gate:queue_new_number()
+        while #gate:report_state().queue < 2 do require("tand").sleep(2) end
+      end
+    end }
+  end
+
+  it("makes casts, sends and resets busy at once; calls wait", function()
+    local gate = assert(deli())
+    local m = assert(tand.start{ policy = gated, mailbox = 1,
+                                 call_timeout = 3000,
+                                 callback_timeout = 60000 })
+    assert.is_true(m:cast("hold", gate))
+    assert.is_true(helper.wait_for(function()
+      return #gate:report_state().queue >= 1
+    end, 10000))
+    assert.is_true(m:cast("fill")) -- the one free place
+    for _, try in ipairs({
+      function() return m:cast("more") end,
+      function() return m:send("info") end,
+      function() return m:reset_state() end,
+    }) do
+      local t0 = tand.now()
+      local ok, err = try()
+      assert.is_nil(ok)
+      assert.equal("busy", err)
+      assert.is_true(tand.now() - t0 < 1000, "waited " .. (tand.now() - t0))
+    end
+    m:settimeout(300)
+    local t0 = tand.now()
+    local v, err = m:queue_new_number() -- waits for room until its deadline
+    assert.is_nil(v)
+    assert.equal("timeout", err)
+    assert.is_true(tand.now() - t0 >= 250, "gave up after " .. (tand.now() - t0))
+    gate:queue_new_number() -- open
+    m:settimeout(5000)
+    assert.is_true(helper.wait_for(function() return m:cast("x") end, 5000))
+    assert.equal(1, m:queue_new_number())
+    m:stop()
+    gate:stop()
+  end)
+end)
