@@ -186,6 +186,10 @@ static int run_protected(lua_State *L)
     {
         tand_msg out = {0};
         int n = lua_gettop(L) - base;
+        if (n > LTAND_MAX_VALUES)
+            return luaL_error(L, "the thread returned %d values, more than "
+                                 "the %d it can return (return a table)",
+                              n, LTAND_MAX_VALUES);
         if (ltand_encode(L, base + 1, n, 1, &out) != 0) {
             lua_pushfstring(L, "the thread returned a value that cannot "
                                "be sent: %s",
@@ -263,6 +267,10 @@ static int l_spawn(lua_State *L)
     t->j = j; /* from here the handle's __gc frees the job */
     if (ltand_dump_function(L, 2, &j->code, &j->code_size) != 0)
         return luaL_argerror(L, 1, lua_tostring(L, -1));
+    if (lua_gettop(L) - 2 > LTAND_MAX_VALUES)
+        return luaL_error(L, "tand.spawn: %d arguments, more than the %d a "
+                             "thread takes (pass a table)",
+                          lua_gettop(L) - 2, LTAND_MAX_VALUES);
     if (lua_gettop(L) > 2 &&
         ltand_encode(L, 3, lua_gettop(L) - 2, 1, &j->args) != 0)
         return luaL_error(L, "tand.spawn: %s", lua_tostring(L, -1));

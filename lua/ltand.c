@@ -113,6 +113,17 @@ static int call(lua_State *L, lmachine *m, tand_msg *req, tand_msg **reply)
     return tand_call(m->s, req, *reply, timeout_of(m), 0);
 }
 
+/* nil, "bad_value", why: a reply that does not decode here (more than
+** LTAND_MAX_VALUES values, or not a tand value) is the server's fault,
+** not the caller's, so it is an outcome, never an error raised.
+** [-1, +3, m] */
+static int bad_reply(lua_State *L)
+{
+    lua_pushfstring(L, "the reply cannot be received: %s",
+                    lua_tostring(L, -1));
+    return ltand_fail(L, TAND_EBADVALUE, lua_tostring(L, -1));
+}
+
 /* Pushes a reply's results: a list in data (a policy's answer, or a
 ** report), else the integer of the fast path. */
 static int push_results(lua_State *L, const tand_msg *reply)
@@ -124,7 +135,7 @@ static int push_results(lua_State *L, const tand_msg *reply)
     }
     n = ltand_decode(L, reply->data, reply->size, 1);
     if (n < 0)
-        return lua_error(L);
+        return bad_reply(L);
     return n;
 }
 
@@ -230,7 +241,7 @@ static int m_report(lua_State *L)
     if (reply->data == NULL)
         lua_pushnil(L);
     else if (ltand_decode(L, reply->data, reply->size, 0) < 0)
-        return lua_error(L);
+        return bad_reply(L);
     return 2;
 }
 

@@ -21,6 +21,9 @@
 ** the most whose nanoseconds still fit beside a clock reading (the
 ** engine's tand__deadline saturates at the same bound). */
 #define LTAND_TIMEOUT_MAX_MS (INT64_MAX / 2000000)
+/* The most values a message carries as a list to unpack: a reply, the
+** arguments and the results of a tand.spawn thread. */
+#define LTAND_MAX_VALUES 250
 
 /* A machine handle (a server reference). */
 typedef struct lmachine {

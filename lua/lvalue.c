@@ -514,7 +514,14 @@ int ltand_decode(lua_State *L, const char *data, size_t size, int as_list)
     if (tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY)
         goto bad;
     n = it.v.n;
-    if (n > 250 || !lua_checkstack(L, (int)n + 4))
+    if (n > LTAND_MAX_VALUES) {
+        lua_settop(L, top);
+        lua_pushfstring(L, "%I values, more than the %d a message carries "
+                           "as a list (send a table)",
+                        (lua_Integer)n, LTAND_MAX_VALUES);
+        return -1;
+    }
+    if (!lua_checkstack(L, (int)n + 4))
         goto bad;
     for (i = 0; i < n; i++)
         if (decode_value(L, &r) != 0)

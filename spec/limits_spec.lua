@@ -393,3 +393,55 @@ describe("a full mailbox", function()
     gate:stop()
   end)
 end)
+
+describe("more than 250 values", function()
+  local function lister()
+    return { handle_call = function(r, from, state, machine)
+      if r[1] == "many" then
+        local t = {}
+        for i = 1, r[2] do t[i] = i end
+        return table.unpack(t, 1, r[2])
+      end
+      if r[1] == "count" then return #r - 1 end
+      return machine:default(r)
+    end }
+  end
+
+  local function list(n)
+    local t = {}
+    for i = 1, n do t[i] = i end
+    return t
+  end
+
+  it("in a reply give bad_value, and the server goes on", function()
+    local m = assert(tand.start{ policy = lister })
+    assert.equal(250, select("#", m:call("many", 250)))
+    local v, err, detail = m:call("many", 300)
+    assert.is_nil(v)
+    assert.equal("bad_value", err)
+    assert.matches("250", detail, 1, true)
+    assert.equal(1, m:queue_new_number())
+    m:stop()
+  end)
+
+  it("in a call's arguments travel as its request table", function()
+    local m = assert(tand.start{ policy = lister })
+    assert.equal(300, m:call("count", table.unpack(list(300))))
+    m:stop()
+  end)
+
+  it("as tand.spawn arguments or results give a clear error", function()
+    local ok, why = pcall(tand.spawn, function() end, table.unpack(list(300)))
+    assert.is_false(ok)
+    assert.matches("250", why, 1, true)
+    local t = tand.spawn(function()
+      local t = {}
+      for i = 1, 300 do t[i] = i end
+      return table.unpack(t)
+    end)
+    local v, err, detail = t:join(10000)
+    assert.is_nil(v)
+    assert.equal("thread_failed", err)
+    assert.matches("250", detail, 1, true)
+  end)
+end)
