@@ -383,6 +383,7 @@ static int m_stats(lua_State *L)
     set_int(L, "timeouts", st.timeouts);
     set_int(L, "mailbox_depth", st.mailbox_depth);
     set_int(L, "mailbox_peak", st.mailbox_peak);
+    set_int(L, "deferred", st.deferred);
     set_int(L, "restarts", st.restarts);
     lua_pushnumber(L, (lua_Number)st.handler_ns / 1e6);
     lua_setfield(L, -2, "callback_ms");
