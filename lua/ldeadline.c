@@ -39,7 +39,7 @@
 #define HOOK_EVERY 1000
 /* How long after a deadline the watchdog gives the hook to end the
 ** callback itself (with a traceback) before it kills the server. */
-#define GRACE_NS INT64_C(20000000)
+#define GRACE_NS INT64_C(50000000)
 /* Callbacks nested on one thread (a pumped wait runs other servers)
 ** that the watchdog sees; deeper ones have their hooks only. */
 #define FRAMES 8

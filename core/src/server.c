@@ -533,16 +533,14 @@ static bool deliver(tand_server *s, tand_from *slot, tand_msg *reply)
     return tand__slot_reply(slot, reply);
 }
 
-/* Makes the batch durable, then sends its replies; a failed commit
-** answers them with journal_error, stops the server and returns the
-** error (its text in err). */
-static int flush(tand_server *s, char *err, size_t errsize)
+/* Sends the replies held for the batch; after a failed commit (rc) the
+** successful ones become its error, as their effects were not kept. */
+static void send_held(tand_server *s, int rc, const char *err)
 {
     size_t i;
-    int rc = tand__journal_commit(s->journal, err, errsize);
     for (i = 0; i < s->nheld; i++) {
         held *h = &s->held[i];
-        if (rc != 0) {
+        if (rc != 0 && h->reply.status == 0) {
             tand_msg_clear(&h->reply);
             h->reply.status = rc;
             tand_msg_set_text(&h->reply, err, strlen(err));
@@ -551,6 +549,15 @@ static int flush(tand_server *s, char *err, size_t errsize)
         tand__slot_reply(h->slot, &h->reply);
     }
     s->nheld = 0;
+}
+
+/* Makes the batch durable, then sends its replies; a failed commit
+** answers them with journal_error, stops the server and returns the
+** error (its text in err). */
+static int flush(tand_server *s, char *err, size_t errsize)
+{
+    int rc = tand__journal_commit(s->journal, err, errsize);
+    send_held(s, rc, err);
     if (rc != 0)
         stop_on_failure(s, rc, err);
     return rc;
@@ -558,7 +565,9 @@ static int flush(tand_server *s, char *err, size_t errsize)
 
 /* The server crashed in the middle of a batch: nothing of the batch is
 ** kept, so a restart resumes from the last durable state, and the callers
-** whose replies were waiting for the commit learn of the crash. */
+** whose replies were waiting for the commit will learn of the crash:
+** terminate sends them once the journal is let go, so that a caller told
+** of the crash can start the server again at once. */
 static void abort_batch(tand_server *s, int reason, const char *detail)
 {
     size_t i;
@@ -569,9 +578,7 @@ static void abort_batch(tand_server *s, int reason, const char *detail)
         h->reply.status = reason;
         if (detail != NULL)
             tand_msg_set_text(&h->reply, detail, strlen(detail));
-        tand__slot_reply(h->slot, &h->reply);
     }
-    s->nheld = 0;
 }
 
 static void deferred_link(tand_server *s, tand_from *f)
@@ -906,15 +913,16 @@ static void terminate(tand_server *s)
     }
     s->state = NULL;
     if (s->journal != NULL) { /* what terminate wrote, then let go */
-        char err[256];
-        int rc = flush(s, err, sizeof err);
+        char err[256] = "";
+        int rc = tand__journal_commit(s->journal, err, sizeof err);
+        tand__journal_close(s->journal);
+        s->journal = NULL;
+        send_held(s, rc, err); /* the journal is free for a restart */
         if (rc != 0 && reason == 0) {
             reason = rc;
             free(detail);
             detail = tand__strdup(err);
         }
-        tand__journal_close(s->journal);
-        s->journal = NULL;
     }
     end_public(s, reason, detail, false);
     free(detail);
