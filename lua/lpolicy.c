@@ -50,6 +50,7 @@ typedef struct policy {
     int closing;             /* the state is being closed */
     int ref_op[7];           /* the names of the fast-path ops */
     void *machine_ud;        /* the machine object, to recognise it */
+    char *name;              /* the server's name at its start, or NULL */
 } policy;
 
 typedef struct lfrom {
@@ -293,7 +294,12 @@ static int pm_stop(lua_State *L)
 static int pm_self(lua_State *L)
 {
     policy *p = check_pmachine(L);
+    lmachine *m;
     ltand_push_machine(L, p->self, tand_server_id(p->self));
+    m = lua_touserdata(L, -1);
+    /* sent in messages, so that it can be followed from another process */
+    if (p->name != NULL && (m->server_name = strdup(p->name)) == NULL)
+        return luaL_error(L, "not enough memory");
     return 1;
 }
 
@@ -481,6 +487,7 @@ typedef struct policy_config {
     tand_msg opts;   /* the options table for init, MessagePack */
     char *path, *cpath;
     ltand_policy_options o;
+    const char *launch_name; /* during a launch: the name it is given */
     int status;      /* why init failed */
     char err[2048];  /* and the detail */
 } policy_config;
@@ -566,6 +573,7 @@ static void policy_free(policy *p)
         ltand_watch_close(p->L);
     ltand_pool_drain(&p->pool);
     tand_tickets_free(p->tickets);
+    free(p->name);
     free(p);
 }
 
@@ -657,6 +665,10 @@ static int policy_init(tand_server *self, void *arg, void **state)
     if (p == NULL)
         return fail_init(c, TAND_ENOMEM, "%snot enough memory", "");
     p->self = self;
+    if (c->launch_name != NULL && (p->name = strdup(c->launch_name)) == NULL) {
+        free(p);
+        return fail_init(c, TAND_ENOMEM, "%snot enough memory", "");
+    }
     p->auto_shutdown_ms = c->o.auto_shutdown_ms;
     ltand_watch_init(&p->watch, self, c->o.callback_ms);
     p->mem_limit = c->o.memory_limit;
@@ -666,6 +678,7 @@ static int policy_init(tand_server *self, void *arg, void **state)
         p->ref_callback[i] = LUA_NOREF;
     rc = tand_tickets_new(c->o.min_number, c->o.max_number, &p->tickets);
     if (rc != 0) {
+        free(p->name);
         free(p);
         return fail_init(c, rc, "%smin_number must be below max_number",
                          "");
@@ -1368,12 +1381,14 @@ int ltand_policy_launch(tand_runtime *rt, ltand_policy *c, const char *name,
     so.behaviour = &policy_behaviour;
     so.arg = c;
     so.name = name;
+    c->launch_name = name;
     so.mailbox_capacity = c->o.mailbox;
     so.journal = c->o.journal;
     so.durability = c->o.durability;
     so.error = c->err;
     so.error_size = sizeof c->err;
     rc = tand_server_start(rt, &so, out);
+    c->launch_name = NULL;
     if (rc != 0) {
         if (rc == TAND_ENAMETAKEN)
             snprintf(detail, size, "the name '%s' is already registered",

@@ -445,3 +445,40 @@ describe("more than 250 values", function()
     assert.matches("250", detail, 1, true)
   end)
 end)
+
+describe("a named policy's own handle in its journaled state", function()
+  it("follows the name in another process", function()
+    local journal = dir .. "/self.db"
+    local policy = [[
+      local function selfish()
+        return { handle_call = function(r, from, state, machine)
+          if r[1] == "keep" then state.me = machine:self(); return true end
+          if r[1] == "probe" then
+            local v, err = state.me:call("echo")
+            return tostring(v or err)
+          end
+          if r[1] == "echo" then return "echoed" end
+          return machine:default(r)
+        end }
+      end
+    ]]
+    run(policy .. [[
+      local tand = require "tand"
+      local k = assert(tand.start{ policy = selfish, journal = arg[1],
+                                   name = "limits_self" })
+      assert(k:call("keep"))
+      k:stop()
+    ]], journal)
+    -- in the second process the policy, started again under its name,
+    -- reaches itself through the kept handle (calling_self: it is its
+    -- own server, not an ended or unrelated one)
+    local out = run(policy .. [[
+      local tand = require "tand"
+      for _ = 1, 5 do assert(tand.start{ min_number = 1, max_number = 9 }) end
+      local k = assert(tand.start{ policy = selfish, journal = arg[1],
+                                   name = "limits_self" })
+      print(k:call("probe"))
+    ]], journal)
+    assert.matches("calling_self", out, 1, true)
+  end)
+end)
