@@ -11,13 +11,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#define DEFAULT_CALLBACK_MS 10000
 
 void tand_policy_options_init(tand_policy_options *o)
 {
     memset(o, 0, sizeof *o);
     o->auto_shutdown_ms = TAND_FOREVER;
-    o->callback_timeout_ms = DEFAULT_CALLBACK_MS;
+    o->callback_timeout_ms = LTAND_DEFAULT_CALLBACK_MS;
     o->durability = TAND_DURABLE_FULL;
 }
 

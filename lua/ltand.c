@@ -458,7 +458,6 @@ static const luaL_Reg machine_meta[] = {{"__gc", m_gc},
 
 enum { KIND_NONE, KIND_DELUXE, KIND_COUNTER, KIND_POLICY };
 
-#define DEFAULT_CALLBACK_MS 10000
 /* A sandboxed policy's memory limit unless memory_limit says otherwise. */
 #define SANDBOX_MEMORY_LIMIT (32u << 20)
 
@@ -623,7 +622,7 @@ static lspec *parse_spec(lua_State *L, int idx)
     memset(&o, 0, sizeof o);
     o.call_timeout = LTAND_DEFAULT_TIMEOUT_MS;
     o.auto_ms = TAND_FOREVER;
-    o.callback_ms = DEFAULT_CALLBACK_MS;
+    o.callback_ms = LTAND_DEFAULT_CALLBACK_MS;
     if (lua_type(L, idx) == LUA_TNUMBER) {
         if (get_integer(L, idx, &o.initial_number) != 0)
             goto bad_initial;

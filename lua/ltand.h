@@ -17,6 +17,9 @@
 #define LTAND_MACHINE "tand.machine"
 #define LTAND_THREAD "tand.thread"
 #define LTAND_DEFAULT_TIMEOUT_MS 5000
+/* A policy callback that runs a second is a bug; a default call's 5000 ms
+** covers it. */
+#define LTAND_DEFAULT_CALLBACK_MS 1000
 /* Above this many ms a timeout is none (TAND_FOREVER): about 146 years,
 ** the most whose nanoseconds still fit beside a clock reading (the
 ** engine's tand__deadline saturates at the same bound). */
@@ -145,6 +148,14 @@ void ltand_watch_close(lua_State *L);
 ** (pattern matching) call it now and then so that they end with the
 ** callback. [-0, +0, v] */
 void ltand_deadline_check(lua_State *L);
+
+/* ---- lpattern.c ---- */
+
+/* Replaces string.find, match, gmatch and gsub in L's string library
+** (which the strings' metatable shares) with Lua 5.4.4's pattern matching
+** that calls ltand_deadline_check as it goes, so that a long match ends
+** with its callback. [-0, +0, e] */
+void ltand_open_patterns(lua_State *L);
 
 /* ---- lpool.c ---- */
 

@@ -398,7 +398,7 @@ describe("a policy waiting on another server", function()
         return { handle_call = function()
           return require("tand").whereis("slow_server"):call("x")
         end }
-      end))
+      end, { callback_timeout = 10000 })) -- the slow calls queue up
       waiters[i] = tand.spawn(function(h) return h:call("go") end, relay)
     end
     local quick = assert(tand.start{ min_number = 1, max_number = 9 })

@@ -593,11 +593,36 @@ TAND_API int tand_whereis(tand_runtime *rt, const char *name,
 
 /* Payloads are MessagePack (msgpack.org): nil, booleans, integers (int64
 ** range), float64 (float32 is read too), str, bin (read as a string),
-** arrays, maps, and ext type TAND_EXT_HANDLE (8 bytes: a server id, big
-** endian) for server handles. Nesting deeper than TAND_MAX_DEPTH is
-** refused. */
+** arrays, maps, and ext type TAND_EXT_HANDLE for server handles. Nesting
+** deeper than TAND_MAX_DEPTH is refused.
+**
+** A handle's ext data is 17 to 272 bytes (written as ext 8, or ext 16
+** past 255 bytes; ext 32 is read too):
+** the server's 8-byte id and its process's 8-byte nonce (both big
+** endian), a flags byte (bit 0 TAND_HANDLE_FOLLOWS: the handle follows
+** its name, as one from tand.whereis does; the other bits 0), then the
+** name's bytes (0 to TAND_NAME_MAX, no NUL; none: no name). The 8-byte
+** form that tand 0.1 wrote (fixext 8: the id alone) is still read, as a
+** handle of this process: nonce 0. Any other length, flag or a NUL in
+** the name is TAND_EBADMSG.
+**
+** Server ids restart from 1 in every process, and a value can come back
+** in another one (a journaled policy state, a file), so the nonce tells
+** this process's ids from others': the Lua binding decodes a handle of
+** this process (nonce 0 or tand_process_nonce()) to its server, and one
+** of another process to the server its name has here, or, without a
+** name, to an ended handle; never to whichever server has its id. */
 #define TAND_EXT_HANDLE 1
+#define TAND_HANDLE_FOLLOWS 0x01
 #define TAND_MAX_DEPTH 64
+
+/* This process's nonce: 64 random bits (from the kernel's generator, mixed
+** with the pid and the clocks), never 0, taken on the first call and
+** taken again in a forked child, which is another process with the same
+** server ids. tand_pack_handle() writes it; a host that stores handles
+** outside the process (or reads them back) compares with it.
+** Thread: any. Blocks: no. */
+TAND_API uint64_t tand_process_nonce(void);
 
 /* A growing output buffer owned by its user (usually on the stack). A
 ** write that fails sets `err` and turns later writes into no-ops, so a
@@ -614,8 +639,12 @@ typedef struct tand_buf {
 ** tand_pack_* appends one MessagePack item, copying what it is given (an
 ** array or map header is followed by its n elements, or n key-value
 ** pairs). On failure it sets err, the first error staying: TAND_ENOMEM
-** when the buffer cannot grow, TAND_EBADVALUE for a string over 4 GiB;
-** the bytes are then void (tand_buf_to_msg() returns the error).
+** when the buffer cannot grow, TAND_EBADVALUE for a string over 4 GiB or
+** a bad handle name; the bytes are then void (tand_buf_to_msg() returns
+** the error). tand_pack_handle writes a handle of this process (its
+** tand_process_nonce()) without a name; tand_pack_handle_ex writes the
+** id, nonce, name and follows flag given (name_len 0 to TAND_NAME_MAX,
+** no NUL; name may be NULL when name_len is 0; follows is a boolean).
 ** Thread: one at a time per buffer. Blocks: no. */
 TAND_API void tand_buf_init(tand_buf *b);
 TAND_API void tand_buf_free(tand_buf *b);
@@ -627,6 +656,9 @@ TAND_API void tand_pack_str(tand_buf *b, const char *s, size_t len);
 TAND_API void tand_pack_array(tand_buf *b, uint32_t n);
 TAND_API void tand_pack_map(tand_buf *b, uint32_t n);
 TAND_API void tand_pack_handle(tand_buf *b, uint64_t server_id);
+TAND_API void tand_pack_handle_ex(tand_buf *b, uint64_t server_id,
+                                  uint64_t nonce, const char *name,
+                                  size_t name_len, int follows);
 /* Appends bytes that already are MessagePack (one or more whole values;
 ** not checked). */
 TAND_API void tand_pack_raw(tand_buf *b, const char *p, size_t n);
@@ -660,7 +692,14 @@ typedef struct tand_item {
             size_t len;
         } s;
         uint32_t n; /* arrays: elements; maps: pairs (2n items follow) */
-        uint64_t id;
+        struct {
+            uint64_t id;      /* the server's id in its process */
+            uint64_t nonce;   /* its process's; 0: this process */
+            const char *name; /* into the payload, not NUL-terminated;
+                              ** NULL when name_len is 0 (no name) */
+            size_t name_len;  /* 0 to TAND_NAME_MAX, no NUL inside */
+            int follows;      /* 1: follows its name (TAND_HANDLE_FOLLOWS) */
+        } h;
     } v;
 } tand_item;
 
@@ -676,8 +715,9 @@ TAND_API void tand_reader_init(tand_reader *r, const char *data, size_t size);
 /* Reads the next item; the elements of an array or map follow it as the
 ** next items (not checked here: tand_unpack_check() untrusted data
 ** first). Returns 0, or TAND_EBADMSG at the end or on bad input, after
-** which the reader and *it are unspecified. Strings in *it point into the
-** reader's data. Thread: one at a time per reader. Blocks: no. */
+** which the reader and *it are unspecified. Strings and handle names in
+** *it point into the reader's data. Thread: one at a time per reader.
+** Blocks: no. */
 TAND_API int tand_unpack(tand_reader *r, tand_item *it);
 
 /* Checks that data holds exactly one well-formed value, nested at most
@@ -814,7 +854,7 @@ typedef struct tand_policy_options {
     const char *chunkname;          /* names source in errors ("=policy") */
     int64_t min_number, max_number; /* both 0: 1..INT64_MAX */
     int64_t auto_shutdown_ms;       /* >= 0, or TAND_FOREVER (default) */
-    int64_t callback_timeout_ms;    /* > 0 or TAND_FOREVER; 10000 */
+    int64_t callback_timeout_ms;    /* > 0 or TAND_FOREVER; 1000 */
     size_t memory_limit;            /* bytes; 0: none (sandbox: 32 MiB) */
     int sandbox;                    /* run the callbacks in a sandbox */
     const char *name;               /* or NULL */
