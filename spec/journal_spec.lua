@@ -11,6 +11,17 @@ local function path(name) return dir .. "/" .. name end
 
 teardown(function() os.execute("rm -rf " .. dir) end)
 
+-- The command that runs this interpreter, from arg's negative indices
+-- (lua5.4 puts itself at -1; `tand run` puts the program and "run").
+local function interpreter()
+  local parts, i = {}, -1
+  while arg and arg[i] do
+    table.insert(parts, 1, arg[i])
+    i = i - 1
+  end
+  return #parts > 0 and table.concat(parts, " ") or "lua5.4"
+end
+
 local function deli(p, extra)
   local opts = { min_number = 1, max_number = 1000, journal = p }
   for k, v in pairs(extra or {}) do opts[k] = v end
@@ -73,6 +84,9 @@ describe("a journaled machine", function()
     assert.is_nil(v); assert.equal("server_crashed", err)
     assert.matches("after taking a number", detail)
     assert.is_true(helper.wait_for(function() return not m:alive() end))
+    -- not alive is "stopping": stop waits for its end, which lets go of
+    -- the journal (and says noproc)
+    assert.equal("noproc", select(2, m:stop()))
     m = assert(deli(p, { policy = policy }))
     assert.same({ 1 }, m:report_state().queue)
     m:stop()
@@ -165,17 +179,6 @@ describe("a journaled machine", function()
 end)
 
 describe("kill -9", function()
-  -- The command that runs this interpreter, from arg's negative indices
-  -- (lua5.4 puts itself at -1; `tand run` puts the program and "run").
-  local function interpreter()
-    local parts, i = {}, -1
-    while arg and arg[i] do
-      table.insert(parts, 1, arg[i])
-      i = i - 1
-    end
-    return #parts > 0 and table.concat(parts, " ") or "lua5.4"
-  end
-
   local function run_and_kill(journal, ms)
     local cmd = ("exec sh -c 'echo $$; exec %s spec/journal/taker.lua %s 4'")
                 :format(interpreter(), journal)
@@ -223,5 +226,98 @@ describe("kill -9", function()
       all[fresh] = true
       m:stop()
     end
+  end)
+end)
+
+describe("one server per journal", function()
+  local function refused_as_held(p, m, err, detail)
+    assert.is_nil(m)
+    assert.equal("journal_locked", err)
+    assert.is_truthy(detail:find(p, 1, true), detail)
+  end
+
+  it("refuses a second counter on a held journal, naming it", function()
+    local p = path("held_counter.db")
+    local c = assert(tand.start{ initial_number = 100, journal = p })
+    assert.equal(100, c:next("first"))
+    refused_as_held(p, tand.start{ initial_number = 100, journal = p })
+    refused_as_held(p, deli(p)) -- whatever the kind of machine
+    assert.equal(101, c:next("first")) -- the holder carries on
+    c:stop()
+    c = assert(tand.start{ initial_number = 100, journal = p })
+    assert.same({ 102, "first" }, { c:report() })
+    c:stop()
+  end)
+
+  it("refuses a second deluxe machine or policy on a held journal", function()
+    local p = path("held_deli.db")
+    local m = assert(deli(p))
+    assert.equal(1, m:queue_new_number())
+    refused_as_held(p, deli(p))
+    refused_as_held(p, deli(p, { policy = "policies.vip" }))
+    refused_as_held(p, tand.start{ initial_number = 1, journal = p })
+    assert.equal(2, m:queue_new_number())
+    m:stop()
+    m = assert(deli(p))
+    assert.same({ 1, 2 }, m:report_state().queue)
+    m:stop()
+  end)
+
+  it("lets two processes take turns, handing no number out twice", function()
+    local journal, script = path("turns.db"), path("turns.lua")
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      -- turns.lua JOURNAL OUT ROUNDS PER: ROUNDS times, start on JOURNAL
+      -- (waiting while the other process holds it), take PER numbers,
+      -- write each to OUT once acknowledged, stop.
+      local tand = require "tand"
+      local journal, out = arg[1], assert(io.open(arg[2], "w"))
+      local rounds, per = tonumber(arg[3]), tonumber(arg[4])
+      for round = 1, rounds do
+        local deadline, m, err, detail = tand.now() + 60000
+        repeat
+          m, err, detail = tand.start{ min_number = 1,
+                                       max_number = math.maxinteger,
+                                       journal = journal }
+          if not m and err == "journal_locked" then tand.sleep(1) end
+        until m or err ~= "journal_locked" or tand.now() > deadline
+        if not m then
+          print("round " .. round .. ": " .. tostring(err) .. ": " ..
+                tostring(detail))
+          os.exit(1)
+        end
+        for _ = 1, per do out:write(assert(m:queue_new_number()), "\n") end
+        out:flush()
+        assert(m:stop())
+      end
+      out:close()
+      print("done")
+    ]])
+    f:close()
+    local rounds, per, outs, procs = 15, 40, {}, {}
+    for i = 1, 2 do
+      outs[i] = path("turns" .. i .. ".txt")
+      procs[i] = assert(io.popen(("%s %s %s %s %d %d"):format(interpreter(),
+        script, journal, outs[i], rounds, per), "r"))
+    end
+    for i = 1, 2 do
+      assert.equal("done\n", procs[i]:read("a"))
+      assert.is_true(procs[i]:close())
+    end
+    local seen, count = {}, 0
+    for i = 1, 2 do
+      for line in io.lines(outs[i]) do
+        local n = assert(math.tointeger(tonumber(line)), line)
+        assert.is_nil(seen[n], "number " .. n .. " handed out twice")
+        seen[n], count = true, count + 1
+      end
+    end
+    assert.equal(2 * rounds * per, count)
+    local m = assert(tand.start{ min_number = 1, max_number = math.maxinteger,
+                                 journal = journal })
+    local queue = m:report_state().queue
+    assert.equal(count, #queue) -- every acknowledged number is kept
+    for _, n in ipairs(queue) do assert.is_true(seen[n]) end
+    m:stop()
   end)
 end)

@@ -448,13 +448,13 @@ TAND_API int tand_reply(tand_from *from, tand_msg *reply);
 ** spelling of the path) fails at once with TAND_EJOURNALLOCKED
 ** ("journal_locked"), naming the path and changing nothing; of servers
 ** racing to create a new journal exactly one wins and the others get
-** TAND_EJOURNALLOCKED. The hold is SQLite's exclusive lock (a POSIX
-** record lock, so a local file system), taken at start and kept until the
-** server ends or its process dies. Anything else that opens the file
-** while it is held (the sqlite3 shell) is told "database is locked";
-** and a process holding a journal must not open and close the file
-** itself, since closing any descriptor of a file drops the process's
-** locks on it.
+** TAND_EJOURNALLOCKED. The hold is made of POSIX record locks (a byte
+** of tand's own and SQLite's exclusive lock: a local file system is
+** needed), taken at start and kept until the server ends or its process
+** dies. Anything else that opens the file while it is held (the sqlite3
+** shell) is told "database is locked"; and a process holding a journal
+** must not open and close the file itself, since closing any descriptor
+** of a file drops the process's locks on it.
 ** The functions below may only be called from the server's own callbacks
 ** (init included, on tand_server_start()'s thread): "Thread: the
 ** server's". */

@@ -10,15 +10,53 @@
 ** makes each commit durable before it returns; synchronous=OFF leaves the
 ** flushing to the OS. An existing file is only read until it has been
 ** recognised as a sound tand journal of the right kind and version, so a
-** foreign, corrupt or newer file is refused and never modified.
+** foreign, corrupt, truncated or newer file is refused and never modified.
+**
+** DESIGN: one holder per journal, across processes. Two servers on one
+** file would hand out the same numbers, so a journal is held from its
+** open to tand__journal_close, in three layers, the first two taken
+** before SQLite opens the file. The locks are POSIX record locks, which
+** the kernel drops with the process (kill -9 included) and a child
+** process does not inherit:
+** - holders: the files (device, inode) this process holds, under
+**   holders_mu. A second open in this process is refused from it at
+**   once, whatever the spelling of the path, without opening the file:
+**   closing any descriptor of a file drops all of the process's record
+**   locks on it, the holder's included.
+** - the gate: a write lock on one byte past SQLite's lock bytes, taken
+**   with F_SETLK (one system call: of racers, exactly one gets it) on a
+**   descriptor of our own kept open while the journal is held. It is
+**   what orders processes. SQLite's own locks cannot: racers that both
+**   take SQLite's SHARED lock then both fail to upgrade it, and with no
+**   busy timeout every racer can lose (seen in tests, threads and
+**   processes alike). SQLite touches locks outside its bytes only when
+**   it goes to no lock, which in EXCLUSIVE locking mode is at close;
+**   our descriptor is closed only after SQLite's, when no connection of
+**   this process is on the file (holders says so), so it drops nothing.
+** - SQLite's lock: locking_mode=EXCLUSIVE before the first read, then
+**   BEGIN EXCLUSIVE; COMMIT, kept until the connection closes. It keeps
+**   other programs (the sqlite3 shell) out, and lets the WAL index live
+**   in heap memory: no -shm file. No busy timeout: only such a program
+**   can be in the way, and it is reported at once as holding the file.
+** Whether the journal is new is decided under the lock, from what the
+** file holds (nothing, or no schema), never from an earlier stat(): a
+** racer that lost the race to create the file but won the gate makes the
+** schema. A failed start never removes the file (a racer may have it
+** open); an empty or schema-less leftover is new to the next start. The
+** schema is committed with init's first state, so a journal that has a
+** schema always has a state.
 */
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define FORMAT "tand-journal"
 #define VERSION 1
@@ -33,7 +71,25 @@ static const char *const sql[ST_COUNT] = {
     "DELETE FROM queue",
     "SELECT number FROM queue ORDER BY seq"};
 
+/* A file this process holds as a journal. */
+typedef struct holder {
+    dev_t dev;
+    ino_t ino;
+    int *parked; /* descriptors of it not to be closed before it is let go */
+    size_t nparked;
+    struct holder *next;
+} holder;
+
+static pthread_mutex_t holders_mu = PTHREAD_MUTEX_INITIALIZER;
+static holder *holders; /* guarded by holders_mu; a leaf lock */
+
+/* The gate's byte: past SQLite's lock bytes (0x40000000 to 0x400001ff),
+** so that SQLite's own locking never touches it. */
+#define GATE_BYTE ((off_t)0x40000200)
+
 struct tand_journal {
+    int fd;    /* the gate's descriptor: see DESIGN */
+    holder *h; /* our entry in holders */
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     bool fresh;
@@ -159,11 +215,271 @@ static int check_existing(sqlite3 *db, const char *path, const char *kind,
     return 0;
 }
 
+static const char held_fmt[] =
+    "'%s' is held by another server (in this process or another)%s";
+
+static holder *find_holder(dev_t dev, ino_t ino) /* holders_mu held */
+{
+    holder *h;
+    for (h = holders; h != NULL; h = h->next)
+        if (h->dev == dev && h->ino == ino)
+            return h;
+    return NULL;
+}
+
+static void say_errno(char *err, size_t n, const char *fmt,
+                      const char *path, int e)
+{
+    char buf[128];
+    if (strerror_r(e, buf, sizeof buf) != 0)
+        snprintf(buf, sizeof buf, "error %d", e);
+    say(err, n, fmt, path, buf);
+}
+
+/* Takes the first two layers of the hold (see DESIGN): registers the
+** file in holders and takes the gate, creating the file if it does not
+** exist. Returns 0 with j->fd and j->h set, TAND_EJOURNALLOCKED when it
+** is held, TAND_EJOURNAL or TAND_ENOMEM. */
+static int gate(tand_journal *j, const char *path, char *err, size_t n)
+{
+    struct stat sb;
+    struct flock fl;
+    holder *h;
+    int fd, e;
+
+    pthread_mutex_lock(&holders_mu);
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+        find_holder(sb.st_dev, sb.st_ino) != NULL) {
+        pthread_mutex_unlock(&holders_mu);
+        say(err, n, held_fmt, path, "");
+        return TAND_EJOURNALLOCKED;
+    }
+    /* SQLite makes its files 0644 (less the umask) too */
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+        e = errno;
+        pthread_mutex_unlock(&holders_mu);
+        if (e == EISDIR)
+            say(err, n, "'%s' is not a file%s", path, "");
+        else
+            say_errno(err, n, "cannot open the journal '%s': %s", path, e);
+        return TAND_EJOURNAL;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        pthread_mutex_unlock(&holders_mu);
+        close(fd); /* no journal of ours is anything but a regular file */
+        say(err, n, "'%s' is not a file%s", path, "");
+        return TAND_EJOURNAL;
+    }
+    if ((h = find_holder(sb.st_dev, sb.st_ino)) != NULL) {
+        /* The path was renamed onto a file we hold between stat() and
+        ** open(): closing fd now would drop that server's locks, so it
+        ** waits for the holder's end (or, without memory, stays open). */
+        int *p = realloc(h->parked, (h->nparked + 1) * sizeof *p);
+        if (p != NULL) {
+            p[h->nparked++] = fd;
+            h->parked = p;
+        }
+        pthread_mutex_unlock(&holders_mu);
+        say(err, n, held_fmt, path, "");
+        return TAND_EJOURNALLOCKED;
+    }
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = GATE_BYTE;
+    fl.l_len = 1;
+    if ((h = tand__calloc(1, sizeof *h)) == NULL ||
+        fcntl(fd, F_SETLK, &fl) != 0) {
+        /* closing fd is safe: no connection of ours is on this file */
+        e = h == NULL ? ENOMEM : errno;
+        pthread_mutex_unlock(&holders_mu);
+        close(fd);
+        free(h);
+        if (e == ENOMEM)
+            return TAND_ENOMEM;
+        if (e == EACCES || e == EAGAIN)
+            say(err, n, held_fmt, path, "");
+        else
+            say_errno(err, n, "cannot lock the journal '%s': %s", path, e);
+        return e == EACCES || e == EAGAIN ? TAND_EJOURNALLOCKED
+                                          : TAND_EJOURNAL;
+    }
+    h->dev = sb.st_dev;
+    h->ino = sb.st_ino;
+    h->next = holders;
+    holders = h;
+    pthread_mutex_unlock(&holders_mu);
+    j->fd = fd;
+    j->h = h;
+    return 0;
+}
+
+/* Lets go of the gate and of the entry in holders, once SQLite's
+** connection is closed: the descriptors first, so that no new holder
+** in this process can have locks for them to drop. */
+static void ungate(tand_journal *j)
+{
+    holder **p;
+    size_t i;
+    if (j->h == NULL)
+        return;
+    pthread_mutex_lock(&holders_mu);
+    close(j->fd);
+    for (i = 0; i < j->h->nparked; i++)
+        close(j->h->parked[i]);
+    for (p = &holders; *p != j->h; p = &(*p)->next)
+        ;
+    *p = j->h->next;
+    pthread_mutex_unlock(&holders_mu);
+    free(j->h->parked);
+    free(j->h);
+    j->h = NULL;
+    j->fd = -1;
+}
+
+/* Takes SQLite's lock, the hold's third layer (see DESIGN): EXCLUSIVE
+** locking mode before the first read, then an exclusive transaction
+** that writes nothing. */
+static int hold(sqlite3 *db, const char *path, char *err, size_t n)
+{
+    int rc;
+    sqlite3_busy_timeout(db, 0);
+    rc = sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "BEGIN EXCLUSIVE; COMMIT", NULL, NULL, NULL);
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+        /* No busy timeout is restored: from now on no other connection
+        ** can hold any lock on this file, so nothing can be busy. */
+        return 0;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        /* We hold the gate: this is a program that is not a tand server
+        ** (or an older tand), with the file open in SQLite. */
+        say(err, n,
+            "'%s' is held by another server (in this process or another)"
+            "%s",
+            path, ", or another SQLite program such as the sqlite3 shell");
+        return TAND_EJOURNALLOCKED;
+    case SQLITE_NOTADB:
+        say(err, n, "'%s' is not a tand journal (or is corrupt): %s", path,
+            sqlite3_errmsg(db));
+        return TAND_EJOURNAL;
+    case SQLITE_CORRUPT:
+        say(err, n, "'%s' is truncated or corrupt: %s", path,
+            sqlite3_errmsg(db));
+        return TAND_EJOURNAL;
+    default:
+        say(err, n, "cannot use the journal '%s': %s", path,
+            sqlite3_errmsg(db));
+        return TAND_EJOURNAL;
+    }
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+           (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Refuses a database file that is not whole, with the lock held; *empty
+** tells a 0-byte file. SQLite counts a partial last page as a page and
+** trusts the header's page count only up to the file's pages, so a file
+** cut inside its last page passes its checks until that page is read.
+** Without a WAL beside it the file must be whole pages, as many as its
+** header says (when that count is valid: non-zero and written by the
+** same change as the header's change counter). With a non-empty WAL the
+** file may be mid-checkpoint: SQLite's recovery and quick_check decide.
+** It is read after SQLite's first transaction, so a hot rollback journal
+** has been rolled back; through the gate's descriptor (see DESIGN). */
+static int check_whole(tand_journal *j, const char *path, bool *empty,
+                       char *err, size_t n)
+{
+    unsigned char h[100];
+    const char *wal;
+    struct stat sb;
+    uint32_t page, count;
+    off_t size;
+    char why[160];
+
+    *empty = false;
+    if (fstat(j->fd, &sb) != 0) {
+        say_errno(err, n, "cannot use the journal '%s': %s", path, errno);
+        return TAND_EJOURNAL;
+    }
+    if ((size = sb.st_size) == 0) {
+        *empty = true;
+        return 0;
+    }
+    wal = sqlite3_filename_wal(sqlite3_db_filename(j->db, "main"));
+    if (wal != NULL && stat(wal, &sb) == 0 && sb.st_size > 0)
+        return 0;
+    if (size < (off_t)sizeof h || pread(j->fd, h, sizeof h, 0) !=
+                                      (ssize_t)sizeof h) {
+        snprintf(why, sizeof why, "%lld bytes, less than a header",
+                 (long long)size);
+        say(err, n, "'%s' is truncated or corrupt: %s", path, why);
+        return TAND_EJOURNAL;
+    }
+    page = (uint32_t)h[16] << 8 | h[17];
+    if (page == 1)
+        page = 65536;
+    if (page < 512 || (page & (page - 1)) != 0) {
+        snprintf(why, sizeof why, "its header gives a page size of %u",
+                 (unsigned)page);
+        say(err, n, "'%s' is truncated or corrupt: %s", path, why);
+        return TAND_EJOURNAL;
+    }
+    count = be32(h + 28);
+    if (size % page != 0) {
+        snprintf(why, sizeof why,
+                 "%lld bytes is not a whole number of %u-byte pages",
+                 (long long)size, (unsigned)page);
+        say(err, n, "'%s' is truncated or corrupt: %s", path, why);
+        return TAND_EJOURNAL;
+    }
+    if (count != 0 && memcmp(h + 24, h + 92, 4) == 0 &&
+        (off_t)count * page != size) {
+        snprintf(why, sizeof why,
+                 "its header says %u pages of %u bytes, the file has %lld "
+                 "bytes",
+                 (unsigned)count, (unsigned)page, (long long)size);
+        say(err, n, "'%s' is truncated or corrupt: %s", path, why);
+        return TAND_EJOURNAL;
+    }
+    return 0;
+}
+
+/* Whether the database has any schema (tables); 1, 0, or a negative
+** error with err set. */
+static int has_schema(sqlite3 *db, const char *path, char *err, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master LIMIT 1", -1,
+                           &st, NULL) != SQLITE_OK) {
+        say(err, n, "'%s' is truncated or corrupt: %s", path,
+            sqlite3_errmsg(db));
+        return TAND_EJOURNAL;
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        say(err, n, "'%s' is truncated or corrupt: %s", path,
+            sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : TAND_EJOURNAL;
+}
+
+/* Makes a new journal's schema inside a transaction left open: the
+** server commits it with init's writes (its first batch), so a crash or
+** a failed init leaves a file with no schema, which is new again. */
 static int create_schema(tand_journal *j, const char *kind)
 {
     char q[256];
-    if (exec(j, "BEGIN") != 0 ||
-        exec(j, "CREATE TABLE meta(key TEXT PRIMARY KEY, value)") != 0 ||
+    if (exec(j, "BEGIN") != 0)
+        return TAND_EJOURNAL;
+    j->in_tx = true;
+    if (exec(j, "CREATE TABLE meta(key TEXT PRIMARY KEY, value)") != 0 ||
         exec(j, "CREATE TABLE queue(seq INTEGER PRIMARY KEY, "
                 "number INTEGER NOT NULL UNIQUE)") != 0)
         return TAND_EJOURNAL;
@@ -171,70 +487,82 @@ static int create_schema(tand_journal *j, const char *kind)
              "INSERT INTO meta VALUES ('format', '" FORMAT "'), "
              "('version', %d), ('kind', '%s')",
              VERSION, kind);
-    if (exec(j, q) != 0 || exec(j, "COMMIT") != 0)
-        return TAND_EJOURNAL;
-    return 0;
+    return exec(j, q);
 }
 
+/* Opens (or creates) the journal at `path` for a server of `kind` and
+** holds it until tand__journal_close (or the process's end). Returns 0;
+** TAND_EJOURNALLOCKED when another server, here or in another process,
+** holds it; TAND_EJOURNAL when it cannot be opened or is not a whole,
+** sound tand journal of this kind and version; TAND_EINVAL for a bad
+** kind; TAND_ENOMEM. On failure *out is NULL, `err` says why naming the
+** path, and an existing file is unchanged (none is ever removed; a path
+** that did not exist may be left as an empty file, new to the next
+** start). */
 int tand__journal_open(const char *path, const char *kind, int durability,
                        tand_journal **out, char *err, size_t n)
 {
     tand_journal *j;
-    struct stat sb;
-    bool exists = stat(path, &sb) == 0;
-    int rc, i, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    bool empty = false;
+    int rc, i;
 
     *out = NULL;
     if (strlen(kind) > 32 || strchr(kind, '\'') != NULL)
         return TAND_EINVAL;
     if ((j = tand__calloc(1, sizeof *j)) == NULL)
         return TAND_ENOMEM;
-    if (exists && !S_ISREG(sb.st_mode)) {
-        say(err, n, "'%s' is not a file%s", path, "");
+    j->fd = -1;
+    if ((rc = gate(j, path, err, n)) != 0) {
         free(j);
-        return TAND_EJOURNAL;
+        return rc;
     }
-    if (!exists)
-        flags |= SQLITE_OPEN_CREATE;
-    rc = sqlite3_open_v2(path, &j->db, flags, NULL);
+    /* the gate made the file: SQLite only opens it */
+    rc = sqlite3_open_v2(path, &j->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         say(err, n, "cannot open the journal '%s': %s", path,
             j->db ? sqlite3_errmsg(j->db) : sqlite3_errstr(rc));
-        sqlite3_close(j->db);
-        free(j);
-        return TAND_EJOURNAL;
+        rc = TAND_EJOURNAL;
+    } else {
+        sqlite3_extended_result_codes(j->db, 1);
+        rc = hold(j->db, path, err, n);
     }
-    sqlite3_extended_result_codes(j->db, 1);
-    sqlite3_busy_timeout(j->db, 5000);
-    if (exists) {
+    if (rc == 0)
+        rc = check_whole(j, path, &empty, err, n);
+    if (rc == 0 && !empty) {
+        rc = has_schema(j->db, path, err, n);
+        empty = rc == 0;
+        rc = rc < 0 ? rc : 0;
+    }
+    if (rc == 0 && !empty)
         rc = check_existing(j->db, path, kind, err, n);
-        if (rc != 0) {
-            sqlite3_close(j->db);
-            free(j);
-            return rc;
-        }
+    if (rc != 0) {
+        sqlite3_close(j->db);
+        ungate(j);
+        free(j);
+        return rc;
     }
     /* A new journal is made in WAL mode, which the file keeps; an
     ** existing one is used in the mode it has, so that opening it writes
     ** nothing before the server's first change. */
-    rc = exists ? 0 : exec(j, "PRAGMA journal_mode=WAL");
+    j->fresh = empty;
+    rc = empty ? exec(j, "PRAGMA journal_mode=WAL") : 0;
     if (rc == 0)
         rc = exec(j, durability == TAND_DURABLE_OS
                          ? "PRAGMA synchronous=OFF"
                          : "PRAGMA synchronous=FULL");
-    if (rc == 0 && !exists) {
+    if (rc == 0 && empty)
         rc = create_schema(j, kind);
-        j->fresh = true;
-    }
     for (i = 0; rc == 0 && i < ST_COUNT; i++)
         if (sqlite3_prepare_v2(j->db, sql[i], -1, &j->st[i], NULL) !=
             SQLITE_OK)
             rc = fail(j, sql[i]);
     if (rc != 0) {
         say(err, n, "cannot use the journal '%s': %s", path, j->error);
+        if (j->in_tx)
+            sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
         close_db(j);
-        if (!exists)
-            remove(path); /* only what we created ourselves */
+        ungate(j);
         free(j);
         return TAND_EJOURNAL;
     }
@@ -242,6 +570,8 @@ int tand__journal_open(const char *path, const char *kind, int durability,
     return 0;
 }
 
+/* Closes the journal and lets go of it: SQLite's connection (its locks
+** with it, after folding the WAL in), then the gate (see DESIGN). */
 void tand__journal_close(tand_journal *j)
 {
     if (j == NULL)
@@ -249,6 +579,7 @@ void tand__journal_close(tand_journal *j)
     if (j->in_tx)
         sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
     close_db(j);
+    ungate(j);
     free(j);
 }
 

@@ -1,16 +1,24 @@
 /*
 ** test_journal.c - journaled machines resume where they were; foreign,
 ** corrupt, truncated, newer and mismatched journals are refused and left
-** untouched; concurrent callers are all answered after group commits.
+** untouched; concurrent callers are all answered after group commits; a
+** journal is held by one server at a time, in this process or another
+** (this program re-runs itself as the other process: "hold", "race").
 */
 #include "check.h"
 #include "echo.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static tand_runtime *rt;
@@ -184,14 +192,15 @@ static void spit(const char *p, const char *data, size_t n)
     fclose(f);
 }
 
-/* Starting on `p` fails with `rc`, says `why`, and leaves it as it was. */
-static void refused(const char *p, int rc, const char *why)
+/* Starting a machine of 1..max on `p` fails with `rc`, says `why`, and
+** leaves it as it was. */
+static void refused_max(const char *p, int64_t max, int rc, const char *why)
 {
     size_t n1, n2;
     char *before = slurp(p, &n1), *after;
     char err[512] = "";
     tand_server *s;
-    CHECK_RC(deluxe(p, 1, 100, &s, err, sizeof err), rc);
+    CHECK_RC(deluxe(p, 1, max, &s, err, sizeof err), rc);
     CHECK(s == NULL);
     if (strstr(err, why) == NULL)
         fprintf(stderr, "error was: %s (wanted %s)\n", err, why);
@@ -201,6 +210,11 @@ static void refused(const char *p, int rc, const char *why)
           memcmp(before, after, n1) == 0);
     free(before);
     free(after);
+}
+
+static void refused(const char *p, int rc, const char *why)
+{
+    refused_max(p, 100, rc, why);
 }
 
 static void bad_files(void)
@@ -348,6 +362,9 @@ static void full_disk(void)
     CHECK_RC(rc, TAND_EJOURNAL);
     CHECK(last_ok > 10);
     WAIT_FOR(!tand_server_alive(s), 5000);
+    /* not alive is "stopping": wait for its end, which lets go of the
+    ** journal (a stop of a stopped server waits, then says noproc) */
+    CHECK_RC(tand_server_stop(s, 0, NULL, 5000), TAND_ENOPROC);
     tand_server_release(s);
 
     CHECK_OK(deluxe(p, 1, INT64_MAX / 2, &s, err, sizeof err));
@@ -385,8 +402,478 @@ static void deferred_reply(void)
     tand_server_release(s);
 }
 
-int main(void)
+/* ---- one holder per journal ---------------------------------------- */
+
+static int counter_on(const char *journal, tand_server **out, char *err,
+                      size_t n)
 {
+    tand_counter_options o;
+    memset(&o, 0, sizeof o);
+    o.initial_number = 100;
+    o.journal = journal;
+    o.error = err;
+    o.error_size = n;
+    return tand_counter_start(rt, &o, out);
+}
+
+/* TAND_OP_NEXT with the caller "who": the number handed out, or -1. */
+static int64_t next_of(tand_server *s, const char *who)
+{
+    tand_msg req = {0}, reply;
+    tand_buf b;
+    int64_t n = -1;
+    req.op = TAND_OP_NEXT;
+    tand_buf_init(&b);
+    tand_pack_str(&b, who, strlen(who));
+    tand_buf_to_msg(&b, &req);
+    if (tand_call(s, &req, &reply, 5000, 0) == 0) {
+        n = reply.ival[0];
+        tand_msg_clear(&reply);
+    }
+    return n;
+}
+
+/* The counter's current number, and whether its last caller is `who`. */
+static int64_t report_of(tand_server *s, const char *who, int *last_is)
+{
+    tand_msg req = {0}, reply;
+    char want[64];
+    int64_t n = -1;
+    size_t len = strlen(who);
+    req.op = TAND_OP_REPORT;
+    *last_is = 0;
+    want[0] = (char)(0xa0 | len); /* a short MessagePack string */
+    memcpy(want + 1, who, len);
+    if (tand_call(s, &req, &reply, 5000, 0) == 0) {
+        n = reply.ival[0];
+        *last_is = reply.size == len + 1 && memcmp(reply.data, want,
+                                                   len + 1) == 0;
+        tand_msg_clear(&reply);
+    }
+    return n;
+}
+
+/* The names and sizes of the files in dir, one "name size" a line: what
+** a refused open must leave as it was. Reads no journal (opendir opens
+** the directory only), so it is safe while this process holds one. */
+static char *listing(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t cap = 4096, len = 0;
+    char *out = calloc(1, cap);
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char p[800];
+        struct stat sb;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (stat(p, &sb) != 0)
+            continue;
+        if (len + 600 > cap)
+            out = realloc(out, cap *= 2);
+        len += (size_t)snprintf(out + len, cap - len, "%s %lld %ld.%ld\n",
+                                e->d_name, (long long)sb.st_size,
+                                (long)sb.st_mtim.tv_sec,
+                                (long)sb.st_mtim.tv_nsec);
+    }
+    if (d != NULL)
+        closedir(d);
+    return out; /* readdir's order is the directory's: stable here */
+}
+
+static void same_listing(const char *before)
+{
+    char *after = listing();
+    if (strcmp(before, after) != 0)
+        fprintf(stderr, "the directory changed:\n%s---\n%s", before, after);
+    CHECK(strcmp(before, after) == 0);
+    free(after);
+}
+
+/* Two servers of this process on one journal: the second is refused,
+** names the path, changes nothing, and the first carries on; once the
+** first has ended, a new start resumes it. */
+static void held_in_process(void)
+{
+    const char *p = path_of("held.db");
+    char other[600], err[512] = "", *before;
+    tand_server *a, *b = (tand_server *)1;
+    int last_is;
+
+    CHECK_OK(counter_on(p, &a, err, sizeof err));
+    for (int i = 0; i < 5; i++)
+        CHECK_INT(next_of(a, "first"), 100 + i);
+    /* the bytes cannot be compared here: reading the file would open
+    ** and close a descriptor on it, which drops this process's lock */
+    before = listing();
+    CHECK_RC(counter_on(p, &b, err, sizeof err), TAND_EJOURNALLOCKED);
+    CHECK(b == NULL);
+    if (strstr(err, p) == NULL || strstr(err, "held") == NULL)
+        fprintf(stderr, "error was: %s\n", err);
+    CHECK(strstr(err, p) != NULL && strstr(err, "held") != NULL);
+    CHECK(strcmp(tand_errname(TAND_EJOURNALLOCKED), "journal_locked") == 0);
+    /* another spelling of the same file, and another kind of machine */
+    snprintf(other, sizeof other, "%s/./held.db", dir);
+    CHECK_RC(counter_on(other, &b, err, sizeof err), TAND_EJOURNALLOCKED);
+    CHECK_RC(deluxe(p, 1, 100, &b, err, sizeof err), TAND_EJOURNALLOCKED);
+    same_listing(before);
+    free(before);
+
+    CHECK_INT(next_of(a, "first"), 105);
+    CHECK_INT(report_of(a, "first", &last_is), 106);
+    CHECK(last_is);
+    CHECK_OK(tand_server_stop(a, 0, NULL, 5000));
+    tand_server_release(a);
+
+    CHECK_OK(counter_on(other, &b, err, sizeof err));
+    CHECK_INT(report_of(b, "first", &last_is), 106);
+    CHECK(last_is);
+    CHECK_INT(next_of(b, "second"), 106);
+    CHECK_OK(tand_server_stop(b, 0, NULL, 5000));
+    tand_server_release(b);
+}
+
+/* Another process of this program, talking over its stdin and stdout. */
+typedef struct child {
+    pid_t pid;
+    int in, out;
+    char buf[1024];
+    size_t len;
+} child;
+
+static char self_exe[1024];
+
+static void spawn(child *c, const char *mode, const char *arg)
+{
+    int to[2], from[2];
+    memset(c, 0, sizeof *c);
+    if (pipe(to) != 0 || pipe(from) != 0) {
+        perror("pipe");
+        exit(1);
+    }
+    /* not inherited by the other children, so each sees its EOF */
+    for (int i = 0; i < 2; i++) {
+        fcntl(to[i], F_SETFD, FD_CLOEXEC);
+        fcntl(from[i], F_SETFD, FD_CLOEXEC);
+    }
+    if ((c->pid = fork()) == 0) {
+        /* only async-signal-safe calls between fork and exec */
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        execl(self_exe, self_exe, mode, arg, (char *)NULL);
+        _exit(127);
+    }
+    CHECK(c->pid > 0);
+    close(to[0]);
+    close(from[1]);
+    c->in = to[1];
+    c->out = from[0];
+}
+
+static void say_to(child *c, const char *line)
+{
+    size_t n = strlen(line);
+    CHECK(write(c->in, line, n) == (ssize_t)n);
+}
+
+/* The child's next line (without its newline) within ms; false on EOF
+** or at the deadline. */
+static bool hear(child *c, char *line, size_t n, int64_t ms)
+{
+    int64_t end = tand_now_ms() + ms;
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        struct pollfd pf = {c->out, POLLIN, 0};
+        int64_t left;
+        ssize_t r;
+        if (nl != NULL) {
+            size_t k = (size_t)(nl - c->buf);
+            snprintf(line, n, "%.*s", (int)k, c->buf);
+            memmove(c->buf, nl + 1, c->len - k - 1);
+            c->len -= k + 1;
+            return true;
+        }
+        if ((left = end - tand_now_ms()) <= 0 || c->len == sizeof c->buf)
+            return false;
+        if (poll(&pf, 1, (int)left) < 0 && errno != EINTR)
+            return false;
+        if (!(pf.revents & (POLLIN | POLLHUP)))
+            continue;
+        r = read(c->out, c->buf + c->len, sizeof c->buf - c->len);
+        if (r <= 0)
+            return false;
+        c->len += (size_t)r;
+    }
+}
+
+static void reap(child *c, bool kill_it)
+{
+    int status = 0;
+    if (kill_it) /* before its stdin closes, which would end it cleanly */
+        kill(c->pid, SIGKILL);
+    close(c->in);
+    CHECK(waitpid(c->pid, &status, 0) == c->pid);
+    if (!kill_it)
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(c->out);
+}
+
+/* The child of held_by_a_process: takes five numbers, says each once it
+** is acknowledged (durable), then "held", and waits to be killed. */
+static int child_hold(const char *p)
+{
+    tand_server *s;
+    char err[512] = "";
+    int rc = counter_on(p, &s, err, sizeof err), i;
+    if (rc != 0) {
+        dprintf(1, "failed %s %s\n", tand_errname(rc), err);
+        return 1;
+    }
+    for (i = 0; i < 5; i++)
+        dprintf(1, "acked %lld\n", (long long)next_of(s, "child"));
+    dprintf(1, "held\n");
+    while (read(0, err, 1) > 0) /* until the parent goes */
+        ;
+    tand_server_stop(s, 0, NULL, 5000);
+    tand_server_release(s);
+    return 0;
+}
+
+/* A journal held by another process is refused, byte for byte untouched;
+** after that process is killed (-9) it resumes its last acknowledged
+** state. */
+static void held_by_a_process(void)
+{
+    const char *p = path_of("other.proc.db");
+    char line[600], err[512] = "", *before, *bytes, *after;
+    size_t n1 = 0, n2 = 0;
+    long long last = -1;
+    tand_server *s = (tand_server *)1;
+    child c;
+    int last_is;
+
+    spawn(&c, "hold", p);
+    while (hear(&c, line, sizeof line, 30000) && strcmp(line, "held") != 0)
+        if (sscanf(line, "acked %lld", &last) != 1)
+            fprintf(stderr, "the child said: %s\n", line);
+    CHECK_INT(last, 104);
+    before = listing();
+    bytes = slurp(p, &n1); /* this process holds no lock on it to drop */
+    CHECK_RC(counter_on(p, &s, err, sizeof err), TAND_EJOURNALLOCKED);
+    CHECK(s == NULL);
+    CHECK(strstr(err, p) != NULL);
+    after = slurp(p, &n2);
+    CHECK(bytes != NULL && after != NULL && n1 == n2 &&
+          memcmp(bytes, after, n1) == 0);
+    same_listing(before);
+    free(before);
+    free(bytes);
+    free(after);
+
+    reap(&c, true); /* kill -9: the kernel drops its lock */
+    CHECK_OK(counter_on(p, &s, err, sizeof err));
+    if (s != NULL) {
+        CHECK_INT(report_of(s, "child", &last_is), last + 1);
+        CHECK(last_is);
+        CHECK_INT(next_of(s, "parent"), last + 1);
+        tand_server_stop(s, 0, NULL, 5000);
+        tand_server_release(s);
+    }
+}
+
+/* The child of racing_creators: for each path it reads, starts a deluxe
+** machine on it, says "ok" or the error's name and detail, holds the
+** machine until told "stop", then says "stopped". */
+static int child_race(void)
+{
+    char line[600];
+    FILE *in = fdopen(0, "r");
+    dprintf(1, "ready\n");
+    while (in != NULL && fgets(line, sizeof line, in) != NULL) {
+        char err[512] = "";
+        tand_server *s = NULL;
+        int rc;
+        line[strcspn(line, "\n")] = '\0';
+        rc = deluxe(line, 1, 1000, &s, err, sizeof err);
+        dprintf(1, "%s %s\n", rc == 0 ? "ok" : tand_errname(rc), err);
+        if (fgets(line, sizeof line, in) == NULL)
+            break;
+        if (s != NULL) {
+            tand_server_stop(s, 0, NULL, 5000);
+            tand_server_release(s);
+        }
+        dprintf(1, "stopped\n");
+    }
+    return 0;
+}
+
+enum { RACE_THREADS = 4, RACE_PROCS = 2 };
+
+typedef struct racer {
+    pthread_barrier_t *gate;
+    const char *path;
+    tand_server *s;
+    int rc;
+    char err[512];
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    pthread_barrier_wait(r->gate);
+    r->rc = deluxe(r->path, 1, 1000, &r->s, r->err, sizeof r->err);
+    return NULL;
+}
+
+/* Threads of this process and other processes start on one new path at
+** once, round after round (TAND_RACE_ROUNDS, 40 by default): exactly one
+** wins each round, every other one is told journal_locked, and the
+** winner's journal is whole. */
+static void racing_creators(void)
+{
+    child c[RACE_PROCS];
+    char line[600];
+    const char *env = getenv("TAND_RACE_ROUNDS");
+    int rounds = env ? atoi(env) : 40, round, i, bad = 0;
+
+    for (i = 0; i < RACE_PROCS; i++) {
+        spawn(&c[i], "race", "");
+        CHECK(hear(&c[i], line, sizeof line, 30000) &&
+              strcmp(line, "ready") == 0);
+    }
+    for (round = 0; round < rounds && bad == 0; round++) {
+        pthread_barrier_t gate;
+        pthread_t th[RACE_THREADS];
+        racer r[RACE_THREADS];
+        char name[64], cmd[600];
+        const char *p;
+        tand_server *s;
+        int wins = 0, locked = 0;
+
+        snprintf(name, sizeof name, "race%d.db", round);
+        p = path_of(name);
+        pthread_barrier_init(&gate, NULL, RACE_THREADS + 1);
+        for (i = 0; i < RACE_THREADS; i++) {
+            memset(&r[i], 0, sizeof r[i]);
+            r[i].gate = &gate;
+            r[i].path = p;
+            pthread_create(&th[i], NULL, race, &r[i]);
+        }
+        snprintf(cmd, sizeof cmd, "%s\n", p);
+        for (i = 0; i < RACE_PROCS; i++)
+            say_to(&c[i], cmd);
+        pthread_barrier_wait(&gate); /* and the threads go too */
+        for (i = 0; i < RACE_THREADS; i++) {
+            pthread_join(th[i], NULL);
+            if (r[i].rc == 0)
+                wins++;
+            else if (r[i].rc == TAND_EJOURNALLOCKED && strstr(r[i].err, p))
+                locked++;
+            else
+                fprintf(stderr, "round %d, thread %d: %s: %s\n", round, i,
+                        tand_errname(r[i].rc), r[i].err);
+        }
+        pthread_barrier_destroy(&gate);
+        for (i = 0; i < RACE_PROCS; i++) {
+            if (!hear(&c[i], line, sizeof line, 30000))
+                snprintf(line, sizeof line, "(no answer)");
+            if (strncmp(line, "ok ", 3) == 0)
+                wins++;
+            else if (strncmp(line, "journal_locked ", 15) == 0 &&
+                     strstr(line, p) != NULL)
+                locked++;
+            else
+                fprintf(stderr, "round %d, process %d: %s\n", round, i,
+                        line);
+        }
+        if (wins != 1 || locked != RACE_THREADS + RACE_PROCS - 1) {
+            fprintf(stderr, "round %d: %d won, %d were told it is held\n",
+                    round, wins, locked);
+            bad++;
+        }
+        for (i = 0; i < RACE_THREADS; i++)
+            if (r[i].s != NULL) {
+                CHECK_OK(tand_server_stop(r[i].s, 0, NULL, 5000));
+                tand_server_release(r[i].s);
+            }
+        for (i = 0; i < RACE_PROCS; i++) {
+            say_to(&c[i], "stop\n");
+            CHECK(hear(&c[i], line, sizeof line, 30000) &&
+                  strcmp(line, "stopped") == 0);
+        }
+        /* what the winner made is a whole journal with its bounds */
+        CHECK_OK(deluxe(p, 1, 1000, &s, line, sizeof line));
+        if (s != NULL) {
+            CHECK_INT(take(s), 1);
+            tand_server_stop(s, 0, NULL, 5000);
+            tand_server_release(s);
+        }
+    }
+    CHECK_INT(bad, 0);
+    printf("racing_creators: %d rounds of %d threads and %d processes\n",
+           round, RACE_THREADS, RACE_PROCS);
+    for (i = 0; i < RACE_PROCS; i++)
+        reap(&c[i], false);
+}
+
+/* A journal cut inside its last page (which SQLite would accept until
+** that page is read), cut by a page, or grown by a page past what its
+** header says, is refused at start and left as it was. */
+static void not_whole(void)
+{
+    const char *p = path_of("whole.db");
+    char wal[600], err[512], *whole, *grown;
+    tand_server *s;
+    size_t n;
+    struct stat sb;
+
+    CHECK_OK(deluxe(p, 1, 100000, &s, err, sizeof err));
+    for (int i = 0; i < 3000; i++)
+        take(s);
+    CHECK_OK(tand_server_stop(s, 0, NULL, 5000));
+    tand_server_release(s);
+    snprintf(wal, sizeof wal, "%s-wal", p);
+    CHECK(stat(wal, &sb) != 0); /* a clean stop folded the WAL in */
+    whole = slurp(p, &n);
+    CHECK(n > 3 * 4096 && n % 4096 == 0);
+
+    spit(p, whole, n - 1);
+    refused_max(p, 100000, TAND_EJOURNAL, "truncated or corrupt");
+    spit(p, whole, n - 4096);
+    refused_max(p, 100000, TAND_EJOURNAL, "truncated or corrupt");
+    grown = calloc(1, n + 4096);
+    memcpy(grown, whole, n);
+    spit(p, grown, n + 4096);
+    refused_max(p, 100000, TAND_EJOURNAL, "truncated or corrupt");
+    CHECK(stat(wal, &sb) != 0); /* and nothing was left beside it */
+    free(grown);
+
+    spit(p, whole, n); /* whole again, it resumes */
+    CHECK_OK(deluxe(p, 1, 100000, &s, err, sizeof err));
+    CHECK_INT(take(s), 3001);
+    tand_server_stop(s, 0, NULL, 5000);
+    tand_server_release(s);
+    free(whole);
+}
+
+int main(int argc, char **argv)
+{
+    ssize_t len = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+    if (len <= 0) {
+        perror("readlink /proc/self/exe");
+        return 1;
+    }
+    self_exe[len] = '\0';
+    if (argc == 3) { /* another process of held_by_a_process or a race */
+        int rc;
+        CHECK_OK(tand_runtime_new(NULL, &rt));
+        rc = strcmp(argv[1], "hold") == 0 ? child_hold(argv[2])
+                                          : child_race();
+        tand_runtime_free(rt);
+        return rc;
+    }
+    signal(SIGPIPE, SIG_IGN); /* a child that died is seen, not fatal */
     snprintf(dir, sizeof dir, "/tmp/tand-journal-XXXXXX");
     if (mkdtemp(dir) == NULL) {
         perror("mkdtemp");
@@ -399,6 +886,10 @@ int main(void)
     group_commit();
     full_disk();
     deferred_reply();
+    held_in_process();
+    held_by_a_process();
+    racing_creators();
+    not_whole();
     tand_runtime_free(rt);
     {
         char cmd[300];
