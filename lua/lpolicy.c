@@ -537,6 +537,7 @@ static int setup_state(lua_State *L)
     lua_settop(L, 0);
     ltand_setup_state(L, c->path, c->cpath);
     ltand_watch_install(L, &p->watch);
+    ltand_open_patterns(L); /* matches that end with their callback */
     if (c->o.sandbox)
         make_sandbox(L);
     luaL_newmetatable(L, LTAND_FROM);
