@@ -224,8 +224,10 @@ TAND_HIDDEN int tand__monitor(tand_server *watched, tand_server *watcher,
 
 /* ---- journals (journal.c) ---- */
 
-/* Opens (or creates) the journal of a server of `kind`. On failure `err`
-** says why and an existing file is untouched. */
+/* Opens (or creates) the journal of a server of `kind` and holds it
+** until tand__journal_close (see journal.c): TAND_EJOURNALLOCKED when
+** another server holds it. On failure `err` says why and an existing
+** file is untouched. */
 TAND_HIDDEN int tand__journal_open(const char *path, const char *kind,
                                    int durability, tand_journal **out,
                                    char *err, size_t n);
