@@ -13,35 +13,21 @@
 ** whose __gc frees them, so a Lua error in the middle of an encoding or a
 ** decoding (out of memory) leaks nothing.
 **
-** A handle travels as a one-pair map {[id] = {nonce, name, follows}}: its
-** key the server's id (ext TAND_EXT_HANDLE; 0 for a handle that reaches
-** no server), its value this process's nonce, the name its server has
-** (or nil) and whether the handle follows that name (from tand.whereis).
-** Server ids restart from 1 in every process, and a value can come back
-** in another one (a policy's journaled state), so the nonce tells this
-** process's ids from others': a handle of this process decodes to the
-** same handle; one of another process follows the name it carries, or,
-** without one, is an ended handle (noproc), never a handle to whichever
-** server has its id here. A bare TAND_EXT_HANDLE (what a C host packs) is
-** an id of this process.
+** A handle travels as ext TAND_EXT_HANDLE (see tand.h): its server's id
+** (0 for a handle that reaches no server), this process's nonce, the name
+** its server has (or none) and whether the handle follows that name (one
+** from tand.whereis). A handle of this process (its nonce, or 0: what the
+** 8-byte form means) decodes to the same handle, following its name if
+** it did; one of another process (a policy's journaled state read back
+** after a restart) follows the name it carries, or, without one, is an
+** ended handle (noproc), never a handle to whichever server has its id
+** here: ids restart from 1 in every process.
 */
-#define _GNU_SOURCE /* getrandom */
 #include "ltand.h"
 
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#if defined(__has_include)
-#if __has_include(<sys/random.h>)
-#include <sys/random.h>
-#define HAVE_GETRANDOM 1
-#endif
-#endif
 
 static const char BUFKEY = 'b';
 
@@ -92,74 +78,6 @@ tand_msg *ltand_reply_box(lua_State *L)
     return reply;
 }
 
-/* ---- the process nonce ---- */
-
-static _Atomic uint64_t nonce_value; /* 0 until taken */
-static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
-
-/* A forked child is another process with the same ids: it takes a nonce
-** of its own. */
-static void nonce_forget(void)
-{
-    atomic_store(&nonce_value, 0);
-}
-
-static void nonce_register(void)
-{
-    pthread_atfork(NULL, NULL, nonce_forget);
-}
-
-/* splitmix64's finalizer: every input bit reaches every output bit. */
-static uint64_t mix64(uint64_t x)
-{
-    x += UINT64_C(0x9e3779b97f4a7c15);
-    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return x ^ (x >> 31);
-}
-
-/* 64 bits from the kernel's generator when it gives them, mixed with the
-** pid and both clocks, so that even without it two processes differ. */
-static uint64_t take_nonce(void)
-{
-    uint64_t r = 0, v;
-    struct timespec rt, mono;
-    int got = 0;
-#ifdef HAVE_GETRANDOM
-    got = getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r;
-#endif
-    if (!got) {
-        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            if (read(fd, &r, sizeof r) != (ssize_t)sizeof r)
-                r = 0;
-            close(fd);
-        }
-    }
-    clock_gettime(CLOCK_REALTIME, &rt);
-    clock_gettime(CLOCK_MONOTONIC, &mono);
-    v = mix64(r ^ mix64((uint64_t)getpid() ^
-                        mix64((uint64_t)rt.tv_sec * 1000000000u +
-                              (uint64_t)rt.tv_nsec) ^
-                        mix64((uint64_t)mono.tv_nsec ^
-                              (uint64_t)(uintptr_t)&nonce_value)));
-    return v != 0 ? v : 1;
-}
-
-/* This process's nonce, taken once (again after a fork). */
-static uint64_t process_nonce(void)
-{
-    uint64_t v = atomic_load_explicit(&nonce_value, memory_order_acquire);
-    uint64_t none = 0;
-    if (v != 0)
-        return v;
-    pthread_once(&nonce_once, nonce_register);
-    v = take_nonce();
-    if (!atomic_compare_exchange_strong(&nonce_value, &none, v))
-        v = none; /* another thread took it first */
-    return v;
-}
-
 static int refuse(encoder *e, const char *what)
 {
     snprintf(e->what, sizeof e->what, "%s", what);
@@ -201,18 +119,15 @@ static const char *handle_name(const lmachine *m)
     return current ? m->server_name : NULL;
 }
 
-static void encode_handle(encoder *e, const lmachine *m)
+static int encode_handle(encoder *e, const lmachine *m)
 {
     const char *name = handle_name(m);
-    tand_pack_map(e->b, 1);
-    tand_pack_handle(e->b, m->id);
-    tand_pack_array(e->b, 3);
-    tand_pack_int(e->b, (int64_t)process_nonce());
-    if (name != NULL)
-        tand_pack_str(e->b, name, strlen(name));
-    else
-        tand_pack_nil(e->b);
-    tand_pack_bool(e->b, m->name != NULL);
+    size_t len = name != NULL ? strlen(name) : 0;
+    if (len > TAND_NAME_MAX) /* names are checked when given: never */
+        return refuse(e, "machine handle with a name over 255 bytes");
+    tand_pack_handle_ex(e->b, m->id, tand_process_nonce(), name, len,
+                        m->name != NULL);
+    return 0;
 }
 
 static int encode_table(encoder *e, int idx, int depth)
@@ -306,8 +221,7 @@ static int encode_value(encoder *e, int idx, int depth)
             return refuse(e, "userdata (only machine handles can be sent)");
         if (m->closed)
             return refuse(e, "closed machine handle");
-        encode_handle(e, m);
-        return 0;
+        return encode_handle(e, m);
     }
     case LUA_TLIGHTUSERDATA:
         return refuse(e, "light userdata");
@@ -376,68 +290,37 @@ static char *copy_name(lua_State *L, const char *p, size_t len)
     return c;
 }
 
-/* Pushes the handle a described handle decodes to (see the top).
+/* Pushes the handle a handle item decodes to (see the top).
 ** [-0, +1, m] */
-static void push_handle(lua_State *L, uint64_t id, uint64_t nonce,
-                        const tand_item *name, int follows)
+static void push_handle(lua_State *L, const tand_item *it)
 {
     tand_runtime *rt = tand_runtime_default();
     tand_server *s = NULL;
-    int here = nonce == process_nonce();
+    uint64_t id = it->v.h.id;
+    size_t len = it->v.h.name_len; /* the codec checked it: no NUL */
+    int here = it->v.h.nonce == 0 || it->v.h.nonce == tand_process_nonce();
+    char name[TAND_NAME_MAX + 1]; /* tand_whereis wants a C string */
     lmachine *m;
 
+    if (len > 0)
+        memcpy(name, it->v.h.name, len);
+    name[len] = '\0';
     if (here)
         tand_server_lookup(rt, id, &s);
-    else if (name != NULL) /* another process's: follow its name */
-        tand_whereis(rt, name->v.s.p, &s);
+    else if (len > 0) /* another process's: follow its name */
+        tand_whereis(rt, name, &s);
     if (s != NULL)
         id = tand_server_id(s);
     else if (!here)
         id = 0; /* no server of this process */
     ltand_push_machine(L, s, id);
     tand_server_release(s);
-    if (name == NULL)
+    if (len == 0)
         return;
     m = lua_touserdata(L, -1);
-    m->server_name = copy_name(L, name->v.s.p, name->v.s.len);
-    if (follows || !here)
-        m->name = copy_name(L, name->v.s.p, name->v.s.len);
-}
-
-/* Right after a one-pair map's header: reads a described handle when that
-** is what follows, and returns 1 having pushed it; else returns 0 and
-** leaves r as it was. The checks are those of the encoder: anything else
-** is a plain map. [-0, +(0|1), m] */
-static int decode_described(lua_State *L, tand_reader *r)
-{
-    tand_reader at = *r;
-    tand_item key, value, nonce, name, follows;
-    if (tand_unpack(&at, &key) != 0 || key.type != TAND_T_HANDLE ||
-        tand_unpack(&at, &value) != 0 || value.type != TAND_T_ARRAY ||
-        value.v.n != 3 || tand_unpack(&at, &nonce) != 0 ||
-        nonce.type != TAND_T_INT || tand_unpack(&at, &name) != 0 ||
-        tand_unpack(&at, &follows) != 0 || follows.type != TAND_T_BOOL)
-        return 0;
-    if (name.type == TAND_T_STR) {
-        /* a name: 1..TAND_NAME_MAX bytes, no NUL */
-        if (name.v.s.len == 0 || name.v.s.len > TAND_NAME_MAX ||
-            memchr(name.v.s.p, '\0', name.v.s.len) != NULL)
-            return 0;
-    } else if (name.type != TAND_T_NIL) {
-        return 0;
-    }
-    *r = at;
-    if (name.type == TAND_T_STR) {
-        /* tand_whereis wants a C string: the name is copied first */
-        char buf[TAND_NAME_MAX + 1];
-        memcpy(buf, name.v.s.p, name.v.s.len);
-        buf[name.v.s.len] = '\0';
-        name.v.s.p = buf;
-        push_handle(L, key.v.id, (uint64_t)nonce.v.i, &name, follows.v.b);
-    } else {
-        push_handle(L, key.v.id, (uint64_t)nonce.v.i, NULL, 0);
-    }
-    return 1;
+    m->server_name = copy_name(L, name, len);
+    if (it->v.h.follows || !here)
+        m->name = copy_name(L, name, len);
 }
 
 static int decode_value(lua_State *L, tand_reader *r)
@@ -471,8 +354,6 @@ static int decode_value(lua_State *L, tand_reader *r)
         }
         return 0;
     case TAND_T_MAP:
-        if (it.v.n == 1 && decode_described(L, r))
-            return 0;
         lua_createtable(L, 0, it.v.n < 1024 ? (int)it.v.n : 1024);
         for (i = 0; i < it.v.n; i++) {
             if (decode_value(L, r) != 0 || decode_value(L, r) != 0)
@@ -484,13 +365,9 @@ static int decode_value(lua_State *L, tand_reader *r)
             lua_rawset(L, -3);
         }
         return 0;
-    case TAND_T_HANDLE: {
-        tand_server *s = NULL;
-        tand_server_lookup(tand_runtime_default(), it.v.id, &s);
-        ltand_push_machine(L, s, it.v.id);
-        tand_server_release(s);
+    case TAND_T_HANDLE:
+        push_handle(L, &it);
         return 0;
-    }
     default:
         return -1;
     }

@@ -22,7 +22,16 @@ static int copy(tand_reader *r, tand_buf *b, int depth)
     case TAND_T_INT: tand_pack_int(b, it.v.i); return 0;
     case TAND_T_FLOAT: tand_pack_double(b, it.v.f); return 0;
     case TAND_T_STR: tand_pack_str(b, it.v.s.p, it.v.s.len); return 0;
-    case TAND_T_HANDLE: tand_pack_handle(b, it.v.id); return 0;
+    case TAND_T_HANDLE:
+        /* the reader's promises on a handle's name */
+        if (it.v.h.name_len > TAND_NAME_MAX ||
+            (it.v.h.name_len > 0 &&
+             memchr(it.v.h.name, '\0', it.v.h.name_len) != NULL) ||
+            (it.v.h.name_len == 0) != (it.v.h.name == NULL))
+            abort();
+        tand_pack_handle_ex(b, it.v.h.id, it.v.h.nonce, it.v.h.name,
+                            it.v.h.name_len, it.v.h.follows);
+        return 0;
     case TAND_T_ARRAY: tand_pack_array(b, it.v.n); n = it.v.n; break;
     case TAND_T_MAP: tand_pack_map(b, it.v.n); n = 2 * (uint64_t)it.v.n; break;
     default: return -1;

@@ -4,6 +4,13 @@
 ** Writers append to a tand_buf and latch the first error, so a caller
 ** checks once at the end. Readers never trust their input: every length is
 ** checked against the end of the buffer before it is used.
+**
+** A handle is ext TAND_EXT_HANDLE of 17 + n bytes (ext 8, ext 16 past 255):
+**   id (8, big endian) | nonce (8, big endian) | flags (1) | name (n)
+** the process nonce telling this process's ids from another's, flags bit 0
+** TAND_HANDLE_FOLLOWS (the others 0), the name 0..TAND_NAME_MAX bytes
+** without NUL. The 8-byte form (fixext 8: the id alone) is still read, as
+** a handle of this process (nonce 0).
 */
 #include "internal.h"
 
@@ -138,14 +145,44 @@ void tand_pack_map(tand_buf *b, uint32_t n)
         put_tagged(b, 0xdf, n, 4);
 }
 
+/* The ext data of a handle: id, nonce and flags, then the name. */
+#define HANDLE_FIXED 17
+#define HANDLE_SHORT 8 /* the old form: the id alone */
+
+void tand_pack_handle_ex(tand_buf *b, uint64_t server_id, uint64_t nonce,
+                         const char *name, size_t name_len, int follows)
+{
+    size_t len = HANDLE_FIXED + name_len, head;
+    char *p;
+    if (name_len > TAND_NAME_MAX ||
+        (name_len > 0 &&
+         (name == NULL || memchr(name, '\0', name_len) != NULL))) {
+        if (!b->err)
+            b->err = TAND_EBADVALUE;
+        return;
+    }
+    head = len <= UINT8_MAX ? 3 : 4; /* ext 8 or ext 16, then the type */
+    if ((p = reserve(b, head + len)) == NULL)
+        return;
+    if (head == 3) {
+        p[0] = (char)0xc7;
+        put_be(p + 1, len, 1);
+    } else {
+        p[0] = (char)0xc8;
+        put_be(p + 1, len, 2);
+    }
+    p[head - 1] = TAND_EXT_HANDLE;
+    p += head;
+    put_be(p, server_id, 8);
+    put_be(p + 8, nonce, 8);
+    p[16] = follows ? TAND_HANDLE_FOLLOWS : 0;
+    if (name_len > 0)
+        memcpy(p + HANDLE_FIXED, name, name_len);
+}
+
 void tand_pack_handle(tand_buf *b, uint64_t server_id)
 {
-    char *p = reserve(b, 10);
-    if (p == NULL)
-        return;
-    p[0] = (char)0xd7; /* fixext 8 */
-    p[1] = TAND_EXT_HANDLE;
-    put_be(p + 2, server_id, 8);
+    tand_pack_handle_ex(b, server_id, tand_process_nonce(), NULL, 0, 0);
 }
 
 void tand_pack_raw(tand_buf *b, const char *p, size_t n)
@@ -239,14 +276,33 @@ static int get_unsigned(tand_reader *r, tand_item *it, int n)
     return 0;
 }
 
+/* An ext of len data bytes: a handle in one of its two forms (see the
+** top), all of it in the input, or TAND_EBADMSG. */
 static int get_ext(tand_reader *r, tand_item *it, uint64_t len)
 {
-    uint64_t type, id;
-    if (!get_be(r, 1, &type) || type != TAND_EXT_HANDLE || len != 8 ||
-        !get_be(r, 8, &id))
+    uint64_t type, id = 0, nonce = 0, flags = 0;
+    size_t name_len = 0;
+    if (!get_be(r, 1, &type) || type != TAND_EXT_HANDLE ||
+        (len != HANDLE_SHORT &&
+         (len < HANDLE_FIXED || len > HANDLE_FIXED + TAND_NAME_MAX)) ||
+        (uint64_t)(r->end - r->p) < len)
         return TAND_EBADMSG;
+    get_be(r, 8, &id); /* cannot fail: len bytes are there */
+    if (len > HANDLE_SHORT) {
+        get_be(r, 8, &nonce);
+        get_be(r, 1, &flags);
+        name_len = (size_t)len - HANDLE_FIXED;
+        if ((flags & ~(uint64_t)TAND_HANDLE_FOLLOWS) != 0 ||
+            (name_len > 0 && memchr(r->p, '\0', name_len) != NULL))
+            return TAND_EBADMSG;
+    }
     it->type = TAND_T_HANDLE;
-    it->v.id = id;
+    it->v.h.id = id;
+    it->v.h.nonce = nonce;
+    it->v.h.name = name_len > 0 ? r->p : NULL;
+    it->v.h.name_len = name_len;
+    it->v.h.follows = (flags & TAND_HANDLE_FOLLOWS) != 0;
+    r->p += name_len;
     return 0;
 }
 
@@ -321,7 +377,9 @@ int tand_unpack(tand_reader *r, tand_item *it)
     case 0xd3: return get_signed(r, it, 8);
     case 0xd7: return get_ext(r, it, 8);
     case 0xc7:
-        if (!get_be(r, 1, &v))
+    case 0xc8:
+    case 0xc9: /* ext 8/16/32 */
+        if (!get_be(r, c == 0xc7 ? 1 : c == 0xc8 ? 2 : 4, &v))
             return TAND_EBADMSG;
         return get_ext(r, it, v);
     case 0xd9: return get_str(r, it, 1);
@@ -331,7 +389,7 @@ int tand_unpack(tand_reader *r, tand_item *it)
     case 0xdd: return get_count(r, it, TAND_T_ARRAY, 4);
     case 0xde: return get_count(r, it, TAND_T_MAP, 2);
     case 0xdf: return get_count(r, it, TAND_T_MAP, 4);
-    default: return TAND_EBADMSG; /* 0xc1, other exts, fixext 1/2/4/16 */
+    default: return TAND_EBADMSG; /* 0xc1, fixext 1/2/4/16 */
     }
 }
 

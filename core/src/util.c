@@ -1,13 +1,22 @@
 /*
-** util.c - error names, message helpers and monotonic time.
+** util.c - error names, message helpers, monotonic time and the process
+** nonce.
 */
-#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP, where glibc has it */
+#define _GNU_SOURCE /* glibc: PTHREAD_MUTEX_ADAPTIVE_NP, getrandom */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<sys/random.h>)
+#include <sys/random.h>
+#define HAVE_GETRANDOM 1
+#endif
+#endif
 
 const char *tand_errname(int err)
 {
@@ -207,4 +216,71 @@ void tand__cpu_relax(void)
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
 #endif
+}
+
+/* ---- the process nonce ---- */
+
+static _Atomic uint64_t nonce_value; /* 0 until taken */
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+
+/* A forked child is another process with the same ids: it takes a nonce
+** of its own. */
+static void nonce_forget(void)
+{
+    atomic_store(&nonce_value, 0);
+}
+
+static void nonce_register(void)
+{
+    pthread_atfork(NULL, NULL, nonce_forget);
+}
+
+/* splitmix64's finalizer: every input bit reaches every output bit. */
+static uint64_t mix64(uint64_t x)
+{
+    x += UINT64_C(0x9e3779b97f4a7c15);
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return x ^ (x >> 31);
+}
+
+/* 64 bits from the kernel's generator when it gives them, mixed with the
+** pid and both clocks, so that even without it two processes differ. */
+static uint64_t take_nonce(void)
+{
+    uint64_t r = 0, v;
+    struct timespec rt, mono;
+    int got = 0;
+#ifdef HAVE_GETRANDOM
+    got = getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r;
+#endif
+    if (!got) {
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            if (read(fd, &r, sizeof r) != (ssize_t)sizeof r)
+                r = 0;
+            close(fd);
+        }
+    }
+    clock_gettime(CLOCK_REALTIME, &rt);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    v = mix64(r ^ mix64((uint64_t)getpid() ^
+                        mix64((uint64_t)rt.tv_sec * 1000000000u +
+                              (uint64_t)rt.tv_nsec) ^
+                        mix64((uint64_t)mono.tv_nsec ^
+                              (uint64_t)(uintptr_t)&nonce_value)));
+    return v != 0 ? v : 1;
+}
+
+uint64_t tand_process_nonce(void)
+{
+    uint64_t v = atomic_load_explicit(&nonce_value, memory_order_acquire);
+    uint64_t none = 0;
+    if (v != 0)
+        return v;
+    pthread_once(&nonce_once, nonce_register);
+    v = take_nonce();
+    if (!atomic_compare_exchange_strong(&nonce_value, &none, v))
+        v = none; /* another thread took it first */
+    return v;
 }

@@ -1,7 +1,8 @@
 /*
 ** test_embed.c - what a C host gets from libtand beyond the engine: Lua
 ** policy servers started from C (from a file or from source text), their
-** start errors, and the tand module opened in the host's own Lua state.
+** start errors, the tand module opened in the host's own Lua state, and
+** handles that cross between C and Lua with their nonce and name.
 */
 #include "check.h"
 
@@ -205,6 +206,164 @@ static void module_in_host_state(void)
     lua_close(L);
 }
 
+static const char handler[] =
+    "local tand = require 'tand'\n"
+    "return {\n"
+    "  handle_call = function(req, from, state, machine)\n"
+    "    if req[1] == 'self' then return machine:self() end\n"
+    "    if req[1] == 'whereis' then return tand.whereis(req[2]) end\n"
+    "    if req[1] == 'echo' then return req[2] end\n"
+    "    return machine:default(req)\n"
+    "  end,\n"
+    "}\n";
+
+/* A handle as a C host reads it, its name copied out of the reply. */
+typedef struct read_handle {
+    uint64_t id, nonce;
+    char name[TAND_NAME_MAX + 1];
+    int follows;
+} read_handle;
+
+/* Calls s with the request in req (consumed) and reads the one handle it
+** replies into *h: 0, a call error, or TAND_EBADMSG for another reply. */
+static int call_handle(tand_server *s, tand_buf *req_buf, read_handle *h)
+{
+    tand_msg req = {0}, reply;
+    tand_reader r;
+    tand_item it;
+    int rc;
+    req.op = TAND_OP_ENCODED;
+    if ((rc = tand_buf_to_msg(req_buf, &req)) != 0)
+        return rc;
+    if ((rc = tand_call(s, &req, &reply, 5000, 0)) != 0)
+        return rc;
+    tand_reader_init(&r, reply.data, reply.size);
+    if (tand_unpack_check(reply.data, reply.size) != 0 ||
+        tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY ||
+        it.v.n != 1 || tand_unpack(&r, &it) != 0 ||
+        it.type != TAND_T_HANDLE) {
+        rc = TAND_EBADMSG;
+    } else {
+        h->id = it.v.h.id;
+        h->nonce = it.v.h.nonce;
+        memcpy(h->name, it.v.h.name != NULL ? it.v.h.name : "",
+               it.v.h.name_len);
+        h->name[it.v.h.name_len] = '\0';
+        h->follows = it.v.h.follows;
+    }
+    tand_msg_clear(&reply);
+    return rc;
+}
+
+/* Starts a request [op, x] in b: the caller packs x. */
+static void request(tand_buf *b, const char *op)
+{
+    tand_buf_init(b);
+    tand_pack_array(b, 2);
+    tand_pack_str(b, op, strlen(op));
+}
+
+/* Handles a Lua policy sends are TAND_T_HANDLE to the C host, with the
+** server's name, this process's nonce and whether they follow the name;
+** handles the host packs reach Lua by the same rules as Lua's own. */
+static void handles_between_c_and_lua(void)
+{
+    tand_runtime *def = tand_runtime_default(); /* the binding's */
+    tand_policy_options o;
+    tand_deluxe_options d;
+    tand_server *s, *target;
+    tand_buf b;
+    read_handle h;
+    char err[512] = "";
+    uint64_t here = tand_process_nonce(), other = here ^ 1;
+    static const char old_form[] = "\xd7\x01\0\0\0\0\0\0\0\0";
+    char raw[sizeof old_form - 1];
+
+    if (other == 0)
+        other = 2;
+    CHECK(def != NULL);
+    memset(&d, 0, sizeof d);
+    d.min_number = 1;
+    d.max_number = 9;
+    d.auto_shutdown_ms = TAND_FOREVER;
+    d.name = "embed_target";
+    CHECK_OK(tand_deluxe_start(def, &d, &target));
+    tand_policy_options_init(&o);
+    o.source = handler;
+    o.source_size = sizeof handler - 1;
+    o.chunkname = "=handler";
+    o.name = "embed_handles";
+    o.error = err;
+    o.error_size = sizeof err;
+    if (tand_policy_start(def, &o, &s) != 0) {
+        fprintf(stderr, "the handler did not start: %s\n", err);
+        CHECK(0);
+        tand_server_release(target);
+        return;
+    }
+
+    /* machine:self(): the server's own name, not followed */
+    request(&b, "self");
+    tand_pack_nil(&b);
+    CHECK_OK(call_handle(s, &b, &h));
+    CHECK(h.id == tand_server_id(s));
+    CHECK(h.nonce == here);
+    CHECK(strcmp(h.name, "embed_handles") == 0);
+    CHECK_INT(h.follows, 0);
+
+    /* tand.whereis: follows the name */
+    request(&b, "whereis");
+    tand_pack_str(&b, "embed_target", 12);
+    CHECK_OK(call_handle(s, &b, &h));
+    CHECK(h.id == tand_server_id(target));
+    CHECK(h.nonce == here);
+    CHECK(strcmp(h.name, "embed_target") == 0);
+    CHECK_INT(h.follows, 1);
+
+    /* this process's, following a name: comes back the same */
+    request(&b, "echo");
+    tand_pack_handle_ex(&b, tand_server_id(target), here, "embed_target",
+                        12, 1);
+    CHECK_OK(call_handle(s, &b, &h));
+    CHECK(h.id == tand_server_id(target) && h.nonce == here);
+    CHECK(strcmp(h.name, "embed_target") == 0 && h.follows == 1);
+
+    /* tand_pack_handle: this process's, no name */
+    request(&b, "echo");
+    tand_pack_handle(&b, tand_server_id(target));
+    CHECK_OK(call_handle(s, &b, &h));
+    CHECK(h.id == tand_server_id(target) && h.nonce == here);
+    CHECK(h.name[0] == '\0' && h.follows == 0);
+
+    /* the 8-byte form: an id of this process */
+    CHECK(tand_server_id(target) < 256);
+    memcpy(raw, old_form, sizeof raw);
+    raw[9] = (char)tand_server_id(target);
+    request(&b, "echo");
+    tand_pack_raw(&b, raw, sizeof raw);
+    CHECK_OK(call_handle(s, &b, &h));
+    CHECK(h.id == tand_server_id(target) && h.nonce == here);
+
+    /* another process's with a name: the server of that name here, which
+    ** it follows from now on */
+    request(&b, "echo");
+    tand_pack_handle_ex(&b, UINT64_C(999999), other, "embed_target", 12, 0);
+    CHECK_OK(call_handle(s, &b, &h));
+    CHECK(h.id == tand_server_id(target) && h.nonce == here);
+    CHECK(strcmp(h.name, "embed_target") == 0 && h.follows == 1);
+
+    /* another process's without a name: ended, whatever its id */
+    request(&b, "echo");
+    tand_pack_handle_ex(&b, tand_server_id(target), other, NULL, 0, 0);
+    CHECK_OK(call_handle(s, &b, &h));
+    CHECK(h.id == 0 && h.nonce == here && h.name[0] == '\0');
+
+    CHECK_OK(tand_server_stop(s, 0, NULL, 5000));
+    CHECK_OK(tand_server_stop(target, 0, NULL, 5000));
+    tand_server_release(s);
+    tand_server_release(target);
+}
+
 int main(void)
 {
     CHECK_OK(tand_runtime_new(NULL, &rt));
@@ -212,6 +371,7 @@ int main(void)
     from_file();
     start_errors();
     module_in_host_state();
+    handles_between_c_and_lua();
     tand_runtime_free(rt);
     return check_done("test_embed");
 }
