@@ -866,7 +866,7 @@ typedef struct tand_policy_options {
 } tand_policy_options;
 
 /* Fills *o (not NULL) with the defaults: no policy yet, numbers
-** 1..INT64_MAX, no auto shutdown, a callback timeout of 10 s, no sandbox
+** 1..INT64_MAX, no auto shutdown, a callback timeout of 1 s, no sandbox
 ** or memory limit, TAND_DURABLE_FULL. Cannot fail.
 ** Thread: any. Blocks: no. */
 TAND_API void tand_policy_options_init(tand_policy_options *o);
@@ -883,7 +883,18 @@ TAND_API void tand_policy_options_init(tand_policy_options *o);
 ** requests: a MessagePack array [op_name, args...], answered with an
 ** array of the results. `o` is read during the call only; *out gets a
 ** reference the caller releases. On failure *out is NULL and nothing is
-** left running. Thread: any.
+** left running.
+** A callback that runs past callback_timeout_ms crashes the server
+** (TAND_ECRASHED, "callback_timeout" in the detail) whatever the policy
+** does: the thread running it arms a count hook for the callback's
+** length, and pcall, xpcall handlers, coroutines and pattern matching
+** cannot outlast it; its terminate does not run and its journal batch is
+** rolled back. A callback stuck where no hook runs (a trusted policy in a
+** C function or in a __gc finalizer) is ended from outside with
+** tand_server_kill about 50 ms past its deadline; the stuck thread frees
+** the state when it returns. With o->sandbox no C step of the policy
+** keeps its thread long, so that never happens; outside it, any code the
+** policy can load (C modules, os.execute) is trusted. Thread: any.
 ** Blocks: while the policy loads, a journal opens and init runs. */
 TAND_API int tand_policy_start(tand_runtime *rt, const tand_policy_options *o,
                                tand_server **out);
