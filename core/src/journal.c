@@ -337,16 +337,60 @@ static void ungate(tand_journal *j)
     j->fd = -1;
 }
 
+/* Whether a WAL with something in it lies beside the file at path. */
+static bool had_wal(const char *path)
+{
+    char wal[4096 + 8];
+    struct stat sb;
+    if (snprintf(wal, sizeof wal, "%s-wal", path) >= (int)sizeof wal)
+        return true; /* cannot tell: leave it alone */
+    return stat(wal, &sb) == 0 && sb.st_size > 0;
+}
+
+/* Before SQLite opens the file (the gate held): a file with anything in
+** it must be an SQLite database, else it is refused here, untouched.
+** *wal tells one in WAL mode (as tand makes them) or an empty file. */
+static int check_kind_of_file(tand_journal *j, const char *path, bool *wal,
+                              char *err, size_t n)
+{
+    static const char magic[16] = "SQLite format 3";
+    unsigned char h[100];
+    struct stat sb;
+    if (fstat(j->fd, &sb) != 0) {
+        say_errno(err, n, "cannot use the journal '%s': %s", path, errno);
+        return TAND_EJOURNAL;
+    }
+    *wal = true;
+    if (sb.st_size == 0)
+        return 0; /* new */
+    if (sb.st_size < (off_t)sizeof h ||
+        pread(j->fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
+        memcmp(h, magic, sizeof magic) != 0) {
+        say(err, n, "'%s' is not a tand journal (or is corrupt)%s", path,
+            "");
+        return TAND_EJOURNAL;
+    }
+    *wal = h[18] == 2 && h[19] == 2;
+    return 0;
+}
+
 /* Takes SQLite's lock, the hold's third layer (see DESIGN): EXCLUSIVE
-** locking mode before the first read, then an exclusive transaction
-** that writes nothing. */
-static int hold(sqlite3 *db, const char *path, char *err, size_t n)
+** locking mode before the first read, then, for a WAL-mode or new file,
+** an exclusive transaction that writes nothing. A file in rollback mode
+** (not of this tand: it is refused once read, or a journal someone
+** converted) is only read here, which keeps a shared lock: committing
+** even an empty exclusive transaction there rewrites its header. */
+static int hold(sqlite3 *db, bool wal, const char *path, char *err,
+                size_t n)
 {
     int rc;
     sqlite3_busy_timeout(db, 0);
     rc = sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, "BEGIN EXCLUSIVE; COMMIT", NULL, NULL, NULL);
+        rc = sqlite3_exec(db,
+                          wal ? "BEGIN EXCLUSIVE; COMMIT"
+                              : "SELECT 1 FROM sqlite_master LIMIT 1",
+                          NULL, NULL, NULL);
     switch (rc & 0xff) {
     case SQLITE_OK:
         /* No busy timeout is restored: from now on no other connection
@@ -503,7 +547,7 @@ int tand__journal_open(const char *path, const char *kind, int durability,
                        tand_journal **out, char *err, size_t n)
 {
     tand_journal *j;
-    bool empty = false;
+    bool empty = false, wal = false;
     int rc, i;
 
     *out = NULL;
@@ -516,23 +560,37 @@ int tand__journal_open(const char *path, const char *kind, int durability,
         free(j);
         return rc;
     }
+    if ((rc = check_kind_of_file(j, path, &wal, err, n)) != 0) {
+        ungate(j);
+        free(j);
+        return rc;
+    }
     /* the gate made the file: SQLite only opens it */
     rc = sqlite3_open_v2(path, &j->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK && had_wal(path))
+        /* if the file is refused, its WAL is left as it was */
+        sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     if (rc != SQLITE_OK) {
         say(err, n, "cannot open the journal '%s': %s", path,
             j->db ? sqlite3_errmsg(j->db) : sqlite3_errstr(rc));
         rc = TAND_EJOURNAL;
     } else {
         sqlite3_extended_result_codes(j->db, 1);
-        rc = hold(j->db, path, err, n);
+        rc = hold(j->db, wal, path, err, n);
     }
     if (rc == 0)
         rc = check_whole(j, path, &empty, err, n);
     if (rc == 0 && !empty) {
+        /* no schema: what a failed tand start leaves (in WAL mode, set
+        ** first), new again; a schema-less file of another program is
+        ** not ours to write */
         rc = has_schema(j->db, path, err, n);
-        empty = rc == 0;
-        rc = rc < 0 ? rc : 0;
+        empty = rc == 0 && wal;
+        if (rc == 0 && !wal)
+            say(err, n, "'%s' is not a tand journal (or is corrupt)%s", path,
+                "");
+        rc = rc < 0 ? rc : rc == 0 && !wal ? TAND_EJOURNAL : 0;
     }
     if (rc == 0 && !empty)
         rc = check_existing(j->db, path, kind, err, n);
@@ -566,6 +624,8 @@ int tand__journal_open(const char *path, const char *kind, int durability,
         free(j);
         return TAND_EJOURNAL;
     }
+    /* accepted: its WAL is folded in at close again */
+    sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     *out = j;
     return 0;
 }

@@ -252,6 +252,14 @@ static void bad_files(void)
     sqlite3_close(db);
     refused(p, TAND_EJOURNAL, "incompatible version");
 
+    /* another program's database with no tables, in rollback mode: not
+    ** adopted as a new journal (that would write it) but refused as it is */
+    p = path_of("schemaless.db");
+    sqlite3_open(p, &db);
+    sqlite3_exec(db, "CREATE TABLE t(x); DROP TABLE t", NULL, NULL, NULL);
+    sqlite3_close(db);
+    refused(p, TAND_EJOURNAL, "not a tand journal");
+
     /* a truncated journal */
     p = path_of("cut.db");
     CHECK_OK(deluxe(p, 1, 100000, &s, err, sizeof err));
