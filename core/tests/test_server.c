@@ -385,8 +385,8 @@ static void killed_handler(void)
 {
     tand_runtime_options ro = {1}; /* one worker: the stuck one */
     tand_runtime *one;
-    echo_shared sh = {0}, other_sh = {0};
-    tand_server *s, *other, *found = NULL;
+    echo_shared sh = {0}, other_sh = {0}, watcher_sh = {0};
+    tand_server *s, *other, *watcher, *found = NULL;
     pthread_t th[4];
     waiter w[4];
     tand_stats st;
@@ -396,6 +396,8 @@ static void killed_handler(void)
     CHECK_OK(tand_runtime_new(&ro, &one));
     CHECK_OK(echo_start(one, &sh, 0, "stuck", &s));
     CHECK_OK(echo_start(one, &other_sh, 0, NULL, &other));
+    CHECK_OK(echo_start(one, &watcher_sh, 0, NULL, &watcher));
+    CHECK_OK(tand_monitor(s, watcher, 42));
     for (i = 0; i < 4; i++) { /* a deferred caller, one at the gate, two queued */
         w[i].s = s;
         w[i].op = i == 0 ? DEFER : i == 1 ? GATE : ECHO;
@@ -420,6 +422,10 @@ static void killed_handler(void)
         CHECK(strcmp(w[i].detail, "killed") == 0);
     }
     CHECK(tand_now_ms() - t0 < 3000); /* not the gate's 20 s */
+    /* the monitor hears of it while the handler is still stuck */
+    WAIT_FOR(atomic_load(&watcher_sh.downs) == 1, 5000);
+    CHECK_INT(atomic_load(&watcher_sh.down_tag), 42);
+    CHECK_INT(atomic_load(&watcher_sh.down_reason), TAND_ECRASHED);
     /* the only worker is stuck at the gate: a spare serves the others */
     CHECK_OK(echo_req(other, ECHO, 7, 0, 5000, &v));
     CHECK_INT(v, 7);
@@ -431,6 +437,7 @@ static void killed_handler(void)
     CHECK_INT(v, 8);
     tand_server_release(s);
     tand_server_release(other);
+    tand_server_release(watcher);
     tand_runtime_free(one);
 }
 
