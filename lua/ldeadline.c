@@ -378,8 +378,8 @@ static int64_t deadline_from_now(const ltand_watch *w)
 int ltand_watch_pcall(lua_State *L, int nargs, int nresults, int msgh)
 {
     ltand_watch *w = watch_of(L);
-    int64_t outer_call = ltand_callback_deadline_ns, deadline;
-    int slot = -1, rc;
+    int64_t outer_call = ltand_callback_deadline_ns, deadline, slack;
+    int slot = -1, rc, base = lua_gettop(L) - nargs - 1;
     if (atomic_load(&w->expired)) { /* its state is done for */
         lua_settop(L, lua_gettop(L) - nargs - 1);
         lua_pushliteral(L, "callback_timeout: the policy's state has "
@@ -400,6 +400,16 @@ int ltand_watch_pcall(lua_State *L, int nargs, int nresults, int msgh)
         w->deadline_ns = 0;
         if (slot >= 0)
             frame_pop(slot);
+        /* Back, but late (stuck where no hook runs, in init say, which
+        ** nothing kills): it failed all the same. */
+        if (rc == LUA_OK && coarse_now_ns(&slack) >= deadline) {
+            atomic_store(&w->expired, 1);
+            lua_settop(L, base);
+            lua_pushfstring(L, "callback_timeout: a callback ran longer "
+                               "than %I ms",
+                            (lua_Integer)w->callback_ms);
+            rc = LUA_ERRRUN;
+        }
     }
     return rc;
 }
@@ -559,6 +569,169 @@ static int guarded_xpcall(lua_State *L)
     return xpcall_done(L, status, 2);
 }
 
+/* ---- long C steps ----
+** The count hook sees a C function as one instruction. Those of the
+** standard library that can run long without allocating (so that no
+** memory limit stops them) are replaced by versions that look at the
+** deadline as they go; those that run long only in proportion to memory
+** (sorting, concatenating, formatting, compiling) look at it when they
+** return, so a loop of them is not 1000 of them. */
+
+/* Elements a step moves between two looks at the deadline. */
+#define CHUNK 4096
+
+/* The standard function (upvalue 1) with the arguments, then a look at
+** the deadline. */
+static int checked_call(lua_State *L)
+{
+    int n;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    n = lua_gettop(L);
+    ltand_deadline_check(L);
+    return n;
+}
+
+/* string.rep(s, n [, sep]): with s and sep empty the standard one loops
+** n times to build nothing. */
+static int guarded_rep(lua_State *L)
+{
+    size_t l, lsep;
+    lua_Integer n;
+    luaL_checklstring(L, 1, &l);
+    n = luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &lsep);
+    if (n > 0 && l + lsep == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    return checked_call(L);
+}
+
+/* Calls the standard table.move (upvalue 1) on [f, f+m) -> t of the
+** tables at 1 and tt, then looks at the deadline. */
+static void move_chunk(lua_State *L, int tt, lua_Integer f, lua_Integer m,
+                       lua_Integer t)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, f);
+    lua_pushinteger(L, f + m - 1);
+    lua_pushinteger(L, t);
+    lua_pushvalue(L, tt);
+    lua_call(L, 5, 0);
+    ltand_deadline_check(L);
+}
+
+/* table.move(a1, f, e, t [, a2]): a long move goes in chunks, in the
+** order that keeps an overlapping move right. */
+static int guarded_move(lua_State *L)
+{
+    lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+    lua_Integer t = luaL_checkinteger(L, 4), n, i, m;
+    int tt = !lua_isnoneornil(L, 5) ? 5 : 1;
+    if (e < f || (lua_Unsigned)e - (lua_Unsigned)f < CHUNK)
+        return checked_call(L);
+    luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3,
+                  "too many elements to move");
+    n = e - f + 1;
+    luaL_argcheck(L, t <= LUA_MAXINTEGER - n + 1, 4,
+                  "destination wrap around");
+    if (t > e || t <= f || (tt != 1 && !lua_compare(L, 1, tt, LUA_OPEQ))) {
+        for (i = 0; i < n; i += m) {
+            m = n - i < CHUNK ? n - i : CHUNK;
+            move_chunk(L, tt, f + i, m, t + i);
+        }
+    } else { /* onto itself, upwards: from the top down */
+        for (i = n; i > 0; i -= m) {
+            m = i < CHUNK ? i : CHUNK;
+            move_chunk(L, tt, f + i - m, m, t + i - m);
+        }
+    }
+    lua_pushvalue(L, tt);
+    return 1;
+}
+
+/* table.insert(t, pos, v) on a table: its shift, which a __len can make
+** as long as it likes, looks at the deadline as it goes. */
+static int guarded_insert(lua_State *L)
+{
+    lua_Integer e, pos, i;
+    if (lua_type(L, 1) != LUA_TTABLE || lua_gettop(L) != 3)
+        return checked_call(L);
+    e = (lua_Integer)((lua_Unsigned)luaL_len(L, 1) + 1u);
+    pos = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)e, 2,
+                  "position out of bounds");
+    for (i = e; i > pos; i--) {
+        lua_geti(L, 1, i - 1);
+        lua_seti(L, 1, i);
+        if ((i & (CHUNK - 1)) == 0)
+            ltand_deadline_check(L);
+    }
+    lua_seti(L, 1, pos);
+    return 0;
+}
+
+/* table.remove(t [, pos]) on a table: the same for its shift. */
+static int guarded_remove(lua_State *L)
+{
+    lua_Integer size, pos;
+    if (lua_type(L, 1) != LUA_TTABLE)
+        return checked_call(L);
+    size = luaL_len(L, 1);
+    pos = luaL_optinteger(L, 2, size);
+    if (pos != size)
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2,
+                      "position out of bounds");
+    lua_geti(L, 1, pos);
+    for (; pos < size; pos++) {
+        lua_geti(L, 1, pos + 1);
+        lua_seti(L, 1, pos);
+        if ((pos & (CHUNK - 1)) == 0)
+            ltand_deadline_check(L);
+    }
+    lua_pushnil(L);
+    lua_seti(L, 1, pos);
+    return 1;
+}
+
+/* Replaces lib[name] (lib at the top of the stack) by fn with the
+** standard function as its upvalue. [-0, +0, m] */
+static void guard(lua_State *L, const char *name, lua_CFunction fn)
+{
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, -2, name);
+}
+
+static void guard_long_steps(lua_State *L)
+{
+    if (lua_getglobal(L, "table") == LUA_TTABLE) {
+        guard(L, "move", guarded_move);
+        guard(L, "insert", guarded_insert);
+        guard(L, "remove", guarded_remove);
+        guard(L, "sort", checked_call);
+        guard(L, "concat", checked_call);
+    }
+    lua_pop(L, 1);
+    if (lua_getglobal(L, "string") == LUA_TTABLE) {
+        guard(L, "rep", guarded_rep);
+        guard(L, "format", checked_call);
+    }
+    lua_pop(L, 1);
+    if (lua_getglobal(L, "os") == LUA_TTABLE)
+        guard(L, "date", checked_call);
+    lua_pop(L, 1);
+    lua_pushglobaltable(L);
+    guard(L, "load", checked_call);
+    lua_pop(L, 1);
+}
+
 void ltand_watch_install(lua_State *L, ltand_watch *w)
 {
     *(ltand_watch **)lua_getextraspace(L) = w;
@@ -574,4 +747,5 @@ void ltand_watch_install(lua_State *L, ltand_watch *w)
     lua_pop(L, 1);
     lua_pushcfunction(L, guarded_xpcall);
     lua_setglobal(L, "xpcall");
+    guard_long_steps(L);
 }

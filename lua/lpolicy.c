@@ -936,8 +936,17 @@ static void crash(policy *p, tand_msg *reply)
 {
     size_t len;
     const char *msg = lua_tolstring(p->L, -1, &len);
+    char timed_out[128];
     if (msg == NULL)
         msg = "a callback failed", len = strlen(msg);
+    if (atomic_load(&p->watch.expired) && strstr(msg, "callback_timeout") ==
+                                              NULL) {
+        /* its own message was lost (no memory left to make it) */
+        snprintf(timed_out, sizeof timed_out,
+                 "callback_timeout: a callback ran longer than %lld ms",
+                 (long long)p->watch.callback_ms);
+        msg = timed_out, len = strlen(msg);
+    }
     tand_server_stop(p->self, TAND_ECRASHED, msg, 0);
     if (reply != NULL) {
         reply->status = TAND_ECRASHED;

@@ -442,3 +442,151 @@ describe("the watchdog", function()
     for i = 1, 20 do ms[i]:stop() end
   end)
 end)
+
+describe("a callback ended from outside, while it still runs", function()
+  it("answers, casts and calls nothing more", function()
+    local b = assert(tand.start{ min_number = 1, max_number = 99,
+      name = "deadline_bystander",
+      policy = function()
+        return { handle_call = function(r, from, state, machine)
+          if r[1] == "slow" then
+            require("tand").sleep(500)
+            return "B's answer"
+          end
+          return machine:default(r)
+        end }
+      end, callback_timeout = 5000 })
+    local p = start(function()
+      return { handle_call = function(r, from, state, machine)
+        if r[1] == "defer" then
+          state.kept = from
+          return require("tand").noreply
+        end
+        -- "stick": stuck in a finalizer, where no hook runs, until the
+        -- watchdog has ended the server; then it tries to go on
+        setmetatable({}, { __gc = function()
+          local t = os.clock() + 0.4
+          while os.clock() < t do end
+        end })
+        collectgarbage()
+        local ok = machine:reply(state.kept, "FORGED")
+        for _ = 1, 20 do r[2]:cast("reset_state") end
+        return "escaped"
+      end }
+    end)
+    assert.equal(1, b:queue_new_number())
+    local c = tand.spawn(function(h, other)
+      local _, err = h:call("defer")
+      -- the same thread, so the same reply slot, waits on another server
+      -- while the killed callback still runs
+      local v = other:call("slow")
+      return err, v
+    end, p, b)
+    assert.is_true(helper.wait_for(function() return p:stats().calls == 1 end))
+    local v, err = p:call("stick", b)
+    assert.is_nil(v); assert.equal("server_crashed", err)
+    local deferred_err, slow = c:join(BOUND)
+    assert.equal("server_crashed", deferred_err)
+    assert.equal("B's answer", slow)
+    tand.sleep(600) -- the stuck thread has returned and gone on by now
+    assert.equal(0, b:stats().casts)
+    assert.same({ 1 }, b:report_state().queue)
+    b:stop()
+  end)
+end)
+
+describe("the sandbox's long C steps", function()
+  local function crashes_by_itself(code)
+    local m = start(function()
+      return { handle_call = function(r) return load(r[2])() end }
+    end, { sandbox = true })
+    local bystander = assert(tand.start{ min_number = 1, max_number = 9 })
+    local t0 = tand.now()
+    local v, err, detail = m:call("run", code)
+    assert.is_nil(v)
+    assert.equal("server_crashed", err, code)
+    assert.matches("callback_timeout", detail, 1, true)
+    -- a traceback: the callback raised, its thread is free again
+    assert.matches("traceback", detail, 1, true)
+    assert.is_true(tand.now() - t0 < BOUND, code)
+    assert.equal(1, bystander:queue_new_number())
+    bystander:stop()
+  end
+
+  it("end with the callback, even those that allocate nothing", function()
+    local m = start(function()
+      return { handle_call = function()
+        return string.rep("", math.maxinteger),
+               ("x"):rep(0, "") .. string.rep("", math.maxinteger, "")
+      end }
+    end, { sandbox = true })
+    local t0 = tand.now()
+    assert.same({ "", "" }, { m:call("rep") }) -- nothing to build: at once
+    assert.is_true(tand.now() - t0 < TIMEOUT)
+    m:stop()
+    for _, code in ipairs({
+      'return table.move({}, 1, math.maxinteger - 1, 2)',
+      'return table.move({}, -10, math.maxinteger - 20, -9)',
+      'local t = setmetatable({}, { __len = function() return math.maxinteger - 1 end })'
+        .. ' table.insert(t, 1, 0)',
+      'local t = setmetatable({}, { __len = function() return math.maxinteger - 1 end })'
+        .. ' return table.remove(t, 1)',
+      'local t = {} for i = 1, 200000 do t[i] = (i * 7919) % 200000 end'
+        .. ' while true do table.sort(t) table.sort(t, function(a, b) return a > b end) end',
+    }) do
+      crashes_by_itself(code)
+    end
+  end)
+
+  it("still behave as the standard ones", function()
+    local m = start(function()
+      return { handle_call = function()
+        local t = {}
+        for i = 1, 10000 do t[i] = i end
+        table.move(t, 1, 10000, 3)          -- onto itself, upwards
+        local up = t[3] == 1 and t[10002] == 10000
+        local d = table.move(t, 5000, 10002, 1, {}) -- into another table
+        table.insert(t, 1, "first")
+        table.insert(t, "last")
+        local removed = table.remove(t, 1)
+        return up, #d, d[1], removed, t[#t], ("ab"):rep(3, "-"),
+               string.rep("", 5), select("#", string.rep("x", 0))
+      end }
+    end, { sandbox = true, callback_timeout = 5000 })
+    assert.same({ true, 5003, 4998, "first", "last", "ab-ab-ab", "", 1 },
+                { m:call("check") })
+    m:stop()
+  end)
+end)
+
+describe("a policy's init", function()
+  it("that runs past callback_timeout fails the start", function()
+    local t0 = tand.now()
+    local m, err, detail = tand.start{ min_number = 1, max_number = 9,
+      callback_timeout = 100,
+      policy = function()
+        return { init = function()
+          setmetatable({}, { __gc = function()
+            local t = os.clock() + 0.3
+            while os.clock() < t do end
+          end })
+          collectgarbage()
+          return {}
+        end }
+      end }
+    assert.is_nil(m)
+    assert.equal("server_crashed", err)
+    assert.matches("callback_timeout", detail, 1, true)
+    -- and a sandboxed one stuck in a long C step ends with its deadline
+    m, err, detail = tand.start{ min_number = 1, max_number = 9,
+      callback_timeout = 100, sandbox = true,
+      policy = function()
+        return { init = function()
+          return { s = table.move({}, 1, math.maxinteger - 1, 2) }
+        end }
+      end }
+    assert.is_nil(m)
+    assert.matches("callback_timeout", detail, 1, true)
+    assert.is_true(tand.now() - t0 < BOUND)
+  end)
+end)

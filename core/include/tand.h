@@ -423,10 +423,13 @@ TAND_API int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms,
 /* Answers a call deferred with TAND_NOREPLY. Consumes reply; `from` is
 ** answered exactly once and is invalid afterwards. Returns 0 when the
 ** caller got it, TAND_ETIMEDOUT when it had already given up (the reply
-** is dropped), TAND_EINVAL for NULL (reply is still consumed). With a
-** journal, 0 means the reply is held until the batch commits. A handler
-** may also answer its current call this way and then return
-** TAND_NOREPLY.
+** is dropped), TAND_ENOPROC when the server has been killed meanwhile
+** (tand_server_kill answered its callers), TAND_EINVAL for NULL or for
+** a `from` of another server (reply is still consumed). With a journal,
+** 0 means the reply is held until the batch commits. A handler may also
+** answer its current call this way and then return TAND_NOREPLY. A
+** killed handler that still runs gets TAND_ENOPROC from every call, cast
+** and send it makes.
 ** Thread: the server's own (inside one of its callbacks). Blocks: no. */
 TAND_API int tand_reply(tand_from *from, tand_msg *reply);
 

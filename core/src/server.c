@@ -316,6 +316,10 @@ static int push(tand_server *s, const envelope *e, lazy_deadline *deadline,
     bool schedule = false;
     int rc;
 
+    if (tand__current != NULL &&
+        atomic_load_explicit(&tand__current->turn, memory_order_relaxed) ==
+            TURN_KILLED)
+        return TAND_ENOPROC; /* a killed handler, still running, acts no more */
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
@@ -611,14 +615,16 @@ static void deferred_unlink(tand_server *s, tand_from *f)
 
 int tand_reply(tand_from *from, tand_msg *reply)
 {
-    tand_server *s;
+    tand_server *s = tand__current;
     bool reopen = false, sent;
     if (from == NULL || reply == NULL) {
         tand_msg_clear(reply);
         return TAND_EINVAL;
     }
-    s = from->server;
-    if (tand__current == s) { /* from its handler: keep a kill out */
+    if (s != NULL) {
+        /* From a handler: its server's turn first, and `from` only then,
+        ** since a kill answers every caller (whose slot may then be in
+        ** use for another call already). */
         int turn = TURN_HANDLER;
         if (atomic_compare_exchange_strong(&s->turn, &turn, TURN_REPLYING))
             reopen = true;
@@ -626,6 +632,15 @@ int tand_reply(tand_from *from, tand_msg *reply)
             tand_msg_clear(reply);
             return TAND_ENOPROC;
         }
+        if (from->server != s) { /* a caller of another server */
+            if (reopen)
+                atomic_store_explicit(&s->turn, TURN_HANDLER,
+                                      memory_order_release);
+            tand_msg_clear(reply);
+            return TAND_EINVAL;
+        }
+    } else {
+        s = from->server;
     }
     deferred_unlink(s, from);
     if (reply->status < 0)
