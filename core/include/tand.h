@@ -221,8 +221,10 @@ typedef struct tand_server_options {
 ** names the path; nothing was changed), TAND_ENOPROC (the runtime is
 ** being freed), TAND_ENOMEM, TAND_ESYSTEM. With o->journal the server
 ** holds that file until it has ended (the end tand_server_stop() waits
-** for; tand_server_alive() is already 0 while it stops) or its process
-** dies, kill -9 included; then a new start on it resumes its state.
+** for; tand_server_alive() is already 0 while it stops; for a server
+** ended by tand_server_kill, until its stuck handler returns) or its
+** process dies, kill -9 included; then a new start on it resumes its
+** state.
 ** Thread: any. Blocks: while the journal opens and init runs; never for
 ** a held journal (refused at once). */
 TAND_API int tand_server_start(tand_runtime *rt, const tand_server_options *o,
