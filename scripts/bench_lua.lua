@@ -2,8 +2,12 @@
 --   lua_next     m:next("me") on the counter machine
 --   lua_deluxe   queue_new_number + serve_next_queued_number, built-in
 --   lua_vip      the same calls through the VIP example policy
--- N tand.spawn threads call one machine for a fixed time each.
+-- N tand.spawn threads call one machine in a loop for a fixed time each;
+-- one call in 16 is timed (its latency kept), the others only counted.
 -- Usage: scripts/lua scripts/bench_lua.lua [ms] [threads...]
+-- (ms: the time of one phase over its rounds; BENCH_ROUNDS in the
+-- environment sets the rounds, 3 by default; scripts/bench sets 1 and
+-- interleaves its own rounds, quiet and with a busy neighbour.)
 local tand = require "tand"
 
 local ms = tonumber(arg[1]) or 2000
@@ -14,18 +18,18 @@ if #counts == 0 then counts = { 1, 16 } end
 local function client(m, kind, until_ms)
   local tand = require "tand"
   local n, lat = 0, {}
+  local per = kind == "lua_next" and 1 or 2 -- calls per turn
   while tand.now() < until_ms do
-    for _ = 1, 32 do
-      local t0 = tand.now()
+    for i = 1, 32 do
+      local t0 = (i == 1 or i == 17) and tand.now()
       if kind == "lua_next" then
         assert(m:next("me"))
-        n = n + 1
       else
         assert(m:queue_new_number())
         m:serve_next_queued_number() -- another thread may have served it
-        n = n + 2
       end
-      if n % 16 < 2 then lat[#lat + 1] = (tand.now() - t0) * 1000 / (kind == "lua_next" and 1 or 2) end
+      n = n + per
+      if t0 then lat[#lat + 1] = (tand.now() - t0) * 1000 / per end
     end
   end
   return n, lat
@@ -44,7 +48,7 @@ end
 -- Each (kind, threads) runs ROUNDS times, interleaved, and the median
 -- round is reported: the VM's speed drifts between phases (see
 -- bench_engine.c), and interleaving keeps the kinds' ratios fair.
-local ROUNDS = 3
+local ROUNDS = math.max(1, math.tointeger(tonumber(os.getenv("BENCH_ROUNDS") or "")) or 3)
 
 local function measure(kind, threads, length)
   local m = machine(kind)

@@ -1,7 +1,9 @@
 -- scripts/bench_report.lua OUT_DIR BENCHMARKS.md PLOT.svg - turns the
--- outputs of scripts/bench into BENCHMARKS.md (machine, commands, the
--- targets with measured ratios, every table) and a plot of throughput and
--- p99 latency against client threads (gnuplot, when installed).
+-- outputs of scripts/bench into BENCHMARKS.md (machine, the targets with
+-- measured ratios quiet and with a busy neighbour, every table) and a plot
+-- of throughput and p99 latency against client threads (gnuplot, when
+-- installed). OUT_DIR/rounds/PROGRAM.CONDITION.ROUND.txt hold one round
+-- each; every row is the median round of its condition.
 local dir, md_path, svg_path = arg[1], arg[2], arg[3]
 
 local function read(name)
@@ -12,35 +14,106 @@ local function read(name)
   return s
 end
 
--- rows[kind][threads] = { per_sec, p50, p99, p999 }
-local rows = {}
-for _, file in ipairs({ "engine.txt", "genserver.txt", "lua.txt",
-                        "durable.txt", "redis.txt" }) do
-  for line in (read(file) or ""):gmatch("[^\n]+") do
-    local kind, thr, rest = line:match("^(%S+)%s+(%d+)%s+(.*)$")
-    if kind then
-      local v = {}
-      for num in rest:gmatch("%S+") do v[#v + 1] = tonumber(num) end
-      if v[1] then
-        rows[kind] = rows[kind] or {}
-        rows[kind][tonumber(thr)] = { per_sec = v[1], p50 = v[2],
-                                      p99 = v[3], p999 = v[4] }
+local programs = { "engine", "genserver", "lua", "durable", "redis" }
+local conds = { "quiet", "busy" }
+local cond_title = { quiet = "quiet", busy = "with a busy neighbour" }
+
+-- got[prog][cond][round] = text of that round's output
+local got = {}
+local ls = assert(io.popen("ls " .. dir .. "/rounds 2>/dev/null"))
+for name in ls:lines() do
+  local prog, cond, r = name:match("^(%w+)%.(%w+)%.(%d+)%.txt$")
+  if prog then
+    got[prog] = got[prog] or {}
+    got[prog][cond] = got[prog][cond] or {}
+    got[prog][cond][tonumber(r)] = read("rounds/" .. name)
+  end
+end
+ls:close()
+
+-- table[prog] = { cols = {...}, order = { "kind/thr", ... },
+--                 [cond] = { ["kind/thr"] = { rounds of {numbers} } } }
+local tables = {}
+for _, prog in ipairs(programs) do
+  local t = { cols = nil, order = {}, seen = {} }
+  for _, cond in ipairs(conds) do
+    t[cond] = {}
+    for _, text in pairs((got[prog] or {})[cond] or {}) do
+      for line in text:gmatch("[^\n]+") do
+        local kind, thr, rest = line:match("^(%S+)%s+(%d+)%s+(.*)$")
+        if line:match("^kind%s") then
+          t.cols = {}
+          for c in line:gmatch("%S+") do t.cols[#t.cols + 1] = c end
+        elseif kind then
+          local v = {}
+          for num in rest:gmatch("%S+") do v[#v + 1] = tonumber(num) end
+          if v[1] then
+            local key = kind .. "/" .. thr
+            if not t.seen[key] then
+              t.seen[key] = true
+              t.order[#t.order + 1] = { kind = kind, thr = tonumber(thr), key = key }
+            end
+            t[cond][key] = t[cond][key] or {}
+            table.insert(t[cond][key], v)
+          end
+        end
+      end
+    end
+  end
+  tables[prog] = t
+end
+-- the programs print their rows in a fixed order; rounds may be read in
+-- any order, so sort by the order of kinds first seen, then threads
+for _, t in pairs(tables) do
+  local first = {}
+  for i, o in ipairs(t.order) do first[o.kind] = first[o.kind] or i end
+  table.sort(t.order, function(a, b)
+    if a.kind ~= b.kind then return first[a.kind] < first[b.kind] end
+    return a.thr < b.thr
+  end)
+end
+
+-- the median round of a row (by rate), its range and the errors of all
+local function median(list)
+  if not list or #list == 0 then return nil end
+  local s = {}
+  for i, v in ipairs(list) do s[i] = v end
+  table.sort(s, function(a, b) return a[1] < b[1] end)
+  return { v = s[(#s + 1) // 2], min = s[1][1], max = s[#s][1], n = #s }
+end
+
+-- rows[cond][kind][thr] = the median round
+local rows = { quiet = {}, busy = {} }
+for _, prog in ipairs(programs) do
+  local t = tables[prog]
+  for _, cond in ipairs(conds) do
+    for _, o in ipairs(t.order) do
+      local m = median(t[cond][o.key])
+      if m then
+        rows[cond][o.kind] = rows[cond][o.kind] or {}
+        rows[cond][o.kind][o.thr] = m
       end
     end
   end
 end
+
+local function rate(cond, kind, thr)
+  local r = rows[cond][kind] and rows[cond][kind][thr]
+  return r and r.v[1]
+end
+local function p99(cond, kind, thr)
+  local r = rows[cond][kind] and rows[cond][kind][thr]
+  return r and r.v[3]
+end
+
 local memory = {}
 for line in (read("memory.txt") or ""):gmatch("[^\n]+") do
-  local kind, count, bytes, mb, rate =
+  local kind, count, bytes, mb, per_sec =
     line:match("^(%a+)%s+(%d+)%s+([%d.]+)%s+([%d.]+)%s+([%d.]+)")
   if kind then
     memory[kind] = { count = tonumber(count), bytes = tonumber(bytes),
-                     mb = tonumber(mb), rate = tonumber(rate) }
+                     mb = tonumber(mb), rate = tonumber(per_sec) }
   end
-end
-
-local function rate(kind, thr)
-  return rows[kind] and rows[kind][thr] and rows[kind][thr].per_sec
 end
 
 local function fmt_rate(v)
@@ -49,115 +122,300 @@ local function fmt_rate(v)
   if v >= 1e3 then return ("%.1f k/s"):format(v / 1e3) end
   return ("%.0f /s"):format(v)
 end
+local function short(v)
+  if v >= 1e6 then return ("%.2fM"):format(v / 1e6) end
+  if v >= 1e3 then return ("%.1fk"):format(v / 1e3) end
+  return ("%.0f"):format(v)
+end
 
--- target rows: what, measured, against, ratio, needed, met
+-- A target row: { what, needed, quiet measured, ratio, met, busy ... }.
+-- ratio(what, a, b, need_quiet, need_busy): a / b (kinds and threads)
+-- at least need; value(what, f, need_text): f(cond) -> shown, met.
+local function verdict(ok, measured)
+  if not measured then return "not measured" end
+  return ok and "met" or "**NOT met**"
+end
+local function ratio_row(list, what, a, b, need_q, need_b, at_most)
+  local row = { what }
+  local needs = need_q == need_b and
+    ((at_most and "<= " or ">= ") .. need_q .. "x") or
+    (">= " .. need_q .. "x / " .. need_b .. "x")
+  row[2] = needs
+  for _, cond in ipairs(conds) do
+    local need = cond == "quiet" and need_q or need_b
+    local x, y = rate(cond, a[1], a[2]), rate(cond, b[1], b[2])
+    local r = x and y and y > 0 and x / y or nil
+    local ok = r and (at_most and r <= need or (not at_most and r >= need))
+    row[#row + 1] = x and y and (fmt_rate(x) .. " / " .. fmt_rate(y)) or "n/a"
+    row[#row + 1] = r and ("%.2fx"):format(r) or "n/a"
+    row[#row + 1] = verdict(ok, r)
+  end
+  list[#list + 1] = row
+end
+local function value_row(list, what, needs, f)
+  local row = { what, needs }
+  for _, cond in ipairs(conds) do
+    local shown, ok, measured = f(cond)
+    row[#row + 1] = shown or "n/a"
+    row[#row + 1] = ""
+    row[#row + 1] = verdict(ok, measured)
+  end
+  list[#list + 1] = row
+end
+
+local function best_cast(cond)
+  local a, b = rate(cond, "tand_cast", 1), rate(cond, "tand_cast", 4)
+  if not a and not b then return nil end
+  if (a or 0) >= (b or 0) then return a, 1 end
+  return b, 4
+end
+
+-- The targets of the engine issue (shared/DESIGN.md "Performance targets")
 local targets = {}
-local function ratio_target(what, a, b, need, higher)
-  local r = (a and b and b > 0) and a / b or nil
-  local met = r and (higher and r >= need or (not higher and r <= need))
-  targets[#targets + 1] = {
-    what, fmt_rate(a), fmt_rate(b),
-    r and ("%.2fx"):format(r) or "n/a",
-    (higher and ">= " or "<= ") .. need .. "x",
-    r == nil and "not measured" or (met and "met" or "NOT met") }
-end
-local function abs_target(what, value, shown, need_text, met)
-  targets[#targets + 1] = { what, shown, "", "", need_text,
-                            value == nil and "not measured"
-                              or (met and "met" or "NOT met") }
-end
-
-ratio_target("sync call, 1 client / GenServer.call", rate("tand_call", 1),
-             rate("genserver_call", 1), 1.4, true)
-ratio_target("sync call, 16 clients / GenServer.call", rate("tand_call", 16),
-             rate("genserver_call", 16), 2, true)
-ratio_target("sync call, 1 client / spinning delegation", rate("tand_call", 1),
-             rate("spin_deleg", 1), 0.6, true)
-ratio_target("sync call, 1 client / mutex+condvar server", rate("tand_call", 1),
-             rate("mutex_cv", 1), 1, true)
-local cast = math.max(rate("tand_cast", 1) or 0, rate("tand_cast", 4) or 0)
-abs_target("casts, bounded mailbox", cast > 0 and cast or nil, fmt_rate(cast),
-           ">= 5 M/s", cast >= 5e6)
-ratio_target("built-in call / Lua policy call (VIP), 1 thread",
-             rate("lua_deluxe", 1), rate("lua_vip", 1), 1.5, false)
-ratio_target("durable call, 1 client / Redis INCR fsync always",
-             rate("tand_full", 1), rate("redis_incr_fsync", 1), 1, true)
-ratio_target("durable call, 50 clients / Redis INCR fsync always",
-             rate("tand_full", 50), rate("redis_incr_fsync", 50), 1, true)
-ratio_target("sync call, 1 client / Redis EVALSHA ticket script",
-             rate("tand_call", 1), rate("redis_evalsha", 1), 1, true)
+ratio_row(targets, "Lua `m:next`, 1 client / GenServer.call, 1 client",
+          { "lua_next", 1 }, { "genserver_call", 1 }, 3, 2)
+ratio_row(targets, "Lua `m:next`, 16 threads / GenServer.call, 16 processes",
+          { "lua_next", 16 }, { "genserver_call", 16 }, 2, 1.5)
+ratio_row(targets, "C `tand_call`, 1 client / plain mutex, 1 thread",
+          { "tand_call", 1 }, { "plain_mutex", 1 }, 0.3, 0.3)
+ratio_row(targets, "C `tand_call`, 16 threads / GenServer.call, 16 processes",
+          { "tand_call", 16 }, { "genserver_call", 16 }, 5, 5)
+ratio_row(targets, "C `tand_call`, 64 threads / 16 threads (no collapse)",
+          { "tand_call", 64 }, { "tand_call", 16 }, 0.5, 0.5)
+value_row(targets, "C casts, bounded mailbox (best of 1 and 4 senders)",
+          ">= 5 M/s", function(cond)
+  local v, n = best_cast(cond)
+  if not v then return nil end
+  return fmt_rate(v) .. " (" .. n .. ")", v >= 5e6, true
+end)
+ratio_row(targets, "durable call, 1 client / Redis INCR appendfsync always",
+          { "tand_full", 1 }, { "redis_incr_fsync", 1 }, 1, 1)
+ratio_row(targets, "durable call, 50 clients / Redis INCR appendfsync always",
+          { "tand_full", 50 }, { "redis_incr_fsync", 50 }, 1, 1)
 local b, p = memory.builtin, memory.policy
-abs_target("idle built-in servers", b and b.mb,
-           b and ("%.1f MB for %d (%.0f B each)"):format(b.mb * 100000 / b.count,
-                                                        100000, b.bytes) or "n/a",
-           "< 200 MB for 100,000", b and b.mb * 100000 / b.count < 200)
-abs_target("built-in server start rate", b and b.rate,
-           b and fmt_rate(b.rate) or "n/a", ">= 100 k/s", b and b.rate >= 1e5)
-abs_target("idle policy server", p and p.bytes,
-           p and ("%.1f KB"):format(p.bytes / 1024) or "n/a", "< 64 KB",
-           p and p.bytes < 64 * 1024)
-ratio_target("no collapse: 64 clients / 16 clients", rate("tand_call", 64),
-             rate("tand_call", 16), 0.5, true)
+value_row(targets, "100,000 idle built-in servers", "< 200 MB", function(cond)
+  if not b then return nil end
+  local mb = b.mb * 100000 / b.count
+  local shown = ("%.1f MB (%.0f B each)"):format(mb, b.bytes)
+  if cond == "busy" then shown = "measured once, quiet" end
+  return shown, mb < 200, true
+end)
+
+-- Earlier checks of this file, kept to follow them from run to run
+local others = {}
+ratio_row(others, "C call, 1 client / GenServer.call, 1 client",
+          { "tand_call", 1 }, { "genserver_call", 1 }, 1.4, 1.4)
+ratio_row(others, "C call, 1 client / spinning delegation",
+          { "tand_call", 1 }, { "spin_deleg", 1 }, 0.6, 0.6)
+ratio_row(others, "C call, 1 client / mutex+condvar server",
+          { "tand_call", 1 }, { "mutex_cv", 1 }, 1, 1)
+ratio_row(others, "built-in call / Lua policy call (VIP), 1 thread",
+          { "lua_deluxe", 1 }, { "lua_vip", 1 }, 1.5, 1.5, true)
+ratio_row(others, "C call, 1 client / Redis EVALSHA ticket script",
+          { "tand_call", 1 }, { "redis_evalsha", 1 }, 1, 1)
+value_row(others, "built-in server start rate", ">= 100 k/s", function(cond)
+  if not b then return nil end
+  return cond == "busy" and "measured once, quiet" or fmt_rate(b.rate),
+         b.rate >= 1e5, true
+end)
+value_row(others, "idle policy server (VIP)", "< 64 KB", function(cond)
+  if not p then return nil end
+  return cond == "busy" and "measured once, quiet" or
+         ("%.1f KB"):format(p.bytes / 1024), p.bytes < 64 * 1024, true
+end)
 
 local out = {}
 local function w(s) out[#out + 1] = s or "" end
+local function target_table(list)
+  w("| target | needed | quiet: tand / anchor | ratio | | " ..
+    "busy neighbour: tand / anchor | ratio | |")
+  w("|---|---|---|---|---|---|---|---|")
+  for _, t in ipairs(list) do w("| " .. table.concat(t, " | ") .. " |") end
+end
+
+local machine = read("machine.txt") or ""
+local commit = machine:match("commit: (%S+)") or "unknown"
+local changed = machine:match("uncommitted in core/ and lua/: ([^\n]*)") or "?"
+local nrounds = machine:match("rounds: (%d+)") or "?"
 w("# tand benchmarks")
 w()
+w(("Measured on commit `%s`%s."):format(commit, changed == "none" and "" or
+  (" with uncommitted changes to " .. changed:gsub("%s+$", ""))))
+w()
 w("Written by `./scripts/bench` (`QUICK=1 ./scripts/bench` for a short run);")
-w("every figure below comes from that one run on this machine. The machine")
-w("is a small shared VM: absolute figures move by 10-40% (and the 1-client")
-w("call sometimes by 3x) from run to run, so the targets are ratios between")
-w("rows of the same run. Raw outputs: `build-release/bench/`.")
+w("every figure below comes from that one run on this machine.")
+w("The machine is a small shared VM: absolute figures move by 10-40% (and")
+w("the 1-client call sometimes by 3x) from run to run, so the targets are")
+w("ratios between rows of the same run. Every row runs in " .. nrounds ..
+  " rounds per")
+w("condition, quiet and with a busy neighbour (a process spinning on one")
+w("core, started before each program and stopped after it), the rounds")
+w("alternating quiet, busy, quiet, busy; each figure is the median round.")
+w("Raw outputs, one file per program and round: `build-release/bench/`.")
 w()
 w("## Machine")
 w()
 w("```")
-w((read("machine.txt") or ""):gsub("\n$", ""))
+w((machine:gsub("\n$", "")))
 w("```")
 w()
 w("## Targets")
 w()
-w("| target | tand | anchor | ratio | needed | |")
-w("|---|---|---|---|---|---|")
-for _, t in ipairs(targets) do w("| " .. table.concat(t, " | ") .. " |") end
+w("The engine issue's targets (shared/DESIGN.md, \"Performance targets\"),")
+w("each beside its ratio in this run. Where the issue names no separate")
+w("figure for a busy neighbour, the quiet figure is asked of both.")
+w()
+target_table(targets)
 w()
 w("![throughput and p99 latency against client threads](docs/benchmarks.svg)")
 w()
+w("### Other checks")
+w()
+w("Earlier targets of this file, kept to follow them from run to run.")
+w()
+target_table(others)
+w()
+
+-- the load of each round: what else the machine was doing
+w("## Load during the rounds")
+w()
+w("Per program and round: wall time, cores busy on the whole machine")
+w("(`/proc/stat`), cores used by the benchmark and its neighbour, the rest")
+w("(`others`: processes outside the run) and steal time. The neighbour's")
+w("own account of the share of a core it got follows.")
+w()
+local load = read("load.txt")
+local share = {}
+for _, cond in ipairs({ "busy" }) do
+  for r = 1, 99 do
+    for _, prog in ipairs(programs) do
+      local s = read(("rounds/%s.%s.%d.neighbour"):format(prog, cond, r))
+      local pct = s and s:match("(%d+)%% of a core")
+      if pct then share[#share + 1] = tonumber(pct) end
+    end
+  end
+end
+if load then
+  local others = { quiet = {}, busy = {} }
+  for line in load:gmatch("[^\n]+") do
+    local cond, o = line:match("^%S+%s+(%a+)%s+%d+%s+%S+%s+%S+%s+%S+%s+(%S+)")
+    if cond and others[cond] then table.insert(others[cond], tonumber(o)) end
+  end
+  for _, cond in ipairs(conds) do
+    local l = others[cond]
+    table.sort(l)
+    if #l > 0 then
+      w(("- %s rounds: others used %.2f cores (median), at most %.2f."):format(
+        cond, l[(#l + 1) // 2], l[#l]))
+    end
+  end
+  if #share > 0 then
+    table.sort(share)
+    w(("- the neighbour got %d%% of a core (median of %d programs), %d%% at least.")
+      :format(share[(#share + 1) // 2], #share, share[1]))
+  end
+  w()
+  w("```")
+  w((load:gsub("\n$", "")))
+  w("```")
+  w()
+end
+local failures = read("failures.txt")
+if failures then
+  w("Failed or timed out (their rows are missing from those rounds):")
+  w()
+  w("```")
+  w((failures:gsub("\n$", "")))
+  w("```")
+  w()
+end
+
+-- one program's medians, quiet and busy, in that program's columns
+local function median_block(prog)
+  local t = tables[prog]
+  if not t.cols or #t.order == 0 then return nil end
+  local lines = {}
+  local function line(cells) lines[#lines + 1] = table.concat(cells, " ") end
+  for ci, cond in ipairs(conds) do
+    if ci > 1 then lines[#lines + 1] = "" end
+    lines[#lines + 1] = cond_title[cond] .. ":"
+    local cells = { ("%-16s %3s"):format("kind", "thr") }
+    for i = 3, #t.cols do cells[#cells + 1] = ("%10s"):format(t.cols[i]) end
+    cells[#cells + 1] = "  per_sec min..max (rounds)"
+    line(cells)
+    for _, o in ipairs(t.order) do
+      local m = median(t[cond][o.key])
+      if m then
+        cells = { ("%-16s %3d"):format(o.kind, o.thr) }
+        for i = 3, #t.cols do
+          local col, v = t.cols[i], m.v[i - 2]
+          if col == "errors" then -- every round's errors, not the median's
+            v = 0
+            for _, round in ipairs(t[cond][o.key]) do v = v + (round[i - 2] or 0) end
+          end
+          if v == nil then cells[#cells + 1] = ("%10s"):format("-")
+          elseif col == "per_sec" or col == "errors" or math.type(v) == "integer" then
+            cells[#cells + 1] = ("%10.0f"):format(v)
+          else cells[#cells + 1] = ("%10.2f"):format(v) end
+        end
+        cells[#cells + 1] = ("  %s..%s (%d)"):format(short(m.min), short(m.max), m.n)
+        line(cells)
+      end
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
 local sections = {
-  { "engine.txt", "Engine: take a number on one server (C)",
+  { "engine", "Engine: take a number on one server (C)",
     "`tand_call`/`tand_cast`: a server with a trivial C handler. Anchors " ..
-    "written for this: `mutex_cv`, one server thread fed through a " ..
+    "written for this: `plain_mutex`, the same handler under a pthread " ..
+    "mutex on each caller's own thread (the floor for serialized access " ..
+    "in one process); `mutex_cv`, one server thread fed through a " ..
     "mutex-protected queue, each caller waiting on its own condition " ..
     "variable; `spin_deleg`, a server thread spinning over one cache line " ..
-    "per client (clients yield once they outnumber the cores)." },
-  { "genserver.txt", "Elixir GenServer (the same work)",
+    "per client (clients yield once they outnumber the cores). Calls are " ..
+    "counted in blocks of 64 of which one is timed; a cast's latency is " ..
+    "the mean of its block of 64. `errors` adds up every round's." },
+  { "genserver", "Elixir GenServer (the same work)",
     "`scripts/bench_genserver.exs`: GenServer.call from N processes; casts " ..
-    "go to an unbounded mailbox." },
-  { "lua.txt", "Through the Lua API",
-    "`lua_next`: `m:next(\"me\")` on the counter; `lua_deluxe`: " ..
+    "go to an unbounded mailbox. One call in 16 is timed." },
+  { "lua", "Through the Lua API",
+    "`lua_next`: `m:next(\"me\")` on the counter from N `tand.spawn` " ..
+    "threads, each calling in a loop for the phase; `lua_deluxe`: " ..
     "`queue_new_number` + `serve_next_queued_number` on the built-in " ..
-    "machine; `lua_vip`: the same calls through `examples/policies/vip.lua`." },
-  { "durable.txt", "Durable calls",
+    "machine; `lua_vip`: the same calls through `examples/policies/vip.lua`. " ..
+    "One call in 16 is timed." },
+  { "durable", "Durable calls",
     "A journaled deluxe machine (SQLite WAL): `tand_full` fsyncs each batch " ..
     "before its replies (group commit), `tand_os` leaves flushing to the OS." },
-  { "redis.txt", "Redis (redis-benchmark against a local redis-server)",
+  { "redis", "Redis (redis-benchmark against a local redis-server)",
     "`redis_incr_fsync`: INCR with appendonly and appendfsync always; " ..
     "`redis_incr`, `redis_evalsha` (a script that records the caller and " ..
-    "increments the number): no persistence." },
-  { "memory.txt", "Memory and start rate",
-    "Resident bytes per idle server (`/proc/self/statm` before and after " ..
-    "starting them) and servers started per second." },
+    "increments the number): no persistence. redis-benchmark counts " ..
+    "requests, so each round sends about a phase's worth of them." },
 }
+local skipped = read("skipped.txt")
 for _, s in ipairs(sections) do
   w("## " .. s[2])
   w()
   w(s[3])
   w()
   w("```")
-  w(((read(s[1]) or "(not run)"):gsub("\n$", "")))
+  w(median_block(s[1]) or
+    ((skipped and skipped:match(s[1] .. ": [^\n]*")) or "(not run)"))
   w("```")
   w()
 end
+w("## Memory and start rate")
+w()
+w("Resident bytes per idle server (`/proc/self/statm` before and after " ..
+  "starting them) and servers started per second; measured once, quiet.")
+w()
+w("```")
+w(((read("memory.txt") or "(not run)"):gsub("\n$", "")))
+w("```")
+w()
 local notes = io.open("docs/performance-notes.md")
 if notes then
   w(notes:read("a"))
@@ -167,36 +425,53 @@ local f = assert(io.open(md_path, "w"))
 f:write(table.concat(out, "\n"))
 f:close()
 
--- the plot
-local kinds = { "tand_call", "genserver_call", "mutex_cv", "spin_deleg" }
+-- the plot: each kind quiet (solid) and with a busy neighbour (dashed)
+local kinds = { "tand_call", "genserver_call", "plain_mutex", "mutex_cv",
+                "spin_deleg" }
 local data = dir .. "/plot.dat"
+local titles = {}
 f = assert(io.open(data, "w"))
-for i, kind in ipairs(kinds) do
-  f:write(("# %s\n"):format(kind))
-  for _, thr in ipairs({ 1, 2, 4, 16, 64 }) do
-    local r = rows[kind] and rows[kind][thr]
-    if r then f:write(("%d %f %f\n"):format(thr, r.per_sec / 1e6, r.p99 or 0)) end
+for _, kind in ipairs(kinds) do
+  for _, cond in ipairs(conds) do
+    titles[#titles + 1] = kind .. (cond == "busy" and " (busy)" or "")
+    f:write(("# %s %s\n"):format(kind, cond))
+    for _, thr in ipairs({ 1, 2, 4, 16, 64 }) do
+      local r = rate(cond, kind, thr)
+      if r then
+        f:write(("%d %f %f\n"):format(thr, r / 1e6,
+                                      math.max(p99(cond, kind, thr) or 0, 0.01)))
+      end
+    end
+    f:write("\n\n")
   end
-  f:write("\n\n")
 end
 f:close()
 if os.execute("command -v gnuplot >/dev/null 2>&1") then
+  local colors = { "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e" }
+  local function curves(col)
+    local c = {}
+    for i, title in ipairs(titles) do
+      local k = (i - 1) // 2
+      c[#c + 1] = ('"%s" index %d using 1:%d with linespoints lc rgb "%s" ' ..
+                   'dt %d pt %d title "%s"'):format(data, i - 1, col,
+                   colors[k + 1], (i - 1) % 2 + 1, k + 5, title)
+    end
+    return "plot " .. table.concat(c, ", \\\n  ")
+  end
   local gp = assert(io.popen("gnuplot", "w"))
   gp:write(([[
-set terminal svg size 900,420 font "sans,11" noenhanced
+set terminal svg size 1000,480 font "sans,11" noenhanced
 set output "%s"
-set multiplot layout 1,2 title "tand and its anchors, same run"
+set multiplot layout 1,2 title "tand and its anchors, one run, median rounds (dashed: with a busy neighbour)"
 set logscale x 2
-set xlabel "client threads"
-set key top right
-set ylabel "calls/s (millions)"
-plot for [i=0:3] "%s" index i using 1:2 with linespoints title word("%s", i+1)
 set logscale y 10
+set xlabel "client threads"
+set key outside bottom center horizontal maxrows 4 font "sans,9"
+set ylabel "calls/s (millions)"
+%s
 set ylabel "p99 latency (us)"
-set key top left
-plot for [i=0:3] "%s" index i using 1:3 with linespoints title word("%s", i+1)
+%s
 unset multiplot
-]]):format(svg_path, data, table.concat(kinds, " "), data,
-           table.concat(kinds, " ")))
+]]):format(svg_path, curves(2), curves(3)))
   gp:close()
 end

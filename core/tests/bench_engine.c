@@ -9,10 +9,19 @@
 **   spin_deleg   anchor: a server thread spinning over per-client slots
 **                (delegation); clients spin on their slot, yielding once
 **                clients outnumber cores
-** Prints one line per phase: kind, threads, per_sec, p50/p99/p99.9 us.
-** Each phase runs ROUNDS times, the kinds interleaved, and the round with
-** the median rate is reported: this VM's core-to-core latency changes
-** from minute to minute, and interleaving keeps the ratios fair.
+**   plain_mutex  anchor: the same handler under a pthread mutex, run by
+**                each caller on its own thread: the floor for serialized
+**                access in one process
+** Prints one line per phase: kind, threads, per_sec, p50/p99/p99.9 us,
+** errors. Calls are counted in blocks of 64 of which the first is timed
+** (two clock reads per 64 calls, so that timing does not weigh on the
+** plain mutex's 15 ns more than on a tand call). Every phase checks that
+** the handler took exactly one number per call; a lost or extra number is
+** counted as an error. Each phase runs BENCH_ROUNDS times (environment, 3
+** by default), the kinds interleaved, and the round with the median rate
+** is reported: this VM's core-to-core latency changes from minute to
+** minute, and interleaving keeps the ratios fair. scripts/bench runs it
+** with BENCH_ROUNDS=1 in its own interleaved rounds, quiet and busy.
 ** Run by scripts/bench, never by the tests. Usage: bench_engine [ms [kind]]
 ** (ms: the total time of one phase, over its rounds; kind: only the
 ** phases of that kind, e.g. tand_cast, for profiling).
@@ -29,7 +38,7 @@
 #include <unistd.h>
 
 #define MAX_THREADS 64
-#define ROUNDS 3
+#define MAX_ROUNDS 15
 
 typedef struct result {
     double per_sec, p50, p99, p999;
@@ -190,20 +199,65 @@ static int64_t dcall(int i, int64_t caller)
     return ds.slot[i].resp;
 }
 
+/* ---- anchor: a plain mutex around the handler ---- */
+
+static struct {
+    pthread_mutex_t mu; /* a default mutex, as most C code would take */
+    ticket_state t;     /* guarded by mu */
+} pm = {PTHREAD_MUTEX_INITIALIZER, {0, 0}};
+
+static int64_t pcall(int64_t caller)
+{
+    int64_t n;
+    pthread_mutex_lock(&pm.mu);
+    n = pm.t.counter++;
+    pm.t.last_caller = caller;
+    pthread_mutex_unlock(&pm.mu);
+    return n;
+}
+
 /* ---- the phases ---- */
 
-enum { K_CALL, K_CAST, K_MUTEX, K_DELEG };
+enum { K_CALL, K_CAST, K_MUTEX, K_DELEG, K_PLAIN };
 static const char *const kind_name[] = {"tand_call", "tand_cast", "mutex_cv",
-                                        "spin_deleg"};
+                                        "spin_deleg", "plain_mutex"};
 
 typedef struct client {
     int kind, id;
     tand_server *s;
     int64_t end_ns;
-    int64_t *lat;
+    int64_t *lat; /* latency samples, ns */
     size_t n, cap;
-    long errors;
+    long calls, errors; /* calls made (casts: sent), of which failed */
 } client;
+
+static void keep_latency(client *c, int64_t ns)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 1 << 12;
+        c->lat = realloc(c->lat, c->cap * sizeof *c->lat);
+    }
+    c->lat[c->n++] = ns;
+}
+
+/* One call of the client's kind; returns 0 or a tand error. */
+static int one_call(client *c, mreq *r)
+{
+    int rc = 0;
+    if (c->kind == K_CALL) {
+        tand_msg req = {0}, reply;
+        req.ival[0] = c->id;
+        rc = tand_call(c->s, &req, &reply, 5000, 0);
+        tand_msg_clear(&reply);
+    } else if (c->kind == K_MUTEX) {
+        mcall(r, c->id);
+    } else if (c->kind == K_DELEG) {
+        dcall(c->id, c->id);
+    } else {
+        pcall(c->id);
+    }
+    return rc;
+}
 
 static void *client_main(void *arg)
 {
@@ -211,48 +265,32 @@ static void *client_main(void *arg)
     mreq r;
     memset(&r, 0, sizeof r);
     pthread_cond_init(&r.cv, NULL);
-    while (now_ns() < c->end_ns) {
+    for (;;) {
+        int64_t t0 = now_ns(), t1;
         int i;
+        if (t0 >= c->end_ns)
+            break;
         if (c->kind == K_CAST) {
-            /* A cast's latency is only its enqueueing: time blocks of 64,
-            ** so that reading the clock does not cost more than the cast. */
-            int64_t t0 = now_ns(), per;
+            /* A cast's latency is only its enqueueing: its samples are the
+            ** means of blocks of 64. */
             for (i = 0; i < 64; i++) {
                 tand_msg req = {0};
                 req.ival[0] = c->id;
                 if (tand_cast(c->s, &req, 5000, 0) != 0)
                     c->errors++;
             }
-            per = (now_ns() - t0) / 64;
-            if (c->n + 64 > c->cap) {
-                c->cap = c->cap ? c->cap * 2 : 1 << 16;
-                c->lat = realloc(c->lat, c->cap * sizeof *c->lat);
-            }
-            for (i = 0; i < 64; i++)
-                c->lat[c->n++] = per;
+            keep_latency(c, (now_ns() - t0) / 64);
+            c->calls += 64;
             continue;
         }
-        for (i = 0; i < 64; i++) {
-            int64_t t0 = now_ns();
-            int rc = 0;
-            if (c->kind == K_CALL) {
-                tand_msg req = {0}, reply;
-                req.ival[0] = c->id;
-                rc = tand_call(c->s, &req, &reply, 5000, 0);
-                tand_msg_clear(&reply);
-            } else if (c->kind == K_MUTEX) {
-                mcall(&r, c->id);
-            } else {
-                dcall(c->id, c->id);
-            }
-            if (rc != 0)
+        if (one_call(c, &r) != 0) /* the timed call of the block */
+            c->errors++;
+        t1 = now_ns();
+        keep_latency(c, t1 - t0);
+        for (i = 1; i < 64; i++)
+            if (one_call(c, &r) != 0)
                 c->errors++;
-            if (c->n == c->cap) {
-                c->cap = c->cap ? c->cap * 2 : 1 << 16;
-                c->lat = realloc(c->lat, c->cap * sizeof *c->lat);
-            }
-            c->lat[c->n++] = now_ns() - t0;
-        }
+        c->calls += 64;
     }
     pthread_cond_destroy(&r.cv);
     return NULL;
@@ -272,9 +310,9 @@ static result run(tand_runtime *rt, int kind, int threads, int64_t ms_)
     ticket_state state = {0, 0};
     client *c = calloc((size_t)threads, sizeof *c);
     pthread_t *th = calloc((size_t)threads, sizeof *th);
-    int64_t t0, elapsed, *all;
-    size_t total = 0, k = 0;
-    long errors = 0;
+    int64_t t0, elapsed, *all, taken = 0;
+    size_t nlat = 0, k = 0;
+    long total = 0, errors = 0;
     int i;
 
     if (kind == K_CALL || kind == K_CAST) {
@@ -291,10 +329,12 @@ static result run(tand_runtime *rt, int kind, int threads, int64_t ms_)
         pthread_mutex_init(&ms.mu, NULL);
         pthread_cond_init(&ms.work, NULL);
         pthread_create(&ms.th, NULL, mserver, NULL);
-    } else {
+    } else if (kind == K_DELEG) {
         memset(&ds, 0, sizeof ds);
         ds.nclients = threads;
         pthread_create(&ds.th, NULL, dserver, NULL);
+    } else {
+        pm.t.counter = 0;
     }
     t0 = now_ns();
     for (i = 0; i < threads; i++) {
@@ -306,12 +346,23 @@ static result run(tand_runtime *rt, int kind, int threads, int64_t ms_)
     }
     for (i = 0; i < threads; i++) {
         pthread_join(th[i], NULL);
-        total += c[i].n;
+        total += c[i].calls;
+        nlat += c[i].n;
         errors += c[i].errors;
     }
-    if (s != NULL)
-        tand_server_stop(s, 0, NULL, TAND_FOREVER); /* casts drained */
+    if (kind == K_CAST) {
+        /* Casts count once handled: stopping drops what is still queued,
+        ** and a call queues behind every cast sent before it. */
+        tand_msg req = {0}, reply;
+        if (tand_call(s, &req, &reply, 60000, 0) == 0)
+            total++;
+        else
+            errors++;
+        tand_msg_clear(&reply);
+    }
     elapsed = now_ns() - t0;
+    if (s != NULL)
+        tand_server_stop(s, 0, NULL, TAND_FOREVER);
     if (kind == K_MUTEX) {
         pthread_mutex_lock(&ms.mu);
         ms.stop = 1;
@@ -322,17 +373,30 @@ static result run(tand_runtime *rt, int kind, int threads, int64_t ms_)
         atomic_store(&ds.stop, 1);
         pthread_join(ds.th, NULL);
     }
-    all = malloc(total * sizeof *all);
+    taken = kind == K_CALL || kind == K_CAST ? state.counter
+            : kind == K_MUTEX                ? ms.t.counter
+            : kind == K_DELEG                ? ds.t.counter
+                                             : pm.t.counter;
+    /* A failed call or cast may or may not have taken its number. */
+    if (taken > total || taken < total - errors) {
+        fprintf(stderr, "bench_engine: %s/%d: %lld numbers taken for %ld "
+                "calls (%ld failed)\n", kind_name[kind], threads,
+                (long long)taken, total, errors);
+        errors += taken > total ? taken - total : total - taken;
+    }
+    all = malloc((nlat ? nlat : 1) * sizeof *all);
     for (i = 0; i < threads; i++) {
         memcpy(all + k, c[i].lat, c[i].n * sizeof *all);
         k += c[i].n;
         free(c[i].lat);
     }
-    qsort(all, total, sizeof *all, cmp64);
+    if (nlat == 0)
+        all[0] = 0;
+    qsort(all, nlat, sizeof *all, cmp64);
     res.per_sec = total / (elapsed / 1e9);
-    res.p50 = all[total / 2] / 1e3;
-    res.p99 = all[total * 99 / 100] / 1e3;
-    res.p999 = all[total * 999 / 1000] / 1e3;
+    res.p50 = all[nlat / 2] / 1e3;
+    res.p99 = all[nlat * 99 / 100] / 1e3;
+    res.p999 = all[nlat * 999 / 1000] / 1e3;
     res.errors = errors;
     free(all);
     free(c);
@@ -351,20 +415,23 @@ int main(int argc, char **argv)
 {
     static const int calls[] = {1, 2, 4, 16, 64};
     /* (kind, threads) of every phase, in the order they run */
-    int phases[32][2], nphases = 0, p, r;
-    result got[32][ROUNDS];
+    int phases[32][2], nphases = 0, p, r, rounds = 3;
+    static result got[32][MAX_ROUNDS];
     tand_runtime *rt;
     int64_t ms_ = argc > 1 ? atoll(argv[1]) : 2000;
+    const char *env = getenv("BENCH_ROUNDS");
     size_t i;
 
     ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 1)
         ncpu = 1;
-    if (ms_ < 300)
-        ms_ = 300;
+    if (env != NULL && atoi(env) > 0)
+        rounds = atoi(env) < MAX_ROUNDS ? atoi(env) : MAX_ROUNDS;
+    if (ms_ < 50 * rounds)
+        ms_ = 50 * rounds;
     for (i = 0; i < sizeof calls / sizeof calls[0]; i++) {
-        int kinds[] = {K_CALL, K_MUTEX, K_DELEG}, k;
-        for (k = 0; k < 3; k++) {
+        int kinds[] = {K_CALL, K_PLAIN, K_MUTEX, K_DELEG}, k;
+        for (k = 0; k < 4; k++) {
             phases[nphases][0] = kinds[k];
             phases[nphases++][1] = calls[i];
         }
@@ -390,19 +457,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_engine: cannot create the runtime\n");
         return 1;
     }
-    for (r = 0; r < ROUNDS; r++)
+    for (r = 0; r < rounds; r++)
         for (p = 0; p < nphases; p++)
-            got[p][r] = run(rt, phases[p][0], phases[p][1], ms_ / ROUNDS);
-    printf("kind       thr       per_sec    p50_us    p99_us  p99.9_us  "
+            got[p][r] = run(rt, phases[p][0], phases[p][1], ms_ / rounds);
+    printf("kind        thr       per_sec    p50_us    p99_us  p99.9_us  "
            "errors\n");
-    for (int kind = K_CALL; kind <= K_DELEG; kind++) {
+    for (int kind = K_CALL; kind <= K_PLAIN; kind++) {
         for (p = 0; p < nphases; p++) {
             result *m;
             if (phases[p][0] != kind)
                 continue;
-            qsort(got[p], ROUNDS, sizeof got[p][0], cmp_rate);
-            m = &got[p][ROUNDS / 2];
-            printf("%-10s %3d  %12.0f  %9.2f  %9.2f  %9.2f  %ld\n",
+            qsort(got[p], (size_t)rounds, sizeof got[p][0], cmp_rate);
+            m = &got[p][rounds / 2];
+            printf("%-11s %3d  %12.0f  %9.2f  %9.2f  %9.2f  %ld\n",
                    kind_name[kind], phases[p][1], m->per_sec, m->p50, m->p99,
                    m->p999, m->errors);
         }
