@@ -224,6 +224,20 @@ value_row(others, "idle policy server (VIP)", "< 64 KB", function(cond)
          ("%.1f KB"):format(p.bytes / 1024), p.bytes < 64 * 1024, true
 end)
 
+-- what else the machine ran: others[cond] = cores used outside the run,
+-- one per program and round (load.txt, written by scripts/bench)
+local load = read("load.txt")
+local others_load = { quiet = {}, busy = {} }
+for line in (load or ""):gmatch("[^\n]+") do
+  local cond, o = line:match("^%S+%s+(%a+)%s+%d+%s+%S+%s+%S+%s+%S+%s+(%S+)")
+  if cond and others_load[cond] then table.insert(others_load[cond], tonumber(o)) end
+end
+local function loaded(cond)
+  local n = 0
+  for _, o in ipairs(others_load[cond]) do if o > 0.25 then n = n + 1 end end
+  return n, #others_load[cond]
+end
+
 local out = {}
 local function w(s) out[#out + 1] = s or "" end
 local function target_table(list)
@@ -267,6 +281,15 @@ w("figure for a busy neighbour, the quiet figure is asked of both.")
 w()
 target_table(targets)
 w()
+for _, cond in ipairs(conds) do
+  local n, all = loaded(cond)
+  if n > 0 then
+    w(("Note: in %d of %d %s program-rounds, processes outside the run used " ..
+       "more than a quarter of a core (see \"Load during the rounds\")."):format(
+       n, all, cond))
+    w()
+  end
+end
 w("![throughput and p99 latency against client threads](docs/benchmarks.svg)")
 w()
 w("### Other checks")
@@ -284,7 +307,6 @@ w("(`/proc/stat`), cores used by the benchmark and its neighbour, the rest")
 w("(`others`: processes outside the run) and steal time. The neighbour's")
 w("own account of the share of a core it got follows.")
 w()
-local load = read("load.txt")
 local share = {}
 for _, cond in ipairs({ "busy" }) do
   for r = 1, 99 do
@@ -296,17 +318,14 @@ for _, cond in ipairs({ "busy" }) do
   end
 end
 if load then
-  local others = { quiet = {}, busy = {} }
-  for line in load:gmatch("[^\n]+") do
-    local cond, o = line:match("^%S+%s+(%a+)%s+%d+%s+%S+%s+%S+%s+%S+%s+(%S+)")
-    if cond and others[cond] then table.insert(others[cond], tonumber(o)) end
-  end
   for _, cond in ipairs(conds) do
-    local l = others[cond]
+    local l = {}
+    for i, o in ipairs(others_load[cond]) do l[i] = o end
     table.sort(l)
     if #l > 0 then
-      w(("- %s rounds: others used %.2f cores (median), at most %.2f."):format(
-        cond, l[(#l + 1) // 2], l[#l]))
+      w(("- %s rounds: others used %.2f cores (median), at most %.2f; " ..
+         "more than a quarter of a core in %d of %d program-rounds.")
+        :format(cond, l[(#l + 1) // 2], l[#l], loaded(cond), #l))
     end
   end
   if #share > 0 then
