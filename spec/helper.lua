@@ -14,4 +14,16 @@ function helper.wait_for(fn, ms)
   return fn() and true or false
 end
 
+-- The command that runs this interpreter, from arg's negative indices
+-- (lua5.4 puts itself at -1; `tand run` puts the program and "run"), for
+-- specs that start other processes.
+function helper.interpreter()
+  local parts, i = {}, -1
+  while arg and arg[i] do
+    table.insert(parts, 1, arg[i])
+    i = i - 1
+  end
+  return #parts > 0 and table.concat(parts, " ") or "lua5.4"
+end
+
 return helper

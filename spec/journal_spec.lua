@@ -11,16 +11,7 @@ local function path(name) return dir .. "/" .. name end
 
 teardown(function() os.execute("rm -rf " .. dir) end)
 
--- The command that runs this interpreter, from arg's negative indices
--- (lua5.4 puts itself at -1; `tand run` puts the program and "run").
-local function interpreter()
-  local parts, i = {}, -1
-  while arg and arg[i] do
-    table.insert(parts, 1, arg[i])
-    i = i - 1
-  end
-  return #parts > 0 and table.concat(parts, " ") or "lua5.4"
-end
+local interpreter = helper.interpreter
 
 local function deli(p, extra)
   local opts = { min_number = 1, max_number = 1000, journal = p }

@@ -10,15 +10,7 @@ os.remove(dir)
 assert(os.execute("mkdir -p " .. dir))
 teardown(function() os.execute("rm -rf " .. dir) end)
 
--- The command that runs this interpreter (see journal_spec.lua).
-local function interpreter()
-  local parts, i = {}, -1
-  while arg and arg[i] do
-    table.insert(parts, 1, arg[i])
-    i = i - 1
-  end
-  return #parts > 0 and table.concat(parts, " ") or "lua5.4"
-end
+local interpreter = helper.interpreter
 
 local function run(script, ...)
   local file = dir .. "/child.lua"
