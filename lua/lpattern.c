@@ -4,7 +4,12 @@
 **
 ** lstrlib's matcher is one C call that a count hook cannot interrupt, so a
 ** backtracking pattern would outlive its callback_timeout; this matcher
-** calls ltand_deadline_check every CHECK_STEPS steps of its work.
+** calls ltand_deadline_check every CHECK_STEPS steps of its work. A step
+** is a bounded piece of work whatever the input (one pattern item or match
+** attempt, one subject byte, STEP_BYTES of a set, STEP_BYTES of a memchr,
+** memcmp or memcpy of at most CHUNK_BYTES), so two checks are microseconds
+** apart. Not split: what Lua does at once to make one string (a buffer's
+** growth, the result, a capture pushed), about half a ms per MB.
 */
 #include "ltand.h"
 
@@ -19,15 +24,25 @@
 #define MAX_CAPTURES LUA_MAXCAPTURES
 #define MAX_DEPTH 200    /* nested matcher calls: "pattern too complex" */
 #define CHECK_STEPS 1024 /* steps between two deadline checks */
-#define CAP_OPEN (-1)    /* a capture not yet closed */
-#define CAP_POS (-2)     /* a position capture, () */
+#define STEP_BYTES 64    /* bytes of a set read, or scanned in bulk, a step */
+#define CHUNK_BYTES 4096 /* the most one memchr, memcmp or memcpy takes */
+/* A gsub function or table looked up: the matches that it makes start
+** counts of their own, so it counts as a share of theirs. */
+#define CALL_STEPS (CHECK_STEPS / 16)
+#define CAP_OPEN (-1) /* a capture not yet closed */
+#define CAP_POS (-2)  /* a position capture, () */
 #define ESC '%'
-#define SPECIALS "^$*+?.([%-"
 
 #define uchar(c) ((unsigned char)(c))
 
-/* One search: the subject, the pattern and the captures so far. A step is
-** one pattern item tried or one subject byte scanned. */
+/* Keeps a rare path's registers out of a hot caller. */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
+/* One search: the subject, the pattern and the captures so far. */
 typedef struct matcher {
     lua_State *L;
     const char *src, *src_end;
@@ -63,11 +78,65 @@ static void tick(matcher *m, int n)
     }
 }
 
-/* Accounts for comparing len bytes at once (memcmp). */
+/* Accounts for one operation over len bytes: a step, and one for every
+** STEP_BYTES. Past CHECK_STEPS of them (a Lua string made, done at once)
+** it asks for a check now. */
 static void tick_bytes(matcher *m, size_t len)
 {
-    tick(m,
-         len >= (size_t)CHECK_STEPS * 64 ? CHECK_STEPS : 1 + (int)(len / 64));
+    tick(m, len >= (size_t)CHECK_STEPS * STEP_BYTES
+                ? CHECK_STEPS
+                : 1 + (int)(len / STEP_BYTES));
+}
+
+/* Accounts for copying len bytes within an operation counted otherwise:
+** a step for every STEP_BYTES, a check now past CHECK_STEPS of them. */
+static void tick_copy(matcher *m, size_t len)
+{
+    if (len >= STEP_BYTES)
+        tick(m, len >= (size_t)CHECK_STEPS * STEP_BYTES
+                    ? CHECK_STEPS
+                    : (int)(len / STEP_BYTES));
+}
+
+/* Whether the len bytes at a and at b are the same. */
+static int same_bytes(matcher *m, const char *a, const char *b, size_t len)
+{
+    for (;;) {
+        size_t n = len < CHUNK_BYTES ? len : CHUNK_BYTES;
+        tick_bytes(m, n);
+        if (memcmp(a, b, n) != 0)
+            return 0;
+        if ((len -= n) == 0)
+            return 1;
+        a += n;
+        b += n;
+    }
+}
+
+/* add_bytes for more than CHUNK_BYTES. */
+static NOINLINE void add_long_bytes(matcher *m, luaL_Buffer *b, const char *s,
+                                    size_t len)
+{
+    char *to = luaL_prepbuffsize(b, len); /* grown once, not chunk by chunk */
+    size_t done, n;
+    for (done = 0; done < len; done += n) {
+        n = len - done < CHUNK_BYTES ? len - done : CHUNK_BYTES;
+        memcpy(to + done, s + done, n);
+        tick_copy(m, n);
+    }
+    luaL_addsize(b, len);
+}
+
+/* Appends the len bytes at s to b, CHUNK_BYTES at a time, counted as
+** tick_copy does. */
+static void add_bytes(matcher *m, luaL_Buffer *b, const char *s, size_t len)
+{
+    if (len > CHUNK_BYTES) {
+        add_long_bytes(m, b, s, len);
+        return;
+    }
+    luaL_addlstring(b, s, len);
+    tick_copy(m, len);
 }
 
 /* ---- single-character items ---- */
@@ -117,8 +186,43 @@ static int class_has(int c, int cl)
     return islower(cl) ? in != 0 : in == 0;
 }
 
+/* Whether a member of a set from *pp to stop has c (the last one may run
+** on to close, where the set ends); if none has, *pp is left at the next. */
+static inline int members_have(int c, const char **pp, const char *stop,
+                               const char *close)
+{
+    const char *p = *pp;
+    for (; p < stop; p++) {
+        if (*p == ESC) {
+            p++;
+            if (class_has(c, uchar(*p)))
+                return 1;
+        } else if (p[1] == '-' && p + 2 < close) {
+            if (uchar(p[0]) <= c && c <= uchar(p[2]))
+                return 1;
+            p += 2;
+        } else if (uchar(*p) == c) {
+            return 1;
+        }
+    }
+    *pp = p;
+    return 0;
+}
+
+/* set_has for a long set, from its first member at p: STEP_BYTES a step. */
+static NOINLINE int long_set_has(matcher *m, int c, const char *p,
+                                 const char *close, int in)
+{
+    while (close - p > STEP_BYTES) {
+        if (members_have(c, &p, p + STEP_BYTES, close))
+            return in;
+        tick(m, 1);
+    }
+    return members_have(c, &p, close, close) ? in : !in;
+}
+
 /* Whether c is in the set that opens at p ('[') and closes at close (']'). */
-static int set_has(int c, const char *p, const char *close)
+static int set_has(matcher *m, int c, const char *p, const char *close)
 {
     int in = 1;
     p++;
@@ -126,24 +230,13 @@ static int set_has(int c, const char *p, const char *close)
         in = 0;
         p++;
     }
-    for (; p < close; p++) {
-        if (*p == ESC) {
-            p++;
-            if (class_has(c, uchar(*p)))
-                return in;
-        } else if (p[1] == '-' && p + 2 < close) {
-            if (uchar(p[0]) <= c && c <= uchar(p[2]))
-                return in;
-            p += 2;
-        } else if (uchar(*p) == c) {
-            return in;
-        }
-    }
-    return !in;
+    if (close - p > STEP_BYTES)
+        return long_set_has(m, c, p, close, in);
+    return members_have(c, &p, close, close) ? in : !in;
 }
 
 /* The end of the single-character item at p (where a quantifier would
-** be). Raises for a malformed item. */
+** be), a set read STEP_BYTES a step. Raises for a malformed item. */
 static const char *item_end(matcher *m, const char *p)
 {
     const char *end = m->pat_end;
@@ -158,16 +251,21 @@ static const char *item_end(matcher *m, const char *p)
     if (p < end && *p == '^')
         p++;
     /* the first member is taken as is, even a ']' */
-    do {
+    for (;;) {
+        const char *stop = (end - p > STEP_BYTES) ? p + STEP_BYTES : end;
+        while (p < stop) {
+            p += (*p == ESC && p + 1 < end) ? 2 : 1;
+            if (p < end && *p == ']')
+                return p + 1;
+        }
         if (p >= end)
             luaL_error(m->L, "malformed pattern (missing ']')");
-        p += (*p == ESC && p + 1 < end) ? 2 : 1;
-    } while (p >= end || *p != ']');
-    return p + 1;
+        tick(m, 1);
+    }
 }
 
 /* Whether the item p..ep matches the byte at s (never past the end). */
-static int item_matches(const matcher *m, const char *s, const char *p,
+static int item_matches(matcher *m, const char *s, const char *p,
                         const char *ep)
 {
     int c;
@@ -180,7 +278,7 @@ static int item_matches(const matcher *m, const char *s, const char *p,
     case ESC:
         return class_has(c, uchar(p[1]));
     case '[':
-        return set_has(c, p, ep - 1);
+        return set_has(m, c, p, ep - 1);
     default:
         return uchar(*p) == c;
     }
@@ -223,8 +321,7 @@ static const char *backref_end(matcher *m, const char *s, int c)
     len = (size_t)m->cap[i].len;
     if ((size_t)(m->src_end - s) < len)
         return NULL;
-    tick_bytes(m, len);
-    return memcmp(m->cap[i].start, s, len) == 0 ? s + len : NULL;
+    return same_bytes(m, m->cap[i].start, s, len) ? s + len : NULL;
 }
 
 /* The item p..ep as often as it matches from s, then fewer and fewer. */
@@ -336,7 +433,8 @@ static const char *match_here(matcher *m, const char *s, const char *p)
                 ep = item_end(m, p);
                 before = (s == m->src) ? 0 : uchar(s[-1]);
                 after = (s < m->src_end) ? uchar(*s) : 0;
-                if (set_has(before, p, ep - 1) || !set_has(after, p, ep - 1)) {
+                if (set_has(m, before, p, ep - 1) ||
+                    !set_has(m, after, p, ep - 1)) {
                     s = NULL;
                     goto done;
                 }
@@ -393,9 +491,11 @@ done:
     return s;
 }
 
-/* One attempt at s from the pattern's start. */
+/* One attempt at s from the pattern's start: a step, even for an empty
+** pattern. */
 static const char *match_at(matcher *m, const char *s, const char *p)
 {
+    tick(m, 1);
     m->ncap = 0;
     return match_here(m, s, p);
 }
@@ -419,15 +519,17 @@ static ptrdiff_t capture_get(matcher *m, int i, const char *s, const char *e,
     return m->cap[i].len;
 }
 
-/* [-0, +1, e] */
+/* Pushes capture i, its bytes counted (its item was). [-0, +1, e] */
 static void push_capture(matcher *m, int i, const char *s, const char *e)
 {
     const char *text;
     ptrdiff_t len = capture_get(m, i, s, e, &text);
-    if (len == CAP_POS)
+    if (len == CAP_POS) {
         lua_pushinteger(m->L, (lua_Integer)(text - m->src) + 1);
-    else
+    } else {
         lua_pushlstring(m->L, text, (size_t)len);
+        tick_copy(m, (size_t)len);
+    }
 }
 
 /* Pushes the captures of the match s..e (the whole match when there are
@@ -454,29 +556,67 @@ static size_t start_offset(lua_Integer pos, size_t len)
     return len - (size_t)(-pos);
 }
 
-static int has_specials(const char *p, size_t lp)
+/* Whether c is one of lstrlib's SPECIALS, "^$*+?.([%-". */
+static int is_special(int c)
 {
-    for (size_t i = 0; i < lp; i++)
-        if (p[i] != '\0' && strchr(SPECIALS, p[i]) != NULL)
-            return 1;
+    switch (c) {
+    case '^':
+    case '$':
+    case '*':
+    case '+':
+    case '?':
+    case '.':
+    case '(':
+    case '[':
+    case '%':
+    case '-':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Whether the pattern p has one: if not, find looks for it as is. */
+static int has_specials(matcher *m, const char *p, size_t lp)
+{
+    while (lp > 0) {
+        size_t n = lp < CHUNK_BYTES ? lp : CHUNK_BYTES;
+        for (size_t i = 0; i < n; i++)
+            if (is_special(p[i]))
+                return 1;
+        tick_bytes(m, n);
+        p += n;
+        lp -= n;
+    }
     return 0;
 }
 
-/* The first place of p (lp bytes) in s (ls bytes), or NULL. */
+/* The first place of p (lp bytes) in s (ls bytes), or NULL: a scan of
+** CHUNK_BYTES at a time, and each place of p's first byte compared. */
 static const char *find_plain(matcher *m, const char *s, size_t ls,
                               const char *p, size_t lp)
 {
     const char *end = s + ls;
+    /* a compare's steps, or 0 when same_bytes counts them */
+    int steps = lp <= CHUNK_BYTES ? 1 + (int)(lp / STEP_BYTES) : 0;
     if (lp == 0)
         return s;
     while ((size_t)(end - s) >= lp) {
-        const char *at = memchr(s, *p, (size_t)(end - s) - lp + 1);
-        if (at == NULL)
-            return NULL;
-        tick_bytes(m, lp);
-        if (memcmp(at + 1, p + 1, lp - 1) == 0)
-            return at;
-        s = at + 1;
+        size_t room = (size_t)(end - s) - lp + 1; /* where p may start */
+        const char *stop = s + (room < CHUNK_BYTES ? room : CHUNK_BYTES);
+        const char *at;
+        tick_bytes(m, (size_t)(stop - s));
+        while ((at = memchr(s, *p, (size_t)(stop - s))) != NULL) {
+            if (steps != 0) {
+                tick(m, steps);
+                if (memcmp(at + 1, p + 1, lp - 1) == 0)
+                    return at;
+            } else if (same_bytes(m, at + 1, p + 1, lp - 1)) {
+                return at;
+            }
+            s = at + 1;
+        }
+        s = stop;
     }
     return NULL;
 }
@@ -495,7 +635,7 @@ static int find_aux(lua_State *L, int find)
         return 1;
     }
     matcher_init(&m, L, s, ls, pat_end);
-    if (find && (lua_toboolean(L, 4) || !has_specials(p, lp))) {
+    if (find && (lua_toboolean(L, 4) || !has_specials(&m, p, lp))) {
         const char *at = find_plain(&m, s + init, ls - init, p, lp);
         if (at == NULL) {
             luaL_pushfail(L);
@@ -586,18 +726,32 @@ static int pattern_gmatch(lua_State *L)
 /* ---- string.gsub ---- */
 
 /* Appends the replacement string t (tl bytes) with its %0-%9 and %%
-** expanded for the match s..e. */
+** expanded for the match s..e: a step for each escape, and its bytes. */
 static void add_expanded(matcher *m, luaL_Buffer *b, const char *t, size_t tl,
                          const char *s, const char *e)
 {
-    const char *end = t + tl, *pc;
-    while ((pc = memchr(t, ESC, (size_t)(end - t))) != NULL) {
-        int c = (pc + 1 < end) ? uchar(pc[1]) : 0;
+    const char *end = t + tl;
+    for (;;) {
+        size_t n =
+            (size_t)(end - t) < CHUNK_BYTES ? (size_t)(end - t) : CHUNK_BYTES;
+        const char *pc = memchr(t, ESC, n);
+        int c;
+        if (pc == NULL) { /* its bytes (the last one's step: the match's) */
+            luaL_addlstring(b, t, n);
+            tick_copy(m, n);
+            t += n;
+            if (t == end)
+                return;
+            continue;
+        }
         luaL_addlstring(b, t, (size_t)(pc - t));
+        tick(m, 1);
+        tick_copy(m, (size_t)(pc - t));
+        c = (pc + 1 < end) ? uchar(pc[1]) : 0;
         if (c == ESC) {
             luaL_addchar(b, ESC);
         } else if (c == '0') {
-            luaL_addlstring(b, s, (size_t)(e - s));
+            add_bytes(m, b, s, (size_t)(e - s));
         } else if (isdigit(c)) {
             const char *text;
             ptrdiff_t len = capture_get(m, c - '1', s, e, &text);
@@ -605,14 +759,13 @@ static void add_expanded(matcher *m, luaL_Buffer *b, const char *t, size_t tl,
                 lua_pushinteger(m->L, (lua_Integer)(text - m->src) + 1);
                 luaL_addvalue(b);
             } else {
-                luaL_addlstring(b, text, (size_t)len);
+                add_bytes(m, b, text, (size_t)len);
             }
         } else {
             luaL_error(m->L, "invalid use of '%%' in replacement string");
         }
         t = pc + 2;
     }
-    luaL_addlstring(b, t, (size_t)(end - t));
 }
 
 /* Appends the replacement of the match s..e made from the table or the
@@ -622,6 +775,7 @@ static int add_looked_up(matcher *m, luaL_Buffer *b, int type, const char *s,
                          const char *e)
 {
     lua_State *L = m->L;
+    size_t before = luaL_bufflen(b), len;
     if (type == LUA_TFUNCTION) {
         int n;
         lua_pushvalue(L, 3);
@@ -633,13 +787,18 @@ static int add_looked_up(matcher *m, luaL_Buffer *b, int type, const char *s,
     }
     if (!lua_toboolean(L, -1)) {
         lua_pop(L, 1);
-        luaL_addlstring(b, s, (size_t)(e - s));
+        tick(m, CALL_STEPS);
+        add_bytes(m, b, s, (size_t)(e - s));
         return 0;
     }
     if (!lua_isstring(L, -1))
         return luaL_error(L, "invalid replacement value (a %s)",
                           luaL_typename(L, -1));
     luaL_addvalue(b);
+    len = luaL_bufflen(b) - before;
+    tick(m, len >= (size_t)CHECK_STEPS * STEP_BYTES
+                ? CHECK_STEPS
+                : CALL_STEPS + (int)(len / STEP_BYTES));
     return 1;
 }
 
@@ -688,7 +847,7 @@ static int pattern_gsub(lua_State *L)
             break;
     }
     if (changed) {
-        luaL_addlstring(&b, s, (size_t)(m.src_end - s));
+        add_bytes(&m, &b, s, (size_t)(m.src_end - s));
         luaL_pushresult(&b);
     } else {
         lua_pushvalue(L, 1); /* the subject itself, unchanged */

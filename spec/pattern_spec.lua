@@ -338,6 +338,91 @@ for i = 1, nrandom or 0 do
   end
 end
 
+-- ---- long inputs: sets, needles, captures and replacements that cross
+-- the matcher's 64-byte and 4096-byte steps ----
+
+local function pieces(list, len)
+  local out, n = {}, 0
+  while n < len do
+    local p = pick(list)
+    out[#out + 1] = p
+    n = n + #p
+  end
+  return concat(out)
+end
+local set_parts = { "a", "b", "q", "%d", "%a", "%W", "b-d", "x-", "-", "%]",
+  "%%", "^", "[", "%-", "0-9", "\0", "\255", "z" }
+for i = 1, 40 do
+  local body = pieces(set_parts, 40 + rnd(200))
+  local set = "[" .. (rnd(2) == 1 and "^" or "") .. body .. "]"
+  local s = random_subject() .. random_subject() .. random_subject()
+  case("find", s, set); case("gsub", s, set .. "+", "<%0>")
+  case("match", s, "%f" .. set .. ".")
+  case("gsub", s, "%f" .. set, "|")
+  case("gsub", s, set .. "-" .. pick(items), "#")
+  -- malformed: no ']', or an escape at the very end
+  case("find", s, "[" .. body); case("find", s, "[" .. body .. "%")
+  case("match", s, "%f[" .. body)
+end
+-- ranges and escapes on a 64-byte step's edge, and a first member ']'
+for k = 58, 70 do
+  local head = rep("q", k)
+  for _, tail in ipairs({ "a-c]", "%a]", "%]]", "]", "-]", "b-]" }) do
+    local set = "[" .. head .. tail
+    for _, s in ipairs({ "b", "%", "]", "-", "a", "X", "q" }) do
+      case("find", s, set); case("find", s, "[^" .. head .. tail)
+    end
+    case("find", "]x", "[]" .. head .. tail)
+  end
+end
+
+local big = rep("ab", 2600) .. "c" .. rep("ab", 2600)
+local needle = rep("ab", 2100) .. "c"
+for _, init in ipairs({ 1, 2, 900, 4000, 4097, 5200, 5201, -10 }) do
+  case("find", big, needle, init, true); case("find", big, needle, init)
+  case("find", big, "c", init, true); case("find", big, "bc", init)
+  case("find", big, rep("ab", 2100) .. "x", init, true)
+end
+for _, at in ipairs({ 4094, 4095, 4096, 4097, 4098, 8191, 8192, 8193 }) do
+  local s = rep("x", at - 1) .. "yz" .. rep("x", 40)
+  case("find", s, "yz", 1, true); case("find", s, "y"); case("find", s, "zx")
+  case("find", s, rep("x", at - 1) .. "y", 1, true)
+  case("find", s, rep("x", at - 1) .. "y")
+  -- a special character past the pattern's first 4096 bytes
+  case("find", s, rep("x", at - 1) .. ".")
+  case("find", "xyz", rep("x", at) .. "(")
+  case("find", rep("x", at + 2), rep("x", at) .. "%")
+end
+-- captures and back-references longer than 4096 bytes
+local half = rep("abc", 1700)
+for _, flip in ipairs({ 0, 1, 4095, 4096, 4097, 5000, #half }) do
+  local other = flip == 0 and half or
+    half:sub(1, flip - 1) .. "X" .. half:sub(flip + 1)
+  local s = half .. other
+  case("find", s, "^(.*)%1$")
+  case("match", s, "^(" .. rep(".", 100) .. ".-)%1$")
+  case("gsub", s, "^(" .. half .. ")%1", "=")
+  case("find", half .. "!" .. other, "^([^!]*)!%1$")
+end
+-- long replacements: an escape on and around the 4096-byte step
+for _, at in ipairs({ 1, 4094, 4095, 4096, 4097, 4098, 9000 }) do
+  for _, esc in ipairs({ "%0", "%1", "%%", "%2", "%x", "%" }) do
+    local r = rep("r", at - 1) .. esc .. rep("s", 30)
+    case("gsub", "hello", "(l)", r); case("gsub", "hello", "l", r, 1)
+    case("gsub", "hello", "(l)", rep("r", at - 1) .. esc)
+  end
+  case("gsub", "hello", "()", rep("w", at) .. "%1")
+end
+-- long matches kept or replaced, and long tails
+local long = rep("a", 9000) .. "b" .. rep("c", 5000)
+case("gsub", long, "^a", "x"); case("gsub", long, "a+", "%0%0")
+case("gsub", long, "a+", {}); case("gsub", long, "a+", function() end)
+case("gsub", long, "a+", function(s) return s .. s end)
+case("gsub", long, "b", { b = rep("B", 5000) })
+case("gsub", long, "c*$", "%%")
+case("match", long, "(a*)b(c*)"); case("find", long, "()(a+)()b")
+case("gmatch", long, "a-b"); case("gmatch", long, "%a+")
+
 return descs, results
 ]==]
 
@@ -369,15 +454,37 @@ describe("pattern matching in a policy", function()
     end
   end)
 
-  -- Stock string.find would keep its thread for hours. The traceback
-  -- shows the callback itself raised, so its thread is free again (rather
-  -- than the server being killed while stuck outside Lua).
-  it("ends a backtracking match with its callback at callback_timeout",
-          function()
-    local other = assert(tand.start{ min_number = 1, max_number = 9,
+  -- Calls m, a policy with callback_timeout = 200 whose call would run for
+  -- seconds, and checks that the callback itself raised callback_timeout:
+  -- the traceback shows it did, so its thread is free again (rather than
+  -- the server being killed while stuck outside Lua). other, a bystander
+  -- server, still answers.
+  local function assert_ends_itself(m, other, name)
+    m:settimeout(20000)
+    local t0 = tand.now()
+    local v, err, detail = m:call(name)
+    local took = tand.now() - t0
+    assert.is_nil(v); assert.equal("server_crashed", err)
+    assert.matches("callback_timeout", detail)
+    assert.matches("traceback", detail)
+    assert.not_matches("stuck outside Lua", detail)
+    assert.is_true(took >= 190, took)
+    assert.is_true(took < 5000, took)
+    assert.is_false(m:alive())
+    assert.equal("still here", other:call("anything"))
+  end
+
+  local function bystander()
+    return assert(tand.start{ min_number = 1, max_number = 9,
       policy = function()
         return { handle_call = function() return "still here" end }
       end })
+  end
+
+  -- Stock string.find would keep its thread for hours.
+  it("ends a backtracking match with its callback at callback_timeout",
+          function()
+    local other = bystander()
     local m = assert(tand.start{ min_number = 1, max_number = 9,
       callback_timeout = 200,
       policy = function()
@@ -385,17 +492,34 @@ describe("pattern matching in a policy", function()
           return string.find(string.rep("a", 4000), ".-.-.-.-.-.-.-b")
         end }
       end })
-    m:settimeout(20000)
-    local t0 = tand.now()
-    local v, err, detail = m:call("find")
-    local took = tand.now() - t0
-    assert.is_nil(v); assert.equal("server_crashed", err)
-    assert.matches("callback_timeout", detail)
-    assert.matches("traceback", detail)
-    assert.is_true(took >= 190, took)
-    assert.is_true(took < 5000, took)
-    assert.is_false(m:alive())
-    assert.equal("still here", other:call("anything"))
+    assert_ends_itself(m, other, "find")
     other:stop()
   end)
+
+  -- Where one step of the matcher's count once covered megabytes of work
+  -- (an empty pattern's attempt with its 8 MB replacement scanned; a 20 MB
+  -- set read twice for every subject byte), so that its deadline checks
+  -- came more than 10 s apart and the callback outlived its deadline by
+  -- that much.
+  for _, name in ipairs({ "empty pattern, 8 MB replacement", "20 MB set" }) do
+    it("ends a match at callback_timeout with " .. name, function()
+      local other = bystander()
+      local m = assert(tand.start{ min_number = 1, max_number = 9,
+        callback_timeout = 200,
+        policy = function()
+          return { handle_call = function(r)
+            -- (big strings made of big pieces: string.rep copies a piece
+            -- at a time, and that C call has no deadline of its own)
+            if r[1] == "20 MB set" then
+              return string.find(("b"):rep(3000),
+                                 "[" .. ("a"):rep(1e4):rep(2e3) .. "]")
+            end
+            return string.gsub(("x"):rep(2000), "",
+                               ("%0"):rep(4e3):rep(1e3))
+          end }
+        end })
+      assert_ends_itself(m, other, name)
+      other:stop()
+    end)
+  end
 end)
