@@ -496,19 +496,27 @@ describe("a callback ended from outside, while it still runs", function()
 end)
 
 describe("the sandbox's long C steps", function()
+  -- The callback raises by itself: a traceback, so its thread is free
+  -- again. On a loaded machine the watchdog may end it from outside
+  -- before its thread gets the core back, so up to three tries; a thread
+  -- stuck in C for good never shows a traceback.
   local function crashes_by_itself(code)
-    local m = start(function()
-      return { handle_call = function(r) return load(r[2])() end }
-    end, { sandbox = true })
     local bystander = assert(tand.start{ min_number = 1, max_number = 9 })
-    local t0 = tand.now()
-    local v, err, detail = m:call("run", code)
-    assert.is_nil(v)
-    assert.equal("server_crashed", err, code)
-    assert.matches("callback_timeout", detail, 1, true)
-    -- a traceback: the callback raised, its thread is free again
+    local detail
+    for _ = 1, 3 do
+      local m = start(function()
+        return { handle_call = function(r) return load(r[2])() end }
+      end, { sandbox = true })
+      local t0 = tand.now()
+      local v, err
+      v, err, detail = m:call("run", code)
+      assert.is_nil(v)
+      assert.equal("server_crashed", err, code)
+      assert.matches("callback_timeout", detail, 1, true)
+      assert.is_true(tand.now() - t0 < BOUND, code)
+      if not detail:find("stuck outside Lua", 1, true) then break end
+    end
     assert.matches("traceback", detail, 1, true)
-    assert.is_true(tand.now() - t0 < BOUND, code)
     assert.equal(1, bystander:queue_new_number())
     bystander:stop()
   end

@@ -454,23 +454,31 @@ describe("pattern matching in a policy", function()
     end
   end)
 
-  -- Calls m, a policy with callback_timeout = 200 whose call would run for
-  -- seconds, and checks that the callback itself raised callback_timeout:
-  -- the traceback shows it did, so its thread is free again (rather than
-  -- the server being killed while stuck outside Lua). other, a bystander
+  -- Calls a policy that make() starts, with callback_timeout = 200 and a
+  -- call that would run for seconds, and checks that the callback itself
+  -- raised callback_timeout: the traceback shows it did, so its thread is
+  -- free again (rather than the server being ended from outside while
+  -- stuck). On a loaded machine the watchdog may end it from outside
+  -- before its thread gets the core back, so up to three tries; a thread
+  -- stuck for seconds never shows a traceback. other, a bystander
   -- server, still answers.
-  local function assert_ends_itself(m, other, name)
-    m:settimeout(20000)
-    local t0 = tand.now()
-    local v, err, detail = m:call(name)
-    local took = tand.now() - t0
-    assert.is_nil(v); assert.equal("server_crashed", err)
-    assert.matches("callback_timeout", detail)
+  local function assert_ends_itself(make, other, name)
+    local detail
+    for _ = 1, 3 do
+      local m = make()
+      m:settimeout(20000)
+      local t0 = tand.now()
+      local v, err
+      v, err, detail = m:call(name)
+      local took = tand.now() - t0
+      assert.is_nil(v); assert.equal("server_crashed", err)
+      assert.matches("callback_timeout", detail)
+      assert.is_true(took >= 190, took)
+      assert.is_true(took < 5000, took)
+      assert.is_false(m:alive())
+      if not detail:find("stuck outside Lua", 1, true) then break end
+    end
     assert.matches("traceback", detail)
-    assert.not_matches("stuck outside Lua", detail)
-    assert.is_true(took >= 190, took)
-    assert.is_true(took < 5000, took)
-    assert.is_false(m:alive())
     assert.equal("still here", other:call("anything"))
   end
 
@@ -485,14 +493,15 @@ describe("pattern matching in a policy", function()
   it("ends a backtracking match with its callback at callback_timeout",
           function()
     local other = bystander()
-    local m = assert(tand.start{ min_number = 1, max_number = 9,
-      callback_timeout = 200,
-      policy = function()
-        return { handle_call = function()
-          return string.find(string.rep("a", 4000), ".-.-.-.-.-.-.-b")
-        end }
-      end })
-    assert_ends_itself(m, other, "find")
+    assert_ends_itself(function()
+      return assert(tand.start{ min_number = 1, max_number = 9,
+        callback_timeout = 200,
+        policy = function()
+          return { handle_call = function()
+            return string.find(string.rep("a", 4000), ".-.-.-.-.-.-.-b")
+          end }
+        end })
+    end, other, "find")
     other:stop()
   end)
 
@@ -504,7 +513,7 @@ describe("pattern matching in a policy", function()
   for _, name in ipairs({ "empty pattern, 8 MB replacement", "20 MB set" }) do
     it("ends a match at callback_timeout with " .. name, function()
       local other = bystander()
-      local m = assert(tand.start{ min_number = 1, max_number = 9,
+      local make = function() return assert(tand.start{ min_number = 1, max_number = 9,
         callback_timeout = 200,
         policy = function()
           return { handle_call = function(r)
@@ -517,8 +526,8 @@ describe("pattern matching in a policy", function()
             return string.gsub(("x"):rep(2000), "",
                                ("%0"):rep(4e3):rep(1e3))
           end }
-        end })
-      assert_ends_itself(m, other, name)
+        end }) end
+      assert_ends_itself(make, other, name)
       other:stop()
     end)
   end
