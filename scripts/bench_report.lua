@@ -483,6 +483,8 @@ set terminal svg size 1000,480 font "sans,11" noenhanced
 set output "%s"
 set multiplot layout 1,2 title "tand and its anchors, one run, median rounds (dashed: with a busy neighbour)"
 set logscale x 2
+set xrange [0.8:80]
+set xtics (1, 2, 4, 16, 64)
 set logscale y 10
 set xlabel "client threads"
 set key outside bottom center horizontal maxrows 4 font "sans,9"
