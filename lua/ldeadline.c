@@ -646,7 +646,7 @@ static int guarded_move(lua_State *L)
     } else { /* onto itself, upwards: from the top down */
         for (i = n; i > 0; i -= m) {
             m = i < CHUNK ? i : CHUNK;
-            move_chunk(L, tt, f + i - m, m, t + i - m);
+            move_chunk(L, tt, f + (i - m), m, t + (i - m));
         }
     }
     lua_pushvalue(L, tt);
