@@ -1397,6 +1397,9 @@ int ltand_policy_launch(tand_runtime *rt, ltand_policy *c, const char *name,
     so.durability = c->o.durability;
     so.error = c->err;
     so.error_size = sizeof c->err;
+    /* A callback ends by its callback_timeout (ldeadline.c), so a caller
+    ** whose deadline leaves that much may run it on its own thread. */
+    so.bound_us = c->o.callback_ms >= 0 ? c->o.callback_ms * 1000 : 0;
     rc = tand_server_start(rt, &so, out);
     c->launch_name = NULL;
     if (rc != 0) {

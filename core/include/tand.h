@@ -205,6 +205,12 @@ typedef struct tand_server_options {
     int durability;         /* TAND_DURABLE_FULL (default) or _OS */
     char *error;            /* if not NULL, a failed start says why here */
     size_t error_size;
+    /* A bound the behaviour declares: no callback of this server runs
+    ** longer than this many microseconds. 0 (the default): none. A caller
+    ** whose deadline leaves that much, and who finds the server free,
+    ** runs the call on its own thread (see "Who runs a server"). Ignored
+    ** with a journal. Negative: TAND_EINVAL. */
+    int64_t bound_us;
 } tand_server_options;
 
 #define TAND_MAILBOX_DEFAULT 4096
@@ -311,8 +317,8 @@ typedef struct tand_stats {
                        ** reply (an async call's deadline passes in its
                        ** reply box, which does not count it here) */
     uint64_t mailbox_depth, mailbox_peak;
-    /* time the server ran: its callbacks and the engine's work around
-    ** them, less the waits for a next message longer than a microsecond */
+    /* time the server ran, on whichever thread: its callbacks and the
+    ** engine's work around them */
     uint64_t handler_ns;
     uint64_t restarts;   /* set by supervisors */
     uint64_t deferred;   /* calls taken and not answered yet: the one
@@ -331,6 +337,27 @@ TAND_API int tand_server_stats(const tand_server *s, tand_stats *out);
 ** waiting for room until the deadline. */
 #define TAND_NOWAIT 1
 
+/* Who runs a server. A server is run by one thread at a time, whichever
+** holds it. A call runs on the caller's own thread when the server is
+** free (nothing queued, nobody running it), declares a bound
+** (tand_server_options.bound_us) that fits in what is left of the call's
+** deadline, has no journal, the thread has not opted out
+** (tand_thread_set_inline) and fewer than 8 such runs are nested on it;
+** in a pumped runtime also only while no other thread pumps or runs one
+** of its servers. Then the reply is the callback's return, with no other
+** thread involved. A caller that finds the server held queues its request
+** and waits; the holder serves the queue in order before it lets go when
+** the server's callbacks are declared within 100 us (else a worker serves
+** it); a call made from a handler serves only its own request. Casts,
+** infos, asynchronous calls, idle timers and everything else run on the
+** runtime's workers (or its pump). */
+
+/* Whether calls made from this thread may run servers on it: 1 (the
+** default) or 0 (a render or audio thread that must not run other code;
+** its calls then always queue for a worker). Returns the previous
+** setting. Thread: the calling thread's own setting. Blocks: no. */
+TAND_API int tand_thread_set_inline(int allow);
+
 /* Sends `req` and waits for the reply until timeout_ms (TAND_FOREVER for
 ** none). Consumes req on every path. Returns the reply's status: 0, the
 ** server's error (empty_queue, ...), or TAND_ETIMEDOUT (the server skips a
@@ -340,8 +367,12 @@ TAND_API int tand_server_stats(const tand_server *s, tand_stats *out);
 ** `reply` is always filled (zeroed on failure, with a detail in data when
 ** there is one) and owned by the caller: clear it with tand_msg_clear().
 ** Messages from one thread to one server are handled in the order sent.
+** TAND_ECALLSELF: the server is in the call's causal chain (the servers
+** whose handlers wait, on any thread, for the request that makes this
+** call), so the call would wait on itself; it fails at once.
 ** In a pumped runtime a waiting caller pumps the runtime itself when no
-** other thread does. Thread: any. Blocks: until the reply or deadline. */
+** other thread does. Thread: any. Blocks: until the reply or deadline;
+** the call may run the server's callback on this thread (above). */
 TAND_API int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
                        int64_t timeout_ms, int flags);
 

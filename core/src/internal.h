@@ -69,6 +69,18 @@ enum {
     SLOT_PARKED = 8
 };
 
+/* A request's causal chain: the ids of the servers whose handlers wait,
+** on any thread, for it (newest last). A call whose target is in its
+** chain would wait on itself: it fails at once with calling_self. The
+** ids are copied, never pointers, so a chain is sound whatever has
+** ended since; past CHAIN_MAX servers the oldest are dropped (such a
+** cycle waits for its deadline instead). */
+#define CHAIN_MAX 16
+typedef struct call_chain {
+    int n;
+    uint64_t id[CHAIN_MAX];
+} call_chain;
+
 struct tand_from {
     _Atomic unsigned state;
     tand_msg reply;
@@ -81,9 +93,18 @@ struct tand_from {
     tand_from *pnext, *pprev;    /* box's deadline list; box owner only */
     tand_from *done_next;        /* box's done list; guarded by box mu */
     bool pending;                /* in the deadline list */
+    call_chain chain;            /* last: only chain.n is cleared */
 };
 
 TAND_HIDDEN tand_from *tand__slot_new(void);
+/* Caller side, without waiting: true with the reply moved to *reply (the
+** slot freed) when it is already REPLIED. */
+TAND_HIDDEN bool tand__slot_collect(tand_from *slot, tand_msg *reply);
+/* The process-wide spin budget, shared by waiting callers and idle
+** workers of every runtime (they share the cores): true when this thread
+** may spin, and then it calls tand__spin_end when it stops spinning. */
+TAND_HIDDEN bool tand__spin_begin(void);
+TAND_HIDDEN void tand__spin_end(void);
 TAND_HIDDEN void tand__slot_free(tand_from *slot);
 /* Caller side: waits for REPLIED or the deadline. Returns 0 with the reply
 ** moved to *reply, or TAND_ETIMEDOUT after abandoning the slot (then the
@@ -167,6 +188,9 @@ struct tand_server {
     uint64_t id;
     const tand_behaviour *behaviour;
     void *state;                 /* server thread only */
+    int64_t bound_ns;            /* the declared bound of one callback;
+                                 ** 0 (none, or journaled): never run by
+                                 ** a caller. Set at start only. */
 
     pthread_mutex_t mu;
     pthread_cond_t room;         /* senders waiting for room */
@@ -292,6 +316,11 @@ TAND_HIDDEN void tand__runtime_unblock(tand_runtime *rt);
 extern _Thread_local tand_runtime *tand__worker_of;
 /* Pumped mode helper for waits: pump a little if nobody else is. */
 TAND_HIDDEN void tand__runtime_help(tand_runtime *rt);
+/* Pumped mode: this thread takes the right to run the runtime's handlers
+** (one thread at a time). 0: another thread has it; 1: taken, give it
+** back with tand__pump_release; 2: this thread already had it. */
+TAND_HIDDEN int tand__pump_claim(tand_runtime *rt);
+TAND_HIDDEN void tand__pump_release(tand_runtime *rt);
 TAND_HIDDEN bool tand__runtime_pumped(const tand_runtime *rt);
 /* Cores online (1..256), read once. */
 TAND_HIDDEN int tand__ncpu(void);
@@ -314,7 +343,12 @@ TAND_HIDDEN void tand__table_each(tand_table *t, void (*fn)(void *, void *),
                                   void *ud);
 TAND_HIDDEN size_t tand__table_count(const tand_table *t);
 
-/* ---- thread-local: the server running on this thread ---- */
+/* ---- thread-local: the request running on this thread ----
+** A thread that runs a server adopts the context of each request it
+** serves: the server (tand__current) and the request's causal chain
+** (tand__chain, on the stack of the running dispatch; NULL outside a
+** call's handler). Nested runs save and restore both. */
 extern _Thread_local tand_server *tand__current;
+extern _Thread_local const call_chain *tand__chain;
 
 #endif

@@ -11,6 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The bound the built-in machines declare for one callback, so callers
+** run them on their own threads: each op is a few hundred instructions
+** on the in-memory state. One exceeds it: a deluxe report lists the
+** whole queue, a few ns per queued number (a queue of a million numbers
+** takes milliseconds). */
+#define MACHINE_BOUND_US 50
+
 /* ---- shared: encoded requests ["op", args...] ---- */
 
 typedef struct request {
@@ -359,6 +366,7 @@ int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
     so.durability = o->durability;
     so.error = o->error;
     so.error_size = o->error_size;
+    so.bound_us = MACHINE_BOUND_US;
     rc = tand_server_start(rt, &so, out);
     if (rc == 0 && o->auto_shutdown_ms >= 0)
         tand_server_set_idle(*out, o->auto_shutdown_ms, TAND_IDLE_STOP);
@@ -584,5 +592,6 @@ int tand_counter_start(tand_runtime *rt, const tand_counter_options *o,
     so.durability = o->durability;
     so.error = o->error;
     so.error_size = o->error_size;
+    so.bound_us = MACHINE_BOUND_US;
     return tand_server_start(rt, &so, out);
 }

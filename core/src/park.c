@@ -12,9 +12,9 @@
 ** elsewhere on a condition variable in a fixed table of buckets hashed by
 ** slot address (a "parking lot"); either way the replier uses the address
 ** only as a key, so it may wake after the slot is gone.
-** Spinning is limited to fewer callers than cores, so threads that
-** outnumber the cores park at once instead of burning the CPU the servers
-** need. A caller that gives up abandons the slot by CAS; ownership then
+** Spinning is limited process-wide (tand__spin_begin: callers and idle
+** workers together, fewer than the cores), so threads that outnumber the
+** cores park at once instead of burning the CPU the servers need. A caller that gives up abandons the slot by CAS; ownership then
 ** passes to the server, which skips the request or drops the reply and
 ** frees the slot.
 */
@@ -24,6 +24,7 @@
 #include "internal.h"
 
 #include <sched.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __linux__
@@ -130,7 +131,8 @@ tand_from *tand__slot_new(void)
     pthread_once(&spare_once, spare_init);
     if (spare_ok && (slot = pthread_getspecific(spare_key)) != NULL) {
         pthread_setspecific(spare_key, NULL);
-        memset(slot, 0, sizeof *slot);
+        memset(slot, 0, offsetof(tand_from, chain));
+        slot->chain.n = 0;
         atomic_init(&slot->state, SLOT_WAITING);
         return slot;
     }
@@ -212,6 +214,15 @@ static int take_reply(tand_from *slot, tand_msg *reply)
     return 0;
 }
 
+bool tand__slot_collect(tand_from *slot, tand_msg *reply)
+{
+    if (atomic_load_explicit(&slot->state, memory_order_acquire) !=
+        SLOT_REPLIED)
+        return false;
+    take_reply(slot, reply);
+    return true;
+}
+
 bool tand__slot_abandon(tand_from *slot)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
@@ -254,9 +265,24 @@ static int64_t first_reading(lazy_deadline *deadline)
     return now;
 }
 
-/* Callers spinning for a reply, counted process-wide: every runtime
-** shares the same cores. */
-static _Atomic int spinning_callers;
+/* Threads spinning (callers for a reply, workers for work), counted
+** process-wide: every runtime shares the same cores, and one core is
+** left to the thread they wait for. */
+static _Atomic int spinners;
+
+bool tand__spin_begin(void)
+{
+    if (atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) <
+        tand__ncpu() - 1)
+        return true;
+    atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
+    return false;
+}
+
+void tand__spin_end(void)
+{
+    atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
+}
 
 int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
                     lazy_deadline *deadline, _Atomic int64_t *reply_ns,
@@ -269,14 +295,11 @@ int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
     if (budget < SPIN_MIN_NS)
         budget = SPIN_MIN_NS;
     /* Spin while there are cores to spare and replies come quickly. */
-    if (!pumped && budget <= 2 * SPIN_MAX_NS &&
-        atomic_fetch_add_explicit(&spinning_callers, 1,
-                                  memory_order_relaxed) < tand__ncpu() - 1) {
+    if (!pumped && budget <= 2 * SPIN_MAX_NS && tand__spin_begin()) {
         int64_t spin = budget > SPIN_MAX_NS ? SPIN_MAX_NS : budget;
         for (i = 1;; i++) {
             if (replied(slot)) {
-                atomic_fetch_sub_explicit(&spinning_callers, 1,
-                                          memory_order_relaxed);
+                tand__spin_end();
                 learn(reply_ns, start);
                 return take_reply(slot, reply);
             }
@@ -288,11 +311,7 @@ int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
                     break;
             }
         }
-        atomic_fetch_sub_explicit(&spinning_callers, 1,
-                                  memory_order_relaxed);
-    } else if (!pumped && budget <= 2 * SPIN_MAX_NS) {
-        atomic_fetch_sub_explicit(&spinning_callers, 1,
-                                  memory_order_relaxed);
+        tand__spin_end();
     }
     if (start == 0)
         start = first_reading(deadline);

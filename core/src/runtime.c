@@ -112,8 +112,9 @@ static tand_server *next_server(tand_runtime *rt, bool spare)
     tand_server *s = NULL;
     int i;
 
-    /* One spinner at most. */
-    if (atomic_fetch_add(&rt->spinning_workers, 1) == 0) {
+    /* One spinner per runtime at most, within the process's budget. */
+    if (atomic_fetch_add(&rt->spinning_workers, 1) == 0 &&
+        tand__spin_begin()) {
         for (i = 0; i < WORKER_SPIN_ITERS; i++) {
             if (atomic_load_explicit(&rt->rq_len, memory_order_relaxed)) {
                 pthread_mutex_lock(&rt->mu);
@@ -124,6 +125,7 @@ static tand_server *next_server(tand_runtime *rt, bool spare)
             }
             tand__cpu_relax();
         }
+        tand__spin_end();
     }
     atomic_fetch_sub(&rt->spinning_workers, 1);
     if (s != NULL)
@@ -417,6 +419,20 @@ int tand_runtime_pump(tand_runtime *rt, int64_t budget_us)
 void tand__runtime_help(tand_runtime *rt)
 {
     tand_runtime_pump(rt, 0);
+}
+
+int tand__pump_claim(tand_runtime *rt)
+{
+    void *me = &pump_marker, *owner = NULL;
+    if (atomic_load_explicit(&rt->pump_owner, memory_order_relaxed) == me)
+        return 2;
+    return atomic_compare_exchange_strong(&rt->pump_owner, &owner, me) ? 1
+                                                                       : 0;
+}
+
+void tand__pump_release(tand_runtime *rt)
+{
+    atomic_store(&rt->pump_owner, NULL);
 }
 
 /* ---- life cycle ---- */

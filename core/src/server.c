@@ -40,11 +40,22 @@
 #include <string.h>
 
 _Thread_local tand_server *tand__current;
+_Thread_local const call_chain *tand__chain;
+
+/* Servers this thread runs inline, one inside the other; at most
+** INLINE_MAX deep, deeper calls queue. */
+#define INLINE_MAX 8
+static _Thread_local int inline_depth;
+/* This thread's calls never run a server (tand_thread_set_inline). */
+static _Thread_local bool inline_off;
 
 static _Atomic uint64_t next_id = 1;
 
 /* Handles this many messages before letting other servers run. */
 #define BATCH 64
+/* A caller holding a server serves the queue behind its own request only
+** when the server's callbacks are declared this short. */
+#define COMBINE_NS 100000
 
 static void server_free(tand_server *s)
 {
@@ -105,6 +116,7 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     if (rt == NULL || o == NULL || out == NULL || o->behaviour == NULL ||
         o->behaviour->handle_call == NULL ||
         o->mailbox_capacity > TAND_MAILBOX_MAX || check_name(o->name) != 0 ||
+        o->bound_us < 0 ||
         (o->journal != NULL && (o->behaviour->name == NULL ||
                                 o->durability < TAND_DURABLE_FULL ||
                                 o->durability > TAND_DURABLE_OS)))
@@ -136,6 +148,11 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     s->rt = rt;
     s->id = atomic_fetch_add(&next_id, 1);
     s->behaviour = o->behaviour;
+    /* A journaled call is never run by its caller: its reply waits for
+    ** the batch's commit, whose length nothing bounds. */
+    if (o->journal == NULL && o->bound_us > 0)
+        s->bound_ns = o->bound_us > INT64_MAX / 1000 ? INT64_MAX
+                                                     : o->bound_us * 1000;
     s->heap_index = SIZE_MAX;
     tand__mbox_init(&s->mb, cap);
 
@@ -382,6 +399,113 @@ static int call_envelope(tand_server *s, tand_msg *req, envelope *e)
     return 0;
 }
 
+/* The causal chain of a call made on this thread into the slot: the
+** chain of the request whose handler makes it, then that handler's
+** server. false when s is in it (the call would wait on itself). */
+static bool chain_call(tand_server *s, call_chain *out)
+{
+    tand_server *cur = tand__current;
+    const call_chain *parent = tand__chain;
+    int i, drop = 0;
+    out->n = 0;
+    if (cur == NULL)
+        return true;
+    if (cur == s)
+        return false;
+    if (parent != NULL) {
+        for (i = 0; i < parent->n; i++)
+            if (parent->id[i] == s->id)
+                return false;
+        drop = parent->n == CHAIN_MAX; /* the oldest goes */
+        out->n = parent->n - drop;
+        memcpy(out->id, parent->id + drop,
+               (size_t)out->n * sizeof out->id[0]);
+    }
+    out->id[out->n++] = cur->id;
+    return true;
+}
+
+/* Waits for the reply of a call that is on its way; `pumped` is the
+** pinned pumped runtime to pump meanwhile, or NULL. */
+static int wait_reply(tand_server *s, tand_from *slot, tand_runtime *pumped,
+                      lazy_deadline *deadline, tand_msg *reply)
+{
+    int rc;
+    if (tand__worker_of != NULL) {
+        /* A handler waits on another server: keep the others running. */
+        tand_runtime *mine = tand__worker_of;
+        tand__runtime_block(mine);
+        rc = tand__slot_wait(slot, pumped, deadline, &s->reply_ns, reply);
+        tand__runtime_unblock(mine);
+    } else {
+        rc = tand__slot_wait(slot, pumped, deadline, &s->reply_ns, reply);
+    }
+    if (pumped != NULL)
+        tand__runtime_unpin(pumped);
+    if (rc == TAND_ETIMEDOUT) {
+        count(&s->n_timeouts);
+        return rc;
+    }
+    return reply->status;
+}
+
+static bool dispatch(tand_server *s, envelope *e);
+static void after_kill(tand_server *s, bool terminate_ran);
+static void give_back(tand_server *s, int64_t t0, const lazy_deadline *d,
+                      bool nested);
+
+/* What call_inline returns when the caller must queue its request. */
+#define QUEUE_IT 1
+
+/* A caller runs the server itself when it finds it free and the run is
+** bounded within what is left of its deadline (see "Who runs a server").
+** Returns the call's result, or QUEUE_IT with nothing consumed. */
+static int call_inline(tand_server *s, envelope *e, lazy_deadline *d,
+                       tand_msg *reply)
+{
+    tand_server *prev = tand__current;
+    tand_runtime *rt = s->rt, *pin;
+    int64_t t0;
+    int pump = 0;
+    bool killed, pumped = false;
+
+    if (s->bound_ns == 0 || inline_off || inline_depth >= INLINE_MAX)
+        return QUEUE_IT;
+    t0 = tand__now_ns();
+    tand__lazy_from(d, t0);
+    if (d->ns != INT64_MAX && d->ns - t0 < s->bound_ns)
+        return QUEUE_IT;
+    pthread_mutex_lock(&s->mu);
+    /* Held, queued or stopping: the request queues (no barging). While
+    ** this thread holds the server it cannot end, so its runtime stays. */
+    if (s->scheduled ||
+        atomic_load_explicit(&s->stopping, memory_order_relaxed) ||
+        ((pumped = tand__runtime_pumped(rt)) &&
+         (pump = tand__pump_claim(rt)) == 0)) {
+        pthread_mutex_unlock(&s->mu);
+        return QUEUE_IT;
+    }
+    s->scheduled = 1;
+    pthread_mutex_unlock(&s->mu);
+
+    inline_depth++;
+    tand__current = s;
+    killed = dispatch(s, e);
+    if (killed)
+        after_kill(s, false);
+    else
+        give_back(s, t0, d, prev != NULL || inline_depth > 1);
+    tand__current = prev;
+    inline_depth--;
+    if (pump == 1)
+        tand__pump_release(rt);
+    if (tand__slot_collect(e->slot, reply))
+        return reply->status;
+    /* Deferred (or a killed handler's caller being answered): wait. */
+    pin = pumped ? tand__server_pin(s) : NULL;
+    return wait_reply(s, e->slot, pin, d, reply);
+}
+
 int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
               int64_t timeout_ms, int flags)
 {
@@ -396,12 +520,15 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
         tand_msg_clear(req);
         return TAND_EINVAL;
     }
-    if (tand__current == s) {
-        tand_msg_clear(req);
-        return TAND_ECALLSELF;
-    }
     if (call_envelope(s, req, &e) != 0)
         return TAND_ENOMEM;
+    if (!chain_call(s, &e.slot->chain)) {
+        tand_msg_clear(&e.msg);
+        tand__slot_free(e.slot);
+        return TAND_ECALLSELF;
+    }
+    if ((rc = call_inline(s, &e, &deadline, reply)) != QUEUE_IT)
+        return rc;
     /* From here on the server's runtime may be freed by another thread
     ** (that stops the server and answers this call): only a pumped one,
     ** which this wait pumps, is used, and it is pinned. */
@@ -411,22 +538,14 @@ int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
         tand__slot_free(e.slot);
         return rc;
     }
-    if (tand__worker_of != NULL) {
-        /* A handler waits on another server: keep the others running. */
-        tand_runtime *mine = tand__worker_of;
-        tand__runtime_block(mine);
-        rc = tand__slot_wait(e.slot, pumped, &deadline, &s->reply_ns, reply);
-        tand__runtime_unblock(mine);
-    } else {
-        rc = tand__slot_wait(e.slot, pumped, &deadline, &s->reply_ns, reply);
-    }
-    if (pumped != NULL)
-        tand__runtime_unpin(pumped);
-    if (rc == TAND_ETIMEDOUT) {
-        count(&s->n_timeouts);
-        return rc;
-    }
-    return reply->status;
+    return wait_reply(s, e.slot, pumped, &deadline, reply);
+}
+
+int tand_thread_set_inline(int allow)
+{
+    int was = !inline_off;
+    inline_off = !allow;
+    return was;
 }
 
 int tand_call_async(tand_server *s, tand_msg *req, int64_t timeout_ms,
@@ -671,14 +790,23 @@ static bool handler_close(tand_server *s)
 static bool dispatch(tand_server *s, envelope *e)
 {
     const tand_behaviour *b = s->behaviour;
+    const call_chain *outer = tand__chain;
     bool killed = false;
+    tand__chain = NULL;
     switch (e->kind) {
     case ENV_CALL: {
+        call_chain chain;
         tand_msg reply;
         int rc;
         if (!tand__slot_take(e->slot))
             break; /* the caller gave up before we started */
         count(&s->n_calls);
+        /* The request's chain, on this stack: the slot is the caller's
+        ** again once answered, which the handler may do at any time. */
+        chain.n = e->slot->chain.n;
+        memcpy(chain.id, e->slot->chain.id,
+               (size_t)chain.n * sizeof chain.id[0]);
+        tand__chain = &chain;
         memset(&reply, 0, sizeof reply);
         /* Listed as deferred while the handler runs, so that a handler
         ** may answer through tand_reply() before it returns NOREPLY. */
@@ -695,6 +823,7 @@ static bool dispatch(tand_server *s, envelope *e)
                 count(&s->n_errors);
             deliver(s, e->slot, &reply);
         }
+        tand__chain = NULL;
         break;
     }
     case ENV_CAST:
@@ -715,6 +844,7 @@ static bool dispatch(tand_server *s, envelope *e)
         break;
     }
     tand_msg_clear(&e->msg);
+    tand__chain = outer;
     return killed;
 }
 
@@ -1019,60 +1149,16 @@ static void on_idle(tand_server *s)
     }
 }
 
-/* How long a worker whose server has just run out of messages waits for
-** the next one before it lets the server go. */
-#define LINGER_NS 3000
-
-/* Called without s->mu once the mailbox is empty: spins briefly for the
-** next message while no other server waits for a worker, so a client
-** calling in a loop is served without a trip through the run queue.
-** true when a message (or a stop) came. Never for a journaled server,
-** whose batch commits as soon as the mailbox is empty. The clock is read
-** only once the wait lasts 16 spins (a client calling in a loop is
-** usually back sooner); from then on the wait is added to *waited_ns. */
-static bool linger(tand_server *s, int64_t *waited_ns)
+/* Runs the server, which this thread holds, for up to max_msgs messages
+** and then lets it go, or puts it back on the run queue when more is
+** waiting. Returns the number handled. */
+static int serve(tand_server *s, int max_msgs)
 {
-    tand_runtime *rt = s->rt;
-    int64_t first = 0;
-    bool more;
-    int i;
-    if (s->journal != NULL || tand__runtime_pumped(rt))
-        return false;
-    for (i = 1;; i++) {
-        if (atomic_load_explicit(&s->depth, memory_order_relaxed) > 0 ||
-            atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
-            more = true;
-            break;
-        }
-        if (atomic_load_explicit(&rt->rq_len, memory_order_relaxed) > 0) {
-            more = false;
-            break;
-        }
-        tand__cpu_relax();
-        if ((i & 15) == 0) {
-            int64_t now = tand__now_ns();
-            if (first == 0) {
-                first = now;
-            } else if (now - first >= LINGER_NS) {
-                *waited_ns += now - first;
-                return false;
-            }
-        }
-    }
-    if (first != 0)
-        *waited_ns += tand__now_ns() - first;
-    return more;
-}
-
-int tand__server_run(tand_server *s, int max_msgs)
-{
-    tand_server *prev = tand__current;
-    int64_t t0 = tand__now_ns(), t1, lingered_ns = 0;
+    int64_t t0 = tand__now_ns(), t1;
     bool requeue;
     int handled = 0;
     envelope e;
 
-    tand__current = s;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
@@ -1088,7 +1174,6 @@ int tand__server_run(tand_server *s, int max_msgs)
                 abort_batch(s, reason, detail);
             free(detail);
             terminate(s);
-            tand__current = prev;
             return handled;
         }
         if (s->timer_fired) {
@@ -1103,25 +1188,14 @@ int tand__server_run(tand_server *s, int max_msgs)
         }
         if (handled >= max_msgs)
             break;
-        if (!tand__mbox_pop(&s->mb, &e)) {
-            bool more;
-            pthread_mutex_unlock(&s->mu);
-            more = linger(s, &lingered_ns);
-            pthread_mutex_lock(&s->mu);
-            /* Whatever came while the lock was free (a message, a stop,
-            ** the idle timer) saw the server scheduled and left it to us. */
-            if (more || s->mb.count > 0 || s->timer_fired ||
-                atomic_load_explicit(&s->stopping, memory_order_relaxed))
-                continue;
+        if (!tand__mbox_pop(&s->mb, &e))
             break;
-        }
         note_depth(s);
         if (s->room_waiters > 0)
             pthread_cond_signal(&s->room);
         pthread_mutex_unlock(&s->mu);
         if (dispatch(s, &e)) {
             after_kill(s, false);
-            tand__current = prev;
             return handled + 1;
         }
         handled++;
@@ -1137,7 +1211,6 @@ int tand__server_run(tand_server *s, int max_msgs)
         if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
             pthread_mutex_unlock(&s->mu);
             terminate(s);
-            tand__current = prev;
             return handled;
         }
     }
@@ -1147,8 +1220,7 @@ int tand__server_run(tand_server *s, int max_msgs)
     /* Counted before the server is given up: once `scheduled` is clear
     ** and the lock free, another worker may run its stop and the last
     ** reference may go, so this turn touches `s` no more. */
-    atomic_fetch_add_explicit(&s->n_handler_ns,
-                              (uint64_t)(t1 - t0 - lingered_ns),
+    atomic_fetch_add_explicit(&s->n_handler_ns, (uint64_t)(t1 - t0),
                               memory_order_relaxed);
     requeue = s->mb.count > 0 || s->timer_fired;
     if (!requeue)
@@ -1156,8 +1228,49 @@ int tand__server_run(tand_server *s, int max_msgs)
     pthread_mutex_unlock(&s->mu);
     if (requeue)
         tand__runtime_schedule(s->rt, s);
+    return handled;
+}
+
+int tand__server_run(tand_server *s, int max_msgs)
+{
+    tand_server *prev = tand__current;
+    const call_chain *outer = tand__chain;
+    int handled;
+    tand__current = s;
+    tand__chain = NULL;
+    handled = serve(s, max_msgs);
+    tand__chain = outer;
     tand__current = prev;
     return handled;
+}
+
+/* The holder's own request is done. A server with more to do (a queue,
+** its idle timer, a stop) is served on by this thread when its callbacks
+** are short (bound_ns <= COMBINE_NS) and this caller's deadline leaves
+** room for a batch, but never by a nested call, which serves only its own
+** request; otherwise it goes to a worker. A server with nothing to do is
+** let go. */
+static void give_back(tand_server *s, int64_t t0, const lazy_deadline *d,
+                      bool nested)
+{
+    int64_t t1 = tand__now_ns();
+    bool more;
+    atomic_store_explicit(&s->last_active_ns, t1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->n_handler_ns, (uint64_t)(t1 - t0),
+                              memory_order_relaxed);
+    pthread_mutex_lock(&s->mu);
+    more = s->mb.count > 0 || s->timer_fired ||
+           atomic_load_explicit(&s->stopping, memory_order_relaxed);
+    if (!more)
+        s->scheduled = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (!more)
+        return; /* from here on `s` is someone else's */
+    if (!nested && s->bound_ns <= COMBINE_NS &&
+        (d->ns == INT64_MAX || d->ns - t1 >= BATCH * s->bound_ns))
+        tand__server_run(s, BATCH);
+    else
+        tand__runtime_schedule(s->rt, s);
 }
 
 void tand__server_fire_idle(tand_server *s)

@@ -320,6 +320,7 @@ static result run(tand_runtime *rt, int kind, int threads, int64_t ms_)
         o.behaviour = &ticket;
         o.arg = &state;
         o.mailbox_capacity = 1024; /* casts must respect a bound */
+        o.bound_us = 10;           /* the handler takes a number */
         if (tand_server_start(rt, &o, &s) != 0) {
             fprintf(stderr, "bench_engine: cannot start a server\n");
             exit(1);
