@@ -57,7 +57,7 @@ local function measure(kind, threads, length)
   for i = 1, threads do ts[i] = tand.spawn(client, m, kind, t0 + length) end
   local total, lat = 0, {}
   for i = 1, threads do
-    local n, l = assert(ts[i]:join(length + 60000))
+    local n, l = assert(ts[i]:join(math.ceil(length) + 60000))
     total = total + n
     for _, v in ipairs(l) do lat[#lat + 1] = v end
   end

@@ -110,9 +110,11 @@ TAND_HIDDEN void tand__slot_free(tand_from *slot);
 ** moved to *reply, or TAND_ETIMEDOUT after abandoning the slot (then the
 ** server owns and frees it). `pumped`: the pumped runtime to pump while
 ** waiting (pinned by the caller), or NULL; nothing else of a runtime is
-** used, so an answered caller does not need one any more. */
+** used, so an answered caller does not need one any more. `brief`: the
+** server's callbacks are short, so the caller yields its core while it
+** waits (up to a bound) instead of parking. */
 TAND_HIDDEN int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
-                                lazy_deadline *deadline,
+                                bool brief, lazy_deadline *deadline,
                                 _Atomic int64_t *reply_ns, tand_msg *reply);
 /* Server side: WAITING -> TAKEN. false: abandoned, and freed. */
 TAND_HIDDEN bool tand__slot_take(tand_from *slot);

@@ -6,8 +6,12 @@
 ** server thread takes the request and later publishes the reply with one
 ** atomic exchange to REPLIED; the caller owns the slot again the moment it
 ** reads REPLIED, so the replier touches nothing of the slot after that
-** exchange. A caller first spins on the word (a reply from a running worker
-** then costs a cache-line transfer, not a system call) and then parks.
+** exchange. A caller first spins on the word (a reply from a running
+** thread then costs a cache-line transfer, not a system call); a caller
+** of a server whose callbacks are short then yields its core for a while
+** (its request is served by the thread holding the server, which must not
+** pay a wake-up per waiter, and may be the very thread the core goes to);
+** then it parks.
 ** Parked callers sleep on the state word itself (a Linux futex), or
 ** elsewhere on a condition variable in a fixed table of buckets hashed by
 ** slot address (a "parking lot"); either way the replier uses the address
@@ -265,6 +269,33 @@ static int64_t first_reading(lazy_deadline *deadline)
     return now;
 }
 
+/* Parks until the slot is REPLIED; false after abandoning it at the
+** deadline (then the server owns it). */
+static bool sleep_until(tand_from *slot, int64_t deadline_ns)
+{
+    unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
+    while (s != SLOT_REPLIED) {
+        if (!(s & SLOT_PARKED)) {
+            if (!atomic_compare_exchange_weak_explicit(
+                    &slot->state, &s, s | SLOT_PARKED, memory_order_acq_rel,
+                    memory_order_acquire))
+                continue;
+            s |= SLOT_PARKED;
+        }
+        if (tand__now_ns() >= deadline_ns) {
+            if (tand__slot_abandon(slot))
+                return false;
+            /* Being written: the replier needs no lock to finish. */
+            while (!replied(slot))
+                sched_yield();
+            return true;
+        }
+        park(&slot->state, s, deadline_ns);
+        s = atomic_load_explicit(&slot->state, memory_order_acquire);
+    }
+    return true;
+}
+
 /* Threads spinning (callers for a reply, workers for work), counted
 ** process-wide: every runtime shares the same cores, and one core is
 ** left to the thread they wait for. */
@@ -284,7 +315,11 @@ void tand__spin_end(void)
     atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
 }
 
-int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
+/* A caller of a server whose callbacks are short waits this long by
+** giving its core away (sched_yield) before it parks. */
+#define YIELD_MAX_NS 200000
+
+int tand__slot_wait(tand_from *slot, tand_runtime *pumped, bool brief,
                     lazy_deadline *deadline, _Atomic int64_t *reply_ns,
                     tand_msg *reply)
 {
@@ -316,6 +351,21 @@ int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
     if (start == 0)
         start = first_reading(deadline);
 
+    if (brief && !pumped) {
+        /* The holder (or a worker) is about to serve this request: give
+        ** the core away, perhaps to a holder that was preempted, rather
+        ** than cost the replier a wake-up. */
+        for (i = 1; !replied(slot); i++) {
+            int64_t now;
+            sched_yield();
+            if ((i & 7) != 0)
+                continue;
+            now = tand__now_ns();
+            if (now >= deadline->ns || now - start >= YIELD_MAX_NS)
+                break;
+        }
+    }
+
     if (pumped) {
         /* Nobody else may run the server: help until replied. */
         while (!replied(slot)) {
@@ -325,31 +375,8 @@ int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
             if (!replied(slot))
                 sched_yield();
         }
-        learn(reply_ns, start);
-        return take_reply(slot, reply);
-    }
-
-    {
-        unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
-        while (s != SLOT_REPLIED) {
-            if (!(s & SLOT_PARKED)) {
-                if (!atomic_compare_exchange_weak_explicit(
-                        &slot->state, &s, s | SLOT_PARKED,
-                        memory_order_acq_rel, memory_order_acquire))
-                    continue;
-                s |= SLOT_PARKED;
-            }
-            if (tand__now_ns() >= deadline->ns) {
-                if (tand__slot_abandon(slot))
-                    return TAND_ETIMEDOUT;
-                /* Being written: the replier needs no lock to finish. */
-                while (!replied(slot))
-                    sched_yield();
-                break;
-            }
-            park(&slot->state, s, deadline->ns);
-            s = atomic_load_explicit(&slot->state, memory_order_acquire);
-        }
+    } else if (!sleep_until(slot, deadline->ns)) {
+        return TAND_ETIMEDOUT;
     }
     learn(reply_ns, start);
     return take_reply(slot, reply);

@@ -430,15 +430,18 @@ static bool chain_call(tand_server *s, call_chain *out)
 static int wait_reply(tand_server *s, tand_from *slot, tand_runtime *pumped,
                       lazy_deadline *deadline, tand_msg *reply)
 {
+    bool brief = s->bound_ns != 0 && s->bound_ns <= COMBINE_NS;
     int rc;
     if (tand__worker_of != NULL) {
         /* A handler waits on another server: keep the others running. */
         tand_runtime *mine = tand__worker_of;
         tand__runtime_block(mine);
-        rc = tand__slot_wait(slot, pumped, deadline, &s->reply_ns, reply);
+        rc = tand__slot_wait(slot, pumped, brief, deadline, &s->reply_ns,
+                             reply);
         tand__runtime_unblock(mine);
     } else {
-        rc = tand__slot_wait(slot, pumped, deadline, &s->reply_ns, reply);
+        rc = tand__slot_wait(slot, pumped, brief, deadline, &s->reply_ns,
+                             reply);
     }
     if (pumped != NULL)
         tand__runtime_unpin(pumped);
