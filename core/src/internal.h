@@ -198,11 +198,16 @@ struct tand_server {
     pthread_cond_t room;         /* senders waiting for room */
     pthread_cond_t ended_cv;     /* stoppers waiting for terminate */
     mailbox mb;                  /* guarded by mu */
-    int scheduled;               /* queued or running; guarded by mu */
+    /* 1 while a thread holds the server (a caller running it, a worker,
+    ** the pump) or it waits on the run queue. Taken only by CAS from 0
+    ** (a push, a stop, the idle timer, a caller), dropped only by its
+    ** holder, which then looks for work that came meanwhile (see
+    ** let_go in server.c). */
+    _Atomic int hold;
     int room_waiters;            /* guarded by mu */
     int stop_reason;             /* guarded by mu */
     char *stop_detail;           /* guarded by mu */
-    bool timer_fired;            /* guarded by mu */
+    _Atomic bool timer_fired;    /* written under mu */
     bool ended;                  /* guarded by mu: new monitors are told */
     bool finished;               /* guarded by mu: all notices sent */
     bool killed;                 /* guarded by mu: tand_server_kill ended
@@ -305,7 +310,7 @@ struct tand_runtime {
 };
 
 /* Puts a server that has work on the run queue; the caller has just set
-** s->scheduled under s->mu (and released it). */
+** taken s->held for it. */
 TAND_HIDDEN void tand__runtime_schedule(tand_runtime *rt, tand_server *s);
 /* Idle timers. */
 TAND_HIDDEN void tand__timer_arm(tand_runtime *rt, tand_server *s);

@@ -115,15 +115,26 @@ static void unpark(_Atomic unsigned *word)
 #endif
 
 /* Each thread keeps its last freed slot for its next call: a caller in a
-** loop then never goes to malloc. The key's destructor frees it when the
-** thread ends. */
+** loop then never goes to malloc. It is a thread-local pointer (a key's
+** get and set cost a fifth of a call); the key, set once per thread to
+** the pointer's address, only frees the slot when the thread ends. */
 static pthread_key_t spare_key;
 static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static bool spare_ok;
+static _Thread_local tand_from *spare;
+static _Thread_local bool spare_keyed;
+
+static void spare_gone(void *p)
+{
+    tand_from **mine = p;
+    free(*mine);
+    *mine = NULL;
+    spare_keyed = false; /* a later free keys it again */
+}
 
 static void spare_init(void)
 {
-    spare_ok = pthread_key_create(&spare_key, free) == 0;
+    spare_ok = pthread_key_create(&spare_key, spare_gone) == 0;
 #ifndef __linux__
     buckets_init();
 #endif
@@ -131,15 +142,15 @@ static void spare_init(void)
 
 tand_from *tand__slot_new(void)
 {
-    tand_from *slot;
-    pthread_once(&spare_once, spare_init);
-    if (spare_ok && (slot = pthread_getspecific(spare_key)) != NULL) {
-        pthread_setspecific(spare_key, NULL);
+    tand_from *slot = spare;
+    if (slot != NULL) {
+        spare = NULL;
         memset(slot, 0, offsetof(tand_from, chain));
         slot->chain.n = 0;
         atomic_init(&slot->state, SLOT_WAITING);
         return slot;
     }
+    pthread_once(&spare_once, spare_init); /* before the first park */
     return tand__calloc(1, sizeof(tand_from));
 }
 
@@ -148,9 +159,17 @@ void tand__slot_free(tand_from *slot)
     if (slot == NULL)
         return;
     tand_msg_clear(&slot->reply);
-    if (spare_ok && pthread_getspecific(spare_key) == NULL &&
-        pthread_setspecific(spare_key, slot) == 0)
-        return;
+    if (spare == NULL) {
+        if (!spare_keyed) {
+            pthread_once(&spare_once, spare_init);
+            spare_keyed = spare_ok &&
+                          pthread_setspecific(spare_key, &spare) == 0;
+        }
+        if (spare_keyed) {
+            spare = slot;
+            return;
+        }
+    }
     free(slot);
 }
 

@@ -272,10 +272,47 @@ static void count(_Atomic uint64_t *c)
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
+/* Adds to a counter only the thread holding the server writes: a load
+** and a store, no locked instruction. */
+static void add_held(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* With s->mu held. The depth is stored in sequential consistency: a
+** holder letting go reads it after dropping `hold` (let_go). */
 static void note_depth(tand_server *s)
 {
-    atomic_store_explicit(&s->depth, s->mb.count, memory_order_relaxed);
+    atomic_store(&s->depth, s->mb.count);
     atomic_store_explicit(&s->peak, s->mb.peak, memory_order_relaxed);
+}
+
+/* Takes the hold of a free server: true when this thread now holds it
+** (and must run it or put it on the run queue). */
+static bool take_hold(tand_server *s)
+{
+    int free_ = 0;
+    return atomic_compare_exchange_strong(&s->hold, &free_, 1);
+}
+
+/* Work that a holder must not leave behind: queued messages, a fired
+** idle timer, a stop. */
+static bool has_work(tand_server *s)
+{
+    return atomic_load(&s->depth) > 0 || atomic_load(&s->timer_fired) ||
+           atomic_load(&s->stopping);
+}
+
+/* The holder lets go. Whoever brought work meanwhile found the server
+** held and left the work to it: both sides write, then read the other's
+** word, in sequential consistency, so at least one of them sees the
+** other. true when the server is let go; false when work came and this
+** thread holds it again. */
+static bool let_go(tand_server *s)
+{
+    atomic_store(&s->hold, 0);
+    return !has_work(s) || !take_hold(s);
 }
 
 /* Internal push flag: past the mailbox limit (the engine's notices). */
@@ -370,10 +407,7 @@ static int push(tand_server *s, const envelope *e, lazy_deadline *deadline,
                                                          : NULL;
     if (rc == 0) {
         note_depth(s);
-        if (!s->scheduled) {
-            s->scheduled = 1;
-            schedule = true;
-        }
+        schedule = take_hold(s);
     }
     pthread_mutex_unlock(&s->mu);
     if (blocked != NULL)
@@ -478,18 +512,19 @@ static int call_inline(tand_server *s, envelope *e, lazy_deadline *d,
     tand__lazy_from(d, t0);
     if (d->ns != INT64_MAX && d->ns - t0 < s->bound_ns)
         return QUEUE_IT;
-    pthread_mutex_lock(&s->mu);
-    /* Held, queued or stopping: the request queues (no barging). While
-    ** this thread holds the server it cannot end, so its runtime stays. */
-    if (s->scheduled ||
-        atomic_load_explicit(&s->stopping, memory_order_relaxed) ||
-        ((pumped = tand__runtime_pumped(rt)) &&
-         (pump = tand__pump_claim(rt)) == 0)) {
-        pthread_mutex_unlock(&s->mu);
+    /* Held or queued: the request queues (no barging). */
+    if (atomic_load_explicit(&s->hold, memory_order_relaxed) ||
+        !take_hold(s))
+        return QUEUE_IT;
+    /* Held by this thread, the server cannot end, so its runtime stays.
+    ** Work that came just before the hold (a message, a stop) goes first:
+    ** to a worker, and the request queues behind it. */
+    if (has_work(s) || ((pumped = tand__runtime_pumped(rt)) &&
+                        (pump = tand__pump_claim(rt)) == 0)) {
+        if (!let_go(s))
+            tand__runtime_schedule(rt, s);
         return QUEUE_IT;
     }
-    s->scheduled = 1;
-    pthread_mutex_unlock(&s->mu);
 
     inline_depth++;
     tand__current = s;
@@ -803,7 +838,7 @@ static bool dispatch(tand_server *s, envelope *e)
         int rc;
         if (!tand__slot_take(e->slot))
             break; /* the caller gave up before we started */
-        count(&s->n_calls);
+        add_held(&s->n_calls, 1);
         /* The request's chain, on this stack: the slot is the caller's
         ** again once answered, which the handler may do at any time. */
         chain.n = e->slot->chain.n;
@@ -830,7 +865,7 @@ static bool dispatch(tand_server *s, envelope *e)
         break;
     }
     case ENV_CAST:
-        count(&s->n_casts);
+        add_held(&s->n_casts, 1);
         if (b->handle_cast) {
             handler_open(s);
             b->handle_cast(s->state, s, &e->msg);
@@ -838,7 +873,7 @@ static bool dispatch(tand_server *s, envelope *e)
         }
         break;
     case ENV_INFO:
-        count(&s->n_infos);
+        add_held(&s->n_infos, 1);
         if (b->handle_info) {
             handler_open(s);
             b->handle_info(s->state, s, &e->msg);
@@ -1050,9 +1085,7 @@ static void terminate(tand_server *s)
         handler_open(s);
         s->behaviour->terminate(s->state, s, reason, detail);
         killed = handler_close(s);
-        atomic_fetch_add_explicit(&s->n_handler_ns,
-                                  (uint64_t)(tand__now_ns() - t0),
-                                  memory_order_relaxed);
+        add_held(&s->n_handler_ns, (uint64_t)(tand__now_ns() - t0));
         if (killed) {
             free(detail);
             after_kill(s, true);
@@ -1179,8 +1212,8 @@ static int serve(tand_server *s, int max_msgs)
             terminate(s);
             return handled;
         }
-        if (s->timer_fired) {
-            s->timer_fired = false;
+        if (atomic_load(&s->timer_fired)) {
+            atomic_store(&s->timer_fired, false);
             if (s->mb.count == 0) {
                 pthread_mutex_unlock(&s->mu);
                 on_idle(s);
@@ -1220,14 +1253,12 @@ static int serve(tand_server *s, int max_msgs)
     t1 = tand__now_ns();
     if (handled > 0)
         atomic_store_explicit(&s->last_active_ns, t1, memory_order_relaxed);
-    /* Counted before the server is given up: once `scheduled` is clear
+    /* Counted before the server is given up: once `hold` is clear
     ** and the lock free, another worker may run its stop and the last
     ** reference may go, so this turn touches `s` no more. */
-    atomic_fetch_add_explicit(&s->n_handler_ns, (uint64_t)(t1 - t0),
-                              memory_order_relaxed);
-    requeue = s->mb.count > 0 || s->timer_fired;
-    if (!requeue)
-        s->scheduled = 0;
+    add_held(&s->n_handler_ns, (uint64_t)(t1 - t0));
+    requeue = s->mb.count > 0 || atomic_load(&s->timer_fired) ||
+              !let_go(s);
     pthread_mutex_unlock(&s->mu);
     if (requeue)
         tand__runtime_schedule(s->rt, s);
@@ -1257,17 +1288,9 @@ static void give_back(tand_server *s, int64_t t0, const lazy_deadline *d,
                       bool nested)
 {
     int64_t t1 = tand__now_ns();
-    bool more;
     atomic_store_explicit(&s->last_active_ns, t1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->n_handler_ns, (uint64_t)(t1 - t0),
-                              memory_order_relaxed);
-    pthread_mutex_lock(&s->mu);
-    more = s->mb.count > 0 || s->timer_fired ||
-           atomic_load_explicit(&s->stopping, memory_order_relaxed);
-    if (!more)
-        s->scheduled = 0;
-    pthread_mutex_unlock(&s->mu);
-    if (!more)
+    add_held(&s->n_handler_ns, (uint64_t)(t1 - t0));
+    if (!has_work(s) && let_go(s))
         return; /* from here on `s` is someone else's */
     if (!nested && s->bound_ns <= COMBINE_NS &&
         (d->ns == INT64_MAX || d->ns - t1 >= BATCH * s->bound_ns))
@@ -1282,11 +1305,8 @@ void tand__server_fire_idle(tand_server *s)
     pthread_mutex_lock(&s->mu);
     if (!atomic_load_explicit(&s->stopping, memory_order_relaxed) &&
         !s->ended) {
-        s->timer_fired = true;
-        if (!s->scheduled) {
-            s->scheduled = 1;
-            schedule = true;
-        }
+        atomic_store(&s->timer_fired, true);
+        schedule = take_hold(s);
     }
     pthread_mutex_unlock(&s->mu);
     if (schedule)
@@ -1336,10 +1356,7 @@ int tand_server_stop(tand_server *s, int reason, const char *detail,
     s->stop_detail = copy;
     atomic_store(&s->stopping, true);
     pthread_cond_broadcast(&s->room);
-    if (!s->scheduled) {
-        s->scheduled = 1;
-        schedule = true;
-    }
+    schedule = take_hold(s);
     pthread_mutex_unlock(&s->mu);
     if (schedule)
         tand__runtime_schedule(s->rt, s);
