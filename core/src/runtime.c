@@ -1,21 +1,26 @@
 /*
 ** runtime.c - worker threads, the run queue, idle timers and the pump.
 **
-** DESIGN: the run queue (rt->mu) holds servers that have work; a server is
-** on it at most once (s->scheduled). Threads: `nworkers` workers take a
-** server, run a batch of its messages and take the next; one timer thread
-** sleeps until the earliest idle deadline. An idle worker spins briefly on
-** the queue length before it sleeps on rt->work, but only one worker spins
-** at a time, so a sleeping pool burns no core and a busy one hands a
-** server over without a system call: a push signals rt->work only when a
-** worker sleeps and none spins, and a worker that finds more work queued
-** behind the server it took wakes the next sleeper. Idle timers are lazy:
+** DESIGN: workers run what no caller runs (server.c says who runs a
+** server: a caller that finds it free runs its own call). The run queue
+** (rt->mu) holds servers that have work and nobody to run it; a server is
+** on it at most once (it is held meanwhile: s->hold). Threads: `nworkers`
+** workers take a server, run a batch of its messages, let it go and take
+** the next; one timer thread sleeps until the earliest idle deadline. An
+** idle worker spins briefly on the queue length before it sleeps on
+** rt->work, but only one worker per runtime spins, and only within the
+** process-wide spin budget it shares with waiting callers (park.c), so a
+** sleeping pool burns no core: a push signals rt->work only when a worker
+** sleeps and none spins, and a worker that finds more work queued behind
+** the server it took wakes the next sleeper. Idle timers are lazy:
 ** a handled message only stores s->last_active_ns; when a timer comes due
 ** the timer thread re-reads it and pushes the deadline forward if the
 ** server was active meanwhile. In pumped mode (no workers) there are no
 ** threads at all: tand_runtime_pump() runs the timers and the queue on the
 ** caller's thread, and a caller waiting on such a runtime pumps it itself
-** when no other thread does (pump_owner says who pumps).
+** when no other thread does. pump_owner says which thread may run the
+** runtime's handlers (the pump, or a caller running a server inline:
+** tand__pump_claim), so they never run two at once.
 ** A handler that calls another server blocks its worker; so that servers
 ** never all wait on blocked workers, a worker entering such a wait starts
 ** a detached spare worker when fewer than `nworkers` would remain not

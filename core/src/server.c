@@ -1,26 +1,57 @@
 /*
 ** server.c - a server's life: start, messages in, handlers, stop.
 **
-** DESIGN: a server is a behaviour, its state and a bounded mailbox. Any
-** thread pushes envelopes under s->mu; only the push that finds the server
-** unscheduled puts it on the runtime's run queue (s->scheduled stays set
-** while it is queued or running), so a server is run by at most one thread
-** at a time and its state needs no lock: whichever worker (or pumping
-** host thread) runs it owns it for that turn, and the mutex hand-off
-** orders one turn before the next. A turn whose mailbox runs dry keeps
-** the server for a few microseconds (linger) while no other server waits;
-** a push in that window finds it still scheduled and is picked up by the
-** lingering worker, which re-checks the mailbox, `stopping` and the idle
-** timer under s->mu before it lets go; once it has, the turn touches the
-** server no more, since another thread may then stop it and drop the last
-** reference. Messages from one thread are pushed in program order into a
-** FIFO, hence handled in the order sent. Stopping sets
-** `stopping` under s->mu, which refuses new pushes at once; the server's
-** own thread then runs terminate, answers every queued and deferred caller
-** (noproc for a normal stop, the reason otherwise), drops its name and id,
-** marks it ended, and sends a DOWN notice to each monitor. The runtime
-** holds one reference to each running server, dropped at its end; handles
-** and monitors hold the others.
+** DESIGN: a server is a behaviour, its state and a bounded mailbox, run
+** by one thread at a time: whichever holds it. `hold` is one atomic word,
+** taken by CAS from 0 and dropped only by the holder, so the state needs
+** no lock and each hold is ordered after the last. Who runs a server:
+** - A caller that finds it free runs its own call on its own thread
+**   (call_inline): no hand-off, no wake-up; the reply is a return value.
+** - A caller that finds it held (or queued) pushes its request under s->mu
+**   and waits on its reply slot (park.c). Whoever holds the server serves
+**   from the head of the mailbox, so nobody barges past a queued request.
+** - Workers (runtime.c) run what no caller runs: casts, infos and
+**   asynchronous calls, servers with work when nobody holds them, calls
+**   that cannot run inline, idle timers, stops. A push that takes the hold
+**   puts the server on the run queue.
+** The rules that shape needs:
+** - A call never returns past its deadline because it ran a handler: a
+**   caller runs inline only a server with a declared bound (bound_ns:
+**   tand_server_options.bound_us; the built-in machines' ops, a policy's
+**   callback_timeout) that fits in what is left of its deadline, and never
+**   a journaled one (a commit has no bound). The exception is trusted C
+**   code that overruns its declared bound.
+** - After its own call the holder serves the queue only for a server whose
+**   callbacks are declared within COMBINE_NS and only while its deadline
+**   leaves a batch; otherwise (a policy, a nested call) it passes the
+**   server to a worker. A nested inline call (a handler calling another
+**   server) serves only its own request; at most INLINE_MAX are nested on
+**   one thread, deeper calls queue. A journaled batch is committed by the
+**   thread that holds it (a worker), before any of its replies goes out.
+** - Letting go is "drop the hold, then look for work": whoever brought
+**   work meanwhile found the server held and left it to the holder; both
+**   sides write, then read the other's word, in sequential consistency,
+**   so one of them sees the other and no message is stranded (let_go).
+** - What means "the request I am running" is per request: a thread that
+**   runs a server adopts the request's server (tand__current) and causal
+**   chain (tand__chain) for the handler's length, and restores its own
+**   after. calling_self is found on the chain, an array of server ids
+**   each request carries from the handler that made it, whichever thread
+**   serves what.
+** - A thread may opt out of running servers (tand_thread_set_inline).
+** - A pumped runtime still runs one handler at a time: a caller runs a
+**   server inline only while it holds the runtime's pump.
+** - Once a holder has let go, it touches the server no more: another
+**   thread may stop it and drop the last reference at once.
+** Messages from one thread are pushed in program order into a FIFO,
+** hence handled in the order sent; a caller that runs inline finds the
+** mailbox empty, so its earlier casts have been handled. Stopping sets
+** `stopping` under s->mu, which refuses new pushes at once; the holder
+** (or the worker the stop schedules) then runs terminate, answers every
+** queued and deferred caller (noproc for a normal stop, the reason
+** otherwise), drops its name and id, marks it ended, and sends a DOWN
+** notice to each monitor. The runtime holds one reference to each running
+** server, dropped at its end; handles and monitors hold the others.
 ** A handler that does not return (a policy stuck in C) is ended from
 ** another thread by tand_server_kill. s->turn says who may touch the
 ** turn's records (the call being handled, the deferred callers, the held
