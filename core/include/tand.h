@@ -342,7 +342,8 @@ TAND_API int tand_server_stats(const tand_server *s, tand_stats *out);
 ** free (nothing queued, nobody running it), declares a bound
 ** (tand_server_options.bound_us) that fits in what is left of the call's
 ** deadline, has no journal, the thread has not opted out
-** (tand_thread_set_inline) and fewer than 8 such runs are nested on it;
+** (tand_thread_set_inline) and fewer than 8 such runs are nested on it
+** (on a worker thread, only for a server declared within 100 us);
 ** in a pumped runtime also only while no other thread pumps or runs one
 ** of its servers. Then the reply is the callback's return, with no other
 ** thread involved. A caller that finds the server held queues its request

@@ -26,7 +26,10 @@
 **   leaves a batch; otherwise (a policy, a nested call) it passes the
 **   server to a worker. A nested inline call (a handler calling another
 **   server) serves only its own request; at most INLINE_MAX are nested on
-**   one thread, deeper calls queue. A journaled batch is committed by the
+**   one thread, deeper calls queue. A worker runs inline only servers
+**   declared within COMBINE_NS, so a handler blocking in a nested policy
+**   call never keeps a worker from the others (a worker waiting on a
+**   queued call has a spare started for it). A journaled batch is committed by the
 **   thread that holds it (a worker), before any of its replies goes out.
 ** - Letting go is "drop the hold, then look for work": whoever brought
 **   work meanwhile found the server held and left it to the holder; both
@@ -538,6 +541,11 @@ static int call_inline(tand_server *s, envelope *e, lazy_deadline *d,
     bool killed, pumped = false;
 
     if (s->bound_ns == 0 || inline_off || inline_depth >= INLINE_MAX)
+        return QUEUE_IT;
+    /* A worker's handler runs only a short server inline: a longer one
+    ** would keep the worker from the other servers, while a worker that
+    ** waits on a queued call has a spare started in its place. */
+    if (tand__worker_of != NULL && s->bound_ns > COMBINE_NS)
         return QUEUE_IT;
     t0 = tand__now_ns();
     tand__lazy_from(d, t0);
