@@ -110,9 +110,9 @@ TAND_HIDDEN void tand__slot_free(tand_from *slot);
 ** moved to *reply, or TAND_ETIMEDOUT after abandoning the slot (then the
 ** server owns and frees it). `pumped`: the pumped runtime to pump while
 ** waiting (pinned by the caller), or NULL; nothing else of a runtime is
-** used, so an answered caller does not need one any more. `brief`: the
-** server's callbacks are short, so the caller yields its core while it
-** waits (up to a bound) instead of parking. */
+** used, so an answered caller does not need one any more. How it waits
+** (spin, yield, park) follows reply_ns, the server's recent wait, and
+** `brief`: the server's callbacks are declared short. */
 TAND_HIDDEN int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
                                 bool brief, lazy_deadline *deadline,
                                 _Atomic int64_t *reply_ns, tand_msg *reply);

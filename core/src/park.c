@@ -7,11 +7,11 @@
 ** atomic exchange to REPLIED; the caller owns the slot again the moment it
 ** reads REPLIED, so the replier touches nothing of the slot after that
 ** exchange. A caller first spins on the word (a reply from a running
-** thread then costs a cache-line transfer, not a system call); a caller
-** of a server whose callbacks are short then yields its core for a while
-** (its request is served by the thread holding the server, which must not
-** pay a wake-up per waiter, and may be the very thread the core goes to);
-** then it parks.
+** thread then costs a cache-line transfer, not a system call); while the
+** server's recent replies came quickly it then yields its core for a
+** while (its request is served by the thread holding the server, which
+** must not pay a wake-up per waiter, and may be the very thread the core
+** goes to); then it parks.
 ** Parked callers sleep on the state word itself (a Linux futex), or
 ** elsewhere on a condition variable in a fixed table of buckets hashed by
 ** slot address (a "parking lot"); either way the replier uses the address
@@ -334,9 +334,10 @@ void tand__spin_end(void)
     atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
 }
 
-/* A caller of a server whose callbacks are short waits this long by
-** giving its core away (sched_yield) before it parks. */
-#define YIELD_MAX_NS 200000
+/* A caller of a server with short callbacks, or whose recent replies
+** came within half this time, waits up to this long by giving its core
+** away (sched_yield) before it parks. */
+#define YIELD_MAX_NS 400000
 
 int tand__slot_wait(tand_from *slot, tand_runtime *pumped, bool brief,
                     lazy_deadline *deadline, _Atomic int64_t *reply_ns,
@@ -370,10 +371,12 @@ int tand__slot_wait(tand_from *slot, tand_runtime *pumped, bool brief,
     if (start == 0)
         start = first_reading(deadline);
 
-    if (brief && !pumped) {
-        /* The holder (or a worker) is about to serve this request: give
-        ** the core away, perhaps to a holder that was preempted, rather
-        ** than cost the replier a wake-up. */
+    if (!pumped && (brief || budget <= YIELD_MAX_NS)) {
+        /* The server's callbacks are short, or its replies came soon:
+        ** give the core away, perhaps to a holder that was preempted,
+        ** rather than cost the replier a wake-up (a holder in an fsync or
+        ** a long callback makes replies slow, and then its waiters park
+        ** at once). */
         for (i = 1; !replied(slot); i++) {
             int64_t now;
             sched_yield();
