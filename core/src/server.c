@@ -314,11 +314,20 @@ static void add_held(_Atomic uint64_t *c, uint64_t n)
                           memory_order_relaxed);
 }
 
-/* With s->mu held. The depth is stored in sequential consistency: a
-** holder letting go reads it after dropping `hold` (let_go). */
-static void note_depth(tand_server *s)
+/* With s->mu held, after a push: the depth is stored in sequential
+** consistency, since a holder letting go reads it after dropping `hold`
+** (let_go). */
+static void note_push(tand_server *s)
 {
     atomic_store(&s->depth, s->mb.count);
+    atomic_store_explicit(&s->peak, s->mb.peak, memory_order_relaxed);
+}
+
+/* With s->mu held, by the holder after it took messages out: only the
+** holder reads the depth for itself, the others read it for stats. */
+static void note_depth(tand_server *s)
+{
+    atomic_store_explicit(&s->depth, s->mb.count, memory_order_relaxed);
     atomic_store_explicit(&s->peak, s->mb.peak, memory_order_relaxed);
 }
 
@@ -440,7 +449,7 @@ static int push(tand_server *s, const envelope *e, lazy_deadline *deadline,
         *pumped = rc == 0 && tand__runtime_pumped(s->rt) ? pin_locked(s)
                                                          : NULL;
     if (rc == 0) {
-        note_depth(s);
+        note_push(s);
         schedule = take_hold(s);
     }
     pthread_mutex_unlock(&s->mu);
