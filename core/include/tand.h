@@ -152,8 +152,9 @@ TAND_API tand_runtime *tand_runtime_default(void);
 ** is never interrupted; the budget is checked after each server's turn
 ** of up to 64 messages, so at least one turn runs). Returns the number of
 ** messages handled, or TAND_EINVAL if rt is NULL or has worker threads.
-** Thread: any; while another thread pumps it returns 0 at once (a handler
-** may pump its own runtime). Blocks: no (runs handlers). */
+** Thread: any; while another thread pumps it, or runs one of its servers
+** on its own thread (a caller: see "Who runs a server"), it returns 0 at
+** once (a handler may pump its own runtime). Blocks: no (runs handlers). */
 TAND_API int tand_runtime_pump(tand_runtime *rt, int64_t budget_us);
 
 /* ---- servers --------------------------------------------------------- */
