@@ -117,24 +117,19 @@ static tand_server *next_server(tand_runtime *rt, bool spare)
     tand_server *s = NULL;
     int i;
 
-    /* One spinner per runtime at most, within the process's budget. */
+    /* One spinner per runtime at most, within the process's budget. It
+    ** spins only until work shows, and stops counting as a spinner before
+    ** it takes any: a push that came after its take then wakes a sleeper
+    ** (a push skips the wake while a worker is counted as spinning). */
     if (atomic_fetch_add(&rt->spinning_workers, 1) == 0 &&
         tand__spin_begin()) {
-        for (i = 0; i < WORKER_SPIN_ITERS; i++) {
-            if (atomic_load_explicit(&rt->rq_len, memory_order_relaxed)) {
-                pthread_mutex_lock(&rt->mu);
-                s = take_and_chain(rt);
-                pthread_mutex_unlock(&rt->mu);
-                if (s != NULL)
-                    break;
-            }
+        for (i = 0; i < WORKER_SPIN_ITERS &&
+                    !atomic_load_explicit(&rt->rq_len, memory_order_relaxed);
+             i++)
             tand__cpu_relax();
-        }
         tand__spin_end();
     }
     atomic_fetch_sub(&rt->spinning_workers, 1);
-    if (s != NULL)
-        return s;
 
     pthread_mutex_lock(&rt->mu);
     while ((s = take_and_chain(rt)) == NULL && !rt->shutdown) {
