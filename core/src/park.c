@@ -18,9 +18,9 @@
 ** only as a key, so it may wake after the slot is gone.
 ** Spinning is limited process-wide (tand__spin_begin: callers and idle
 ** workers together, fewer than the cores), so threads that outnumber the
-** cores park at once instead of burning the CPU the servers need. A caller that gives up abandons the slot by CAS; ownership then
-** passes to the server, which skips the request or drops the reply and
-** frees the slot.
+** cores do not burn the CPU the servers need. A caller that gives up
+** abandons the slot by CAS; ownership then passes to the server, which
+** skips the request or drops the reply and frees the slot.
 */
 #ifdef __linux__
 #define _DEFAULT_SOURCE /* syscall() */
