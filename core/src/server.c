@@ -29,8 +29,9 @@
 **   one thread, deeper calls queue. A worker runs inline only servers
 **   declared within COMBINE_NS, so a handler blocking in a nested policy
 **   call never keeps a worker from the others (a worker waiting on a
-**   queued call has a spare started for it). A journaled batch is committed by the
-**   thread that holds it (a worker), before any of its replies goes out.
+**   queued call has a spare started for it). A journaled batch is
+**   committed by the thread that holds it (a worker), before any of its
+**   replies goes out.
 ** - Letting go is "drop the hold, then look for work": whoever brought
 **   work meanwhile found the server held and left it to the holder; both
 **   sides write, then read the other's word, in sequential consistency,
