@@ -34,7 +34,9 @@ static const char BUFKEY = 'b';
 typedef struct encoder {
     lua_State *L;
     tand_buf *b;
-    int seen;       /* stack index of the table of tables on the path */
+    int seen;       /* stack index of the table of tables on the path:
+                    ** nil until a table is encoded, so sending no table
+                    ** costs no table */
     char what[80];  /* what was refused */
     char where[80]; /* the innermost key that led to it */
 } encoder;
@@ -140,6 +142,10 @@ static int encode_table(encoder *e, int idx, int depth)
         return refuse(e, "table nested too deeply (more than 64 levels)");
     if (!lua_checkstack(L, 6))
         return refuse(e, "table nested too deeply for the Lua stack");
+    if (lua_type(L, e->seen) == LUA_TNIL) {
+        lua_newtable(L);
+        lua_replace(L, e->seen);
+    }
     lua_pushvalue(L, idx);
     if (lua_rawget(L, e->seen) != LUA_TNIL) {
         lua_pop(L, 1);
@@ -245,7 +251,7 @@ int ltand_encode(lua_State *L, int first, int n, int as_array, tand_msg *msg)
     e.b->size = 0;
     e.b->err = 0;
     e.what[0] = e.where[0] = '\0';
-    lua_newtable(L);
+    lua_pushnil(L); /* the table of tables, made by the first table */
     e.seen = lua_gettop(L);
     top = e.seen;
     if (as_array)
