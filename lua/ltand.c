@@ -73,9 +73,19 @@ static void follow_name(lmachine *m)
     m->id = tand_server_id(s);
 }
 
+/* The machine methods hold the machine metatable as their upvalue, so
+** the check needs no lookup by name; anything else (or a call through
+** a function without it) takes luaL_checkudata and its error. */
 static lmachine *check_machine(lua_State *L, int idx)
 {
-    lmachine *m = luaL_checkudata(L, idx, LTAND_MACHINE);
+    lmachine *m = lua_touserdata(L, idx);
+    int same = 0;
+    if (m != NULL && lua_getmetatable(L, idx)) {
+        same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!same)
+        m = luaL_checkudata(L, idx, LTAND_MACHINE);
     if (m->closed)
         luaL_error(L, "attempt to use a closed machine");
     follow_name(m);
@@ -1126,7 +1136,9 @@ __attribute__((visibility("default"))) int luaopen_tand(lua_State *L)
     runtime(L);
     if (luaL_newmetatable(L, LTAND_MACHINE)) {
         luaL_setfuncs(L, machine_meta, 0);
-        luaL_newlib(L, machine_methods);
+        luaL_newlibtable(L, machine_methods);
+        lua_pushvalue(L, -2); /* the methods' upvalue: see check_machine */
+        luaL_setfuncs(L, machine_methods, 1);
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
