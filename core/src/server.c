@@ -581,7 +581,7 @@ static int call_inline(tand_server *s, envelope *e, lazy_deadline *d,
     if (killed)
         after_kill(s, false);
     else
-        give_back(s, t0, d, prev != NULL || inline_depth > 1);
+        give_back(s, t0, d, prev != NULL); /* nested: from a handler */
     tand__current = prev;
     inline_depth--;
     if (pump == 1)
