@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-static tand_runtime *runtime(lua_State *L)
+tand_runtime *ltand_runtime(lua_State *L)
 {
     tand_runtime *rt = tand_runtime_default();
     if (rt == NULL)
@@ -464,36 +464,7 @@ static const luaL_Reg machine_meta[] = {{"__gc", m_gc},
                                         {"__eq", m_eq},
                                         {NULL, NULL}};
 
-/* ---- tand.start ---- */
-
-enum { KIND_NONE, KIND_DELUXE, KIND_COUNTER, KIND_POLICY };
-
-/* A sandboxed policy's memory limit unless memory_limit says otherwise. */
-#define SANDBOX_MEMORY_LIMIT (32u << 20)
-
-typedef struct start_options {
-    int has_min, has_max, has_initial, has_auto;
-    int64_t min_number, max_number, initial_number, auto_ms;
-    const char *name;
-    int64_t call_timeout;
-    size_t mailbox;
-    int has_policy, has_policy_option, sandbox;
-    int64_t callback_ms;
-    size_t memory_limit;
-    const char *journal; /* anchored in the options table while parsing */
-    int durability, has_durability;
-} start_options;
-
-static int bad_config(lua_State *L, const char *fmt, const char *key)
-{
-    lua_pushfstring(L, fmt, key);
-    return ltand_fail(L, TAND_ECONFIG, lua_tostring(L, -1));
-}
-
-/* 1 when the value at idx is a name: a string of 1 to TAND_NAME_MAX
-** bytes without NUL (the engine keeps names as C strings, so "a\0b"
-** would be cut to "a"). [-0, +0, -] */
-static int is_name(lua_State *L, int idx)
+int ltand_is_name(lua_State *L, int idx)
 {
     size_t len;
     const char *s;
@@ -501,357 +472,6 @@ static int is_name(lua_State *L, int idx)
         return 0;
     s = lua_tolstring(L, idx, &len);
     return len > 0 && len <= TAND_NAME_MAX && strlen(s) == len;
-}
-
-static int get_integer(lua_State *L, int idx, int64_t *out)
-{
-    int isint;
-    lua_Integer v = lua_tointegerx(L, idx, &isint);
-    if (!isint || lua_type(L, idx) != LUA_TNUMBER)
-        return -1;
-    *out = (int64_t)v;
-    return 0;
-}
-
-/* Reads one option (key at -2, value at -1). Returns 0 or pushes the
-** failure (nil, token, detail) and returns 3. */
-static int read_option(lua_State *L, start_options *o)
-{
-    const char *k;
-    if (lua_type(L, -2) != LUA_TSTRING)
-        return bad_config(L, "option keys are strings (got a %s)",
-                          luaL_typename(L, -2));
-    k = lua_tostring(L, -2);
-    if (strcmp(k, "min_number") == 0 || strcmp(k, "max_number") == 0) {
-        int64_t v;
-        if (get_integer(L, -1, &v) != 0)
-            return bad_config(L, "%s must be an integer", k);
-        if (k[1] == 'i') {
-            o->min_number = v;
-            o->has_min = 1;
-        } else {
-            o->max_number = v;
-            o->has_max = 1;
-        }
-    } else if (strcmp(k, "initial_number") == 0) {
-        if (get_integer(L, -1, &o->initial_number) != 0)
-            return bad_config(L, "%s must be an integer", k);
-        o->has_initial = 1;
-    } else if (strcmp(k, "auto_shutdown_timeout") == 0) {
-        if (ltand_timeout(L, -1, &o->auto_ms) != 0)
-            return bad_config(L, "%s must be a whole number of ms >= 0, "
-                                 "or math.huge", k);
-        o->has_auto = 1;
-    } else if (strcmp(k, "call_timeout") == 0) {
-        if (ltand_timeout(L, -1, &o->call_timeout) != 0)
-            return bad_config(L, "%s must be a whole number of ms >= 0, "
-                                 "or math.huge", k);
-    } else if (strcmp(k, "mailbox") == 0) {
-        int64_t v;
-        if (get_integer(L, -1, &v) != 0 || v < 1 || v > TAND_MAILBOX_MAX)
-            return bad_config(L, "%s must be an integer from 1 to 16777216",
-                              k);
-        o->mailbox = (size_t)v;
-    } else if (strcmp(k, "policy") == 0) {
-        o->has_policy = 1; /* read by ltand_policy_prepare */
-    } else if (strcmp(k, "callback_timeout") == 0) {
-        if (ltand_timeout(L, -1, &o->callback_ms) != 0 ||
-            o->callback_ms == 0)
-            return bad_config(L, "%s must be a whole number of ms > 0, "
-                                 "or math.huge",
-                              k);
-        o->has_policy_option = 1;
-    } else if (strcmp(k, "memory_limit") == 0) {
-        int64_t v;
-        if (get_integer(L, -1, &v) != 0 || v <= 0)
-            return bad_config(L, "%s must be a number of bytes > 0", k);
-        o->memory_limit = (size_t)v;
-        o->has_policy_option = 1;
-    } else if (strcmp(k, "sandbox") == 0) {
-        if (lua_type(L, -1) != LUA_TBOOLEAN)
-            return bad_config(L, "%s must be true or false", k);
-        o->sandbox = lua_toboolean(L, -1);
-        o->has_policy_option = 1;
-    } else if (strcmp(k, "journal") == 0) {
-        size_t len;
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return bad_config(L, "%s must be the path of a file", k);
-        o->journal = lua_tolstring(L, -1, &len);
-        if (len == 0 || strlen(o->journal) != len)
-            return bad_config(L, "%s must be the path of a file", k);
-    } else if (strcmp(k, "durability") == 0) {
-        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                        : "";
-        if (strcmp(v, "full") == 0)
-            o->durability = TAND_DURABLE_FULL;
-        else if (strcmp(v, "os") == 0)
-            o->durability = TAND_DURABLE_OS;
-        else
-            return bad_config(L, "%s must be \"full\" or \"os\"", k);
-        o->has_durability = 1;
-    } else if (strcmp(k, "name") == 0) {
-        if (!is_name(L, -1))
-            return bad_config(L, "%s must be a string of 1 to 255 bytes "
-                                 "without NUL", k);
-        o->name = lua_tostring(L, -1); /* anchored in the options table */
-    } else {
-        return bad_config(L, "unknown option '%s'", k);
-    }
-    return 0;
-}
-
-/* A parsed tand.start options table: what it takes to start the server
-** again from any thread, with no Lua state (a supervisor's restarts). */
-typedef struct lspec {
-    int kind;
-    start_options o; /* o.name is not used: the name is given at start */
-    char *name;      /* the name option, or NULL */
-    char *journal;   /* the journal option, or NULL */
-    ltand_policy *policy;
-} lspec;
-
-static void spec_free(lspec *sp)
-{
-    if (sp != NULL) {
-        ltand_policy_free(sp->policy);
-        free(sp->name);
-        free(sp->journal);
-        free(sp);
-    }
-}
-
-/* Reads the options at idx (a table or an initial number) into a new spec.
-** Returns it, or NULL with nil, token, detail pushed. [-0, +(0|3), m] */
-static lspec *parse_spec(lua_State *L, int idx)
-{
-    start_options o;
-    lspec *sp;
-    int kind, top = lua_gettop(L);
-
-    idx = lua_absindex(L, idx);
-    memset(&o, 0, sizeof o);
-    o.call_timeout = LTAND_DEFAULT_TIMEOUT_MS;
-    o.auto_ms = TAND_FOREVER;
-    o.callback_ms = LTAND_DEFAULT_CALLBACK_MS;
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-        if (get_integer(L, idx, &o.initial_number) != 0)
-            goto bad_initial;
-        o.has_initial = 1;
-    } else if (lua_type(L, idx) == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, idx) != 0) {
-            if (read_option(L, &o) != 0) {
-                /* keep only the three failure values */
-                lua_rotate(L, top + 1, 3);
-                lua_settop(L, top + 3);
-                return NULL;
-            }
-            lua_pop(L, 1);
-        }
-    } else {
-        bad_config(L, "tand.start takes an options table or an initial "
-                      "number (got %s)",
-                   luaL_typename(L, idx));
-        return NULL;
-    }
-
-    if ((o.has_min || o.has_max) && o.has_initial) {
-        bad_config(L, "%s: give min_number and max_number (deluxe) or "
-                      "initial_number (counter), not both",
-                   "tand.start");
-        return NULL;
-    }
-    if (o.has_durability && o.journal == NULL) {
-        bad_config(L, "%s is an option of a journal", "durability");
-        return NULL;
-    }
-    if (o.has_policy_option && !o.has_policy) {
-        bad_config(L, "%s: callback_timeout, memory_limit and sandbox are "
-                      "options of a policy",
-                   "tand.start");
-        return NULL;
-    }
-    if (o.has_policy) {
-        if (o.has_initial) {
-            bad_config(L, "%s: a policy runs on the deluxe machine, not on "
-                          "the counter",
-                       "tand.start");
-            return NULL;
-        }
-        if (o.has_min != o.has_max) {
-            bad_config(L, "%s needs both min_number and max_number, or "
-                          "neither",
-                       "a policy");
-            return NULL;
-        }
-        if (!o.has_min) {
-            o.min_number = 1;
-            o.max_number = INT64_MAX;
-        } else if (o.min_number >= o.max_number) {
-            goto bad_bounds;
-        }
-        kind = KIND_POLICY;
-    } else if (o.has_min || o.has_max) {
-        if (!o.has_min || !o.has_max) {
-            bad_config(L, "%s needs both min_number and max_number",
-                       "the deluxe machine");
-            return NULL;
-        }
-        if (o.min_number >= o.max_number)
-            goto bad_bounds;
-        kind = KIND_DELUXE;
-    } else if (o.has_initial) {
-        if (o.has_auto) {
-            bad_config(L, "%s is an option of the deluxe machine",
-                       "auto_shutdown_timeout");
-            return NULL;
-        }
-        kind = KIND_COUNTER;
-    } else {
-        bad_config(L, "%s: give min_number and max_number (deluxe) or "
-                      "initial_number (counter)",
-                   "tand.start");
-        return NULL;
-    }
-
-    sp = calloc(1, sizeof *sp);
-    if (sp == NULL ||
-        (o.name != NULL && (sp->name = strdup(o.name)) == NULL) ||
-        (o.journal != NULL && (sp->journal = strdup(o.journal)) == NULL)) {
-        spec_free(sp);
-        ltand_fail(L, TAND_ENOMEM, NULL);
-        return NULL;
-    }
-    sp->kind = kind;
-    sp->o = o;
-    sp->o.name = NULL;
-    sp->o.journal = NULL;
-    if (kind == KIND_POLICY) {
-        ltand_policy_options po;
-        int rc;
-        po.min_number = o.min_number;
-        po.max_number = o.max_number;
-        po.auto_shutdown_ms = o.auto_ms;
-        po.callback_ms = o.callback_ms;
-        po.memory_limit = o.memory_limit;
-        if (o.sandbox && po.memory_limit == 0)
-            po.memory_limit = SANDBOX_MEMORY_LIMIT;
-        po.sandbox = o.sandbox;
-        po.name = NULL;
-        po.mailbox = o.mailbox;
-        po.journal = sp->journal;
-        po.durability = o.durability;
-        lua_getfield(L, idx, "policy");
-        rc = ltand_policy_prepare(L, -1, idx, &po, &sp->policy);
-        if (rc != 0) { /* stack: policy, detail */
-            lua_pushnil(L);
-            lua_pushstring(L, tand_errname(rc));
-            lua_pushvalue(L, -3);
-            lua_rotate(L, top + 1, 3);
-            lua_settop(L, top + 3);
-            spec_free(sp);
-            return NULL;
-        }
-        lua_pop(L, 1);
-    }
-    return sp;
-
-bad_initial:
-    bad_config(L, "%s must be an integer", "initial_number");
-    return NULL;
-bad_bounds:
-    bad_config(L, "%s must be below max_number", "min_number");
-    return NULL;
-}
-
-/* Starts one server from a spec, registered as name (or NULL). On failure
-** detail gets the reason. Runs on any thread. */
-static int start_spec(tand_runtime *rt, lspec *sp, const char *name,
-                      tand_server **out, char *detail, size_t size)
-{
-    int rc;
-    *out = NULL;
-    detail[0] = '\0';
-    if (sp->kind == KIND_POLICY)
-        return ltand_policy_launch(rt, sp->policy, name, out, detail, size);
-    if (sp->kind == KIND_DELUXE) {
-        tand_deluxe_options d;
-        memset(&d, 0, sizeof d);
-        d.min_number = sp->o.min_number;
-        d.max_number = sp->o.max_number;
-        d.auto_shutdown_ms = sp->o.auto_ms;
-        d.name = name;
-        d.mailbox_capacity = sp->o.mailbox;
-        d.journal = sp->journal;
-        d.durability = sp->o.durability;
-        d.error = detail;
-        d.error_size = size;
-        rc = tand_deluxe_start(rt, &d, out);
-    } else {
-        tand_counter_options c;
-        memset(&c, 0, sizeof c);
-        c.initial_number = sp->o.initial_number;
-        c.name = name;
-        c.mailbox_capacity = sp->o.mailbox;
-        c.journal = sp->journal;
-        c.durability = sp->o.durability;
-        c.error = detail;
-        c.error_size = size;
-        rc = tand_counter_start(rt, &c, out);
-    }
-    if (rc == TAND_ENAMETAKEN)
-        snprintf(detail, size, "the name '%s' is already registered",
-                 name ? name : "");
-    else if (rc != 0 && detail[0] == '\0')
-        snprintf(detail, size, "%s", tand_strerror(rc));
-    return rc;
-}
-
-int ltand_start_table(lua_State *L, int idx, tand_runtime *rt,
-                      tand_server **out, char *detail, size_t size)
-{
-    lspec *sp;
-    int rc;
-    *out = NULL;
-    if ((sp = parse_spec(L, idx)) == NULL) { /* nil, token, detail */
-        rc = tand_errcode(lua_tostring(L, -2));
-        snprintf(detail, size, "%s", lua_tostring(L, -1));
-        lua_pop(L, 3);
-        return rc < 0 ? rc : TAND_ECONFIG;
-    }
-    rc = start_spec(rt, sp, sp->name, out, detail, size);
-    spec_free(sp);
-    return rc;
-}
-
-static int l_start(lua_State *L)
-{
-    tand_runtime *rt = runtime(L);
-    tand_server *s;
-    lmachine *m;
-    lspec *sp;
-    char detail[2048];
-    int rc, handle;
-
-    lua_settop(L, 1);
-    if ((sp = parse_spec(L, 1)) == NULL)
-        return 3;
-    /* The handle exists, closed, before the server: nothing can raise
-    ** between starting the server and handing its reference over. */
-    ltand_push_machine(L, NULL, 0);
-    handle = lua_gettop(L);
-    m = lua_touserdata(L, handle);
-    rc = start_spec(rt, sp, sp->name, &s, detail, sizeof detail);
-    m->timeout_ms = sp->o.call_timeout;
-    m->server_name = sp->name; /* the handle carries it in messages */
-    sp->name = NULL;
-    spec_free(sp);
-    if (rc != 0)
-        return ltand_fail(L, rc, detail);
-    m->s = s; /* the reference start gave us */
-    m->id = tand_server_id(s);
-    lua_pushvalue(L, handle);
-    return 1;
 }
 
 /* tand.whereis(name): a string that cannot be a name (empty, over 255
@@ -862,7 +482,7 @@ static int l_whereis(lua_State *L)
     tand_server *s;
     lmachine *m;
     luaL_argexpected(L, lua_type(L, 1) == LUA_TSTRING, 1, "string");
-    luaL_argcheck(L, is_name(L, 1), 1,
+    luaL_argcheck(L, ltand_is_name(L, 1), 1,
                   "a name has 1 to 255 bytes without NUL");
     name = lua_tostring(L, 1);
     ltand_push_machine(L, NULL, 0);
@@ -870,7 +490,7 @@ static int l_whereis(lua_State *L)
     if ((m->name = strdup(name)) == NULL ||
         (m->server_name = strdup(name)) == NULL)
         return luaL_error(L, "not enough memory");
-    if (tand_whereis(runtime(L), name, &s) != 0) {
+    if (tand_whereis(ltand_runtime(L), name, &s) != 0) {
         lua_pushfstring(L, "no server is registered as '%s'", name);
         return ltand_fail(L, TAND_ENOPROC, lua_tostring(L, -1));
     }
@@ -889,7 +509,7 @@ typedef struct sup_ctx {
 } sup_ctx;
 
 typedef struct sup_child {
-    lspec *spec;
+    ltand_spec *spec;
     sup_ctx *ctx;
 } sup_child;
 
@@ -904,7 +524,7 @@ static int start_child(tand_runtime *rt, const char *name, void *arg,
 {
     sup_child *c = arg;
     char detail[1024];
-    int rc = start_spec(rt, c->spec, name, out, detail, sizeof detail);
+    int rc = ltand_spec_start(rt, c->spec, name, out, detail, sizeof detail);
     if (rc != 0)
         snprintf(c->ctx->error, sizeof c->ctx->error, "child '%s': %s",
                  name, detail);
@@ -914,7 +534,7 @@ static int start_child(tand_runtime *rt, const char *name, void *arg,
 static void free_child(void *arg)
 {
     sup_child *c = arg;
-    spec_free(c->spec);
+    ltand_spec_free(c->spec);
     ctx_release(c->ctx);
     free(c);
 }
@@ -945,31 +565,35 @@ static int read_flags(lua_State *L, tand_supervisor_options *o)
                             : NULL;
         int64_t v;
         if (k == NULL)
-            return bad_config(L, "supervisor flags have string keys (got "
-                                 "a %s)",
-                              luaL_typename(L, -2));
+            return ltand_bad_config(L,
+                                    "supervisor flags have string keys (got "
+                                    "a %s)",
+                                    luaL_typename(L, -2));
         if (strcmp(k, "strategy") == 0) {
             if (lua_type(L, -1) != LUA_TSTRING ||
                 (o->strategy = option_index(lua_tostring(L, -1),
                                             strategies)) < 0)
-                return bad_config(L, "%s must be one_for_one, one_for_all "
-                                     "or rest_for_one",
-                                  k);
+                return ltand_bad_config(L,
+                                        "%s must be one_for_one, one_for_all "
+                                        "or rest_for_one",
+                                        k);
         } else if (strcmp(k, "max_restarts") == 0) {
-            if (get_integer(L, -1, &v) != 0 || v < 0 || v > 1000000)
-                return bad_config(L, "%s must be an integer >= 0", k);
+            if (ltand_get_integer(L, -1, &v) != 0 || v < 0 || v > 1000000)
+                return ltand_bad_config(L, "%s must be an integer >= 0", k);
             o->max_restarts = (int)v;
         } else if (strcmp(k, "max_seconds") == 0) {
-            if (get_integer(L, -1, &v) != 0 || v <= 0 || v > 1000000000)
-                return bad_config(L, "%s must be an integer > 0", k);
+            if (ltand_get_integer(L, -1, &v) != 0 || v <= 0 || v > 1000000000)
+                return ltand_bad_config(L, "%s must be an integer > 0", k);
             o->max_seconds = v;
         } else if (strcmp(k, "name") == 0) {
-            if (!is_name(L, -1))
-                return bad_config(L, "%s must be a string of 1 to 255 "
-                                     "bytes without NUL", k);
+            if (!ltand_is_name(L, -1))
+                return ltand_bad_config(L,
+                                        "%s must be a string of 1 to 255 "
+                                        "bytes without NUL",
+                                        k);
             o->name = lua_tostring(L, -1); /* anchored in the flags */
         } else {
-            return bad_config(L, "unknown supervisor flag '%s'", k);
+            return ltand_bad_config(L, "unknown supervisor flag '%s'", k);
         }
         lua_pop(L, 1);
     }
@@ -978,7 +602,7 @@ static int read_flags(lua_State *L, tand_supervisor_options *o)
 
 static int l_supervise(lua_State *L)
 {
-    tand_runtime *rt = runtime(L);
+    tand_runtime *rt = ltand_runtime(L);
     tand_supervisor_options o;
     tand_child_spec *kids;
     tand_server *sup;
@@ -1006,7 +630,7 @@ static int l_supervise(lua_State *L)
     for (i = 0; i < n; i++) {
         sup_child *c;
         int restart = TAND_PERMANENT;
-        lspec *sp;
+        ltand_spec *sp;
         lua_settop(L, 3);
         if (lua_rawgeti(L, 2, (lua_Integer)i + 1) != LUA_TTABLE ||
             lua_getfield(L, 4, "name") != LUA_TSTRING) {
@@ -1038,14 +662,14 @@ static int l_supervise(lua_State *L)
             lua_insert(L, -2);
             lua_rawset(L, 6);
         }
-        if ((sp = parse_spec(L, 6)) == NULL) {
+        if ((sp = ltand_spec_parse(L, 6)) == NULL) {
             lua_pushfstring(L, "child %d: %s", (int)i + 1,
                             lua_tostring(L, -1));
             rc = TAND_ECONFIG;
             goto fail;
         }
         if ((c = calloc(1, sizeof *c)) == NULL) {
-            spec_free(sp);
+            ltand_spec_free(sp);
             lua_pushliteral(L, "not enough memory");
             rc = TAND_ENOMEM;
             goto fail;
@@ -1053,7 +677,7 @@ static int l_supervise(lua_State *L)
         c->spec = sp;
         c->ctx = ctx;
         atomic_fetch_add(&ctx->refs, 1);
-        kids[i].name = sp->name;
+        kids[i].name = ltand_spec_name(sp);
         kids[i].restart = restart;
         kids[i].start = start_child;
         kids[i].arg = c;
@@ -1110,7 +734,7 @@ void *ltand_noreply_marker(void)
     return (void *)&noreply_marker;
 }
 
-static const luaL_Reg funcs[] = {{"start", l_start},
+static const luaL_Reg funcs[] = {{"start", ltand_start},
                                  {"whereis", l_whereis},
                                  {"supervise", l_supervise},
                                  {"sleep", l_sleep},
@@ -1133,7 +757,7 @@ static void stay_loaded(void)
 __attribute__((visibility("default"))) int luaopen_tand(lua_State *L)
 {
     stay_loaded();
-    runtime(L);
+    ltand_runtime(L);
     if (luaL_newmetatable(L, LTAND_MACHINE)) {
         luaL_setfuncs(L, machine_meta, 0);
         luaL_newlibtable(L, machine_methods);

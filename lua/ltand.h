@@ -185,12 +185,15 @@ void *ltand_noreply_marker(void);
 
 int luaopen_tand(lua_State *L);
 
-/* Starts a server from the tand.start options table at idx, on rt. On
-** failure detail gets the reason. [-0, +0, m] */
-int ltand_start_table(lua_State *L, int idx, tand_runtime *rt,
-                      tand_server **out, char *detail, size_t size);
+/* The process-wide runtime; raises when it cannot be created.
+** [-0, +0, v] */
+tand_runtime *ltand_runtime(lua_State *L);
 /* Pushes nil, token, detail and returns 3. [-0, +3, m] */
 int ltand_fail(lua_State *L, int status, const char *detail);
+/* 1 when the value at idx is a name: a string of 1 to TAND_NAME_MAX
+** bytes without NUL (the engine keeps names as C strings, so "a\0b"
+** would be cut to "a"). [-0, +0, -] */
+int ltand_is_name(lua_State *L, int idx);
 
 /* Reads the timeout (ms) at idx into *ms: a whole number >= 0, or
 ** TAND_FOREVER for math.huge and anything above LTAND_TIMEOUT_MAX_MS.
@@ -198,5 +201,40 @@ int ltand_fail(lua_State *L, int status, const char *detail);
 ** numeric string neither), a negative one, NaN or a fraction.
 ** [-0, +0, -] */
 int ltand_timeout(lua_State *L, int idx, int64_t *ms);
+
+/* ---- loptions.c: tand.start's options ---- */
+
+/* A parsed tand.start options table: what it takes to start the server
+** again, from any thread and with no Lua state. */
+typedef struct lspec ltand_spec;
+
+/* Reads the options at idx (a table or an initial number) into a new spec.
+** Returns it, or NULL with nil, token, detail on top of the stack (a
+** failure found after the options were read leaves its detail string
+** below them too). [-0, +(0|3|4), m] */
+ltand_spec *ltand_spec_parse(lua_State *L, int idx);
+/* Starts one server from a spec, registered as name (or NULL). On failure
+** detail gets the reason. Thread: any. */
+int ltand_spec_start(tand_runtime *rt, ltand_spec *sp, const char *name,
+                     tand_server **out, char *detail, size_t size);
+/* The name option of sp, or NULL; sp keeps it. */
+const char *ltand_spec_name(const ltand_spec *sp);
+/* Frees sp (NULL is nothing to free). Thread: any. */
+void ltand_spec_free(ltand_spec *sp);
+
+/* Starts a server from the tand.start options table at idx, on rt. On
+** failure detail gets the reason. [-0, +0, m] */
+int ltand_start_table(lua_State *L, int idx, tand_runtime *rt,
+                      tand_server **out, char *detail, size_t size);
+/* tand.start(options): a handle, or nil, token, detail. */
+int ltand_start(lua_State *L);
+
+/* Pushes the message fmt with key in it, then nil, "invalid_configuration"
+** and the message; returns 3 (for `return ltand_bad_config(...)`).
+** [-0, +4, m] */
+int ltand_bad_config(lua_State *L, const char *fmt, const char *key);
+/* Reads the integer at idx (a number with an integer value, not a
+** string) into *out: 0, or -1 with nothing set. [-0, +0, -] */
+int ltand_get_integer(lua_State *L, int idx, int64_t *out);
 
 #endif
