@@ -2,6 +2,7 @@
 --   lua_next     m:next("me") on the counter machine
 --   lua_deluxe   queue_new_number + serve_next_queued_number, built-in
 --   lua_vip      the same calls through the VIP example policy
+--   lua_vip_call m:call("queue_vip") + serve_next_queued_number, VIP
 -- N tand.spawn threads call one machine in a loop for a fixed time each;
 -- one call in 16 is timed (its latency kept), the others only counted.
 -- Usage: scripts/lua scripts/bench_lua.lua [ms] [threads...]
@@ -24,6 +25,9 @@ local function client(m, kind, until_ms)
       local t0 = (i == 1 or i == 17) and tand.now()
       if kind == "lua_next" then
         assert(m:next("me"))
+      elseif kind == "lua_vip_call" then
+        assert(m:call("queue_vip"))
+        m:serve_next_queued_number()
       else
         assert(m:queue_new_number())
         m:serve_next_queued_number() -- another thread may have served it
@@ -38,7 +42,7 @@ end
 local function machine(kind)
   if kind == "lua_next" then return assert(tand.start(0)) end
   local opts = { min_number = 1, max_number = math.maxinteger }
-  if kind == "lua_vip" then
+  if kind == "lua_vip" or kind == "lua_vip_call" then
     package.path = "./examples/?.lua;" .. package.path
     opts.policy = "policies.vip"
   end
@@ -68,7 +72,7 @@ local function measure(kind, threads, length)
            p99 = lat[math.floor(#lat * 0.99) + 1] }
 end
 
-local kinds = { "lua_next", "lua_deluxe", "lua_vip" }
+local kinds = { "lua_next", "lua_deluxe", "lua_vip", "lua_vip_call" }
 local got = {}
 for _ = 1, ROUNDS do
   for _, kind in ipairs(kinds) do
@@ -80,13 +84,13 @@ for _ = 1, ROUNDS do
   end
 end
 
-print("kind        thr       per_sec    p50_us    p99_us")
+print("kind          thr       per_sec    p50_us    p99_us")
 for _, kind in ipairs(kinds) do
   for _, threads in ipairs(counts) do
     local r = got[kind .. "/" .. threads]
     table.sort(r, function(a, b) return a.rate < b.rate end)
     local m = r[(#r + 1) // 2]
-    print(("%-10s  %3d  %12.0f  %9.2f  %9.2f"):format(kind, threads,
+    print(("%-12s  %3d  %12.0f  %9.2f  %9.2f"):format(kind, threads,
           m.rate, m.p50, m.p99))
   end
 end
