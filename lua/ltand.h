@@ -237,4 +237,10 @@ int ltand_bad_config(lua_State *L, const char *fmt, const char *key);
 ** string) into *out: 0, or -1 with nothing set. [-0, +0, -] */
 int ltand_get_integer(lua_State *L, int idx, int64_t *out);
 
+/* ---- lsupervise.c ---- */
+
+/* tand.supervise(flags, children): a handle to the supervisor, or nil,
+** token, detail. */
+int ltand_supervise(lua_State *L);
+
 #endif
