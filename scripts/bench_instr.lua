@@ -9,8 +9,8 @@
 -- With one client the engine runs each call on the caller's thread, so
 -- the counts hardly move from run to run. Prints one row per workload:
 -- kind, calls per iteration, n, both totals, per iteration, per call.
--- Usage (from the repository's root, as scripts/bench runs it):
---   scripts/lua -b BUILD scripts/bench_instr.lua BUILD/core/tests/bench_instr [n]
+-- Usage, from the repository's root (BIN: BUILD/core/tests/bench_instr):
+--   scripts/lua -b BUILD scripts/bench_instr.lua BIN [n]   (n: 20000)
 -- The Lua workloads run in the same interpreter with the same LUA_CPATH
 -- (scripts/lua's); `--run KIND n` is that inner run.
 
