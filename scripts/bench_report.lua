@@ -1,8 +1,8 @@
 -- scripts/bench_report.lua OUT_DIR BENCHMARKS.md PLOT.svg - turns the
 -- outputs of scripts/bench into BENCHMARKS.md (machine, the targets with
--- measured ratios quiet and with a busy neighbour, every table) and a plot
--- of throughput and p99 latency against client threads (gnuplot, when
--- installed). OUT_DIR/rounds/PROGRAM.CONDITION.ROUND.txt hold one round
+-- measured ratios quiet and with a busy neighbour, the instructions per
+-- call, every table) and a plot of throughput and p99 latency against
+-- client threads (gnuplot, when installed). OUT_DIR/rounds/PROGRAM.CONDITION.ROUND.txt hold one round
 -- each; every row is the median round of its condition.
 local dir, md_path, svg_path = arg[1], arg[2], arg[3]
 
@@ -116,6 +116,19 @@ for line in (read("memory.txt") or ""):gmatch("[^\n]+") do
   end
 end
 
+-- instructions per iteration, from OUT_DIR/instr.txt (one run of
+-- scripts/bench_instr.lua): instr[kind] = { calls, n, per_iter, per_call }
+local instr, instr_n = {}, nil
+for line in (read("instr.txt") or ""):gmatch("[^\n]+") do
+  local kind, calls, n, per_iter, per_call = line:match(
+    "^(%S+)%s+(%d+)%s+(%d+)%s+%d+%s+%d+%s+([%d.]+)%s+([%d.]+)%s*$")
+  if kind then
+    instr[kind] = { calls = tonumber(calls), n = tonumber(n),
+                    per_iter = tonumber(per_iter), per_call = tonumber(per_call) }
+    instr_n = instr_n or tonumber(n)
+  end
+end
+
 local function fmt_rate(v)
   if not v then return "n/a" end
   if v >= 1e6 then return ("%.2f M/s"):format(v / 1e6) end
@@ -193,6 +206,8 @@ ratio_row(targets, "durable call, 1 client / Redis INCR appendfsync always",
 ratio_row(targets, "durable call, 50 clients / Redis INCR appendfsync always",
           { "tand_full", 50 }, { "redis_incr_fsync", 50 }, 1, 1)
 local b, p = memory.builtin, memory.policy
+ratio_row(targets, "built-in call / VIP policy call (`queue_vip` + serve), 1 thread",
+          { "lua_deluxe", 1 }, { "lua_vip_call", 1 }, 1.25, 1.25, true)
 value_row(targets, "100,000 idle built-in servers", "< 200 MB", function(cond)
   if not b then return nil end
   local mb = b.mb * 100000 / b.count
@@ -299,6 +314,82 @@ w()
 target_table(others)
 w()
 
+-- instructions per call: issue 14's ratios, from one callgrind pass
+w("## Instructions per call (callgrind)")
+w()
+local skipped = read("skipped.txt")
+if not next(instr) then
+  w((skipped and skipped:match("instr: [^\n]*")) or
+    "(not run, or it failed: see above)")
+  w()
+else
+  w("Each workload from one client, run once (not per round, and not with " ..
+    "a neighbour: instructions do not depend on load) under `valgrind " ..
+    "--tool=callgrind`, with n and with 2n iterations (n = " ..
+    tostring(instr_n) .. "); a figure is (Ir(2n) - Ir(n)) / n, the " ..
+    "instructions of one iteration with startup cancelled " ..
+    "(`scripts/bench_instr.lua`). With one client the engine runs each " ..
+    "call on the caller's thread, so the counts hardly move from run to " ..
+    "run (Lua seeds its string hashes from the clock as it starts, which " ..
+    "moves a Lua row by up to about 3%). The deluxe rows do a pair of calls per " ..
+    "iteration; per call is half of it.")
+  w()
+  local what = {
+    { "c_next", "C `tand_call` of the counter's next op, the caller " ..
+      "\"me\" in its data (`bench_instr`)" },
+    { "lua_next", "`m:next(\"me\")` on `tand.start(0)`" },
+    { "lua_deluxe", "`m:queue_new_number()` + `m:serve_next_queued_number()` " ..
+      "on the built-in deluxe machine" },
+    { "lua_vip_call", "`m:call(\"queue_vip\")` + `m:serve_next_queued_number()` " ..
+      "on the VIP policy" },
+    { "lua_vip", "`m:queue_new_number()` + `m:serve_next_queued_number()` " ..
+      "on the VIP policy" },
+  }
+  w("| row | workload | calls per iteration | instructions per iteration " ..
+    "| per call |")
+  w("|---|---|---|---|---|")
+  for _, r in ipairs(what) do
+    local v = instr[r[1]]
+    if v then
+      w(("| `%s` | %s | %d | %.0f | %.0f |"):format(r[1], r[2], v.calls,
+        v.per_iter, v.per_call))
+    else
+      w(("| `%s` | %s | | not measured | |"):format(r[1], r[2]))
+    end
+  end
+  w()
+  local function per(kind) return instr[kind] and instr[kind].per_call end
+  local function iratio(what_, a, b, need, needs)
+    local x, y = per(a), per(b)
+    local r = x and y and y > 0 and x / y or nil
+    local shown = r and ("%.0f / %.0f"):format(x, y) or "n/a"
+    local v = need and verdict(r and r <= need, r) or
+      (r and (r <= 1.25 and "within 1.25x" or "over 1.25x") or "not measured")
+    w(("| %s | %s | %s | %s | %s |"):format(what_, needs, shown,
+      r and ("%.2fx"):format(r) or "n/a", v))
+  end
+  w("| issue 14 | needed | instructions per call | ratio | |")
+  w("|---|---|---|---|---|")
+  iratio("Lua `m:next` / C `tand_call` (counter next), 1 client",
+         "lua_next", "c_next", 1.5, "<= 1.5x")
+  iratio("VIP `queue_vip` + serve / built-in `queue_new_number` + serve",
+         "lua_vip_call", "lua_deluxe", nil, "the target is on time (below)")
+  iratio("VIP `queue_new_number` + serve / built-in `queue_new_number` + serve",
+         "lua_vip", "lua_deluxe", nil, "(for comparison)")
+  w()
+  local times = {}
+  for _, cond in ipairs(conds) do
+    local x, y = rate(cond, "lua_deluxe", 1), rate(cond, "lua_vip_call", 1)
+    local r = x and y and y > 0 and x / y or nil
+    times[#times + 1] = r and ("%.2fx %s, %s"):format(r, cond_title[cond],
+      verdict(r <= 1.25, r)) or ("n/a " .. cond_title[cond])
+  end
+  w("VIP queue_vip+serve / built-in, time: " .. table.concat(times, "; ") ..
+    " (target <= 1.25x; 1 thread, `lua_deluxe` / `lua_vip_call` calls/s, " ..
+    "median rounds).")
+  w()
+end
+
 -- the load of each round: what else the machine was doing
 w("## Load during the rounds")
 w()
@@ -403,7 +494,9 @@ local sections = {
     "`lua_next`: `m:next(\"me\")` on the counter from N `tand.spawn` " ..
     "threads, each calling in a loop for the phase; `lua_deluxe`: " ..
     "`queue_new_number` + `serve_next_queued_number` on the built-in " ..
-    "machine; `lua_vip`: the same calls through `examples/policies/vip.lua`. " ..
+    "machine; `lua_vip`: the same calls through `examples/policies/vip.lua`; " ..
+    "`lua_vip_call`: `m:call(\"queue_vip\")` + `serve_next_queued_number` " ..
+    "through the VIP policy (its own op, served first). " ..
     "One call in 16 is timed." },
   { "durable", "Durable calls",
     "A journaled deluxe machine (SQLite WAL): `tand_full` fsyncs each batch " ..
@@ -414,7 +507,6 @@ local sections = {
     "increments the number): no persistence. redis-benchmark counts " ..
     "requests, so each round sends about a phase's worth of them." },
 }
-local skipped = read("skipped.txt")
 for _, s in ipairs(sections) do
   w("## " .. s[2])
   w()
