@@ -3,12 +3,12 @@
 ** tand.start options tables.
 **
 ** DESIGN: the supervisor starts and restarts its children on its own
-** thread, with no Lua state: a child owns its start spec, freed by the
-** engine through free_child. The children of one call share a sup_ctx
-** (reference counted: the call's and one per child) whose error a child's
-** failed start writes on the supervisor's thread; tand.supervise reads it
-** only once tand_supervisor_start has returned, which waits for the first
-** starts.
+** thread, with no Lua state: a child owns its start spec, freed through
+** free_child when the supervisor is done with it. The children of one
+** call share a sup_ctx (reference counted: the call's and one per child)
+** whose error a child's failed start writes on the supervisor's thread;
+** tand.supervise reads it only once tand_supervisor_start has returned,
+** which waits for the first starts.
 */
 #include "ltand.h"
 

@@ -56,10 +56,6 @@ tand_msg *ltand_reply_box(lua_State *L);
 ** [-0, +n, m] */
 int ltand_decode(lua_State *L, const char *data, size_t size, int as_list);
 
-/* Pushes a new handle for s (retained), or a dead handle when s is NULL.
-** [-0, +1, m] */
-void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id);
-
 /* ---- lspawn.c ---- */
 
 /* Dumps the Lua function at idx as a binary chunk into *out (malloc'ed),
@@ -178,6 +174,17 @@ void ltand_pool_drain(ltand_pool *p);
 void *ltand_pool_realloc(ltand_pool *p, void *ptr, size_t osize,
                          size_t nsize);
 
+/* ---- lmachine.c: the machine handle ---- */
+
+/* Pushes a new handle for s (retained), or a dead handle when s is NULL.
+** [-0, +1, m] */
+void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id);
+
+/* Makes the LTAND_MACHINE metatable in the registry, unless it is there;
+** its methods hold it as their upvalue 1 (see check_machine).
+** [-0, +0, m] */
+void ltand_open_machine(lua_State *L);
+
 /* ---- ltand.c ---- */
 
 /* The value of tand.noreply (a light userdata). */
@@ -223,7 +230,8 @@ const char *ltand_spec_name(const ltand_spec *sp);
 void ltand_spec_free(ltand_spec *sp);
 
 /* Starts a server from the tand.start options table at idx, on rt. On
-** failure detail gets the reason. [-0, +0, m] */
+** failure detail gets the reason (and the stray detail string of
+** ltand_spec_parse stays pushed). [-0, +(0|1), m] */
 int ltand_start_table(lua_State *L, int idx, tand_runtime *rt,
                       tand_server **out, char *detail, size_t size);
 /* tand.start(options): a handle, or nil, token, detail. */

@@ -32,9 +32,10 @@ build = {
             "core/src/replies.c", "core/src/runtime.c", "core/src/server.c",
             "core/src/supervisor.c", "core/src/table.c", "core/src/ticket.c",
             "core/src/util.c",
-            "lua/ltand.c", "lua/loptions.c", "lua/lsupervise.c",
-            "lua/ldeadline.c", "lua/lpattern.c", "lua/lpolicy.c",
-            "lua/lpool.c", "lua/lspawn.c", "lua/lvalue.c"
+            "lua/ltand.c", "lua/lmachine.c", "lua/loptions.c",
+            "lua/lsupervise.c", "lua/ldeadline.c", "lua/lpattern.c",
+            "lua/lpolicy.c", "lua/lpool.c", "lua/lspawn.c",
+            "lua/lvalue.c"
          },
          defines = { "_POSIX_C_SOURCE=200809L" },
          incdirs = { "core/include", "core/src", "$(SQLITE_INCDIR)" },

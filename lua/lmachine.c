@@ -1,0 +1,431 @@
+/*
+** lmachine.c - the machine handle: the "tand.machine" userdata, its
+** methods (m:next, m:call, m:cast, m:stop, m:stats, ...) and metamethods.
+**
+** DESIGN: a handle lives in one Lua state, so one thread at a time uses
+** it, and holds at most one reference to its server. A handle is created
+** closed and only then given its server reference, so an allocation error
+** never leaks one; __gc only drops the reference and never blocks;
+** __close and :stop() stop the server. A call blocks its thread until the
+** reply lands in the state's reply box or the handle's timeout passes;
+** casts and infos never wait.
+*/
+#include "ltand.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+/* nil, token, detail from a failed call's reply. */
+static int fail_reply(lua_State *L, int status, const tand_msg *reply)
+{
+    return ltand_fail(L, status, reply->data);
+}
+
+void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id)
+{
+    lmachine *m = lua_newuserdatauv(L, sizeof *m, 0);
+    m->s = NULL;
+    m->id = id;
+    m->timeout_ms = LTAND_DEFAULT_TIMEOUT_MS;
+    m->closed = 0;
+    m->name = NULL;
+    m->server_name = NULL;
+    luaL_setmetatable(L, LTAND_MACHINE);
+    if (s != NULL) {
+        tand_server_retain(s);
+        m->s = s;
+    }
+}
+
+/* A handle from tand.whereis follows its name: when its server has
+** ended, the name is looked up again, reaching the current incarnation
+** (a supervisor's restart). */
+static void follow_name(lmachine *m)
+{
+    tand_server *s;
+    if (m->name == NULL || (m->s != NULL && tand_server_alive(m->s)))
+        return;
+    if (tand_whereis(tand_runtime_default(), m->name, &s) != 0)
+        return;
+    tand_server_release(m->s);
+    m->s = s;
+    m->id = tand_server_id(s);
+}
+
+/* The machine methods hold the machine metatable as their upvalue, so
+** the check needs no lookup by name; anything else (or a call through
+** a function without it) takes luaL_checkudata and its error. */
+static lmachine *check_machine(lua_State *L, int idx)
+{
+    lmachine *m = lua_touserdata(L, idx);
+    int same = 0;
+    if (m != NULL && lua_getmetatable(L, idx)) {
+        same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!same)
+        m = luaL_checkudata(L, idx, LTAND_MACHINE);
+    if (m->closed)
+        luaL_error(L, "attempt to use a closed machine");
+    follow_name(m);
+    return m;
+}
+
+/* The handle's timeout, capped inside a policy callback by what is left
+** of the callback's own time. */
+static int64_t timeout_of(const lmachine *m)
+{
+    int64_t t = m->timeout_ms, left;
+    if (ltand_callback_deadline_ns == 0)
+        return t;
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        left = (ltand_callback_deadline_ns -
+                ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec)) /
+               1000000;
+    }
+    if (left < 0)
+        left = 0;
+    return (t < 0 || left < t) ? left : t;
+}
+
+/* Sends req to the handle's server and waits; the reply lands in this
+** state's reply box. */
+static int call(lua_State *L, lmachine *m, tand_msg *req, tand_msg **reply)
+{
+    *reply = ltand_reply_box(L);
+    if (m->s == NULL) { /* a handle to a server that had already ended */
+        tand_msg_clear(req);
+        return TAND_ENOPROC;
+    }
+    return tand_call(m->s, req, *reply, timeout_of(m), 0);
+}
+
+/* nil, "bad_value", why: a reply that does not decode here (more than
+** LTAND_MAX_VALUES values, or not a tand value) is the server's fault,
+** not the caller's, so it is an outcome, never an error raised.
+** [-1, +3, m] */
+static int bad_reply(lua_State *L)
+{
+    lua_pushfstring(L, "the reply cannot be received: %s",
+                    lua_tostring(L, -1));
+    return ltand_fail(L, TAND_EBADVALUE, lua_tostring(L, -1));
+}
+
+/* Pushes a reply's results: a list in data (a policy's answer, or a
+** report), else the integer of the fast path. */
+static int push_results(lua_State *L, const tand_msg *reply)
+{
+    int n;
+    if (reply->data == NULL) {
+        lua_pushinteger(L, (lua_Integer)reply->ival[0]);
+        return 1;
+    }
+    n = ltand_decode(L, reply->data, reply->size, 1);
+    if (n < 0)
+        return bad_reply(L);
+    return n;
+}
+
+static int int_call(lua_State *L, lmachine *m, tand_msg *req)
+{
+    tand_msg *reply;
+    int rc = call(L, m, req, &reply);
+    if (rc != 0)
+        return fail_reply(L, rc, reply);
+    return push_results(L, reply);
+}
+
+static int m_queue_new_number(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0};
+    req.op = TAND_OP_QUEUE_NEW_NUMBER;
+    return int_call(L, m, &req);
+}
+
+static int m_serve_next_queued_number(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0};
+    req.op = TAND_OP_SERVE_NEXT;
+    if (!lua_isnoneornil(L, 2)) {
+        req.ival[0] = (int64_t)luaL_checkinteger(L, 2);
+        req.ival[1] = 1;
+    }
+    return int_call(L, m, &req);
+}
+
+static int m_report_state(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0}, *reply;
+    int rc;
+    req.op = TAND_OP_REPORT_STATE;
+    rc = call(L, m, &req, &reply);
+    if (rc != 0)
+        return fail_reply(L, rc, reply);
+    return push_results(L, reply);
+}
+
+static int cast_result(lua_State *L, int rc)
+{
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Casts and infos never wait: a full mailbox is busy at once. */
+static int send_msg(lua_State *L, lmachine *m, tand_msg *msg, int info)
+{
+    if (m->s == NULL) {
+        tand_msg_clear(msg);
+        return cast_result(L, TAND_ENOPROC);
+    }
+    return cast_result(L, info ? tand_send(m->s, msg, 0, TAND_NOWAIT)
+                               : tand_cast(m->s, msg, 0, TAND_NOWAIT));
+}
+
+static int m_reset_state(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg msg = {0};
+    msg.op = TAND_OP_RESET_STATE;
+    return send_msg(L, m, &msg, 0);
+}
+
+/* Encodes values first..top into msg, raising on what cannot be sent. */
+static void encode_args(lua_State *L, int first, int as_array, tand_msg *msg)
+{
+    int n = lua_gettop(L) - first + 1;
+    if (n < 0)
+        n = 0;
+    if (ltand_encode(L, first, n, as_array, msg) != 0)
+        lua_error(L);
+}
+
+static int m_next(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0};
+    req.op = TAND_OP_NEXT;
+    lua_settop(L, 2);
+    if (!lua_isnil(L, 2))
+        encode_args(L, 2, 0, &req);
+    return int_call(L, m, &req);
+}
+
+static int m_report(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0}, *reply;
+    int rc;
+    req.op = TAND_OP_REPORT;
+    rc = call(L, m, &req, &reply);
+    if (rc != 0)
+        return fail_reply(L, rc, reply);
+    lua_pushinteger(L, (lua_Integer)reply->ival[0]);
+    if (reply->data == NULL)
+        lua_pushnil(L);
+    else if (ltand_decode(L, reply->data, reply->size, 0) < 0)
+        return bad_reply(L);
+    return 2;
+}
+
+static int m_call(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg req = {0}, *reply;
+    int rc;
+    luaL_checktype(L, 2, LUA_TSTRING);
+    encode_args(L, 2, 1, &req);
+    rc = call(L, m, &req, &reply);
+    if (rc != 0)
+        return fail_reply(L, rc, reply);
+    return push_results(L, reply);
+}
+
+static int m_cast(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg msg = {0};
+    luaL_checktype(L, 2, LUA_TSTRING);
+    encode_args(L, 2, 1, &msg);
+    return send_msg(L, m, &msg, 0);
+}
+
+static int m_send(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_msg msg = {0};
+    int n = lua_gettop(L) - 1;
+    encode_args(L, 2, n != 1, &msg);
+    return send_msg(L, m, &msg, 1);
+}
+
+static int m_alive(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    lua_pushboolean(L, m->s != NULL && tand_server_alive(m->s));
+    return 1;
+}
+
+/* 1 once s has ended: it has left the runtime's id table, which it does
+** with its name, before its stoppers are told (so the name is free). */
+static int has_ended(tand_server *s)
+{
+    tand_server *found;
+    if (tand_server_lookup(tand_server_runtime(s), tand_server_id(s),
+                           &found) != 0)
+        return 1;
+    tand_server_release(found);
+    return 0;
+}
+
+/* m:stop([reason]): true only once the server has ended, within the
+** handle's timeout (0: only if it has ended already), else nil,
+** "timeout"; nil, "noproc" when it had been stopped before. From the
+** server's own callbacks it cannot wait for its end: true means the stop
+** is on its way. The reason travels as the stop's detail; the engine has
+** no code for an abnormal stop with a reason of its own yet, so every
+** reason stops the server normally. */
+static int m_stop(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    const char *reason = luaL_optstring(L, 2, NULL);
+    int64_t timeout = timeout_of(m);
+    int rc;
+    if (m->s == NULL)
+        return ltand_fail(L, TAND_ENOPROC, NULL);
+    rc = tand_server_stop(m->s, 0, reason, timeout);
+    if (rc == 0 && timeout == 0 && tand_self() != m->s && !has_ended(m->s))
+        rc = TAND_ETIMEDOUT; /* asked to stop, not waited for */
+    else if (rc == TAND_ENOPROC && tand_self() != m->s &&
+             !has_ended(m->s))
+        rc = TAND_ETIMEDOUT; /* another stopper's stop, still under way */
+    if (rc != 0)
+        return ltand_fail(L, rc, rc == TAND_ETIMEDOUT
+                                     ? "the server has not ended yet (it "
+                                       "will)"
+                                     : NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int m_settimeout(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    int64_t ms = LTAND_DEFAULT_TIMEOUT_MS;
+    if (!lua_isnoneornil(L, 2) && ltand_timeout(L, 2, &ms) != 0)
+        return luaL_argerror(L, 2, "timeout must be a whole number of "
+                                   "ms >= 0, or math.huge");
+    m->timeout_ms = ms;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void set_int(lua_State *L, const char *k, uint64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static int m_stats(lua_State *L)
+{
+    lmachine *m = check_machine(L, 1);
+    tand_stats st;
+    if (m->s == NULL)
+        return ltand_fail(L, TAND_ENOPROC, NULL);
+    tand_server_stats(m->s, &st);
+    lua_createtable(L, 0, 10);
+    set_int(L, "calls", st.calls);
+    set_int(L, "casts", st.casts);
+    set_int(L, "infos", st.infos);
+    set_int(L, "errors", st.errors);
+    set_int(L, "timeouts", st.timeouts);
+    set_int(L, "mailbox_depth", st.mailbox_depth);
+    set_int(L, "mailbox_peak", st.mailbox_peak);
+    set_int(L, "deferred", st.deferred);
+    set_int(L, "restarts", st.restarts);
+    lua_pushnumber(L, (lua_Number)st.handler_ns / 1e6);
+    lua_setfield(L, -2, "callback_ms");
+    return 1;
+}
+
+static int m_gc(lua_State *L)
+{
+    lmachine *m = luaL_checkudata(L, 1, LTAND_MACHINE);
+    tand_server *s = m->s;
+    m->s = NULL;
+    tand_server_release(s); /* never blocks */
+    free(m->name);
+    m->name = NULL;
+    free(m->server_name);
+    m->server_name = NULL;
+    return 0;
+}
+
+static int m_close(lua_State *L)
+{
+    lmachine *m = luaL_checkudata(L, 1, LTAND_MACHINE);
+    if (!m->closed && m->s != NULL)
+        tand_server_stop(m->s, 0, NULL, m->timeout_ms < 0
+                                            ? LTAND_DEFAULT_TIMEOUT_MS
+                                            : m->timeout_ms);
+    m->closed = 1;
+    return m_gc(L);
+}
+
+static int m_tostring(lua_State *L)
+{
+    lmachine *m = luaL_checkudata(L, 1, LTAND_MACHINE);
+    const char *st = m->closed ? "closed"
+                     : (m->s && tand_server_alive(m->s)) ? "alive"
+                                                          : "stopped";
+    lua_pushfstring(L, "tand.machine: %I (%s)", (lua_Integer)m->id, st);
+    return 1;
+}
+
+static int m_eq(lua_State *L)
+{
+    lmachine *a = luaL_checkudata(L, 1, LTAND_MACHINE);
+    lmachine *b = luaL_checkudata(L, 2, LTAND_MACHINE);
+    lua_pushboolean(L, a->id == b->id);
+    return 1;
+}
+
+static const luaL_Reg machine_methods[] = {
+    {"queue_new_number", m_queue_new_number},
+    {"serve_next_queued_number", m_serve_next_queued_number},
+    {"report_state", m_report_state},
+    {"reset_state", m_reset_state},
+    {"next", m_next},
+    {"report", m_report},
+    {"call", m_call},
+    {"cast", m_cast},
+    {"send", m_send},
+    {"alive", m_alive},
+    {"stop", m_stop},
+    {"settimeout", m_settimeout},
+    {"stats", m_stats},
+    {NULL, NULL}};
+
+static const luaL_Reg machine_meta[] = {{"__gc", m_gc},
+                                        {"__close", m_close},
+                                        {"__tostring", m_tostring},
+                                        {"__eq", m_eq},
+                                        {NULL, NULL}};
+
+void ltand_open_machine(lua_State *L)
+{
+    if (luaL_newmetatable(L, LTAND_MACHINE)) {
+        luaL_setfuncs(L, machine_meta, 0);
+        luaL_newlibtable(L, machine_methods);
+        lua_pushvalue(L, -2); /* the methods' upvalue: see check_machine */
+        luaL_setfuncs(L, machine_methods, 1);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
