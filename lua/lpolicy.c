@@ -49,6 +49,7 @@ typedef struct policy {
     int ref_from_kept_meta;  /* and of those kept past their callback */
     int closing;             /* the state is being closed */
     int ref_op[7];           /* the names of the fast-path ops */
+    unsigned passthrough;    /* bit op: P.passthrough lists that op */
     void *machine_ud;        /* the machine object, to recognise it */
     char *name;              /* the server's name at its start, or NULL */
 } policy;
@@ -578,11 +579,72 @@ static void policy_free(policy *p)
     free(p);
 }
 
+/* The op code of a built-in op a policy may pass through, or 0. */
+static int passthrough_op(const char *name, size_t len)
+{
+    for (int op = 1; op <= TAND_OP_RESET_STATE; op++)
+        if (strlen(fast_ops[op]) == len && memcmp(fast_ops[op], name, len) == 0)
+            return op;
+    return 0;
+}
+
+/* Reads P.passthrough (the policy's table at idx): the built-in ops that
+** go to the machine without entering Lua. [-0, +0, e] */
+static void read_passthrough(lua_State *L, policy *p, int idx)
+{
+    int t = lua_getfield(L, idx, "passthrough");
+    lua_Integer i, n;
+    if (t == LUA_TNIL)
+        return;
+    if (t != LUA_TTABLE)
+        luaL_error(L, "the policy's passthrough must be a list of op names "
+                      "(it is a %s)",
+                   luaL_typename(L, -1));
+    n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+        size_t len;
+        const char *name;
+        int op;
+        if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+            luaL_error(L, "the policy's passthrough[%I] is not an op name "
+                          "(it is a %s)",
+                       i, luaL_typename(L, -1));
+        name = lua_tolstring(L, -1, &len);
+        if ((op = passthrough_op(name, len)) == 0)
+            luaL_error(L, "the policy's passthrough names '%s', which is "
+                          "not an op of the machine (queue_new_number, "
+                          "serve_next_queued_number, report_state, "
+                          "reset_state)",
+                       name);
+        p->passthrough |= 1u << op;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Takes in the policy table (argument 2): its callbacks, looked up once
+** (the table's later changes are not seen), and P.passthrough. Runs
+** protected: the table's metamethods are the policy's code.
+** [-0, +0, e] */
+static int read_policy_table(lua_State *L)
+{
+    policy *p = lua_touserdata(L, 1);
+    for (int i = 0; callbacks[i]; i++) {
+        int t = lua_getfield(L, 2, callbacks[i]);
+        if (t != LUA_TNIL && t != LUA_TFUNCTION)
+            luaL_error(L, "the policy's %s is not a function", callbacks[i]);
+        p->ref_callback[i] = t == LUA_TNIL ? (lua_pop(L, 1), LUA_NOREF)
+                                           : luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    read_passthrough(L, p, 2);
+    return 0;
+}
+
 /* Loads the policy into p->L and leaves its table in the registry. */
 static int load_policy(policy *p, policy_config *c)
 {
     lua_State *L = p->L;
-    int rc, i;
+    int rc;
 
     lua_pushcfunction(L, ltand_traceback);
     rc = c->file ? luaL_loadfilex(L, c->file, "t")
@@ -605,17 +667,11 @@ static int load_policy(policy *p, policy_config *c)
                          "the policy must give a table of callbacks "
                          "(it gave a %s)",
                          luaL_typename(L, -1));
-    for (i = 0; callbacks[i]; i++) {
-        int t = lua_getfield(L, -1, callbacks[i]);
-        if (t != LUA_TNIL && t != LUA_TFUNCTION)
-            return fail_init(c, TAND_ECONFIG,
-                             "the policy's %s is not a function",
-                             callbacks[i]);
-        /* looked up once: the table's later changes are not seen */
-        p->ref_callback[i] =
-            t == LUA_TNIL ? (lua_pop(L, 1), LUA_NOREF)
-                          : luaL_ref(L, LUA_REGISTRYINDEX);
-    }
+    lua_pushcfunction(L, read_policy_table);
+    lua_pushlightuserdata(L, p);
+    lua_pushvalue(L, -3);
+    if (ltand_watch_pcall(L, 2, 0, 0) != LUA_OK)
+        return fail_init(c, TAND_ECONFIG, "%s", lua_tostring(L, -1));
     p->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
     return 0;
@@ -1119,6 +1175,26 @@ static void default_call(policy *p, tand_msg *req, tand_msg *reply)
     lua_settop(L, top);
 }
 
+/* Tells whether msg's op is one P.passthrough lists: an op code, or an
+** encoded request {op, args...} whose op names one. */
+static int passes_through(const policy *p, const tand_msg *msg)
+{
+    tand_reader rd;
+    tand_item it;
+    if (p->passthrough == 0)
+        return 0;
+    if (msg->op != TAND_OP_ENCODED)
+        return msg->op > 0 && msg->op <= TAND_OP_RESET_STATE &&
+               (p->passthrough & (1u << msg->op)) != 0;
+    tand_reader_init(&rd, msg->data, msg->size);
+    if (tand_unpack(&rd, &it) != 0 || it.type != TAND_T_ARRAY ||
+        it.v.n == 0 || tand_unpack(&rd, &it) != 0 || it.type != TAND_T_STR)
+        return 0;
+    /* (an unknown name is op 0, whose bit is never set) */
+    return (p->passthrough & (1u << passthrough_op(it.v.s.p, it.v.s.len))) !=
+           0;
+}
+
 static int policy_call(void *state, tand_server *self, tand_msg *req,
                        tand_from *from, tand_msg *reply)
 {
@@ -1128,7 +1204,7 @@ static int policy_call(void *state, tand_server *self, tand_msg *req,
     cb_run r = {0};
     (void)self;
 
-    if (p->ref_callback[CB_CALL] == LUA_NOREF) {
+    if (p->ref_callback[CB_CALL] == LUA_NOREF || passes_through(p, req)) {
         default_call(p, req, reply);
         return 0;
     }
@@ -1208,7 +1284,7 @@ static void policy_cast(void *state, tand_server *self, tand_msg *msg)
     int base = lua_gettop(L);
     cb_run r = {0};
     (void)self;
-    if (p->ref_callback[CB_CAST] == LUA_NOREF) {
+    if (p->ref_callback[CB_CAST] == LUA_NOREF || passes_through(p, msg)) {
         default_cast(p, msg);
         return;
     }

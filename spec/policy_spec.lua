@@ -205,6 +205,103 @@ describe("policy callbacks", function()
   end)
 end)
 
+describe("P.passthrough", function()
+  -- a policy whose callbacks fail loudly if anything reaches them
+  -- (a policy function captures no locals: its source is made here)
+  local function guarded(passthrough)
+    local lit = type(passthrough) ~= "table" and string.format("%q", passthrough)
+      or "{" .. table.concat((function()
+        local t = {}
+        for i, v in ipairs(passthrough) do t[i] = string.format("%q", v) end
+        return t
+      end)(), ", ") .. "}"
+    return assert(load([[return function() return {
+      passthrough = ]] .. lit .. [[,
+      handle_call = function(r) return "lua:" .. r[1] end,
+      handle_cast = function(r) error("the cast " .. r[1] .. " entered Lua") end,
+    } end]]))()
+  end
+
+  it("sends the listed ops to the machine without entering Lua", function()
+    local m = assert(start(guarded({ "queue_new_number", "report_state" })))
+    assert.equal(1, m:queue_new_number())
+    assert.equal(2, m:call("queue_new_number")) -- by name, too
+    assert.same({ 1, 2 }, m:report_state().queue)
+    assert.equal("lua:serve_next_queued_number", m:serve_next_queued_number())
+    assert.equal("lua:other", m:call("other"))
+    m:stop()
+  end)
+
+  it("sends listed casts to the machine too", function()
+    local m = assert(start(guarded({ "queue_new_number", "report_state",
+                                     "reset_state" })))
+    m:queue_new_number(); m:queue_new_number()
+    assert.is_true(m:reset_state())
+    assert.is_true(helper.wait_for(function()
+      return #m:report_state().queue == 0
+    end))
+    m:queue_new_number()
+    assert.is_true(m:cast("reset_state"))
+    assert.is_true(helper.wait_for(function()
+      return #m:report_state().queue == 0
+    end))
+    assert.is_true(m:alive())
+    m:stop()
+  end)
+
+  it("keeps the machine's answers, errors included", function()
+    local m = assert(start(guarded({ "serve_next_queued_number",
+                                     "queue_new_number" }),
+                           { max_number = 2 }))
+    local n, err = m:serve_next_queued_number()
+    assert.is_nil(n); assert.equal("empty_queue", err)
+    assert.equal(1, m:queue_new_number())
+    n, err = m:serve_next_queued_number(5)
+    assert.is_nil(n); assert.equal("priority_number_not_found", err)
+    local detail
+    n, err, detail = m:call("serve_next_queued_number", "x")
+    assert.is_nil(n); assert.equal("unknown_request", err)
+    assert.matches("must be an integer", detail)
+    assert.equal(2, m:queue_new_number())
+    n, err = m:queue_new_number()
+    assert.is_nil(n); assert.equal("all_possible_numbers_are_in_use", err)
+    m:stop()
+  end)
+
+  it("is refused unless it lists built-in ops, and nothing starts", function()
+    for _, case in ipairs({
+      { "yes", "must be a list of op names %(it is a string%)" },
+      { { 1 }, "passthrough%[1%] is not an op name %(it is a number%)" },
+      { { "queue_new_number", "next" }, "names 'next', which is not an op" },
+      { { "queue_vip" }, "names 'queue_vip'" },
+    }) do
+      local before = tand.whereis("passthrough_refused")
+      local m, err, detail = start(guarded(case[1]),
+                                   { name = "passthrough_refused" })
+      assert.is_nil(m); assert.equal("invalid_configuration", err)
+      assert.matches(case[2], detail)
+      assert.is_nil(before); assert.is_nil(tand.whereis("passthrough_refused"))
+    end
+  end)
+
+  it("is read once, through the table's metamethods, which may raise", function()
+    local m, err, detail = start(function()
+      return setmetatable({}, { __index = function(_, k)
+        if k == "passthrough" then error("no passthrough here") end
+      end })
+    end)
+    assert.is_nil(m); assert.equal("invalid_configuration", err)
+    assert.matches("no passthrough here", detail)
+    m = assert(start(function()
+      return setmetatable({ handle_call = function() return "lua" end },
+        { __index = { passthrough = { "queue_new_number" } } })
+    end))
+    assert.equal(1, m:queue_new_number())
+    assert.equal("lua", m:call("other"))
+    m:stop()
+  end)
+end)
+
 describe("deferred replies", function()
   it("deliver a reply to a thread waiting in its call", function()
     local m = assert(start("policies.my_turn"))

@@ -8,6 +8,8 @@ return function()
 
   -- for `tand check`: queue_vip hands out a new number
   P.ops = { queue_vip = { kind = "queue" } }
+  -- what VIPs do not change goes straight to the machine, without Lua
+  P.passthrough = { "queue_new_number", "report_state" }
 
   function P.init(opts, machine)
     return { vips = {} } -- numbers held by VIPs, in arrival order
