@@ -34,7 +34,9 @@ build = {
             "core/src/util.c",
             "lua/ltand.c", "lua/lmachine.c", "lua/loptions.c",
             "lua/lsupervise.c", "lua/ldeadline.c", "lua/lpattern.c",
-            "lua/lpolicy.c", "lua/lpool.c", "lua/lspawn.c",
+            "lua/lpolicy.c", "lua/lpolicy_call.c",
+            "lua/lpolicy_journal.c", "lua/lpolicy_machine.c",
+            "lua/lpool.c", "lua/lsandbox.c", "lua/lspawn.c",
             "lua/lvalue.c"
          },
          defines = { "_POSIX_C_SOURCE=200809L" },

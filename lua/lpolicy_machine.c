@@ -1,0 +1,258 @@
+/*
+** lpolicy_machine.c - the objects a policy's callbacks get: `machine`,
+** which runs the built-in operations on the server's own tickets with no
+** message (and replies, stops, names the server), and `from`, a caller
+** to answer now or later. Both live in the policy's state and are used
+** only by the thread running the server.
+*/
+#include "lpolicy.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LTAND_POLICY_MACHINE "tand.policy_machine"
+#define LTAND_FROM "tand.from"
+/* A `from` left unanswered when its callback returned: collected, it
+** tells its caller that no reply will come. */
+#define LTAND_FROM_KEPT "tand.from_kept"
+
+static void push_state_table(lua_State *L, policy *p)
+{
+    int64_t min, max;
+    uint64_t n = tand_tickets_count(p->tickets), i;
+    int64_t *all = n ? malloc(n * sizeof *all) : NULL;
+    tand_tickets_bounds(p->tickets, &min, &max);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, min);
+    lua_setfield(L, -2, "min_number");
+    lua_pushinteger(L, max);
+    lua_setfield(L, -2, "max_number");
+    if (p->auto_shutdown_ms < 0)
+        lua_pushnumber(L, HUGE_VAL);
+    else
+        lua_pushinteger(L, p->auto_shutdown_ms);
+    lua_setfield(L, -2, "auto_shutdown_timeout");
+    if (n > 0 && all == NULL)
+        luaL_error(L, "not enough memory");
+    lua_createtable(L, n < 1000000 ? (int)n : 1000000, 0);
+    tand_tickets_list(p->tickets, all, n);
+    for (i = 0; i < n; i++) {
+        lua_pushinteger(L, all[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    free(all);
+    lua_setfield(L, -2, "queue");
+}
+
+static int number_result(lua_State *L, int rc, int64_t n)
+{
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* Runs the built-in op named `op` with the arguments at arg.. (nargs of
+** them) and pushes its results. [-0, +n, e] */
+static int builtin(lua_State *L, policy *p, const char *op, int arg,
+                   int nargs)
+{
+    int64_t n = 0;
+    int rc;
+    if (strcmp(op, "queue_new_number") == 0) {
+        rc = lpolicy_queue(p, &n);
+        return number_result(L, rc, n);
+    }
+    if (strcmp(op, "serve_next_queued_number") == 0) {
+        int64_t prio;
+        int isint = 1;
+        if (nargs >= 1 && !lua_isnil(L, arg)) {
+            prio = (int64_t)lua_tointegerx(L, arg, &isint);
+            if (!isint)
+                return ltand_fail(L, TAND_EBADREQ,
+                                  "the priority number must be an integer");
+            rc = lpolicy_serve(p, &prio, &n);
+        } else {
+            rc = lpolicy_serve(p, NULL, &n);
+        }
+        return number_result(L, rc, n);
+    }
+    if (strcmp(op, "report_state") == 0) {
+        push_state_table(L, p);
+        return 1;
+    }
+    if (strcmp(op, "reset_state") == 0) {
+        lpolicy_reset(p);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushfstring(L, "unknown request '%s'", op);
+    return ltand_fail(L, TAND_EBADREQ, lua_tostring(L, -1));
+}
+
+/* The machine object is one userdata per state: compare the pointer
+** before the slower check by metatable name. */
+static policy *check_pmachine(lua_State *L)
+{
+    policy *p = policy_of(L);
+    if (lua_touserdata(L, 1) == p->machine_ud)
+        return p;
+    return *(policy **)luaL_checkudata(L, 1, LTAND_POLICY_MACHINE);
+}
+
+static int pm_queue_new_number(lua_State *L)
+{
+    return builtin(L, check_pmachine(L), "queue_new_number", 2, 0);
+}
+
+static int pm_serve_next_queued_number(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checkinteger(L, 2);
+    return builtin(L, p, "serve_next_queued_number", 2, lua_gettop(L) - 1);
+}
+
+static int pm_report_state(lua_State *L)
+{
+    return builtin(L, check_pmachine(L), "report_state", 2, 0);
+}
+
+static int pm_reset_state(lua_State *L)
+{
+    return builtin(L, check_pmachine(L), "reset_state", 2, 0);
+}
+
+static int pm_queue(lua_State *L)
+{
+    push_state_table(L, check_pmachine(L));
+    lua_getfield(L, -1, "queue");
+    return 1;
+}
+
+int lpolicy_default(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    int n;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_rawgeti(L, 2, 1) != LUA_TSTRING)
+        return luaL_argerror(L, 2, "a request is {op, args...} with a "
+                                   "string op");
+    n = (int)lua_rawlen(L, 2);
+    luaL_checkstack(L, n + 4, "request too long");
+    for (int i = 2; i <= n; i++)
+        lua_rawgeti(L, 2, i);
+    return builtin(L, p, lua_tostring(L, 3), 4, n - 1);
+}
+
+/* The `from` at idx, of either metatable. [-0, +0, v] */
+static lfrom *check_from(lua_State *L, int idx)
+{
+    policy *p = policy_of(L);
+    lfrom *f = lua_touserdata(L, idx);
+    if (f != NULL && lua_getmetatable(L, idx)) {
+        int ok;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_from_meta);
+        ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 1);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_from_kept_meta);
+        ok = ok || lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (ok)
+            return f;
+    }
+    luaL_typeerror(L, idx, LTAND_FROM);
+    return NULL;
+}
+
+/* __gc of a `from` kept past its callback: the policy dropped it
+** unanswered, so its caller gets timeout now rather than at its deadline,
+** and the engine lets go of the call. Not while the state closes: the
+** engine answers those callers itself. [-0, +0, -] */
+static int from_gc(lua_State *L)
+{
+    lfrom *f = lua_touserdata(L, 1);
+    static const char text[] = "the server dropped the call unanswered";
+    tand_msg m = {0};
+    if (f->answered || policy_of(L)->closing)
+        return 0;
+    f->answered = 1;
+    m.status = TAND_ETIMEDOUT;
+    tand_msg_set_text(&m, text, sizeof text - 1);
+    tand_reply(f->from, &m);
+    return 0;
+}
+
+static int pm_reply(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    lfrom *f = check_from(L, 2);
+    tand_msg msg = {0};
+    (void)p;
+    if (f->answered)
+        return luaL_error(L, "this caller has already been answered");
+    if (ltand_encode(L, 3, lua_gettop(L) - 2, 1, &msg) != 0)
+        return luaL_error(L, "machine:reply: %s", lua_tostring(L, -1));
+    f->answered = 1;
+    if (tand_reply(f->from, &msg) != 0)
+        return ltand_fail(L, TAND_ETIMEDOUT, "the caller gave up waiting");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int pm_stop(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    tand_server_stop(p->self, 0, luaL_optstring(L, 2, NULL), 0);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int pm_self(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    lmachine *m;
+    ltand_push_machine(L, p->self, tand_server_id(p->self));
+    m = lua_touserdata(L, -1);
+    /* sent in messages, so that it can be followed from another process */
+    if (p->name != NULL && (m->server_name = strdup(p->name)) == NULL)
+        return luaL_error(L, "not enough memory");
+    return 1;
+}
+
+static const luaL_Reg pmachine_methods[] = {
+    {"queue_new_number", pm_queue_new_number},
+    {"serve_next_queued_number", pm_serve_next_queued_number},
+    {"report_state", pm_report_state},
+    {"reset_state", pm_reset_state},
+    {"queue", pm_queue},
+    {"default", lpolicy_default},
+    {"reply", pm_reply},
+    {"stop", pm_stop},
+    {"self", pm_self},
+    {NULL, NULL}};
+
+void lpolicy_open_machine(lua_State *L, policy *p)
+{
+    policy **m;
+    luaL_newmetatable(L, LTAND_FROM);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, LTAND_FROM_KEPT);
+    lua_pushcfunction(L, from_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, LTAND_POLICY_MACHINE);
+    luaL_newlib(L, pmachine_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    m = lua_newuserdatauv(L, sizeof *m, 0);
+    *m = p;
+    p->machine_ud = m;
+    luaL_setmetatable(L, LTAND_POLICY_MACHINE);
+    p->ref_machine = luaL_ref(L, LUA_REGISTRYINDEX);
+    luaL_getmetatable(L, LTAND_FROM);
+    p->ref_from_meta = luaL_ref(L, LUA_REGISTRYINDEX);
+    luaL_getmetatable(L, LTAND_FROM_KEPT);
+    p->ref_from_kept_meta = luaL_ref(L, LUA_REGISTRYINDEX);
+}
