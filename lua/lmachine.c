@@ -52,7 +52,12 @@ static void follow_name(lmachine *m)
     m->id = tand_server_id(s);
 }
 
-/* The machine methods hold the machine metatable as their upvalue, so
+/* The scratch space of the state, the methods' upvalue 2 (it lives as
+** long as the state). */
+#define METHOD_SCRATCH(L) \
+    ((ltand_scratch *)lua_touserdata(L, lua_upvalueindex(2)))
+
+/* The machine methods hold the machine metatable as their upvalue 1, so
 ** the check needs no lookup by name; anything else (or a call through
 ** a function without it) takes luaL_checkudata and its error. */
 static lmachine *check_machine(lua_State *L, int idx)
@@ -94,7 +99,7 @@ static int64_t timeout_of(const lmachine *m)
 ** state's reply box. */
 static int call(lua_State *L, lmachine *m, tand_msg *req, tand_msg **reply)
 {
-    *reply = ltand_reply_box(L);
+    *reply = ltand_reply_box(METHOD_SCRATCH(L));
     if (m->s == NULL) { /* a handle to a server that had already ended */
         tand_msg_clear(req);
         return TAND_ENOPROC;
@@ -202,7 +207,7 @@ static void encode_args(lua_State *L, int first, int as_array, tand_msg *msg)
     int n = lua_gettop(L) - first + 1;
     if (n < 0)
         n = 0;
-    if (ltand_encode(L, first, n, as_array, msg) != 0)
+    if (ltand_encode(L, METHOD_SCRATCH(L), first, n, as_array, msg) != 0)
         lua_error(L);
 }
 
@@ -423,8 +428,9 @@ void ltand_open_machine(lua_State *L)
     if (luaL_newmetatable(L, LTAND_MACHINE)) {
         luaL_setfuncs(L, machine_meta, 0);
         luaL_newlibtable(L, machine_methods);
-        lua_pushvalue(L, -2); /* the methods' upvalue: see check_machine */
-        luaL_setfuncs(L, machine_methods, 1);
+        lua_pushvalue(L, -2); /* the methods' upvalues: see check_machine */
+        lua_pushlightuserdata(L, ltand_scratch_of(L)); /* and call */
+        luaL_setfuncs(L, machine_methods, 2);
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);

@@ -101,6 +101,7 @@ static int setup_state(lua_State *L)
     policy *p = lua_touserdata(L, 2);
     lua_settop(L, 0);
     ltand_setup_state(L, c->path, c->cpath);
+    p->scratch = ltand_scratch_of(L);
     ltand_watch_install(L, &p->watch);
     ltand_open_patterns(L); /* matches that end with their callback */
     if (c->o.sandbox)
@@ -416,7 +417,7 @@ int ltand_policy_prepare(lua_State *L, int pidx, int oidx,
         lua_insert(L, -2);
         lua_rawset(L, -4);
     }
-    if (ltand_encode(L, -1, 1, 0, &c->opts) != 0) {
+    if (ltand_encode(L, ltand_scratch_of(L), -1, 1, 0, &c->opts) != 0) {
         rc = lpolicy_fail(c, TAND_ECONFIG, "the options cannot be sent: %s",
                        lua_tostring(L, -1));
         goto fail;

@@ -35,6 +35,7 @@ typedef struct policy {
     int ref_op[7];           /* the names of the fast-path ops */
     unsigned passthrough;    /* bit op: P.passthrough lists that op */
     void *machine_ud;        /* the machine object, to recognise it */
+    ltand_scratch *scratch;  /* the state's */
     char *name;              /* the server's name at its start, or NULL */
 } policy;
 

@@ -189,10 +189,9 @@ static int pm_reply(lua_State *L)
     policy *p = check_pmachine(L);
     lfrom *f = check_from(L, 2);
     tand_msg msg = {0};
-    (void)p;
     if (f->answered)
         return luaL_error(L, "this caller has already been answered");
-    if (ltand_encode(L, 3, lua_gettop(L) - 2, 1, &msg) != 0)
+    if (ltand_encode(L, p->scratch, 3, lua_gettop(L) - 2, 1, &msg) != 0)
         return luaL_error(L, "machine:reply: %s", lua_tostring(L, -1));
     f->answered = 1;
     if (tand_reply(f->from, &msg) != 0)

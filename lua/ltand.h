@@ -41,14 +41,25 @@ typedef struct lmachine {
 
 /* ---- lvalue.c: Lua values <-> MessagePack ---- */
 
-/* Encodes the n values at stack index first.. into msg->data (an array
-** when as_array, else exactly one value). Returns 0, or TAND_EBADVALUE /
-** TAND_ENOMEM with an error message pushed. [-0, +(0|1), m] */
-int ltand_encode(lua_State *L, int first, int n, int as_array, tand_msg *msg);
+/* A Lua state's scratch space: the buffer messages are encoded in and
+** the message replies land in (so that a Lua error while decoding one
+** leaks nothing). One per state, freed with it; code on a hot path holds
+** it (the machine methods as an upvalue, a policy in its struct) rather
+** than looking it up each time. */
+typedef struct ltand_scratch ltand_scratch;
 
-/* This Lua state's reply message, cleared: replies land there so that a
-** Lua error while decoding one leaks nothing. [-0, +0, m] */
-tand_msg *ltand_reply_box(lua_State *L);
+/* L's scratch space, made on first use. [-0, +0, m] */
+ltand_scratch *ltand_scratch_of(lua_State *L);
+
+/* Encodes the n values at stack index first.. into msg->data (an array
+** when as_array, else exactly one value), through sc (L's). Returns 0,
+** or TAND_EBADVALUE / TAND_ENOMEM with an error message pushed.
+** [-0, +(0|1), m] */
+int ltand_encode(lua_State *L, ltand_scratch *sc, int first, int n,
+                 int as_array, tand_msg *msg);
+
+/* The reply message of sc, cleared. [-0, +0, -] */
+tand_msg *ltand_reply_box(ltand_scratch *sc);
 
 /* Decodes one value from data and pushes it; with as_list, data must be
 ** an array and its elements are pushed (returns their count).

@@ -41,23 +41,22 @@ typedef struct encoder {
     char where[80]; /* the innermost key that led to it */
 } encoder;
 
-typedef struct scratch {
+struct ltand_scratch {
     tand_buf b;
     tand_msg reply;
-} scratch;
+};
 
 static int scratch_gc(lua_State *L)
 {
-    scratch *sc = lua_touserdata(L, 1);
+    ltand_scratch *sc = lua_touserdata(L, 1);
     tand_buf_free(&sc->b);
     tand_msg_clear(&sc->reply);
     return 0;
 }
 
-/* [-0, +0, m] */
-static scratch *state_scratch(lua_State *L)
+ltand_scratch *ltand_scratch_of(lua_State *L)
 {
-    scratch *sc;
+    ltand_scratch *sc;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFKEY);
     sc = lua_touserdata(L, -1);
     lua_pop(L, 1);
@@ -73,11 +72,10 @@ static scratch *state_scratch(lua_State *L)
     return sc;
 }
 
-tand_msg *ltand_reply_box(lua_State *L)
+tand_msg *ltand_reply_box(ltand_scratch *sc)
 {
-    tand_msg *reply = &state_scratch(L)->reply;
-    tand_msg_clear(reply);
-    return reply;
+    tand_msg_clear(&sc->reply);
+    return &sc->reply;
 }
 
 static int refuse(encoder *e, const char *what)
@@ -240,14 +238,15 @@ static int encode_value(encoder *e, int idx, int depth)
     }
 }
 
-int ltand_encode(lua_State *L, int first, int n, int as_array, tand_msg *msg)
+int ltand_encode(lua_State *L, ltand_scratch *sc, int first, int n,
+                 int as_array, tand_msg *msg)
 {
     encoder e;
     int rc = 0, i, top;
 
     first = lua_absindex(L, first);
     e.L = L;
-    e.b = &state_scratch(L)->b;
+    e.b = &sc->b;
     e.b->size = 0;
     e.b->err = 0;
     e.what[0] = e.where[0] = '\0';
