@@ -53,20 +53,17 @@ static int number_result(lua_State *L, int rc, int64_t n)
     return 1;
 }
 
-/* Runs the built-in op named `op` with the arguments at arg.. (nargs of
-** them) and pushes its results. [-0, +n, e] */
-static int builtin(lua_State *L, policy *p, const char *op, int arg,
-                   int nargs)
+/* Runs the built-in op `op` (TAND_OP_*) with the arguments at arg..
+** (nargs of them) and pushes its results. [-0, +n, e] */
+static int builtin(lua_State *L, policy *p, int op, int arg, int nargs)
 {
-    int64_t n = 0;
-    int rc;
-    if (strcmp(op, "queue_new_number") == 0) {
+    int64_t n = 0, prio;
+    int rc, isint = 1;
+    switch (op) {
+    case TAND_OP_QUEUE_NEW_NUMBER:
         rc = lpolicy_queue(p, &n);
         return number_result(L, rc, n);
-    }
-    if (strcmp(op, "serve_next_queued_number") == 0) {
-        int64_t prio;
-        int isint = 1;
+    case TAND_OP_SERVE_NEXT:
         if (nargs >= 1 && !lua_isnil(L, arg)) {
             prio = (int64_t)lua_tointegerx(L, arg, &isint);
             if (!isint)
@@ -77,18 +74,14 @@ static int builtin(lua_State *L, policy *p, const char *op, int arg,
             rc = lpolicy_serve(p, NULL, &n);
         }
         return number_result(L, rc, n);
-    }
-    if (strcmp(op, "report_state") == 0) {
+    case TAND_OP_REPORT_STATE:
         push_state_table(L, p);
         return 1;
-    }
-    if (strcmp(op, "reset_state") == 0) {
+    default: /* TAND_OP_RESET_STATE */
         lpolicy_reset(p);
         lua_pushboolean(L, 1);
         return 1;
     }
-    lua_pushfstring(L, "unknown request '%s'", op);
-    return ltand_fail(L, TAND_EBADREQ, lua_tostring(L, -1));
 }
 
 /* The machine object is one userdata per state: compare the pointer
@@ -103,7 +96,7 @@ static policy *check_pmachine(lua_State *L)
 
 static int pm_queue_new_number(lua_State *L)
 {
-    return builtin(L, check_pmachine(L), "queue_new_number", 2, 0);
+    return builtin(L, check_pmachine(L), TAND_OP_QUEUE_NEW_NUMBER, 2, 0);
 }
 
 static int pm_serve_next_queued_number(lua_State *L)
@@ -111,17 +104,17 @@ static int pm_serve_next_queued_number(lua_State *L)
     policy *p = check_pmachine(L);
     if (!lua_isnoneornil(L, 2))
         luaL_checkinteger(L, 2);
-    return builtin(L, p, "serve_next_queued_number", 2, lua_gettop(L) - 1);
+    return builtin(L, p, TAND_OP_SERVE_NEXT, 2, lua_gettop(L) - 1);
 }
 
 static int pm_report_state(lua_State *L)
 {
-    return builtin(L, check_pmachine(L), "report_state", 2, 0);
+    return builtin(L, check_pmachine(L), TAND_OP_REPORT_STATE, 2, 0);
 }
 
 static int pm_reset_state(lua_State *L)
 {
-    return builtin(L, check_pmachine(L), "reset_state", 2, 0);
+    return builtin(L, check_pmachine(L), TAND_OP_RESET_STATE, 2, 0);
 }
 
 static int pm_queue(lua_State *L)
@@ -134,16 +127,23 @@ static int pm_queue(lua_State *L)
 int lpolicy_default(lua_State *L)
 {
     policy *p = check_pmachine(L);
-    int n;
+    const char *name;
+    size_t len;
+    int n, op;
     luaL_checktype(L, 2, LUA_TTABLE);
     if (lua_rawgeti(L, 2, 1) != LUA_TSTRING)
         return luaL_argerror(L, 2, "a request is {op, args...} with a "
                                    "string op");
+    name = lua_tolstring(L, 3, &len);
+    if ((op = lpolicy_builtin_op(name, len)) == 0) {
+        lua_pushfstring(L, "unknown request '%s'", name);
+        return ltand_fail(L, TAND_EBADREQ, lua_tostring(L, -1));
+    }
     n = (int)lua_rawlen(L, 2);
     luaL_checkstack(L, n + 4, "request too long");
     for (int i = 2; i <= n; i++)
         lua_rawgeti(L, 2, i);
-    return builtin(L, p, lua_tostring(L, 3), 4, n - 1);
+    return builtin(L, p, op, 4, n - 1);
 }
 
 /* The `from` at idx, of either metatable. [-0, +0, v] */
