@@ -328,12 +328,20 @@ static void push_handle(lua_State *L, const tand_item *it)
         m->name = copy_name(L, name, len);
 }
 
-static int decode_value(lua_State *L, tand_reader *r)
+/* Pushes the next value of r, checking it as it goes (so a message is
+** read once): as tand_unpack_check, at most TAND_MAX_DEPTH deep, and no
+** count the bytes left cannot hold. -1 on bad input, with what it pushed
+** left for the caller to drop. [-0, +(0|1|...), m] */
+static int decode_value(lua_State *L, tand_reader *r, int depth)
 {
     tand_item it;
     uint32_t i;
-    if (!lua_checkstack(L, 4) || tand_unpack(r, &it) != 0)
+    if (depth > TAND_MAX_DEPTH || !lua_checkstack(L, 4) ||
+        tand_unpack(r, &it) != 0)
         return -1;
+    if ((it.type == TAND_T_ARRAY || it.type == TAND_T_MAP) &&
+        it.v.n > (uint64_t)(r->end - r->p))
+        return -1; /* each element takes at least a byte */
     switch (it.type) {
     case TAND_T_NIL:
         lua_pushnil(L);
@@ -353,7 +361,7 @@ static int decode_value(lua_State *L, tand_reader *r)
     case TAND_T_ARRAY:
         lua_createtable(L, it.v.n < 1024 ? (int)it.v.n : 1024, 0);
         for (i = 1; i <= it.v.n; i++) {
-            if (decode_value(L, r) != 0)
+            if (decode_value(L, r, depth + 1) != 0)
                 return -1;
             lua_rawseti(L, -2, (lua_Integer)i);
         }
@@ -361,7 +369,8 @@ static int decode_value(lua_State *L, tand_reader *r)
     case TAND_T_MAP:
         lua_createtable(L, 0, it.v.n < 1024 ? (int)it.v.n : 1024);
         for (i = 0; i < it.v.n; i++) {
-            if (decode_value(L, r) != 0 || decode_value(L, r) != 0)
+            if (decode_value(L, r, depth + 1) != 0 ||
+                decode_value(L, r, depth + 1) != 0)
                 return -1;
             if (lua_isnil(L, -2) ||
                 (lua_type(L, -2) == LUA_TNUMBER &&
@@ -385,11 +394,11 @@ int ltand_decode(lua_State *L, const char *data, size_t size, int as_list)
     int top = lua_gettop(L);
     uint32_t i, n;
 
-    if (tand_unpack_check(data, size) != 0)
+    if (data == NULL)
         goto bad;
     tand_reader_init(&r, data, size);
     if (!as_list) {
-        if (decode_value(L, &r) != 0)
+        if (decode_value(L, &r, 1) != 0 || r.p != r.end)
             goto bad;
         return 1;
     }
@@ -406,8 +415,10 @@ int ltand_decode(lua_State *L, const char *data, size_t size, int as_list)
     if (!lua_checkstack(L, (int)n + 4))
         goto bad;
     for (i = 0; i < n; i++)
-        if (decode_value(L, &r) != 0)
+        if (decode_value(L, &r, 2) != 0)
             goto bad;
+    if (r.p != r.end)
+        goto bad; /* trailing bytes */
     return (int)n;
 bad:
     lua_settop(L, top);

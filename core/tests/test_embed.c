@@ -206,6 +206,101 @@ static void module_in_host_state(void)
     lua_close(L);
 }
 
+/* Replies whose bytes a C server chose: the Lua side must take the
+** valid ones and refuse the others with bad_value, reading each once. */
+static const struct {
+    const char *bytes;
+    size_t size;
+    int valid;
+} raw_replies[] = {
+    {"\x92\x01\xa2hi", 5, 1},               /* [1, "hi"] */
+    {"\x92\x01", 2, 0},                     /* a list one value short */
+    {"\x91\x01\x01", 3, 0},                 /* a trailing byte */
+    {"\xdd\xff\xff\xff\xff\xc0", 6, 0},     /* 2^32 - 1 values claimed */
+    {"\x91\xdd\xff\xff\xff\xff\xc0", 7, 0}, /* the same inside a list */
+    {"\x91\xc1", 2, 0},                     /* a type MessagePack lacks */
+    {"\x91\x81\xc0\x01", 4, 0},             /* a nil key */
+};
+/* [[...[1]...]] in the list: the list, 62 arrays and 1, 64 levels */
+#define RAW_DEPTH_OK (TAND_MAX_DEPTH - 2)
+
+static int raw_call(void *state, tand_server *self, tand_msg *req,
+                    tand_from *from, tand_msg *reply)
+{
+    tand_reader r;
+    tand_item it;
+    tand_buf b;
+    int64_t i = -1, depth;
+    (void)state, (void)self, (void)from;
+    tand_reader_init(&r, req->data, req->size);
+    if (tand_unpack(&r, &it) == 0 && it.type == TAND_T_ARRAY &&
+        tand_unpack(&r, &it) == 0 && it.type == TAND_T_STR &&
+        tand_unpack(&r, &it) == 0 && it.type == TAND_T_INT)
+        i = it.v.i; /* {"raw", i} */
+    tand_buf_init(&b);
+    if (i >= 0 && i < (int64_t)(sizeof raw_replies / sizeof *raw_replies)) {
+        tand_pack_raw(&b, raw_replies[i].bytes, raw_replies[i].size);
+    } else { /* -1 - depth: a list holding arrays nested depth deep */
+        tand_pack_array(&b, 1);
+        for (depth = -1 - i; depth > 0; depth--)
+            tand_pack_array(&b, 1);
+        tand_pack_int(&b, 1);
+    }
+    return tand_buf_to_msg(&b, reply);
+}
+
+static void replies_lua_refuses(void)
+{
+    static const tand_behaviour raw = {"raw", NULL, raw_call, NULL, NULL,
+                                       NULL, NULL};
+    static const char script[] =
+        "local tand = require 'tand'\n"
+        "local valid, deep_ok = ...\n"
+        "local m = assert(tand.whereis('embed_raw'))\n"
+        "for i, ok in ipairs(valid) do\n"
+        "  local r = table.pack(m:call('raw', i - 1))\n"
+        "  if ok then\n"
+        "    assert(r[1] == 1 and r[2] == 'hi', 'case ' .. i)\n"
+        "  else\n"
+        "    assert(r[1] == nil and r[2] == 'bad_value', 'case ' .. i)\n"
+        "    assert(r[3]:find('cannot be received'), r[3])\n"
+        "  end\n"
+        "end\n"
+        "local v = assert(m:call('raw', -1 - deep_ok))\n"
+        "for _ = 1, deep_ok do v = v[1] end\n"
+        "assert(v == 1)\n"
+        "local n, err = m:call('raw', -1 - (deep_ok + 1))\n"
+        "assert(n == nil and err == 'bad_value', 'one level too deep')\n"
+        "assert(m:call('raw', -1 - 100000) == nil, 'far too deep')\n"
+        "return true\n";
+    tand_server_options so;
+    tand_server *s;
+    lua_State *L = luaL_newstate();
+    size_t i, n = sizeof raw_replies / sizeof *raw_replies;
+    CHECK(L != NULL);
+    memset(&so, 0, sizeof so);
+    so.behaviour = &raw;
+    so.name = "embed_raw";
+    CHECK_OK(tand_server_start(tand_runtime_default(), &so, &s));
+    luaL_openlibs(L);
+    luaL_requiref(L, "tand", luaopen_tand, 0);
+    lua_pop(L, 1);
+    CHECK(luaL_loadstring(L, script) == LUA_OK);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushboolean(L, raw_replies[i].valid);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_pushinteger(L, RAW_DEPTH_OK);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        fprintf(stderr, "%s\n", lua_tostring(L, -1));
+        CHECK(0);
+    }
+    lua_close(L);
+    tand_server_stop(s, 0, NULL, 5000);
+    tand_server_release(s);
+}
+
 static const char handler[] =
     "local tand = require 'tand'\n"
     "return {\n"
@@ -371,6 +466,7 @@ int main(void)
     from_file();
     start_errors();
     module_in_host_state();
+    replies_lua_refuses();
     handles_between_c_and_lua();
     tand_runtime_free(rt);
     return check_done("test_embed");
