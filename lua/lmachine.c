@@ -52,8 +52,7 @@ static void follow_name(lmachine *m)
     m->id = tand_server_id(s);
 }
 
-/* The scratch space of the state, the methods' upvalue 2 (it lives as
-** long as the state). */
+/* The state's scratch, the methods' upvalue 2. */
 #define METHOD_SCRATCH(L) \
     ((ltand_scratch *)lua_touserdata(L, lua_upvalueindex(2)))
 
@@ -95,16 +94,14 @@ static int64_t timeout_of(const lmachine *m)
     return (t < 0 || left < t) ? left : t;
 }
 
-/* Sends req to the handle's server and waits; the reply lands in this
-** state's reply box. */
-static int call(lua_State *L, lmachine *m, tand_msg *req, tand_msg **reply)
+/* Sends req to the handle's server and waits for the reply. */
+static int call(lmachine *m, tand_msg *req, tand_msg *reply)
 {
-    *reply = ltand_reply_box(METHOD_SCRATCH(L));
     if (m->s == NULL) { /* a handle to a server that had already ended */
         tand_msg_clear(req);
         return TAND_ENOPROC;
     }
-    return tand_call(m->s, req, *reply, timeout_of(m), 0);
+    return tand_call(m->s, req, reply, timeout_of(m), 0);
 }
 
 /* nil, "bad_value", why: a reply that does not decode here (more than
@@ -133,21 +130,27 @@ static int push_results(lua_State *L, const tand_msg *reply)
     return n;
 }
 
-static int int_call(lua_State *L, lmachine *m, tand_msg *req)
+/* Calls with req, in sp (taken by the method before it encoded
+** anything, so that nothing raised can leak the request), and pushes
+** the results or nil, token, detail; ends the use of sp. */
+static int call_in(lua_State *L, lmachine *m, tand_msg *req,
+                   ltand_space *sp)
 {
-    tand_msg *reply;
-    int rc = call(L, m, req, &reply);
-    if (rc != 0)
-        return fail_reply(L, rc, reply);
-    return push_results(L, reply);
+    tand_msg *reply = ltand_space_reply(sp);
+    int rc = call(m, req, reply);
+    int n = rc != 0 ? fail_reply(L, rc, reply) : push_results(L, reply);
+    ltand_space_give(METHOD_SCRATCH(L), sp);
+    return n;
 }
+
+#define TAKE_SPACE(L) ltand_space_take(L, METHOD_SCRATCH(L))
 
 static int m_queue_new_number(lua_State *L)
 {
     lmachine *m = check_machine(L, 1);
     tand_msg req = {0};
     req.op = TAND_OP_QUEUE_NEW_NUMBER;
-    return int_call(L, m, &req);
+    return call_in(L, m, &req, TAKE_SPACE(L));
 }
 
 static int m_serve_next_queued_number(lua_State *L)
@@ -159,19 +162,15 @@ static int m_serve_next_queued_number(lua_State *L)
         req.ival[0] = (int64_t)luaL_checkinteger(L, 2);
         req.ival[1] = 1;
     }
-    return int_call(L, m, &req);
+    return call_in(L, m, &req, TAKE_SPACE(L));
 }
 
 static int m_report_state(lua_State *L)
 {
     lmachine *m = check_machine(L, 1);
-    tand_msg req = {0}, *reply;
-    int rc;
+    tand_msg req = {0};
     req.op = TAND_OP_REPORT_STATE;
-    rc = call(L, m, &req, &reply);
-    if (rc != 0)
-        return fail_reply(L, rc, reply);
-    return push_results(L, reply);
+    return call_in(L, m, &req, TAKE_SPACE(L));
 }
 
 static int cast_result(lua_State *L, int rc)
@@ -201,55 +200,73 @@ static int m_reset_state(lua_State *L)
     return send_msg(L, m, &msg, 0);
 }
 
-/* Encodes values first..top into msg, raising on what cannot be sent. */
-static void encode_args(lua_State *L, int first, int as_array, tand_msg *msg)
+/* Encodes the n values at first.. into msg in sp, raising (with sp
+** given back) on what cannot be sent. */
+static void encode_args(lua_State *L, ltand_space *sp, int first, int n,
+                        int as_array, tand_msg *msg)
 {
-    int n = lua_gettop(L) - first + 1;
-    if (n < 0)
-        n = 0;
-    if (ltand_encode(L, METHOD_SCRATCH(L), first, n, as_array, msg) != 0)
+    if (ltand_encode(L, sp, first, n, as_array, msg) != 0) {
+        ltand_space_give(METHOD_SCRATCH(L), sp);
         lua_error(L);
+    }
 }
 
 static int m_next(lua_State *L)
 {
     lmachine *m = check_machine(L, 1);
     tand_msg req = {0};
+    ltand_space *sp;
     req.op = TAND_OP_NEXT;
     lua_settop(L, 2);
+    sp = TAKE_SPACE(L);
     if (!lua_isnil(L, 2))
-        encode_args(L, 2, 0, &req);
-    return int_call(L, m, &req);
+        encode_args(L, sp, 2, 1, 0, &req);
+    return call_in(L, m, &req, sp);
 }
 
 static int m_report(lua_State *L)
 {
     lmachine *m = check_machine(L, 1);
     tand_msg req = {0}, *reply;
-    int rc;
+    ltand_space *sp = TAKE_SPACE(L);
+    int rc, n = 2;
     req.op = TAND_OP_REPORT;
-    rc = call(L, m, &req, &reply);
-    if (rc != 0)
-        return fail_reply(L, rc, reply);
-    lua_pushinteger(L, (lua_Integer)reply->ival[0]);
-    if (reply->data == NULL)
-        lua_pushnil(L);
-    else if (ltand_decode(L, reply->data, reply->size, 0) < 0)
-        return bad_reply(L);
-    return 2;
+    reply = ltand_space_reply(sp);
+    rc = call(m, &req, reply);
+    if (rc != 0) {
+        n = fail_reply(L, rc, reply);
+    } else {
+        lua_pushinteger(L, (lua_Integer)reply->ival[0]);
+        if (reply->data == NULL)
+            lua_pushnil(L);
+        else if (ltand_decode(L, reply->data, reply->size, 0) < 0)
+            n = bad_reply(L);
+    }
+    ltand_space_give(METHOD_SCRATCH(L), sp);
+    return n;
 }
 
 static int m_call(lua_State *L)
 {
     lmachine *m = check_machine(L, 1);
-    tand_msg req = {0}, *reply;
-    int rc;
+    tand_msg req = {0};
+    int n = lua_gettop(L) - 1;
+    ltand_space *sp;
     luaL_checktype(L, 2, LUA_TSTRING);
-    encode_args(L, 2, 1, &req);
-    rc = call(L, m, &req, &reply);
-    if (rc != 0)
-        return fail_reply(L, rc, reply);
-    return push_results(L, reply);
+    sp = TAKE_SPACE(L);
+    encode_args(L, sp, 2, n, 1, &req);
+    return call_in(L, m, &req, sp);
+}
+
+/* Encodes the values from first on, as m:cast and m:send send them. */
+static void encode_message(lua_State *L, int first, int as_array,
+                           tand_msg *msg)
+{
+    int n = lua_gettop(L) - first + 1;
+    ltand_space *sp = TAKE_SPACE(L);
+    encode_args(L, sp, first, n, as_array, msg);
+    ltand_space_give(METHOD_SCRATCH(L), sp);
+    lua_pop(L, 1);
 }
 
 static int m_cast(lua_State *L)
@@ -257,7 +274,7 @@ static int m_cast(lua_State *L)
     lmachine *m = check_machine(L, 1);
     tand_msg msg = {0};
     luaL_checktype(L, 2, LUA_TSTRING);
-    encode_args(L, 2, 1, &msg);
+    encode_message(L, 2, 1, &msg);
     return send_msg(L, m, &msg, 0);
 }
 
@@ -266,7 +283,7 @@ static int m_send(lua_State *L)
     lmachine *m = check_machine(L, 1);
     tand_msg msg = {0};
     int n = lua_gettop(L) - 1;
-    encode_args(L, 2, n != 1, &msg);
+    encode_message(L, 2, n != 1, &msg);
     return send_msg(L, m, &msg, 1);
 }
 
@@ -429,7 +446,7 @@ void ltand_open_machine(lua_State *L)
         luaL_setfuncs(L, machine_meta, 0);
         luaL_newlibtable(L, machine_methods);
         lua_pushvalue(L, -2); /* the methods' upvalues: see check_machine */
-        lua_pushlightuserdata(L, ltand_scratch_of(L)); /* and call */
+        ltand_push_scratch(L); /* and call_in */
         luaL_setfuncs(L, machine_methods, 2);
         lua_setfield(L, -2, "__index");
     }

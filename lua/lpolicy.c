@@ -417,7 +417,7 @@ int ltand_policy_prepare(lua_State *L, int pidx, int oidx,
         lua_insert(L, -2);
         lua_rawset(L, -4);
     }
-    if (ltand_encode(L, ltand_scratch_of(L), -1, 1, 0, &c->opts) != 0) {
+    if (ltand_encode_once(L, ltand_scratch_of(L), -1, 1, 0, &c->opts) != 0) {
         rc = lpolicy_fail(c, TAND_ECONFIG, "the options cannot be sent: %s",
                        lua_tostring(L, -1));
         goto fail;

@@ -93,7 +93,7 @@ static void set_reply(lua_State *L, int first, int n, int fast,
             return;
         }
     }
-    if (ltand_encode(L, policy_of(L)->scratch, first, n, 1, reply) != 0) {
+    if (ltand_encode_once(L, policy_of(L)->scratch, first, n, 1, reply) != 0) {
         const char *why = lua_tostring(L, -1);
         char text[256];
         snprintf(text, sizeof text, "the reply cannot be sent: %s",

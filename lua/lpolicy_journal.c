@@ -120,7 +120,7 @@ int lpolicy_save_state(policy *p)
     if (p->journal == NULL)
         return 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_state);
-    rc = ltand_encode(L, p->scratch, -1, 1, 0, &m);
+    rc = ltand_encode_once(L, p->scratch, -1, 1, 0, &m);
     if (rc == 0)
         tand_journal_set_blob(p->journal, "policy_state", m.data, m.size);
     tand_msg_clear(&m);

@@ -191,7 +191,7 @@ static int pm_reply(lua_State *L)
     tand_msg msg = {0};
     if (f->answered)
         return luaL_error(L, "this caller has already been answered");
-    if (ltand_encode(L, p->scratch, 3, lua_gettop(L) - 2, 1, &msg) != 0)
+    if (ltand_encode_once(L, p->scratch, 3, lua_gettop(L) - 2, 1, &msg) != 0)
         return luaL_error(L, "machine:reply: %s", lua_tostring(L, -1));
     f->answered = 1;
     if (tand_reply(f->from, &msg) != 0)

@@ -190,7 +190,7 @@ static int run_protected(lua_State *L)
             return luaL_error(L, "the thread returned %d values, more than "
                                  "the %d it can return (return a table)",
                               n, LTAND_MAX_VALUES);
-        if (ltand_encode(L, ltand_scratch_of(L), base + 1, n, 1, &out) != 0) {
+        if (ltand_encode_once(L, ltand_scratch_of(L), base + 1, n, 1, &out) != 0) {
             lua_pushfstring(L, "the thread returned a value that cannot "
                                "be sent: %s",
                             lua_tostring(L, -1));
@@ -272,7 +272,7 @@ static int l_spawn(lua_State *L)
                              "thread takes (pass a table)",
                           lua_gettop(L) - 2, LTAND_MAX_VALUES);
     if (lua_gettop(L) > 2 &&
-        ltand_encode(L, ltand_scratch_of(L), 3, lua_gettop(L) - 2, 1,
+        ltand_encode_once(L, ltand_scratch_of(L), 3, lua_gettop(L) - 2, 1,
                      &j->args) != 0)
         return luaL_error(L, "tand.spawn: %s", lua_tostring(L, -1));
     j->path = ltand_package_path(L, "path");

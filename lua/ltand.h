@@ -41,25 +41,47 @@ typedef struct lmachine {
 
 /* ---- lvalue.c: Lua values <-> MessagePack ---- */
 
-/* A Lua state's scratch space: the buffer messages are encoded in and
-** the message replies land in (so that a Lua error while decoding one
-** leaks nothing). One per state, freed with it; code on a hot path holds
-** it (the machine methods as an upvalue, a policy in its struct) rather
-** than looking it up each time. */
+/* A space: a buffer messages are encoded in and a message a reply lands
+** in, freed with its owner, so that a Lua error while encoding or
+** decoding leaks nothing. A Lua state's scratch holds its own space;
+** code on a hot path holds the scratch (the machine methods as their
+** upvalue 2, a policy in its struct) rather than looking it up. */
 typedef struct ltand_scratch ltand_scratch;
+typedef struct ltand_space ltand_space;
 
-/* L's scratch space, made on first use. [-0, +0, m] */
+/* L's scratch, made on first use; it lives as long as L.
+** [-0, +0, m] */
 ltand_scratch *ltand_scratch_of(lua_State *L);
 
+/* Pushes L's scratch userdata. [-0, +1, m] */
+void ltand_push_scratch(lua_State *L);
+
+/* Takes a space for one use (an encoding, or a call and the decoding of
+** its reply), its reply message cleared: sc's own, or a new one when
+** that is in use further up this thread's stack (a __gc finalizer that
+** runs while an encoding or a decoding allocates). Pushes what keeps it
+** (nil for sc's own): pop that only after ltand_space_give.
+** [-0, +1, m] */
+ltand_space *ltand_space_take(lua_State *L, ltand_scratch *sc);
+
+/* Ends a use of sp, taken from sc. [-0, +0, -] */
+void ltand_space_give(ltand_scratch *sc, ltand_space *sp);
+
+/* The message a reply lands in. [-0, +0, -] */
+tand_msg *ltand_space_reply(ltand_space *sp);
+
 /* Encodes the n values at stack index first.. into msg->data (an array
-** when as_array, else exactly one value), through sc (L's). Returns 0,
-** or TAND_EBADVALUE / TAND_ENOMEM with an error message pushed.
+** when as_array, else exactly one value), through sp's buffer. Returns
+** 0, or TAND_EBADVALUE / TAND_ENOMEM with an error message pushed.
 ** [-0, +(0|1), m] */
-int ltand_encode(lua_State *L, ltand_scratch *sc, int first, int n,
+int ltand_encode(lua_State *L, ltand_space *sp, int first, int n,
                  int as_array, tand_msg *msg);
 
-/* The reply message of sc, cleared. [-0, +0, -] */
-tand_msg *ltand_reply_box(ltand_scratch *sc);
+/* ltand_encode in a space of sc (L's scratch) taken and given back
+** around it, for an encoding that is not part of a call.
+** [-0, +(0|1), m] */
+int ltand_encode_once(lua_State *L, ltand_scratch *sc, int first, int n,
+                      int as_array, tand_msg *msg);
 
 /* Decodes one value from data and pushes it; with as_list, data must be
 ** an array and its elements are pushed (returns their count).

@@ -8,10 +8,15 @@
 ** that names the value and where it was. A table reached twice without a
 ** cycle is copied twice, as a deep copy would.
 **
-** The encoder writes into one buffer per Lua state, and replies land in
-** one message per Lua state, both kept in the registry inside a userdata
-** whose __gc frees them, so a Lua error in the middle of an encoding or a
-** decoding (out of memory) leaks nothing.
+** The encoder writes into a buffer and replies land in a message of a
+** space (ltand.h), each owned by a userdata whose __gc frees it, so a Lua
+** error in the middle of an encoding or a decoding (out of memory) leaks
+** nothing. A Lua state has one space of its own, in its scratch (in the
+** registry, and held by the machine methods); a use that finds it busy
+** (a __gc finalizer that calls a server while an encoding or a decoding
+** allocates) gets a space of its own, so it never writes over the one in
+** use. A memory error between take and give leaves the own space busy:
+** later uses then each get a space of their own, slower but sound.
 **
 ** A handle travels as ext TAND_EXT_HANDLE (see tand.h): its server's id
 ** (0 for a handle that reaches no server), this process's nonce, the name
@@ -41,17 +46,37 @@ typedef struct encoder {
     char where[80]; /* the innermost key that led to it */
 } encoder;
 
-struct ltand_scratch {
+struct ltand_space {
     tand_buf b;
     tand_msg reply;
 };
 
-static int scratch_gc(lua_State *L)
+struct ltand_scratch {
+    ltand_space own;
+    int busy; /* own is taken */
+};
+
+/* __gc of a scratch and of a space: a scratch begins with its space. */
+static int space_gc(lua_State *L)
 {
-    ltand_scratch *sc = lua_touserdata(L, 1);
-    tand_buf_free(&sc->b);
-    tand_msg_clear(&sc->reply);
+    ltand_space *sp = lua_touserdata(L, 1);
+    tand_buf_free(&sp->b);
+    tand_msg_clear(&sp->reply);
     return 0;
+}
+
+/* Pushes a new userdata of size bytes, zeroed, freed by space_gc.
+** [-0, +1, m] */
+static void *new_space(lua_State *L, size_t size)
+{
+    void *p = lua_newuserdatauv(L, size, 0);
+    memset(p, 0, size);
+    if (luaL_newmetatable(L, "tand.space")) {
+        lua_pushcfunction(L, space_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return p;
 }
 
 ltand_scratch *ltand_scratch_of(lua_State *L)
@@ -62,20 +87,44 @@ ltand_scratch *ltand_scratch_of(lua_State *L)
     lua_pop(L, 1);
     if (sc != NULL)
         return sc;
-    sc = lua_newuserdatauv(L, sizeof *sc, 0);
-    memset(sc, 0, sizeof *sc);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, scratch_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
+    sc = new_space(L, sizeof *sc);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &BUFKEY);
     return sc;
 }
 
-tand_msg *ltand_reply_box(ltand_scratch *sc)
+void ltand_push_scratch(lua_State *L)
 {
-    tand_msg_clear(&sc->reply);
-    return &sc->reply;
+    ltand_scratch_of(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BUFKEY);
+}
+
+ltand_space *ltand_space_take(lua_State *L, ltand_scratch *sc)
+{
+    ltand_space *sp;
+    if (!sc->busy) {
+        sc->busy = 1;
+        lua_pushnil(L);
+        sp = &sc->own;
+    } else {
+        sp = new_space(L, sizeof *sp);
+    }
+    tand_msg_clear(&sp->reply);
+    return sp;
+}
+
+void ltand_space_give(ltand_scratch *sc, ltand_space *sp)
+{
+    if (sp != &sc->own)
+        return; /* its own userdata frees it */
+    if (sp->b.cap > 65536) /* do not keep a huge buffer forever */
+        tand_buf_free(&sp->b);
+    tand_msg_clear(&sp->reply);
+    sc->busy = 0;
+}
+
+tand_msg *ltand_space_reply(ltand_space *sp)
+{
+    return &sp->reply;
 }
 
 static int refuse(encoder *e, const char *what)
@@ -238,7 +287,7 @@ static int encode_value(encoder *e, int idx, int depth)
     }
 }
 
-int ltand_encode(lua_State *L, ltand_scratch *sc, int first, int n,
+int ltand_encode(lua_State *L, ltand_space *sp, int first, int n,
                  int as_array, tand_msg *msg)
 {
     encoder e;
@@ -246,7 +295,7 @@ int ltand_encode(lua_State *L, ltand_scratch *sc, int first, int n,
 
     first = lua_absindex(L, first);
     e.L = L;
-    e.b = &sc->b;
+    e.b = &sp->b;
     e.b->size = 0;
     e.b->err = 0;
     e.what[0] = e.where[0] = '\0';
@@ -260,7 +309,7 @@ int ltand_encode(lua_State *L, ltand_scratch *sc, int first, int n,
         if (rc != 0 && as_array && e.where[0] == '\0')
             snprintf(e.where, sizeof e.where, " (argument %d)", i + 1);
     }
-    lua_settop(L, top - 1);
+    lua_settop(L, top - 1); /* the table of tables */
     if (rc == 0 && e.b->err != 0)
         rc = e.b->err;
     if (rc == 0) {
@@ -274,12 +323,26 @@ int ltand_encode(lua_State *L, ltand_scratch *sc, int first, int n,
             msg->size = e.b->size;
         }
     }
-    if (e.b->cap > 65536) /* do not keep a huge buffer forever */
-        tand_buf_free(e.b);
     if (rc == TAND_EBADVALUE)
         lua_pushfstring(L, "cannot send a %s%s", e.what, e.where);
     else if (rc != 0)
         lua_pushstring(L, tand_strerror(rc));
+    return rc;
+}
+
+int ltand_encode_once(lua_State *L, ltand_scratch *sc, int first, int n,
+                      int as_array, tand_msg *msg)
+{
+    ltand_space *sp;
+    int rc;
+    first = lua_absindex(L, first);
+    sp = ltand_space_take(L, sc);
+    rc = ltand_encode(L, sp, first, n, as_array, msg);
+    ltand_space_give(sc, sp);
+    if (rc != 0)
+        lua_remove(L, -2); /* the space, under the message */
+    else
+        lua_pop(L, 1);
     return rc;
 }
 

@@ -172,6 +172,82 @@ describe("values", function()
   end)
 end)
 
+describe("a __gc finalizer that calls a server", function()
+  -- Lua runs finalizers while anything allocates, so these run in the
+  -- middle of another call's encoding or decoding on the same state.
+  local function litter(n, f)
+    for i = 1, n do setmetatable({}, { __gc = function() f(i) end }) end
+  end
+
+  after_each(function() collectgarbage("incremental") end)
+
+  it("leaves the reply being decoded whole", function()
+    local big = assert(tand.start{ min_number = 1, max_number = 10000000 })
+    for _ = 1, 20000 do big:queue_new_number() end
+    local small = assert(tand.start{ min_number = 1, max_number = 10 })
+    small:queue_new_number()
+    collectgarbage("incremental", 100, 400) -- collect often
+    local finalized, during = 0, 0
+    for _ = 1, 3 do
+      collectgarbage()
+      litter(2000, function()
+        finalized = finalized + 1
+        assert(#small:report_state().queue == 1) -- a reply with data
+      end)
+      local before = finalized
+      local q = big:report_state().queue
+      during = during + finalized - before
+      assert.equal(20000, #q)
+      for i = 1, #q do if q[i] ~= i then assert.equal(i, q[i]) end end
+    end
+    assert.is_true(during > 0) -- some ran inside the call
+    big:stop(); small:stop()
+  end)
+
+  it("leaves the request being encoded whole", function()
+    local echo = assert(tand.start{ min_number = 1, max_number = 10,
+      policy = function()
+        return { handle_call = function(r)
+          if r[1] == "x" then return true end
+          -- (a boolean: decoding it allocates nothing, so a finalizer
+          -- that runs inside the call runs inside its encoding)
+          return r[1] == "echo" and #r[2] == 2000 and r[2][2000][2][1] == 2000
+        end }
+      end })
+    local arg = {}
+    for i = 1, 2000 do arg[i] = { i, { i } } end
+    collectgarbage("incremental", 100, 400)
+    local finalized, during = 0, 0
+    for _ = 1, 3 do
+      collectgarbage()
+      litter(3000, function(i)
+        finalized = finalized + 1
+        assert(echo:call("x", { "finalizer", i }))
+      end)
+      local before = finalized
+      local got, err, detail = echo:call("echo", arg)
+      during = during + finalized - before
+      assert.same({ true }, { got, err, detail })
+    end
+    assert.is_true(during > 0) -- some ran inside the call
+    echo:stop()
+  end)
+
+  it("cannot take the scratch away from the methods", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 1000 })
+    assert.equal(1, m:call("queue_new_number"))
+    local reg = debug.getregistry()
+    for k, v in pairs(reg) do -- the scratch: a userdata under a userdata
+      if type(k) == "userdata" and type(v) == "userdata" then reg[k] = nil end
+    end
+    collectgarbage(); collectgarbage()
+    local junk = {}
+    for i = 1, 1000 do junk[i] = ("x"):rep(40) .. i end
+    assert.equal(2, m:call("queue_new_number", junk))
+    m:stop()
+  end)
+end)
+
 describe("timeouts", function()
   it("a call waits at most the handle's timeout for a full mailbox", function()
     local m = assert(tand.start{ min_number = 1, max_number = 9,
