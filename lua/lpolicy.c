@@ -147,12 +147,25 @@ static void read_passthrough(lua_State *L, policy *p, int idx)
         luaL_error(L, "the policy's passthrough must be a list of op names "
                       "(it is a %s)",
                    luaL_typename(L, -1));
-    n = (lua_Integer)lua_rawlen(L, -1);
+    /* a list, read as Lua reads one (through __len and __index), and
+    ** nothing else in it: {queue_new_number = true} is refused */
+    n = luaL_len(L, -1);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_Integer k;
+        int isint;
+        lua_pop(L, 1);
+        k = lua_tointegerx(L, -1, &isint);
+        if (!isint || lua_type(L, -1) != LUA_TNUMBER || k < 1 || k > n)
+            luaL_error(L, "the policy's passthrough must be a list of op "
+                          "names (it has the key %s)",
+                       luaL_tolstring(L, -1, NULL));
+    }
     for (i = 1; i <= n; i++) {
         size_t len;
         const char *name;
         int op;
-        if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+        if (lua_geti(L, -1, i) != LUA_TSTRING)
             luaL_error(L, "the policy's passthrough[%I] is not an op name "
                           "(it is a %s)",
                        i, luaL_typename(L, -1));
@@ -217,8 +230,15 @@ static int load_policy(policy *p, policy_config *c)
     lua_pushcfunction(L, read_policy_table);
     lua_pushlightuserdata(L, p);
     lua_pushvalue(L, -3);
-    if (ltand_watch_pcall(L, 2, 0, 0) != LUA_OK)
+    if ((rc = ltand_watch_pcall(L, 2, 0, 0)) != LUA_OK) {
+        if (rc == LUA_ERRMEM)
+            return lpolicy_fail(c, TAND_ENOMEM, "%snot enough memory to "
+                                "read the policy (see memory_limit)", "");
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return lpolicy_fail(c, TAND_ECONFIG, "reading the policy's "
+                                "table raised a %s value", luaL_typename(L, -1));
         return lpolicy_fail(c, TAND_ECONFIG, "%s", lua_tostring(L, -1));
+    }
     p->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
     return 0;

@@ -4,7 +4,8 @@
 ** state, the machine), runs under the callback deadline, and its results
 ** become the reply; an error crashes the server as in OTP. Ops listed in
 ** P.passthrough and callbacks the policy leaves out get the machine's
-** built-in answer without entering the policy's code.
+** built-in answer (tand_tickets_handle), in C: nothing runs in the
+** policy's state then, not even a finalizer outside a deadline.
 **
 ** DESIGN: everything a callback run allocates in the policy's state (the
 ** request table, the `from` object, a decoded message, the saved state)
@@ -29,6 +30,16 @@ static int get_callback(policy *p, int which)
     return 1;
 }
 
+/* Whether msg's data begins with an array, as a request does (a map
+** {1 = op} would decode to the same Lua table). */
+static int is_array(const tand_msg *msg)
+{
+    tand_reader rd;
+    tand_item it;
+    tand_reader_init(&rd, msg->data, msg->size);
+    return tand_unpack(&rd, &it) == 0 && it.type == TAND_T_ARRAY;
+}
+
 /* Pushes the request table for msg: {op, args...}. Returns 0, or -1 for
 ** a message that is not a request. [-0, +1, m] */
 static int push_request(policy *p, const tand_msg *msg)
@@ -48,7 +59,7 @@ static int push_request(policy *p, const tand_msg *msg)
         }
         return 0;
     }
-    if (msg->op != TAND_OP_ENCODED || msg->data == NULL ||
+    if (msg->op != TAND_OP_ENCODED || !is_array(msg) ||
         ltand_decode(L, msg->data, msg->size, 0) < 0) {
         lua_pushnil(L);
         return -1;
@@ -218,22 +229,6 @@ int lpolicy_run_callback(cb_run *r)
     return invoke(r->p, 1, 0);
 }
 
-/* The built-in answer to a request by name. [-0, +0, e] */
-static int default_call_protected(lua_State *L)
-{
-    cb_run *r = lua_touserdata(L, 1);
-    lua_pushcfunction(L, lpolicy_default);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->p->ref_machine);
-    if (push_request(r->p, r->msg) != 0) {
-        r->bad_request = 1;
-        return 0;
-    }
-    lua_call(L, 2, LUA_MULTRET);
-    set_reply(L, 2, lua_gettop(L) - 1, r->msg->op != TAND_OP_ENCODED,
-              r->reply);
-    return 0;
-}
-
 static void too_big(tand_msg *reply)
 {
     static const char text[] = "the request does not fit in the policy's "
@@ -249,37 +244,14 @@ static void bad_request(tand_msg *reply)
     tand_msg_set_text(reply, text, sizeof text - 1);
 }
 
-/* The call's built-in answer when the policy has no handle_call. */
-static void default_call(policy *p, tand_msg *req, tand_msg *reply)
+/* The machine's own answer to a call (the policy has no handle_call, or
+** passes the op through), as a built-in deluxe server gives it: in C,
+** so no code of the policy's state (a finalizer) runs outside a
+** callback's deadline. */
+static void default_call(policy *p, const tand_msg *req, tand_msg *reply)
 {
-    lua_State *L = p->L;
-    int top = lua_gettop(L);
-    cb_run r = {0};
-    int64_t v;
-    switch (req->op) {
-    case TAND_OP_QUEUE_NEW_NUMBER:
-        reply->status = lpolicy_queue(p, &reply->ival[0]);
-        return;
-    case TAND_OP_SERVE_NEXT:
-        v = req->ival[0];
-        reply->status = lpolicy_serve(p, req->ival[1] ? &v : NULL,
-                                &reply->ival[0]);
-        return;
-    default:
-        break;
-    }
-    r.p = p;
-    r.msg = req;
-    r.reply = reply;
-    lua_pushcfunction(L, default_call_protected);
-    lua_pushlightuserdata(L, &r);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        tand_msg_clear(reply);
-        too_big(reply); /* the only error it can meet */
-    } else if (r.bad_request) {
-        bad_request(reply);
-    }
-    lua_settop(L, top);
+    tand_tickets_handle(p->tickets, p->journal, p->auto_shutdown_ms, req,
+                        reply);
 }
 
 /* Tells whether msg's op is one P.passthrough lists: an op code, or an
@@ -353,35 +325,12 @@ int lpolicy_call(void *state, tand_server *self, tand_msg *req,
     return r.engine_replies ? 0 : TAND_NOREPLY;
 }
 
-/* Tells whether an encoded cast is reset_state. [-0, +0, e] */
-static int default_cast_protected(lua_State *L)
+/* The machine's own answer to a cast: reset_state resets, anything else
+** is ignored. */
+static void default_cast(policy *p, const tand_msg *msg)
 {
-    cb_run *r = lua_touserdata(L, 1);
-    if (push_request(r->p, r->msg) == 0) {
-        lua_rawgeti(L, -1, 1);
-        r->reset = strcmp(lua_tostring(L, -1), "reset_state") == 0;
-    }
-    return 0;
-}
-
-/* The built-in answer to a cast: reset_state; anything else (or what
-** cannot be decoded within memory_limit) is ignored. */
-static void default_cast(policy *p, tand_msg *msg)
-{
-    lua_State *L = p->L;
-    int top = lua_gettop(L);
-    cb_run r = {0};
-    if (msg->op == TAND_OP_RESET_STATE) {
-        lpolicy_reset(p);
-    } else if (msg->op == TAND_OP_ENCODED) {
-        r.p = p;
-        r.msg = msg;
-        lua_pushcfunction(L, default_cast_protected);
-        lua_pushlightuserdata(L, &r);
-        if (lua_pcall(L, 1, 0, 0) == LUA_OK && r.reset)
-            lpolicy_reset(p);
-    }
-    lua_settop(L, top);
+    tand_tickets_handle(p->tickets, p->journal, p->auto_shutdown_ms, msg,
+                        NULL);
 }
 
 void lpolicy_cast(void *state, tand_server *self, tand_msg *msg)

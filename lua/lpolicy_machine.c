@@ -17,11 +17,17 @@
 ** tells its caller that no reply will come. */
 #define LTAND_FROM_KEPT "tand.from_kept"
 
+/* Pushes the state as report_state gives it. [-0, +1, m] */
 static void push_state_table(lua_State *L, policy *p)
 {
     int64_t min, max;
     uint64_t n = tand_tickets_count(p->tickets), i;
-    int64_t *all = n ? malloc(n * sizeof *all) : NULL;
+    int64_t *all;
+    if (n > SIZE_MAX / sizeof *all)
+        luaL_error(L, "not enough memory");
+    /* the copy is a userdata, so that an error below leaks nothing */
+    all = lua_newuserdatauv(L, (size_t)n * sizeof *all, 0);
+    tand_tickets_list(p->tickets, all, (size_t)n);
     tand_tickets_bounds(p->tickets, &min, &max);
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, min);
@@ -33,16 +39,13 @@ static void push_state_table(lua_State *L, policy *p)
     else
         lua_pushinteger(L, p->auto_shutdown_ms);
     lua_setfield(L, -2, "auto_shutdown_timeout");
-    if (n > 0 && all == NULL)
-        luaL_error(L, "not enough memory");
     lua_createtable(L, n < 1000000 ? (int)n : 1000000, 0);
-    tand_tickets_list(p->tickets, all, n);
     for (i = 0; i < n; i++) {
         lua_pushinteger(L, all[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    free(all);
     lua_setfield(L, -2, "queue");
+    lua_remove(L, -2); /* the copy */
 }
 
 static int number_result(lua_State *L, int rc, int64_t n)

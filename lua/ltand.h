@@ -214,8 +214,8 @@ void *ltand_pool_realloc(ltand_pool *p, void *ptr, size_t osize,
 void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id);
 
 /* Makes the LTAND_MACHINE metatable in the registry, unless it is there;
-** its methods hold it as their upvalue 1 (see check_machine).
-** [-0, +0, m] */
+** its methods hold it as their upvalue 1 (see check_machine) and the
+** state's scratch userdata as their upvalue 2. [-0, +0, m] */
 void ltand_open_machine(lua_State *L);
 
 /* ---- ltand.c ---- */

@@ -805,6 +805,17 @@ TAND_API size_t tand_tickets_list(const tand_tickets *t, int64_t *out,
 /* Appends a given number at the back (restoring a saved queue): 0,
 ** TAND_EINVAL outside the range or already queued, TAND_ENOMEM. */
 TAND_API int tand_tickets_append(tand_tickets *t, int64_t number);
+/* Answers req as the "deluxe" server does, on t: by op code
+** (TAND_OP_QUEUE_NEW_NUMBER .. TAND_OP_RESET_STATE) or encoded {op,
+** args...}, with the same replies and errors, report_state showing
+** auto_shutdown_ms as its auto_shutdown_timeout (TAND_FOREVER:
+** infinity). With j not NULL each change is journaled as that server
+** journals it (for a host that runs its own batches: see
+** tand_journal_*). With reply NULL, req is a cast (only reset_state
+** acts). req stays the caller's; reply is filled as a handler's. */
+TAND_API void tand_tickets_handle(tand_tickets *t, tand_journal *j,
+                                  int64_t auto_shutdown_ms,
+                                  const tand_msg *req, tand_msg *reply);
 
 /* ---- the built-in ticket machines ------------------------------------ */
 

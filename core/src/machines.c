@@ -107,11 +107,18 @@ static void reply_int(tand_msg *reply, int64_t v)
 
 /* ---- deluxe ---- */
 
+/* What a deluxe request acts on: the queue of a deluxe server, or of a
+** tand_tickets answering like one (tand_tickets_handle). */
 typedef struct deluxe_state {
-    deluxe d;
+    deluxe *d;
     int64_t auto_shutdown_ms;
     tand_journal *journal; /* or NULL */
 } deluxe_state;
+
+typedef struct deluxe_server {
+    deluxe_state st; /* first: the server's state is either */
+    deluxe d;
+} deluxe_server;
 
 static void say(char *buf, size_t n, const char *text)
 {
@@ -151,7 +158,7 @@ static int deluxe_resume(deluxe_state *st, const tand_deluxe_options *o)
         say(o->error, o->error_size, text);
         return TAND_ECONFIG;
     }
-    rc = tand_journal_queue_load(j, restore_number, &st->d);
+    rc = tand_journal_queue_load(j, restore_number, st->d);
     if (rc != 0)
         say(o->error, o->error_size,
             "the journal's queue does not fit its range");
@@ -161,20 +168,23 @@ static int deluxe_resume(deluxe_state *st, const tand_deluxe_options *o)
 static int deluxe_init(tand_server *self, void *arg, void **state)
 {
     const tand_deluxe_options *o = arg;
-    deluxe_state *st = tand__malloc(sizeof *st);
+    deluxe_server *ds = tand__malloc(sizeof *ds);
+    deluxe_state *st;
     int rc;
-    if (st == NULL)
+    if (ds == NULL)
         return TAND_ENOMEM;
-    rc = tand__deluxe_init(&st->d, o->min_number, o->max_number);
+    st = &ds->st;
+    st->d = &ds->d;
+    rc = tand__deluxe_init(st->d, o->min_number, o->max_number);
     if (rc != 0) {
-        free(st);
+        free(ds);
         return rc;
     }
     st->auto_shutdown_ms = o->auto_shutdown_ms;
     st->journal = tand_server_journal(self);
     if (st->journal != NULL && (rc = deluxe_resume(st, o)) != 0) {
-        tand__deluxe_free(&st->d);
-        free(st);
+        tand__deluxe_free(st->d);
+        free(ds);
         return rc;
     }
     *state = st;
@@ -186,7 +196,7 @@ static int deluxe_init(tand_server *self, void *arg, void **state)
 ** journal never disagree in anything a caller is told. */
 static int d_queue(deluxe_state *st, int64_t *n)
 {
-    int rc = tand__deluxe_queue(&st->d, n);
+    int rc = tand__deluxe_queue(st->d, n);
     if (rc == 0 && st->journal)
         tand_journal_queue_push(st->journal, *n);
     return rc;
@@ -194,7 +204,7 @@ static int d_queue(deluxe_state *st, int64_t *n)
 
 static int d_serve(deluxe_state *st, const int64_t *prio, int64_t *n)
 {
-    int rc = tand__deluxe_serve(&st->d, prio, n);
+    int rc = tand__deluxe_serve(st->d, prio, n);
     if (rc == 0 && st->journal)
         tand_journal_queue_remove(st->journal, *n);
     return rc;
@@ -202,7 +212,7 @@ static int d_serve(deluxe_state *st, const int64_t *prio, int64_t *n)
 
 static void d_reset(deluxe_state *st)
 {
-    tand__deluxe_reset(&st->d);
+    tand__deluxe_reset(st->d);
     if (st->journal)
         tand_journal_queue_clear(st->journal);
 }
@@ -217,22 +227,22 @@ static void deluxe_report(deluxe_state *st, int as_list, tand_msg *reply)
         tand_pack_array(&b, 1);
     tand_pack_map(&b, 4);
     tand_pack_str(&b, "min_number", 10);
-    tand_pack_int(&b, st->d.min_number);
+    tand_pack_int(&b, st->d->min_number);
     tand_pack_str(&b, "max_number", 10);
-    tand_pack_int(&b, st->d.max_number);
+    tand_pack_int(&b, st->d->max_number);
     tand_pack_str(&b, "auto_shutdown_timeout", 21);
     if (st->auto_shutdown_ms < 0)
         tand_pack_double(&b, HUGE_VAL);
     else
         tand_pack_int(&b, st->auto_shutdown_ms);
     tand_pack_str(&b, "queue", 5);
-    if (st->d.count > UINT32_MAX) {
+    if (st->d->count > UINT32_MAX) {
         tand_buf_free(&b);
         reply_error(reply, TAND_ENOMEM, "queue too long to report");
         return;
     }
-    tand_pack_array(&b, (uint32_t)st->d.count);
-    for (t = tand__deluxe_first(&st->d); t; t = tand__deluxe_next(t))
+    tand_pack_array(&b, (uint32_t)st->d->count);
+    for (t = tand__deluxe_first(st->d); t; t = tand__deluxe_next(t))
         tand_pack_int(&b, tand__ticket_number(t));
     if (tand_buf_to_msg(&b, reply) != 0)
         reply->status = TAND_ENOMEM;
@@ -247,7 +257,8 @@ static void deluxe_serve(deluxe_state *st, const int64_t *prio,
         reply->ival[0] = n;
 }
 
-static void deluxe_encoded(deluxe_state *st, tand_msg *req, tand_msg *reply)
+static void deluxe_encoded(deluxe_state *st, const tand_msg *req,
+                           tand_msg *reply)
 {
     request q;
     uint32_t nargs;
@@ -288,12 +299,9 @@ static void deluxe_encoded(deluxe_state *st, tand_msg *req, tand_msg *reply)
         reply_int(reply, reply->ival[0]);
 }
 
-static int deluxe_call(void *state, tand_server *self, tand_msg *req,
-                       tand_from *from, tand_msg *reply)
+static void deluxe_answer(deluxe_state *st, const tand_msg *req,
+                          tand_msg *reply)
 {
-    deluxe_state *st = state;
-    (void)self;
-    (void)from;
     switch (req->op) {
     case TAND_OP_QUEUE_NEW_NUMBER:
         reply->status = d_queue(st, &reply->ival[0]);
@@ -314,19 +322,45 @@ static int deluxe_call(void *state, tand_server *self, tand_msg *req,
         reply_error(reply, TAND_EBADREQ, "unknown request code");
         break;
     }
+}
+
+static int deluxe_call(void *state, tand_server *self, tand_msg *req,
+                       tand_from *from, tand_msg *reply)
+{
+    (void)self;
+    (void)from;
+    deluxe_answer(state, req, reply);
     return 0;
 }
 
-static void deluxe_cast(void *state, tand_server *self, tand_msg *msg)
+static void deluxe_cast_in(deluxe_state *st, const tand_msg *msg)
 {
-    deluxe_state *st = state;
     request q;
-    (void)self;
     if (msg->op == TAND_OP_RESET_STATE ||
         (msg->op == TAND_OP_ENCODED && open_request(msg, &q) == 0 &&
          op_is(&q, "reset_state")))
         d_reset(st);
     /* Any other cast is ignored, like an unexpected message. */
+}
+
+static void deluxe_cast(void *state, tand_server *self, tand_msg *msg)
+{
+    (void)self;
+    deluxe_cast_in(state, msg);
+}
+
+void tand_tickets_handle(tand_tickets *t, tand_journal *j,
+                         int64_t auto_shutdown_ms, const tand_msg *req,
+                         tand_msg *reply)
+{
+    deluxe_state st;
+    st.d = tand__tickets_deluxe(t);
+    st.auto_shutdown_ms = auto_shutdown_ms;
+    st.journal = j;
+    if (reply != NULL)
+        deluxe_answer(&st, req, reply);
+    else
+        deluxe_cast_in(&st, req);
 }
 
 static void deluxe_terminate(void *state, tand_server *self, int reason,
@@ -337,8 +371,8 @@ static void deluxe_terminate(void *state, tand_server *self, int reason,
     (void)reason;
     (void)detail;
     if (st != NULL) {
-        tand__deluxe_free(&st->d);
-        free(st);
+        tand__deluxe_free(st->d);
+        free(st); /* the deluxe_server it begins */
     }
 }
 

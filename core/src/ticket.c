@@ -298,6 +298,11 @@ int tand_tickets_append(tand_tickets *t, int64_t number)
     return tand__deluxe_append(&t->d, number);
 }
 
+deluxe *tand__tickets_deluxe(tand_tickets *t)
+{
+    return &t->d;
+}
+
 size_t tand_tickets_list(const tand_tickets *t, int64_t *out, size_t max)
 {
     const ticket *k;

@@ -5,6 +5,8 @@
 #ifndef TAND_TICKET_H
 #define TAND_TICKET_H
 
+#include "tand.h"
+
 #include <stdint.h>
 
 typedef struct ticket ticket;
@@ -38,5 +40,8 @@ void tand__deluxe_reset(deluxe *d);
 const ticket *tand__deluxe_first(const deluxe *d);
 const ticket *tand__deluxe_next(const ticket *t);
 int64_t tand__ticket_number(const ticket *t);
+
+/* The deluxe queue inside a public tand_tickets. */
+deluxe *tand__tickets_deluxe(tand_tickets *t);
 
 #endif

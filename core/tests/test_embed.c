@@ -85,6 +85,22 @@ static void from_source(void)
     /* the deluxe ops work on a policy, with its bounds */
     CHECK_OK(tand_deluxe_queue(s, &n, 5000));
     CHECK_INT(n, 10);
+    /* a request is an array: a map {1 = op, 2 = x} is refused, though it
+    ** would make the same Lua table */
+    {
+        tand_msg req = {0}, reply;
+        tand_buf buf;
+        tand_buf_init(&buf);
+        tand_pack_map(&buf, 2);
+        tand_pack_int(&buf, 1);
+        tand_pack_str(&buf, "double", 6);
+        tand_pack_int(&buf, 2);
+        tand_pack_int(&buf, 21);
+        req.op = TAND_OP_ENCODED;
+        CHECK_OK(tand_buf_to_msg(&buf, &req));
+        CHECK_RC(tand_call(s, &req, &reply, 5000, 0), TAND_EBADREQ);
+        tand_msg_clear(&reply);
+    }
     /* a second start under the same name */
     {
         tand_server *again = (tand_server *)1;
