@@ -130,6 +130,12 @@ static int push_results(lua_State *L, const tand_msg *reply)
     return n;
 }
 
+int ltand_push_reply(lua_State *L, const tand_msg *reply)
+{
+    return reply->status != 0 ? fail_reply(L, reply->status, reply)
+                              : push_results(L, reply);
+}
+
 /* Calls with req, in sp (taken by the method before it encoded
 ** anything, so that nothing raised can leak the request), and pushes
 ** the results or nil, token, detail; ends the use of sp. */
@@ -202,11 +208,11 @@ static int m_reset_state(lua_State *L)
 
 /* Encodes the n values at first.. into msg in sp, raising (with sp
 ** given back) on what cannot be sent. */
-static void encode_args(lua_State *L, ltand_space *sp, int first, int n,
-                        int as_array, tand_msg *msg)
+static void encode_args(lua_State *L, ltand_scratch *sc, ltand_space *sp,
+                        int first, int n, int as_array, tand_msg *msg)
 {
     if (ltand_encode(L, sp, first, n, as_array, msg) != 0) {
-        ltand_space_give(METHOD_SCRATCH(L), sp);
+        ltand_space_give(sc, sp);
         lua_error(L);
     }
 }
@@ -220,7 +226,7 @@ static int m_next(lua_State *L)
     lua_settop(L, 2);
     sp = TAKE_SPACE(L);
     if (!lua_isnil(L, 2))
-        encode_args(L, sp, 2, 1, 0, &req);
+        encode_args(L, METHOD_SCRATCH(L), sp, 2, 1, 0, &req);
     return call_in(L, m, &req, sp);
 }
 
@@ -254,7 +260,7 @@ static int m_call(lua_State *L)
     ltand_space *sp;
     luaL_checktype(L, 2, LUA_TSTRING);
     sp = TAKE_SPACE(L);
-    encode_args(L, sp, 2, n, 1, &req);
+    encode_args(L, METHOD_SCRATCH(L), sp, 2, n, 1, &req);
     return call_in(L, m, &req, sp);
 }
 
@@ -264,7 +270,7 @@ static void encode_message(lua_State *L, int first, int as_array,
 {
     int n = lua_gettop(L) - first + 1;
     ltand_space *sp = TAKE_SPACE(L);
-    encode_args(L, sp, first, n, as_array, msg);
+    encode_args(L, METHOD_SCRATCH(L), sp, first, n, as_array, msg);
     ltand_space_give(METHOD_SCRATCH(L), sp);
     lua_pop(L, 1);
 }
@@ -285,6 +291,33 @@ static int m_send(lua_State *L)
     int n = lua_gettop(L) - 1;
     encode_message(L, 2, n != 1, &msg);
     return send_msg(L, m, &msg, 1);
+}
+
+int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx,
+                        int first, int last, tand_replies *box, uint64_t tag)
+{
+    lmachine *m = check_machine(L, midx);
+    tand_msg req = {0};
+    ltand_space *sp;
+    int n = last - first + 1;
+    luaL_checktype(L, first, LUA_TSTRING);
+    sp = ltand_space_take(L, sc);
+    encode_args(L, sc, sp, first, n, 1, &req);
+    ltand_space_give(sc, sp);
+    lua_pop(L, 1);
+    if (m->s == NULL) {
+        tand_msg_clear(&req);
+        return TAND_ENOPROC;
+    }
+    /* never waiting for room: a full mailbox is busy at once */
+    return tand_call_async(m->s, &req, timeout_of(m), TAND_NOWAIT, box, tag);
+}
+
+/* m:send_request(op, ...): a request, sent now (lrequest.c). */
+static int m_send_request(lua_State *L)
+{
+    check_machine(L, 1);
+    return ltand_request_send(L, METHOD_SCRATCH(L), 1, 2);
 }
 
 static int m_alive(lua_State *L)
@@ -428,6 +461,7 @@ static const luaL_Reg machine_methods[] = {
     {"call", m_call},
     {"cast", m_cast},
     {"send", m_send},
+    {"send_request", m_send_request},
     {"alive", m_alive},
     {"stop", m_stop},
     {"settimeout", m_settimeout},

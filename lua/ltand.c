@@ -123,6 +123,7 @@ void *ltand_noreply_marker(void)
 static const luaL_Reg funcs[] = {{"start", ltand_start},
                                  {"whereis", l_whereis},
                                  {"supervise", ltand_supervise},
+                                 {"requests", ltand_requests},
                                  {"sleep", l_sleep},
                                  {"now", l_now},
                                  {NULL, NULL}};
@@ -145,6 +146,7 @@ __attribute__((visibility("default"))) int luaopen_tand(lua_State *L)
     stay_loaded();
     ltand_runtime(L);
     ltand_open_machine(L);
+    ltand_open_requests(L);
     luaL_newlib(L, funcs);
     ltand_open_spawn(L);
     lua_pushliteral(L, TAND_VERSION_STRING);

@@ -213,6 +213,19 @@ void *ltand_pool_realloc(ltand_pool *p, void *ptr, size_t osize,
 ** [-0, +1, m] */
 void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id);
 
+/* Pushes what a call's reply gives Lua: its results, or nil, token,
+** detail (nil, "bad_value", why for a reply that does not decode here).
+** Returns how many. [-0, +n, m] */
+int ltand_push_reply(lua_State *L, const tand_msg *reply);
+
+/* Sends the machine at midx the call {op, args...} of the values
+** first..last (op a string: raises otherwise, and for what cannot be
+** sent) into box under tag, through a space of sc (L's), with the
+** handle's timeout; never waits for room. 0, or the engine's code
+** (TAND_ENOPROC, TAND_EBUSY, ...). [-0, +0, e] */
+int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx,
+                        int first, int last, tand_replies *box, uint64_t tag);
+
 /* Makes the LTAND_MACHINE metatable in the registry, unless it is there;
 ** its methods hold it as their upvalue 1 (see check_machine) and the
 ** state's scratch userdata as their upvalue 2. [-0, +0, m] */
@@ -283,5 +296,17 @@ int ltand_get_integer(lua_State *L, int idx, int64_t *out);
 /* tand.supervise(flags, children): a handle to the supervisor, or nil,
 ** token, detail. */
 int ltand_supervise(lua_State *L);
+
+/* ---- lrequest.c: requests and request sets ---- */
+
+/* m:send_request: pushes a request for the call of the values from first
+** on to the machine at midx, or nil, token, detail. [-0, +(1|3), e] */
+int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int first);
+
+/* tand.requests(): pushes a new, empty set. [-0, +(1|3), m] */
+int ltand_requests(lua_State *L);
+
+/* Makes the metatables of requests and sets. [-0, +0, m] */
+void ltand_open_requests(lua_State *L);
 
 #endif

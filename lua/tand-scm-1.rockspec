@@ -36,7 +36,8 @@ build = {
             "lua/lsupervise.c", "lua/ldeadline.c", "lua/lpattern.c",
             "lua/lpolicy.c", "lua/lpolicy_call.c",
             "lua/lpolicy_journal.c", "lua/lpolicy_machine.c",
-            "lua/lpool.c", "lua/lsandbox.c", "lua/lspawn.c",
+            "lua/lpool.c", "lua/lrequest.c", "lua/lsandbox.c",
+            "lua/lspawn.c",
             "lua/lvalue.c"
          },
          defines = { "_POSIX_C_SOURCE=200809L" },

@@ -55,13 +55,15 @@ extern "C" {
     XX(ESYSTEM, -16, "system_error", "the system refused a resource")        \
     XX(EJOURNAL, -17, "journal_error", "the journal cannot be used")          \
     XX(EJOURNALLOCKED, -18, "journal_locked",                                \
-       "the journal is held by another server")
+       "the journal is held by another server")                              \
+    XX(ECANCELED, -19, "cancelled", "the request was cancelled")             \
+    XX(EEMPTY_SET, -20, "empty", "no request of the set is pending")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -19
+    TAND_ERR_LAST_ = -21
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,

@@ -1,0 +1,342 @@
+/*
+** lrequest.c - calls that do not block a Lua thread: m:send_request
+** returns a request (ready, wait, cancel), and tand.requests() makes a
+** set that many calls share, with one descriptor for an event loop. Both
+** speak cqueues' poll protocol (pollfd, events, timeout).
+**
+** DESIGN: a request and a set each own a reply box (tand_call_async in
+** tand.h): the box's descriptor is what a loop polls, and the deadlines
+** in it are the calls' own, each the handle's timeout from the send. A
+** request or set belongs to the Lua state that made it, which runs on one
+** thread at a time, the box's owner. Sending never waits and never runs
+** the server on the sending thread: a full mailbox is nil, "busy" at once.
+** Closing one, or dropping it (__gc), frees its box, which abandons what
+** is still pending: a server skips a call it has not started and drops
+** the reply of one it has, so no stale reply reaches anybody.
+** A request keeps its reply once taken, so each wait answers the same. A
+** set hands each reply out once; it is decoded in a space (lvalue.c), so
+** a Lua error while decoding leaks nothing.
+*/
+#include "ltand.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LTAND_REQUEST "tand.request"
+#define LTAND_REQUESTS "tand.requests"
+
+enum { PENDING, DONE, CANCELLED };
+
+typedef struct lrequest {
+    tand_replies *box; /* NULL once cancelled */
+    int state;
+    tand_msg reply; /* once DONE */
+} lrequest;
+
+typedef struct lrequests {
+    tand_replies *box; /* NULL once closed */
+    uint64_t last_id;  /* the id of the last call sent */
+    ltand_scratch *scratch; /* the state's, for decoding */
+} lrequests;
+
+/* Reads the optional wait at idx: ms, or TAND_FOREVER when absent. */
+static int64_t wait_ms(lua_State *L, int idx)
+{
+    int64_t ms;
+    if (lua_isnoneornil(L, idx))
+        return TAND_FOREVER;
+    if (ltand_timeout(L, idx, &ms) != 0)
+        luaL_argerror(L, idx, "a wait is a whole number of ms >= 0");
+    return ms;
+}
+
+/* What a loop should sleep at most for box, in seconds, or nil. */
+static int push_timeout(lua_State *L, tand_replies *box)
+{
+    int64_t ms = box != NULL ? tand_replies_timeout_ms(box) : -1;
+    if (ms < 0)
+        lua_pushnil(L);
+    else
+        lua_pushnumber(L, (lua_Number)ms / 1000);
+    return 1;
+}
+
+/* ---- a request ---- */
+
+static lrequest *check_request(lua_State *L)
+{
+    return luaL_checkudata(L, 1, LTAND_REQUEST);
+}
+
+/* Takes the reply if it has come (or the deadline has passed). */
+static int collect(lrequest *r)
+{
+    uint64_t tag;
+    if (r->state != PENDING || !tand_replies_take(r->box, &tag, &r->reply))
+        return r->state == DONE;
+    r->state = DONE; /* the box stays, so a loop can still poll it */
+    return 1;
+}
+
+int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int first)
+{
+    lrequest *r;
+    int rc;
+    midx = lua_absindex(L, midx);
+    first = lua_absindex(L, first);
+    r = lua_newuserdatauv(L, sizeof *r, 0); /* closed until it has a box */
+    memset(r, 0, sizeof *r);
+    r->state = CANCELLED;
+    luaL_setmetatable(L, LTAND_REQUEST);
+    if ((rc = tand_replies_new(&r->box)) != 0)
+        return ltand_fail(L, rc, NULL);
+    rc = ltand_machine_async(L, sc, midx, first, lua_gettop(L) - 1, r->box,
+                             1);
+    if (rc != 0) {
+        tand_replies_free(r->box);
+        r->box = NULL;
+        return ltand_fail(L, rc, NULL);
+    }
+    r->state = PENDING;
+    return 1;
+}
+
+static int r_ready(lua_State *L)
+{
+    lua_pushboolean(L, collect(check_request(L)));
+    return 1;
+}
+
+static int r_wait(lua_State *L)
+{
+    lrequest *r = check_request(L);
+    int64_t ms = wait_ms(L, 2);
+    if (r->state == CANCELLED)
+        return ltand_fail(L, TAND_ECANCELED, NULL);
+    if (!collect(r) && (tand_replies_wait(r->box, ms), !collect(r)))
+        return ltand_fail(L, TAND_ETIMEDOUT,
+                          "no reply yet: the request is still pending");
+    return ltand_push_reply(L, &r->reply);
+}
+
+/* Gives the request up: true when it was pending (its server skips it if
+** it has not started it), false when it had finished. */
+static int r_cancel(lua_State *L)
+{
+    lrequest *r = check_request(L);
+    int was = r->state == PENDING && !collect(r);
+    if (was) {
+        tand_replies_free(r->box);
+        r->box = NULL;
+        r->state = CANCELLED;
+    }
+    lua_pushboolean(L, was);
+    return 1;
+}
+
+static int r_gc(lua_State *L)
+{
+    lrequest *r = lua_touserdata(L, 1);
+    tand_replies_free(r->box);
+    r->box = NULL;
+    tand_msg_clear(&r->reply);
+    return 0;
+}
+
+static int r_pollfd(lua_State *L)
+{
+    lrequest *r = check_request(L);
+    if (r->box == NULL)
+        return luaL_error(L, "attempt to poll a cancelled request");
+    lua_pushinteger(L, tand_replies_fd(r->box));
+    return 1;
+}
+
+static int r_events(lua_State *L)
+{
+    check_request(L);
+    lua_pushliteral(L, "r");
+    return 1;
+}
+
+static int r_timeout(lua_State *L)
+{
+    lrequest *r = check_request(L);
+    if (r->state != PENDING || collect(r)) {
+        lua_pushnumber(L, 0); /* ready now: waiting answers at once */
+        return 1;
+    }
+    return push_timeout(L, r->box);
+}
+
+static int r_tostring(lua_State *L)
+{
+    static const char *const states[] = {"pending", "done", "cancelled"};
+    lrequest *r = check_request(L);
+    lua_pushfstring(L, "tand.request (%s)", states[r->state]);
+    return 1;
+}
+
+static const luaL_Reg request_methods[] = {
+    {"ready", r_ready},     {"wait", r_wait},     {"cancel", r_cancel},
+    {"pollfd", r_pollfd},   {"events", r_events}, {"timeout", r_timeout},
+    {NULL, NULL}};
+
+static const luaL_Reg request_meta[] = {{"__gc", r_gc},
+                                        {"__close", r_gc},
+                                        {"__tostring", r_tostring},
+                                        {NULL, NULL}};
+
+/* ---- a set of requests ---- */
+
+static lrequests *check_set(lua_State *L)
+{
+    lrequests *set = luaL_checkudata(L, 1, LTAND_REQUESTS);
+    if (set->box == NULL)
+        luaL_error(L, "attempt to use a closed request set");
+    return set;
+}
+
+static int set_new(lua_State *L)
+{
+    lrequests *set = lua_newuserdatauv(L, sizeof *set, 0);
+    int rc;
+    memset(set, 0, sizeof *set);
+    luaL_setmetatable(L, LTAND_REQUESTS);
+    set->scratch = ltand_scratch_of(L);
+    if ((rc = tand_replies_new(&set->box)) != 0)
+        return ltand_fail(L, rc, NULL);
+    return 1;
+}
+
+/* set:call(m, op, ...): the id of the call sent, or nil, token, detail. */
+static int s_call(lua_State *L)
+{
+    lrequests *set = check_set(L);
+    int rc = ltand_machine_async(L, set->scratch, 2, 3, lua_gettop(L),
+                                 set->box, set->last_id + 1);
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL);
+    lua_pushinteger(L, (lua_Integer)++set->last_id);
+    return 1;
+}
+
+/* Pushes the next finished call's id and its reply, or returns 0. */
+static int take(lua_State *L, lrequests *set)
+{
+    uint64_t id;
+    ltand_space *sp = ltand_space_take(L, set->scratch);
+    tand_msg *reply = ltand_space_reply(sp);
+    int n;
+    if (!tand_replies_take(set->box, &id, reply)) {
+        ltand_space_give(set->scratch, sp);
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushinteger(L, (lua_Integer)id);
+    n = ltand_push_reply(L, reply);
+    ltand_space_give(set->scratch, sp);
+    return n + 1; /* above the space's slot, which the return leaves */
+}
+
+static int s_wait(lua_State *L)
+{
+    lrequests *set = check_set(L);
+    int64_t ms = wait_ms(L, 2);
+    int n;
+    if (tand_replies_count(set->box) == 0)
+        return ltand_fail(L, TAND_EEMPTY_SET, NULL);
+    if ((n = take(L, set)) != 0)
+        return n;
+    tand_replies_wait(set->box, ms);
+    if ((n = take(L, set)) != 0)
+        return n;
+    return ltand_fail(L, TAND_ETIMEDOUT, "no reply yet");
+}
+
+static int s_poll(lua_State *L)
+{
+    lrequests *set = check_set(L);
+    int n = take(L, set);
+    if (n == 0)
+        lua_pushnil(L);
+    return n != 0 ? n : 1;
+}
+
+static int s_count(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)tand_replies_count(check_set(L)->box));
+    return 1;
+}
+
+static int s_fd(lua_State *L)
+{
+    lua_pushinteger(L, tand_replies_fd(check_set(L)->box));
+    return 1;
+}
+
+static int s_events(lua_State *L)
+{
+    check_set(L);
+    lua_pushliteral(L, "r");
+    return 1;
+}
+
+static int s_timeout(lua_State *L)
+{
+    return push_timeout(L, check_set(L)->box);
+}
+
+/* Closes the set: what is pending is cancelled. Closing twice is fine. */
+static int s_close(lua_State *L)
+{
+    lrequests *set = luaL_checkudata(L, 1, LTAND_REQUESTS);
+    tand_replies_free(set->box);
+    set->box = NULL;
+    return 0;
+}
+
+static int s_tostring(lua_State *L)
+{
+    lrequests *set = luaL_checkudata(L, 1, LTAND_REQUESTS);
+    if (set->box == NULL)
+        lua_pushliteral(L, "tand.requests (closed)");
+    else
+        lua_pushfstring(L, "tand.requests (%I pending)",
+                        (lua_Integer)tand_replies_count(set->box));
+    return 1;
+}
+
+static const luaL_Reg set_methods[] = {
+    {"call", s_call},     {"wait", s_wait},     {"poll", s_poll},
+    {"count", s_count},   {"fd", s_fd},         {"pollfd", s_fd},
+    {"events", s_events}, {"timeout", s_timeout}, {"close", s_close},
+    {NULL, NULL}};
+
+static const luaL_Reg set_meta[] = {{"__gc", s_close},
+                                    {"__close", s_close},
+                                    {"__tostring", s_tostring},
+                                    {NULL, NULL}};
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
+                      const luaL_Reg *methods)
+{
+    if (luaL_newmetatable(L, name)) {
+        luaL_setfuncs(L, meta, 0);
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
+void ltand_open_requests(lua_State *L)
+{
+    new_class(L, LTAND_REQUEST, request_meta, request_methods);
+    new_class(L, LTAND_REQUESTS, set_meta, set_methods);
+}
+
+int ltand_requests(lua_State *L)
+{
+    return set_new(L);
+}

@@ -1,0 +1,272 @@
+-- Calls that do not block a Lua thread: requests and request sets.
+local tand = require "tand"
+local helper = require "spec.helper"
+
+-- A policy server whose "slow" op sleeps ms and whose "count" op says how
+-- many calls its handler has run (so a spec can tell a skipped call).
+local function slow_server(extra)
+  local opts = {
+    min_number = 1, max_number = 1000,
+    policy = function()
+      return {
+        init = function() return { calls = 0 } end,
+        handle_call = function(r, from, state, machine)
+          state.calls = state.calls + 1
+          if r[1] == "slow" then
+            require("tand").sleep(r[2])
+            return "slept", r[2]
+          elseif r[1] == "count" then
+            return state.calls
+          end
+          return machine:default(r)
+        end,
+      }
+    end,
+  }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return assert(tand.start(opts))
+end
+
+describe("a request", function()
+  it("is pending, then ready with what m:call would return", function()
+    local m = slow_server()
+    local r = assert(m:send_request("slow", 200))
+    assert.is_false(r:ready())
+    assert.matches("pending", tostring(r))
+    assert.is_true(helper.wait_for(function() return r:ready() end))
+    assert.same({ "slept", 200 }, { r:wait() })
+    assert.same({ "slept", 200 }, { r:wait() }) -- kept: the same again
+    assert.same({ 1 }, { assert(m:send_request("queue_new_number")):wait() })
+    m:stop()
+  end)
+
+  it("returns at once, the server running on another thread", function()
+    local m = slow_server()
+    local t0 = tand.now()
+    local r = assert(m:send_request("slow", 300))
+    assert.is_true(tand.now() - t0 < 200)
+    assert.same({ "slept", 300 }, { r:wait() })
+    m:stop()
+  end)
+
+  it("times a wait out and stays pending for a later wait", function()
+    local m = slow_server()
+    local r = assert(m:send_request("slow", 300))
+    local v, err, detail = r:wait(10)
+    assert.is_nil(v); assert.equal("timeout", err)
+    assert.matches("still pending", detail)
+    assert.is_false(r:ready())
+    assert.same({ "slept", 300 }, { r:wait(5000) })
+    m:stop()
+  end)
+
+  it("ends at its own deadline, the handle's timeout from the send", function()
+    local m = slow_server()
+    m:settimeout(100)
+    local r = assert(m:send_request("slow", 600))
+    local v, err = r:wait() -- no wait given: until the request's deadline
+    assert.is_nil(v); assert.equal("timeout", err)
+    assert.is_true(r:ready())
+    v, err = r:wait() -- and so it stays
+    assert.is_nil(v); assert.equal("timeout", err)
+    m:stop()
+  end)
+
+  it("cancelled before its server starts it, is skipped", function()
+    local m = slow_server()
+    local busy = assert(m:send_request("slow", 300))
+    local r = assert(m:send_request("queue_new_number"))
+    assert.is_true(r:cancel())
+    assert.is_false(r:cancel()) -- once
+    local v, err = r:wait()
+    assert.is_nil(v); assert.equal("cancelled", err)
+    busy:wait()
+    assert.equal(2, m:call("count")) -- "slow", then "count": not r
+    assert.equal(1, m:queue_new_number()) -- its number was never taken
+    m:stop()
+  end)
+
+  it("cancelled while its server runs it, loses its reply", function()
+    local m = slow_server()
+    local r = assert(m:send_request("slow", 200))
+    assert.is_true(helper.wait_for(function()
+      return m:stats().calls >= 1 -- (stats count calls as they start)
+    end))
+    assert.is_true(r:cancel())
+    assert.equal("cancelled", select(2, r:wait()))
+    assert.equal(2, m:call("count")) -- it ran; its reply was dropped
+    m:stop()
+  end)
+
+  it("cancelled once finished keeps its reply", function()
+    local m = slow_server()
+    local r = assert(m:send_request("queue_new_number"))
+    assert.equal(1, r:wait())
+    assert.is_false(r:cancel())
+    assert.equal(1, r:wait())
+    m:stop()
+  end)
+
+  it("dropped while pending is cancelled", function()
+    local m = slow_server()
+    local busy = assert(m:send_request("slow", 300))
+    do
+      local r = assert(m:send_request("queue_new_number"))
+      r = nil -- luacheck: ignore
+    end
+    collectgarbage(); collectgarbage()
+    busy:wait()
+    assert.equal(2, m:call("count"))
+    m:stop()
+  end)
+
+  it("closes with <close>", function()
+    local m = slow_server()
+    local busy = assert(m:send_request("slow", 300))
+    do
+      local r <close> = assert(m:send_request("queue_new_number"))
+    end
+    busy:wait()
+    assert.equal(2, m:call("count"))
+    m:stop()
+  end)
+
+  it("is busy at once on a full mailbox, and noproc once ended", function()
+    local m = slow_server({ mailbox = 1 })
+    local first = assert(m:send_request("slow", 300))
+    assert.is_true(helper.wait_for(function() return m:stats().calls >= 1 end))
+    local queued = assert(m:send_request("count")) -- fills the mailbox
+    local t0 = tand.now()
+    local none, err = m:send_request("count")
+    assert.is_nil(none); assert.equal("busy", err)
+    assert.is_true(tand.now() - t0 < 200)
+    first:wait(); queued:wait()
+    m:stop()
+    none, err = m:send_request("count")
+    assert.is_nil(none); assert.equal("noproc", err)
+  end)
+
+  it("speaks the cqueues poll protocol", function()
+    local m = slow_server()
+    m:settimeout(2000)
+    local r = assert(m:send_request("slow", 100))
+    assert.is_number(r:pollfd())
+    assert.equal("r", r:events())
+    local t = r:timeout()
+    assert.is_true(t > 1 and t <= 2)
+    r:wait()
+    assert.equal(0, r:timeout()) -- ready: a poll returns at once
+    m:stop()
+  end)
+
+  it("refuses bad arguments", function()
+    local m = slow_server()
+    assert.has_error(function() m:send_request() end)
+    assert.has_error(function() m:send_request(1) end)
+    assert.has_error(function() m:send_request("x", print) end)
+    local r = assert(m:send_request("queue_new_number"))
+    assert.has_error(function() r:wait(-1) end)
+    assert.has_error(function() r:wait("10") end)
+    r:wait()
+    m:stop()
+  end)
+end)
+
+describe("a request set", function()
+  it("hands each reply out once, from many servers", function()
+    local servers = {}
+    for i = 1, 3 do
+      servers[i] = assert(tand.start{ min_number = 100 * i,
+                                       max_number = 100 * i + 99 })
+    end
+    local set = tand.requests()
+    local want = {}
+    for i = 1, 30 do
+      local s = servers[i % 3 + 1]
+      local id = assert(set:call(s, "queue_new_number"))
+      want[id] = true
+    end
+    assert.equal(30, set:count())
+    local got, numbers = 0, {}
+    while set:count() > 0 do
+      local id, n = set:wait(5000)
+      assert.is_true(want[id]); want[id] = nil
+      assert.is_nil(numbers[n]); numbers[n] = true
+      got = got + 1
+    end
+    assert.equal(30, got)
+    local none, err = set:wait()
+    assert.is_nil(none); assert.equal("empty", err)
+    set:close()
+    for i = 1, 3 do servers[i]:stop() end
+  end)
+
+  it("polls without waiting, and waits with a deadline", function()
+    local m = slow_server()
+    local set = tand.requests()
+    assert.is_nil(set:poll())
+    local id = set:call(m, "slow", 200)
+    assert.is_nil(set:poll())
+    local v, err = set:wait(10)
+    assert.is_nil(v); assert.equal("timeout", err)
+    assert.is_number(set:timeout())
+    assert.is_true(helper.wait_for(function()
+      local got, a, b = set:poll()
+      if got then assert.same({ id, "slept", 200 }, { got, a, b }) end
+      return got ~= nil
+    end))
+    set:close()
+    m:stop()
+  end)
+
+  it("gives a failed call's reply with its id", function()
+    local m = slow_server()
+    m:settimeout(50)
+    local set = tand.requests()
+    local id = set:call(m, "slow", 300)
+    local got, v, err = set:wait()
+    assert.equal(id, got); assert.is_nil(v); assert.equal("timeout", err)
+    set:close()
+    m:stop()
+  end)
+
+  it("cancels what is pending when closed or dropped", function()
+    local m = slow_server()
+    local busy = assert(m:send_request("slow", 300))
+    local set = tand.requests()
+    set:call(m, "queue_new_number")
+    set:close()
+    set:close() -- twice is fine
+    assert.has_error(function() set:call(m, "count") end,
+                     "attempt to use a closed request set")
+    do
+      local other = tand.requests()
+      other:call(m, "queue_new_number")
+    end
+    collectgarbage(); collectgarbage()
+    busy:wait()
+    assert.equal(2, m:call("count"))
+    assert.equal(1, m:queue_new_number())
+    m:stop()
+  end)
+
+  it("is readable on its descriptor while a reply waits", function()
+    local m = slow_server()
+    local set = tand.requests()
+    assert.is_number(set:fd())
+    assert.equal(set:fd(), set:pollfd())
+    assert.equal("r", set:events())
+    set:close()
+    m:stop()
+  end)
+
+  it("refuses what is not a machine, and a call without an op", function()
+    local set = tand.requests()
+    local m = slow_server()
+    assert.has_error(function() set:call({}, "x") end)
+    assert.has_error(function() set:call(m) end)
+    assert.equal(0, set:count())
+    set:close()
+    m:stop()
+  end)
+end)
