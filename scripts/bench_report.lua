@@ -208,6 +208,9 @@ ratio_row(targets, "durable call, 50 clients / Redis INCR appendfsync always",
 local b, p = memory.builtin, memory.policy
 ratio_row(targets, "built-in call / VIP policy call (`queue_vip` + serve), 1 thread",
           { "lua_deluxe", 1 }, { "lua_vip_call", 1 }, 1.25, 1.25, true)
+ratio_row(targets, "Lua, 1 thread with 64 requests in flight (a set) / " ..
+          "GenServer.call, 64 processes",
+          { "lua_inflight", 64 }, { "genserver_call", 64 }, 2, 2)
 value_row(targets, "100,000 idle built-in servers", "< 200 MB", function(cond)
   if not b then return nil end
   local mb = b.mb * 100000 / b.count
@@ -496,7 +499,9 @@ local sections = {
     "`queue_new_number` + `serve_next_queued_number` on the built-in " ..
     "machine; `lua_vip`: the same calls through `examples/policies/vip.lua`; " ..
     "`lua_vip_call`: `m:call(\"queue_vip\")` + `serve_next_queued_number` " ..
-    "through the VIP policy (its own op, served first). " ..
+    "through the VIP policy (its own op, served first); `lua_inflight`: " ..
+    "one thread keeping 64 calls (`\"next\", \"me\"`) in flight on the " ..
+    "counter through a request set, each reply taken sending the next. " ..
     "One call in 16 is timed." },
   { "durable", "Durable calls",
     "A journaled deluxe machine (SQLite WAL): `tand_full` fsyncs each batch " ..
