@@ -56,15 +56,16 @@ static void follow_name(lmachine *m)
 #define METHOD_SCRATCH(L) \
     ((ltand_scratch *)lua_touserdata(L, lua_upvalueindex(2)))
 
-/* The machine methods hold the machine metatable as their upvalue 1, so
-** the check needs no lookup by name; anything else (or a call through
-** a function without it) takes luaL_checkudata and its error. */
-static lmachine *check_machine(lua_State *L, int idx)
+/* The machine at idx. The machine methods hold the machine metatable as
+** their upvalue 1 (a request set's methods as their upvalue 2: mt), so
+** the check needs no lookup by name; anything else takes
+** luaL_checkudata and its error. */
+static lmachine *check_machine_mt(lua_State *L, int idx, int mt)
 {
     lmachine *m = lua_touserdata(L, idx);
     int same = 0;
     if (m != NULL && lua_getmetatable(L, idx)) {
-        same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        same = lua_rawequal(L, -1, mt);
         lua_pop(L, 1);
     }
     if (!same)
@@ -74,6 +75,8 @@ static lmachine *check_machine(lua_State *L, int idx)
     follow_name(m);
     return m;
 }
+
+#define check_machine(L, idx) check_machine_mt(L, idx, lua_upvalueindex(1))
 
 /* The handle's timeout, capped inside a policy callback by what is left
 ** of the callback's own time. */
@@ -293,10 +296,10 @@ static int m_send(lua_State *L)
     return send_msg(L, m, &msg, 1);
 }
 
-int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx,
+int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
                         int first, int last, tand_replies *box, uint64_t tag)
 {
-    lmachine *m = check_machine(L, midx);
+    lmachine *m = check_machine_mt(L, midx, mt);
     tand_msg req = {0};
     ltand_space *sp;
     int n = last - first + 1;
@@ -317,7 +320,8 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx,
 static int m_send_request(lua_State *L)
 {
     check_machine(L, 1);
-    return ltand_request_send(L, METHOD_SCRATCH(L), 1, 2);
+    return ltand_request_send(L, METHOD_SCRATCH(L), 1, lua_upvalueindex(1),
+                              2);
 }
 
 static int m_alive(lua_State *L)

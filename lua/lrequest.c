@@ -78,7 +78,8 @@ static int collect(lrequest *r)
     return 1;
 }
 
-int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int first)
+int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int mt,
+                       int first)
 {
     lrequest *r;
     int rc;
@@ -90,8 +91,8 @@ int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int first)
     luaL_setmetatable(L, LTAND_REQUEST);
     if ((rc = tand_replies_new(&r->box)) != 0)
         return ltand_fail(L, rc, NULL);
-    rc = ltand_machine_async(L, sc, midx, first, lua_gettop(L) - 1, r->box,
-                             1);
+    rc = ltand_machine_async(L, sc, midx, mt, first, lua_gettop(L) - 1,
+                             r->box, 1);
     if (rc != 0) {
         tand_replies_free(r->box);
         r->box = NULL;
@@ -189,9 +190,19 @@ static const luaL_Reg request_meta[] = {{"__gc", r_gc},
 
 /* ---- a set of requests ---- */
 
+/* The set's methods hold the set metatable as their upvalue 1 and the
+** machine metatable as their upvalue 2, so neither check looks a name
+** up. */
 static lrequests *check_set(lua_State *L)
 {
-    lrequests *set = luaL_checkudata(L, 1, LTAND_REQUESTS);
+    lrequests *set = lua_touserdata(L, 1);
+    int same = 0;
+    if (set != NULL && lua_getmetatable(L, 1)) {
+        same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!same)
+        set = luaL_checkudata(L, 1, LTAND_REQUESTS);
     if (set->box == NULL)
         luaL_error(L, "attempt to use a closed request set");
     return set;
@@ -213,8 +224,8 @@ static int set_new(lua_State *L)
 static int s_call(lua_State *L)
 {
     lrequests *set = check_set(L);
-    int rc = ltand_machine_async(L, set->scratch, 2, 3, lua_gettop(L),
-                                 set->box, set->last_id + 1);
+    int rc = ltand_machine_async(L, set->scratch, 2, lua_upvalueindex(2), 3,
+                                 lua_gettop(L), set->box, set->last_id + 1);
     if (rc != 0)
         return ltand_fail(L, rc, NULL);
     lua_pushinteger(L, (lua_Integer)++set->last_id);
@@ -318,13 +329,21 @@ static const luaL_Reg set_meta[] = {{"__gc", s_close},
                                     {"__tostring", s_tostring},
                                     {NULL, NULL}};
 
+/* Makes the metatable `name`; with upvalues, its methods hold it and
+** the machine metatable (see check_set). */
 static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
-                      const luaL_Reg *methods)
+                      const luaL_Reg *methods, int upvalues)
 {
     if (luaL_newmetatable(L, name)) {
         luaL_setfuncs(L, meta, 0);
         lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
+        if (upvalues) {
+            lua_pushvalue(L, -2);
+            luaL_getmetatable(L, LTAND_MACHINE);
+            luaL_setfuncs(L, methods, 2);
+        } else {
+            luaL_setfuncs(L, methods, 0);
+        }
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
@@ -332,8 +351,8 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
 
 void ltand_open_requests(lua_State *L)
 {
-    new_class(L, LTAND_REQUEST, request_meta, request_methods);
-    new_class(L, LTAND_REQUESTS, set_meta, set_methods);
+    new_class(L, LTAND_REQUEST, request_meta, request_methods, 0);
+    new_class(L, LTAND_REQUESTS, set_meta, set_methods, 1);
 }
 
 int ltand_requests(lua_State *L)

@@ -221,9 +221,10 @@ int ltand_push_reply(lua_State *L, const tand_msg *reply);
 /* Sends the machine at midx the call {op, args...} of the values
 ** first..last (op a string: raises otherwise, and for what cannot be
 ** sent) into box under tag, through a space of sc (L's), with the
-** handle's timeout; never waits for room. 0, or the engine's code
-** (TAND_ENOPROC, TAND_EBUSY, ...). [-0, +0, e] */
-int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx,
+** handle's timeout; never waits for room. mt: an index that may hold the
+** machine metatable (an upvalue), for a check without a lookup by name.
+** 0, or the engine's code (TAND_ENOPROC, TAND_EBUSY, ...). [-0, +0, e] */
+int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
                         int first, int last, tand_replies *box, uint64_t tag);
 
 /* Makes the LTAND_MACHINE metatable in the registry, unless it is there;
@@ -301,7 +302,8 @@ int ltand_supervise(lua_State *L);
 
 /* m:send_request: pushes a request for the call of the values from first
 ** on to the machine at midx, or nil, token, detail. [-0, +(1|3), e] */
-int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int first);
+int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int mt,
+                       int first);
 
 /* tand.requests(): pushes a new, empty set. [-0, +(1|3), m] */
 int ltand_requests(lua_State *L);

@@ -91,7 +91,8 @@ struct tand_from {
     uint64_t tag;
     int64_t deadline_ns;
     tand_from *pnext, *pprev;    /* box's deadline list; box owner only */
-    tand_from *done_next;        /* box's done list; guarded by box mu */
+    tand_from *done_next;        /* box's done list (guarded by box mu),
+                                 ** then its owner's taken list */
     bool pending;                /* in the deadline list */
     call_chain chain;            /* last: only chain.n is cleared */
 };

@@ -524,11 +524,12 @@ static void counter_encoded(counter_state *st, tand_msg *req,
         const char *start = q.r.p;
         char *caller;
         size_t n = (size_t)(q.r.end - start);
-        if (count_args(req) > 1) {
+        uint32_t nargs = count_args(req);
+        if (nargs > 1) {
             reply_error(reply, TAND_EBADREQ, "next takes one argument");
             return;
         }
-        if (count_args(req) == 1) {
+        if (nargs == 1) {
             tand_reader r = q.r;
             tand_item it;
             tand_unpack(&r, &it);
