@@ -251,11 +251,27 @@ describe("a request set", function()
   end)
 
   it("is readable on its descriptor while a reply waits", function()
+    local uv = require "luv" -- (scripts/setup installs lua-luv)
     local m = slow_server()
     local set = tand.requests()
-    assert.is_number(set:fd())
     assert.equal(set:fd(), set:pollfd())
     assert.equal("r", set:events())
+    local readable = false
+    local function readable_now()
+      readable = false
+      local p = uv.new_poll(set:fd())
+      p:start("r", function() readable = true end)
+      uv.run("nowait")
+      p:stop(); p:close()
+      uv.run("nowait")
+      return readable
+    end
+    assert.is_false(readable_now()) -- nothing sent
+    local id = set:call(m, "slow", 100)
+    assert.is_false(readable_now()) -- sent, not answered
+    assert.is_true(helper.wait_for(readable_now))
+    assert.equal(id, (set:poll()))
+    assert.is_false(readable_now()) -- taken: drained
     set:close()
     m:stop()
   end)
