@@ -114,9 +114,12 @@ static int r_wait(lua_State *L)
     int64_t ms = wait_ms(L, 2);
     if (r->state == CANCELLED)
         return ltand_fail(L, TAND_ECANCELED, NULL);
-    if (!collect(r) && (tand_replies_wait(r->box, ms), !collect(r)))
-        return ltand_fail(L, TAND_ETIMEDOUT,
-                          "no reply yet: the request is still pending");
+    if (!collect(r)) {
+        tand_replies_wait(r->box, ms);
+        if (!collect(r))
+            return ltand_fail(L, TAND_ETIMEDOUT,
+                              "no reply yet: the request is still pending");
+    }
     return ltand_push_reply(L, &r->reply);
 }
 
