@@ -297,8 +297,10 @@ static int m_send(lua_State *L)
 }
 
 int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
-                        int first, int last, tand_replies *box, uint64_t tag)
+                        int first, int last, tand_replies *box,
+                        uint64_t *ids, const int *closed)
 {
+    uint64_t tag = 1;
     lmachine *m = check_machine_mt(L, midx, mt);
     tand_msg req = {0};
     ltand_space *sp;
@@ -308,6 +310,13 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
     encode_args(L, sc, sp, first, n, 1, &req);
     ltand_space_give(sc, sp);
     lua_pop(L, 1);
+    /* Only now: a finalizer run by the encoding may have used the set */
+    if (closed != NULL && *closed) {
+        tand_msg_clear(&req);
+        return TAND_ECANCELED;
+    }
+    if (ids != NULL)
+        tag = ++*ids;
     if (m->s == NULL) {
         tand_msg_clear(&req);
         return TAND_ENOPROC;

@@ -10,9 +10,11 @@
 ** request or set belongs to the Lua state that made it, which runs on one
 ** thread at a time, the box's owner. Sending never waits and never runs
 ** the server on the sending thread: a full mailbox is nil, "busy" at once.
-** Closing one, or dropping it (__gc), frees its box, which abandons what
-** is still pending: a server skips a call it has not started and drops
-** the reply of one it has, so no stale reply reaches anybody.
+** Cancelling or closing one abandons what is still pending: a server
+** skips a call it has not started and drops the reply of one it has, so
+** no stale reply reaches anybody. The box itself, and so the descriptor a
+** loop may still be polling, lives until __gc; cancelling makes it
+** readable, so that a poller wakes and finds the request finished.
 ** A request keeps its reply once taken, so each wait answers the same. A
 ** set hands each reply out once; it is decoded in a space (lvalue.c), so
 ** a Lua error while decoding leaks nothing.
@@ -21,6 +23,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LTAND_REQUEST "tand.request"
 #define LTAND_REQUESTS "tand.requests"
@@ -28,16 +31,46 @@
 enum { PENDING, DONE, CANCELLED };
 
 typedef struct lrequest {
-    tand_replies *box; /* NULL once cancelled */
+    tand_replies *box; /* freed by __gc */
     int state;
-    tand_msg reply; /* once DONE */
+    tand_msg reply; /* once DONE; freed by __gc */
 } lrequest;
 
 typedef struct lrequests {
-    tand_replies *box; /* NULL once closed */
+    tand_replies *box; /* freed by __gc */
+    int closed;
     uint64_t last_id;  /* the id of the last call sent */
     ltand_scratch *scratch; /* the state's, for decoding */
 } lrequests;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for box within ms (TAND_FOREVER: none) until take() holds:
+** tand_replies_wait may return early, when a deadline passes with its
+** reply being written (then the reply comes a moment later). */
+static int wait_until(tand_replies *box, int64_t ms, int (*take)(void *),
+                      void *arg)
+{
+    int64_t until = ms == TAND_FOREVER ? INT64_MAX : now_ms() + ms, left;
+    while (!take(arg)) {
+        if (until == INT64_MAX) {
+            tand_replies_wait(box, TAND_FOREVER);
+            continue;
+        }
+        left = until - now_ms();
+        if (left < 0 || (left == 0 && ms != 0))
+            return 0;
+        tand_replies_wait(box, left);
+        if (left == 0)
+            return take(arg);
+    }
+    return 1;
+}
 
 /* Reads the optional wait at idx: ms, or TAND_FOREVER when absent. */
 static int64_t wait_ms(lua_State *L, int idx)
@@ -69,8 +102,9 @@ static lrequest *check_request(lua_State *L)
 }
 
 /* Takes the reply if it has come (or the deadline has passed). */
-static int collect(lrequest *r)
+static int collect(void *arg)
 {
+    lrequest *r = arg;
     uint64_t tag;
     if (r->state != PENDING || !tand_replies_take(r->box, &tag, &r->reply))
         return r->state == DONE;
@@ -92,19 +126,18 @@ int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int mt,
     if ((rc = tand_replies_new(&r->box)) != 0)
         return ltand_fail(L, rc, NULL);
     rc = ltand_machine_async(L, sc, midx, mt, first, lua_gettop(L) - 1,
-                             r->box, 1);
-    if (rc != 0) {
-        tand_replies_free(r->box);
-        r->box = NULL;
-        return ltand_fail(L, rc, NULL);
-    }
+                             r->box, NULL, NULL);
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL); /* (the box goes with r) */
     r->state = PENDING;
     return 1;
 }
 
+/* Whether waiting would answer at once: done, or cancelled. */
 static int r_ready(lua_State *L)
 {
-    lua_pushboolean(L, collect(check_request(L)));
+    lrequest *r = check_request(L);
+    lua_pushboolean(L, r->state == CANCELLED || collect(r));
     return 1;
 }
 
@@ -114,12 +147,9 @@ static int r_wait(lua_State *L)
     int64_t ms = wait_ms(L, 2);
     if (r->state == CANCELLED)
         return ltand_fail(L, TAND_ECANCELED, NULL);
-    if (!collect(r)) {
-        tand_replies_wait(r->box, ms);
-        if (!collect(r))
-            return ltand_fail(L, TAND_ETIMEDOUT,
-                              "no reply yet: the request is still pending");
-    }
+    if (!wait_until(r->box, ms, collect, r))
+        return ltand_fail(L, TAND_ETIMEDOUT,
+                          "no reply yet: the request is still pending");
     return ltand_push_reply(L, &r->reply);
 }
 
@@ -130,12 +160,22 @@ static int r_cancel(lua_State *L)
     lrequest *r = check_request(L);
     int was = r->state == PENDING && !collect(r);
     if (was) {
-        tand_replies_free(r->box);
-        r->box = NULL;
+        tand_replies_cancel(r->box);
         r->state = CANCELLED;
     }
     lua_pushboolean(L, was);
     return 1;
+}
+
+/* __close: as cancel; the reply of a finished request stays. */
+static int r_close(lua_State *L)
+{
+    lrequest *r = luaL_checkudata(L, 1, LTAND_REQUEST);
+    if (r->state == PENDING && !collect(r)) {
+        tand_replies_cancel(r->box);
+        r->state = CANCELLED;
+    }
+    return 0;
 }
 
 static int r_gc(lua_State *L)
@@ -149,10 +189,7 @@ static int r_gc(lua_State *L)
 
 static int r_pollfd(lua_State *L)
 {
-    lrequest *r = check_request(L);
-    if (r->box == NULL)
-        return luaL_error(L, "attempt to poll a cancelled request");
-    lua_pushinteger(L, tand_replies_fd(r->box));
+    lua_pushinteger(L, tand_replies_fd(check_request(L)->box));
     return 1;
 }
 
@@ -187,7 +224,7 @@ static const luaL_Reg request_methods[] = {
     {NULL, NULL}};
 
 static const luaL_Reg request_meta[] = {{"__gc", r_gc},
-                                        {"__close", r_gc},
+                                        {"__close", r_close},
                                         {"__tostring", r_tostring},
                                         {NULL, NULL}};
 
@@ -206,7 +243,7 @@ static lrequests *check_set(lua_State *L)
     }
     if (!same)
         set = luaL_checkudata(L, 1, LTAND_REQUESTS);
-    if (set->box == NULL)
+    if (set->closed)
         luaL_error(L, "attempt to use a closed request set");
     return set;
 }
@@ -228,11 +265,21 @@ static int s_call(lua_State *L)
 {
     lrequests *set = check_set(L);
     int rc = ltand_machine_async(L, set->scratch, 2, lua_upvalueindex(2), 3,
-                                 lua_gettop(L), set->box, set->last_id + 1);
+                                 lua_gettop(L), set->box, &set->last_id,
+                                 &set->closed);
+    if (rc == TAND_ECANCELED) /* a finalizer closed it meanwhile */
+        return luaL_error(L, "attempt to use a closed request set");
     if (rc != 0)
         return ltand_fail(L, rc, NULL);
-    lua_pushinteger(L, (lua_Integer)++set->last_id);
+    lua_pushinteger(L, (lua_Integer)set->last_id);
     return 1;
+}
+
+/* Whether a reply waits in the set's box (for wait_until). */
+static int has_reply(void *arg)
+{
+    lrequests *set = arg;
+    return tand_replies_wait(set->box, 0) == 0;
 }
 
 /* Pushes the next finished call's id and its reply, or returns 0. */
@@ -260,12 +307,12 @@ static int s_wait(lua_State *L)
     int n;
     if (tand_replies_count(set->box) == 0)
         return ltand_fail(L, TAND_EEMPTY_SET, NULL);
-    if ((n = take(L, set)) != 0)
-        return n;
-    tand_replies_wait(set->box, ms);
-    if ((n = take(L, set)) != 0)
-        return n;
-    return ltand_fail(L, TAND_ETIMEDOUT, "no reply yet");
+    for (;;) {
+        if ((n = take(L, set)) != 0)
+            return n;
+        if (!wait_until(set->box, ms, has_reply, set))
+            return ltand_fail(L, TAND_ETIMEDOUT, "no reply yet");
+    }
 }
 
 static int s_poll(lua_State *L)
@@ -301,10 +348,20 @@ static int s_timeout(lua_State *L)
     return push_timeout(L, check_set(L)->box);
 }
 
-/* Closes the set: what is pending is cancelled. Closing twice is fine. */
+/* Closes the set: what is pending is cancelled; its descriptor stays
+** valid until __gc. Closing twice is fine. */
 static int s_close(lua_State *L)
 {
     lrequests *set = luaL_checkudata(L, 1, LTAND_REQUESTS);
+    if (!set->closed)
+        tand_replies_cancel(set->box);
+    set->closed = 1;
+    return 0;
+}
+
+static int s_gc(lua_State *L)
+{
+    lrequests *set = lua_touserdata(L, 1);
     tand_replies_free(set->box);
     set->box = NULL;
     return 0;
@@ -313,7 +370,7 @@ static int s_close(lua_State *L)
 static int s_tostring(lua_State *L)
 {
     lrequests *set = luaL_checkudata(L, 1, LTAND_REQUESTS);
-    if (set->box == NULL)
+    if (set->closed)
         lua_pushliteral(L, "tand.requests (closed)");
     else
         lua_pushfstring(L, "tand.requests (%I pending)",
@@ -327,7 +384,7 @@ static const luaL_Reg set_methods[] = {
     {"events", s_events}, {"timeout", s_timeout}, {"close", s_close},
     {NULL, NULL}};
 
-static const luaL_Reg set_meta[] = {{"__gc", s_close},
+static const luaL_Reg set_meta[] = {{"__gc", s_gc},
                                     {"__close", s_close},
                                     {"__tostring", s_tostring},
                                     {NULL, NULL}};

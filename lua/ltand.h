@@ -220,12 +220,16 @@ int ltand_push_reply(lua_State *L, const tand_msg *reply);
 
 /* Sends the machine at midx the call {op, args...} of the values
 ** first..last (op a string: raises otherwise, and for what cannot be
-** sent) into box under tag, through a space of sc (L's), with the
-** handle's timeout; never waits for room. mt: an index that may hold the
-** machine metatable (an upvalue), for a check without a lookup by name.
-** 0, or the engine's code (TAND_ENOPROC, TAND_EBUSY, ...). [-0, +0, e] */
+** sent) into box, through a space of sc (L's), with the handle's
+** timeout; never waits for room. mt: an index that may hold the machine
+** metatable (an upvalue), for a check without a lookup by name. The tag
+** is ++*ids (1 when ids is NULL), taken once the call is encoded, as is
+** *closed looked at: a __gc finalizer run by the encoding may use the
+** same set. 0, TAND_ECANCELED when *closed, or the engine's code
+** (TAND_ENOPROC, TAND_EBUSY, ...). [-0, +0, e] */
 int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
-                        int first, int last, tand_replies *box, uint64_t tag);
+                        int first, int last, tand_replies *box,
+                        uint64_t *ids, const int *closed);
 
 /* Makes the LTAND_MACHINE metatable in the registry, unless it is there;
 ** its methods hold it as their upvalue 1 (see check_machine) and the
@@ -301,7 +305,8 @@ int ltand_supervise(lua_State *L);
 /* ---- lrequest.c: requests and request sets ---- */
 
 /* m:send_request: pushes a request for the call of the values from first
-** on to the machine at midx, or nil, token, detail. [-0, +(1|3), e] */
+** on to the machine at midx, or nil, token, detail (above the request it
+** made, which then goes with the stack). [-0, +(1|4), e] */
 int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int mt,
                        int first);
 

@@ -276,6 +276,110 @@ describe("a request set", function()
     m:stop()
   end)
 
+  it("stays readable while any reply waits, however many came at once", function()
+    local uv = require "luv"
+    local m = assert(tand.start{ min_number = 1, max_number = 100 })
+    local set = tand.requests()
+    for _ = 1, 3 do set:call(m, "queue_new_number") end
+    assert.is_true(helper.wait_for(function()
+      return m:stats().calls >= 3
+    end))
+    local function readable_now()
+      local readable = false
+      local p = uv.new_poll(set:fd())
+      p:start("r", function() readable = true end)
+      uv.run("nowait")
+      p:stop(); p:close(); uv.run("nowait")
+      return readable
+    end
+    assert.is_true(helper.wait_for(readable_now))
+    for left = 2, 0, -1 do
+      assert.is_number((set:poll()))
+      assert.equal(left > 0, readable_now()) -- until the last is taken
+    end
+    set:close()
+    m:stop()
+  end)
+
+  it("skips a call past its deadline, and a late reply is a timeout", function()
+    local m = slow_server()
+    local busy = assert(m:send_request("slow", 300)) -- holds the server
+    m:settimeout(50)
+    local set = tand.requests()
+    local queued = set:call(m, "queue_new_number") -- expires in the queue
+    local late = assert(m:send_request("slow", 200)) -- (after busy)
+    m:settimeout(5000)
+    busy:wait()
+    tand.sleep(100) -- the owner looks only now
+    local id, v, err = set:wait()
+    assert.equal(queued, id); assert.is_nil(v); assert.equal("timeout", err)
+    v, err = late:wait()
+    assert.is_nil(v); assert.equal("timeout", err)
+    assert.equal(1, m:queue_new_number()) -- the expired one never ran
+    set:close()
+    m:stop()
+  end)
+
+  it("keeps ids unique when a finalizer calls through it mid-call", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 100000 })
+    local big = {}
+    for i = 1, 2000 do big[i] = { i, { i } } end -- its encoding allocates
+    local set = tand.requests()
+    local armed, inner, outer = false, {}, {}
+    local mt = { __gc = function()
+      if armed then
+        armed = false
+        inner[#inner + 1] = set:call(m, "queue_new_number")
+      end
+    end }
+    collectgarbage("incremental", 100, 1000) -- cycles end within a call
+    for _ = 1, 50 do
+      collectgarbage()
+      setmetatable({}, mt)
+      armed = true
+      outer[#outer + 1] = set:call(m, "queue_new_number", big)
+      armed = false
+    end
+    collectgarbage("incremental", 200, 100) -- Lua's defaults
+    assert.is_true(#inner > 0) -- finalizers did run inside calls
+    local got = {}
+    while set:count() > 0 do
+      local id = assert(set:wait(5000))
+      assert.is_nil(got[id]); got[id] = true
+    end
+    for _, id in ipairs(outer) do assert.is_true(got[id]) end
+    for _, id in ipairs(inner) do assert.is_true(got[id]) end
+    -- a finalizer that closes the set while a call encodes: an error
+    local doomed = tand.requests()
+    collectgarbage()
+    setmetatable({}, { __gc = function() doomed:close() end })
+    local ok, err = pcall(doomed.call, doomed, m, "queue_new_number", big)
+    if not ok then assert.matches("closed request set", err) end
+    set:close()
+    m:stop()
+  end)
+
+  it("wakes a coroutine polling a request that another one cancels", function()
+    local cqueues = require "cqueues"
+    local m = slow_server()
+    local r = assert(m:send_request("slow", 2000))
+    local cq = cqueues.new()
+    local woke
+    cq:wrap(function()
+      while not r:ready() do cqueues.poll(r) end
+      woke = select(2, r:wait())
+    end)
+    cq:wrap(function()
+      cqueues.sleep(0.05)
+      assert.is_true(r:cancel())
+    end)
+    local t0 = tand.now()
+    assert(cq:loop(5))
+    assert.equal("cancelled", woke)
+    assert.is_true(tand.now() - t0 < 1500)
+    m:stop()
+  end)
+
   it("refuses what is not a machine, and a call without an op", function()
     local set = tand.requests()
     local m = slow_server()

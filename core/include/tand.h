@@ -385,9 +385,12 @@ TAND_API int tand_call(tand_server *s, tand_msg *req, tand_msg *reply,
 ** A reply box collects the replies of calls sent with tand_call_async();
 ** its file descriptor becomes readable when a reply is ready, so the box
 ** fits in poll/epoll/libuv. A box is used by one thread at a time (its
-** owner); servers on any thread deliver into it. Deadlines are enforced
-** when the owner takes from the box: tand_replies_timeout_ms() says how
-** long the owner's loop may sleep. In a pumped runtime, replies arrive
+** owner); servers on any thread deliver into it. Deadlines are those of
+** tand_call(): a server skips a call past its deadline, a reply that
+** comes after it is a TAND_ETIMEDOUT, and a call whose deadline passes
+** with no reply is taken as one; tand_replies_timeout_ms() says how
+** long the owner's loop may sleep (the descriptor does not turn readable
+** at a deadline). In a pumped runtime, replies arrive
 ** while the host pumps. */
 typedef struct tand_replies tand_replies;
 
@@ -401,6 +404,13 @@ TAND_API int tand_replies_new(tand_replies **out);
 ** had passed (the servers drop their replies), and replies not yet taken
 ** are freed. NULL is fine. Thread: the owner. Blocks: no. */
 TAND_API void tand_replies_free(tand_replies *box);
+
+/* Abandons the calls in flight and frees the replies not yet taken, as
+** tand_replies_free() does, but keeps the box: its descriptor stays
+** valid and is made readable, so a loop polling it wakes. A reply being
+** written at that moment may still come in. NULL is fine.
+** Thread: the owner. Blocks: no. */
+TAND_API void tand_replies_cancel(tand_replies *box);
 
 /* The descriptor to poll for reading: readable while a reply waits in the
 ** box. Owned by the box: read nothing from it, do not close it.

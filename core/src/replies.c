@@ -147,6 +147,12 @@ void tand__replies_detach(tand_replies *box, tand_from *slot)
 void tand__replies_done(tand_replies *box, tand_from *slot)
 {
     bool closed;
+    /* After its deadline a reply is a timeout, as for tand_call (the
+    ** deadline is fixed before the call is sent). */
+    if (slot->deadline_ns != INT64_MAX && tand__now_ns() >= slot->deadline_ns) {
+        tand_msg_clear(&slot->reply);
+        slot->reply.status = TAND_ETIMEDOUT;
+    }
     pthread_mutex_lock(&box->mu);
     closed = box->closed;
     if (!closed) {
@@ -171,13 +177,14 @@ void tand__replies_done(tand_replies *box, tand_from *slot)
 
 /* The next slot that came in, or NULL. The owner moves the whole done
 ** list out under one lock and then takes from it alone, so a busy box
-** costs its owner one lock per batch of replies, not one per reply; the
-** pipe is drained whenever done is left empty. With close, marks the box
-** closed in the same critical section. */
+** costs its owner a lock or two per batch of replies, not one per reply.
+** The pipe stays readable while a reply waits, moved out or not: it is
+** drained only when the last one is taken and done is empty. With close,
+** marks the box closed in the same critical section. */
 static tand_from *pop_done(tand_replies *box, bool close)
 {
     tand_from *slot = box->taken;
-    if (slot != NULL && !close) {
+    if (slot != NULL && slot->done_next != NULL) { /* more behind it */
         box->taken = slot->done_next;
         return slot;
     }
@@ -186,7 +193,8 @@ static tand_from *pop_done(tand_replies *box, bool close)
         slot = box->done_head;
         box->done_head = box->done_tail = NULL;
     }
-    if (box->signalled) {
+    box->taken = slot != NULL ? slot->done_next : NULL;
+    if (box->taken == NULL && box->done_head == NULL && box->signalled) {
         char b[16];
         while (read(box->fds[0], b, sizeof b) > 0)
             ;
@@ -195,7 +203,6 @@ static tand_from *pop_done(tand_replies *box, bool close)
     if (slot == NULL && close)
         box->closed = true;
     pthread_mutex_unlock(&box->mu);
-    box->taken = slot != NULL ? slot->done_next : NULL;
     return slot;
 }
 
@@ -278,21 +285,53 @@ int tand_replies_wait(tand_replies *box, int64_t timeout_ms)
     }
 }
 
+/* Abandons every call in flight: an abandoned slot is the server's; one
+** whose reply is being written reaches done, and is freed with those
+** there. */
+static void abandon_all(tand_replies *box)
+{
+    tand_from *slot;
+    while ((slot = box->head) != NULL) {
+        pending_remove(box, slot);
+        if (tand__slot_abandon(slot)) {
+            box->count--;
+            box_release(box);
+        }
+    }
+}
+
+void tand_replies_cancel(tand_replies *box)
+{
+    tand_from *slot;
+    char b = 1;
+    if (box == NULL)
+        return;
+    abandon_all(box);
+    while ((slot = pop_done(box, false)) != NULL) {
+        pending_remove(box, slot);
+        box->count--;
+        tand__slot_free(slot);
+    }
+    /* wake whoever polls the descriptor: there is nothing left to wait
+    ** for (the byte is drained by the next take) */
+    pthread_mutex_lock(&box->mu);
+    if (!box->signalled) {
+        box->signalled = true;
+        while (write(box->fds[1], &b, 1) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_mutex_unlock(&box->mu);
+}
+
 void tand_replies_free(tand_replies *box)
 {
     tand_from *slot;
     if (box == NULL)
         return;
-    /* First give up the calls in flight: an abandoned slot is the
-    ** server's; one whose reply is being written reaches done, here or,
-    ** once the box is closed, nowhere (it frees itself). Either way this
-    ** thread touches no slot of the pending list after the close. */
-    while ((slot = box->head) != NULL) {
-        pending_remove(box, slot);
-        if (tand__slot_abandon(slot))
-            box_release(box);
-    }
-    /* Then the replies that came in, and close in the same breath. */
+    /* First give up the calls in flight (a reply being written reaches
+    ** done, here or, once the box is closed, nowhere: it frees itself),
+    ** then the replies that came in, and close in the same breath. */
+    abandon_all(box);
     while ((slot = pop_done(box, true)) != NULL)
         tand__slot_free(slot);
     box_release(box);

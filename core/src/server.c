@@ -887,6 +887,15 @@ static bool dispatch(tand_server *s, envelope *e)
         int rc;
         if (!tand__slot_take(e->slot))
             break; /* the caller gave up before we started */
+        if (e->slot->box != NULL && e->slot->deadline_ns != INT64_MAX &&
+            tand__now_ns() >= e->slot->deadline_ns) {
+            /* an asynchronous call past its deadline, whose owner has
+            ** not looked yet: skipped, as a waiting caller's would be */
+            memset(&reply, 0, sizeof reply);
+            reply.status = TAND_ETIMEDOUT;
+            tand__slot_reply(e->slot, &reply);
+            break;
+        }
         add_held(&s->n_calls, 1);
         /* The request's chain, on this stack: the slot is the caller's
         ** again once answered, which the handler may do at any time. */
