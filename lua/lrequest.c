@@ -193,9 +193,9 @@ static int r_pollfd(lua_State *L)
     return 1;
 }
 
-static int r_events(lua_State *L)
+/* events() of a request and a set: a loop waits for reading. */
+static int poll_events(lua_State *L)
 {
-    check_request(L);
     lua_pushliteral(L, "r");
     return 1;
 }
@@ -220,7 +220,7 @@ static int r_tostring(lua_State *L)
 
 static const luaL_Reg request_methods[] = {
     {"ready", r_ready},     {"wait", r_wait},     {"cancel", r_cancel},
-    {"pollfd", r_pollfd},   {"events", r_events}, {"timeout", r_timeout},
+    {"pollfd", r_pollfd},   {"events", poll_events}, {"timeout", r_timeout},
     {NULL, NULL}};
 
 static const luaL_Reg request_meta[] = {{"__gc", r_gc},
@@ -336,13 +336,6 @@ static int s_fd(lua_State *L)
     return 1;
 }
 
-static int s_events(lua_State *L)
-{
-    check_set(L);
-    lua_pushliteral(L, "r");
-    return 1;
-}
-
 static int s_timeout(lua_State *L)
 {
     return push_timeout(L, check_set(L)->box);
@@ -381,7 +374,7 @@ static int s_tostring(lua_State *L)
 static const luaL_Reg set_methods[] = {
     {"call", s_call},     {"wait", s_wait},     {"poll", s_poll},
     {"count", s_count},   {"fd", s_fd},         {"pollfd", s_fd},
-    {"events", s_events}, {"timeout", s_timeout}, {"close", s_close},
+    {"events", poll_events}, {"timeout", s_timeout}, {"close", s_close},
     {NULL, NULL}};
 
 static const luaL_Reg set_meta[] = {{"__gc", s_gc},
