@@ -57,19 +57,17 @@ static int wait_until(tand_replies *box, int64_t ms, int (*take)(void *),
                       void *arg)
 {
     int64_t until = ms == TAND_FOREVER ? INT64_MAX : now_ms() + ms, left;
-    while (!take(arg)) {
-        if (until == INT64_MAX) {
-            tand_replies_wait(box, TAND_FOREVER);
-            continue;
-        }
-        left = until - now_ms();
-        if (left < 0 || (left == 0 && ms != 0))
+    for (;;) {
+        if (take(arg))
+            return 1;
+        if (until == INT64_MAX)
+            left = TAND_FOREVER;
+        else if ((left = until - now_ms()) < 0)
             return 0;
         tand_replies_wait(box, left);
-        if (left == 0)
+        if (left == 0) /* the last look */
             return take(arg);
     }
-    return 1;
 }
 
 /* Reads the optional wait at idx: ms, or TAND_FOREVER when absent. */
