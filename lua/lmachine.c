@@ -298,7 +298,7 @@ static int m_send(lua_State *L)
 
 int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
                         int first, int last, tand_replies *box,
-                        uint64_t *ids, const int *closed)
+                        tand_server *owner, uint64_t *ids, const int *closed)
 {
     uint64_t tag = 1;
     lmachine *m = check_machine_mt(L, midx, mt);
@@ -321,6 +321,10 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
         tand_msg_clear(&req);
         return TAND_ENOPROC;
     }
+    /* A server's request outlives the callback that sends it: its
+    ** deadline is the handle's, not what is left of the callback's. */
+    if (owner != NULL)
+        return tand_send_request(owner, m->s, &req, m->timeout_ms, tag);
     /* never waiting for room: a full mailbox is busy at once */
     return tand_call_async(m->s, &req, timeout_of(m), TAND_NOWAIT, box, tag);
 }

@@ -339,8 +339,13 @@ static int policy_init(tand_server *self, void *arg, void **state)
 }
 
 static const tand_behaviour policy_behaviour = {
-    "policy",    policy_init, lpolicy_call, lpolicy_cast, lpolicy_info, NULL,
-    lpolicy_terminate};
+    .name = "policy",
+    .init = policy_init,
+    .handle_call = lpolicy_call,
+    .handle_cast = lpolicy_cast,
+    .handle_info = lpolicy_info,
+    .terminate = lpolicy_terminate,
+    .handle_reply = lpolicy_reply};
 
 /* ---- tand.start{ policy = P } ---- */
 

@@ -37,6 +37,7 @@ typedef struct policy {
     void *machine_ud;        /* the machine object, to recognise it */
     ltand_scratch *scratch;  /* the state's */
     char *name;              /* the server's name at its start, or NULL */
+    uint64_t last_request;   /* the id of machine:send_request's last */
 } policy;
 
 typedef struct lfrom {
@@ -65,6 +66,8 @@ typedef struct cb_run {
     const tand_msg *msg;   /* CB_CALL, CB_CAST: the request */
     const char *data;      /* CB_INIT, CB_INFO: MessagePack, or NULL */
     size_t size;
+    const tand_msg *answer; /* CB_INFO: a request's reply (then not data) */
+    uint64_t request;      /* and the request's id */
     const char *reason;    /* CB_TERMINATE */
     tand_from *from;       /* CB_CALL */
     tand_msg *reply;       /* CB_CALL: the reply the engine sends */
@@ -113,6 +116,10 @@ int lpolicy_call(void *state, tand_server *self, tand_msg *req,
                  tand_from *from, tand_msg *reply);
 void lpolicy_cast(void *state, tand_server *self, tand_msg *msg);
 void lpolicy_info(void *state, tand_server *self, tand_msg *msg);
+/* The reply of machine:send_request: handle_info gets
+** {"reply", id, ...} (lpolicy_call.c). */
+void lpolicy_reply(void *state, tand_server *self, uint64_t tag,
+                   tand_msg *reply);
 void lpolicy_terminate(void *state, tand_server *self, int reason,
                        const char *detail);
 

@@ -138,6 +138,21 @@ static void crash(policy *p, tand_msg *reply)
     }
 }
 
+/* Pushes the info {"reply", id, ...} of a request's reply: its values,
+** or nil, token, detail. [-0, +1, e] */
+static void push_answer(lua_State *L, const cb_run *r)
+{
+    int top = lua_gettop(L), n, i;
+    lua_createtable(L, 4, 0);
+    lua_pushliteral(L, "reply");
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, (lua_Integer)r->request);
+    lua_rawseti(L, -2, 2);
+    n = ltand_push_reply(L, r->answer);
+    for (i = n; i >= 1; i--)
+        lua_rawseti(L, top + 1, 2 + i);
+}
+
 /* Pushes the callback's arguments, calls it and takes in its results.
 ** [-0, +0, e] */
 static int callback_protected(lua_State *L)
@@ -168,8 +183,14 @@ static int callback_protected(lua_State *L)
                 nargs = 2;
             }
             break;
-        case CB_INIT:
         case CB_INFO:
+            if (r->answer != NULL) {
+                push_answer(L, r);
+                nargs = 1;
+                break;
+            }
+            /* FALLTHROUGH */
+        case CB_INIT:
             if (r->data == NULL || ltand_decode(L, r->data, r->size, 0) < 0)
                 lua_pushnil(L);
             nargs = 1;
@@ -369,6 +390,25 @@ void lpolicy_info(void *state, tand_server *self, tand_msg *msg)
     r.size = msg->size;
     if (lpolicy_run_callback(&r) != LUA_OK && r.called)
         crash(p, NULL); /* (a message too big for memory_limit is dropped) */
+    lua_settop(L, base);
+}
+
+void lpolicy_reply(void *state, tand_server *self, uint64_t tag,
+                   tand_msg *reply)
+{
+    policy *p = state;
+    lua_State *L = p->L;
+    int base = lua_gettop(L);
+    cb_run r = {0};
+    (void)self;
+    if (p->ref_callback[CB_INFO] == LUA_NOREF)
+        return; /* like any info the policy does not handle */
+    r.p = p;
+    r.which = CB_INFO;
+    r.answer = reply;
+    r.request = tag;
+    if (lpolicy_run_callback(&r) != LUA_OK && r.called)
+        crash(p, NULL); /* (a reply too big for memory_limit is dropped) */
     lua_settop(L, base);
 }
 

@@ -211,6 +211,21 @@ static int pm_stop(lua_State *L)
     return 1;
 }
 
+/* machine:send_request(handle, op, ...): the id of the request sent; its
+** reply comes later to handle_info as {"reply", id, ...}. */
+static int pm_send_request(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    int last = lua_gettop(L), rc;
+    luaL_getmetatable(L, LTAND_MACHINE); /* at last + 1, for the check */
+    rc = ltand_machine_async(L, p->scratch, 2, last + 1, 3, last, NULL,
+                             p->self, &p->last_request, NULL);
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL);
+    lua_pushinteger(L, (lua_Integer)p->last_request);
+    return 1;
+}
+
 static int pm_self(lua_State *L)
 {
     policy *p = check_pmachine(L);
@@ -233,6 +248,7 @@ static const luaL_Reg pmachine_methods[] = {
     {"reply", pm_reply},
     {"stop", pm_stop},
     {"self", pm_self},
+    {"send_request", pm_send_request},
     {NULL, NULL}};
 
 void lpolicy_open_machine(lua_State *L, policy *p)

@@ -124,7 +124,7 @@ int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int mt,
     if ((rc = tand_replies_new(&r->box)) != 0)
         return ltand_fail(L, rc, NULL);
     rc = ltand_machine_async(L, sc, midx, mt, first, lua_gettop(L) - 1,
-                             r->box, NULL, NULL);
+                             r->box, NULL, NULL, NULL);
     if (rc != 0)
         return ltand_fail(L, rc, NULL); /* (the box goes with r) */
     r->state = PENDING;
@@ -263,8 +263,8 @@ static int s_call(lua_State *L)
 {
     lrequests *set = check_set(L);
     int rc = ltand_machine_async(L, set->scratch, 2, lua_upvalueindex(2), 3,
-                                 lua_gettop(L), set->box, &set->last_id,
-                                 &set->closed);
+                                 lua_gettop(L), set->box, NULL,
+                                 &set->last_id, &set->closed);
     if (rc == TAND_ECANCELED) /* a finalizer closed it meanwhile */
         return luaL_error(L, "attempt to use a closed request set");
     if (rc != 0)

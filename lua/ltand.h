@@ -221,7 +221,8 @@ int ltand_push_reply(lua_State *L, const tand_msg *reply);
 /* Sends the machine at midx the call {op, args...} of the values
 ** first..last (op a string: raises otherwise, and for what cannot be
 ** sent) into box, through a space of sc (L's), with the handle's
-** timeout; never waits for room. mt: an index that may hold the machine
+** timeout; never waits for room. With owner (box NULL), the call is a
+** request of that server, running the callback (tand_send_request). mt: an index that may hold the machine
 ** metatable (an upvalue), for a check without a lookup by name. The tag
 ** is ++*ids (1 when ids is NULL), taken once the call is encoded, as is
 ** *closed looked at: a __gc finalizer run by the encoding may use the
@@ -229,7 +230,7 @@ int ltand_push_reply(lua_State *L, const tand_msg *reply);
 ** (TAND_ENOPROC, TAND_EBUSY, ...). [-0, +0, e] */
 int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
                         int first, int last, tand_replies *box,
-                        uint64_t *ids, const int *closed);
+                        tand_server *owner, uint64_t *ids, const int *closed);
 
 /* Makes the LTAND_MACHINE metatable in the registry, unless it is there;
 ** its methods hold it as their upvalue 1 (see check_machine) and the

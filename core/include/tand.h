@@ -191,6 +191,12 @@ typedef struct tand_behaviour {
     ** normal stop or a TAND_E* code, `detail` a message or NULL. */
     void (*terminate)(void *state, tand_server *self, int reason,
                       const char *detail);
+    /* The reply of a request this server sent with tand_send_request(),
+    ** under its tag: reply->status is the call's (TAND_ETIMEDOUT once its
+    ** deadline passed). The reply is lent, as a message is. May be NULL
+    ** for a server that sends no requests. */
+    void (*handle_reply)(void *state, tand_server *self, uint64_t tag,
+                         tand_msg *reply);
 } tand_behaviour;
 
 /* Durability of a journal (tand_server_options.durability). */
@@ -451,6 +457,23 @@ TAND_API size_t tand_replies_count(const tand_replies *box);
 ** their own; it does not pump a pumped runtime. Thread: the owner.
 ** Blocks: up to timeout_ms. */
 TAND_API int tand_replies_wait(tand_replies *box, int64_t timeout_ms);
+
+/* From a handler of `self`: sends `req` to `to` like tand_call() without
+** waiting; the reply comes back later to self's handle_reply under
+** `tag`, between two of self's messages (OTP's gen_server:send_request),
+** so a server asks another without holding its own callers up. Consumes
+** req on every path. The deadline is timeout_ms from now: the callee
+** skips a request past it, and at the deadline self gets TAND_ETIMEDOUT
+** even if the callee never answers. 0 when the request is on its way
+** (then exactly one reply comes, unless self ends first: its requests in
+** flight are then abandoned), or an error and no reply will come:
+** TAND_EINVAL (NULL, not on a handler of self, or a behaviour without
+** handle_reply), TAND_ENOPROC, TAND_EBUSY (to's mailbox is full: this
+** never waits), TAND_ENOMEM. `to` may be self.
+** Thread: a handler of self (not its init). Blocks: no. */
+TAND_API int tand_send_request(tand_server *self, tand_server *to,
+                               tand_msg *req, int64_t timeout_ms,
+                               uint64_t tag);
 
 /* Sends a message with no reply: handled by handle_cast. Consumes msg on
 ** every path. Waits for room in a full mailbox until timeout_ms unless

@@ -2,7 +2,8 @@
 ** internal.h - structures shared by the engine's files; not installed.
 **
 ** Lock order (never take a lock to the left while holding one to its
-** right): rt->table_mu, s->mu, rt->timer_mu, rt->mu, park bucket.
+** right): rt->table_mu, s->mu, rt->timer_mu, rt->mu, park bucket; a
+** reply box's mu is taken alone.
 ** No lock is held while a behaviour's callback runs.
 */
 #ifndef TAND_INTERNAL_H
@@ -136,6 +137,28 @@ TAND_HIDDEN void tand__replies_detach(tand_replies *box, tand_from *slot);
 /* Server side: whether the caller has already given up (a hint: it may
 ** give up right after a false answer). */
 TAND_HIDDEN bool tand__slot_abandoned(tand_from *slot);
+/* A server's own reply box, for tand_send_request: it has no
+** descriptor; a reply that comes in wakes the server instead
+** (tand__server_wake_replies), and the box holds a reference on it. */
+TAND_HIDDEN int tand__replies_new_owned(tand_server *owner,
+                                        tand_replies **out);
+/* Owner side: the earliest deadline of the calls in flight, or
+** INT64_MAX. */
+TAND_HIDDEN int64_t tand__replies_next_deadline(const tand_replies *box);
+
+/* ---- timers (runtime.c) ----
+** A runtime's timer thread (or its pump) keeps one min-heap of the
+** servers' timers, of two kinds: the idle timer, and the earliest
+** deadline of the requests a server sent (tand_send_request). A timer in
+** the heap holds a reference on its server. */
+enum { TIMER_IDLE, TIMER_REPLIES };
+typedef struct tand_timer {
+    int64_t due_ns;              /* guarded by rt->timer_mu */
+    size_t index;                /* guarded by rt->timer_mu; SIZE_MAX:
+                                 ** not in the heap */
+    tand_server *server;         /* set at start */
+    int kind;                    /* TIMER_* */
+} tand_timer;
 
 /* ---- mailbox (mailbox.c) ---- */
 enum { ENV_CALL = 1, ENV_CAST = 2, ENV_INFO = 3 };
@@ -209,6 +232,12 @@ struct tand_server {
     int stop_reason;             /* guarded by mu */
     char *stop_detail;           /* guarded by mu */
     _Atomic bool timer_fired;    /* written under mu */
+    _Atomic bool replies_ready;  /* written under mu, or by the holder:
+                                 ** replies (or a deadline) to take */
+    tand_replies *replies;       /* server thread only: its requests'
+                                 ** box, made at the first, or NULL */
+    int64_t replies_due_ns;      /* server thread only: the reply
+                                 ** timer as last armed */
     bool ended;                  /* guarded by mu: new monitors are told */
     bool finished;               /* guarded by mu: all notices sent */
     bool killed;                 /* guarded by mu: tand_server_kill ended
@@ -225,8 +254,9 @@ struct tand_server {
 
     int64_t idle_ms;             /* guarded by rt->timer_mu */
     int idle_action;             /* guarded by rt->timer_mu */
-    int64_t timer_due_ns;        /* guarded by rt->timer_mu */
-    size_t heap_index;           /* guarded by rt->timer_mu */
+    tand_timer idle_timer;
+    tand_timer reply_timer;
+    bool timers_reserved;        /* guarded by rt->timer_mu */
     _Atomic int64_t last_active_ns;
 
     monitor *monitors;           /* guarded by mu */
@@ -248,6 +278,9 @@ struct tand_server {
 TAND_HIDDEN int tand__server_run(tand_server *s, int max_msgs);
 /* The timer thread or pump found the server idle long enough. */
 TAND_HIDDEN void tand__server_fire_idle(tand_server *s);
+/* A reply came into the server's box, or the timer thread or pump found
+** a deadline of its requests passed: the server takes them. */
+TAND_HIDDEN void tand__server_wake_replies(tand_server *s);
 /* tand_monitor, with after_release: the notice waits until the server
 ** has let go of its journal, so a supervisor never restarts a journaled
 ** child that a killed handler still holds. */
@@ -294,10 +327,11 @@ struct tand_runtime {
     _Atomic size_t rq_len;
     _Atomic int spinning_workers;
 
-    pthread_mutex_t timer_mu;    /* the idle timer heap */
+    pthread_mutex_t timer_mu;    /* the timer heap */
     pthread_cond_t timer_cv;
-    tand_server **heap;          /* guarded by timer_mu */
+    tand_timer **heap;           /* guarded by timer_mu */
     size_t heap_len, heap_cap;   /* guarded by timer_mu */
+    size_t heap_reserved;        /* guarded by timer_mu: room promised */
     bool timer_shutdown;         /* guarded by timer_mu */
 
     pthread_mutex_t table_mu;    /* names and ids */
@@ -313,9 +347,16 @@ struct tand_runtime {
 /* Puts a server that has work on the run queue; the caller has just set
 ** taken s->held for it. */
 TAND_HIDDEN void tand__runtime_schedule(tand_runtime *rt, tand_server *s);
-/* Idle timers. */
+/* Room in the heap for a new server's two timers, so that arming one
+** never fails: 0 or TAND_ENOMEM. */
+TAND_HIDDEN int tand__timer_reserve(tand_runtime *rt, tand_server *s);
+/* Idle timers: arm counts from s->last_active_ns. Cancel takes both of
+** the server's timers out, and gives their room back, at its end. */
 TAND_HIDDEN void tand__timer_arm(tand_runtime *rt, tand_server *s);
 TAND_HIDDEN void tand__timer_cancel(tand_runtime *rt, tand_server *s);
+/* The reply timer: due at due_ns, or none for INT64_MAX. */
+TAND_HIDDEN void tand__timer_set_replies(tand_runtime *rt, tand_server *s,
+                                         int64_t due_ns);
 /* A worker about to wait in a call from a handler: starts a spare worker
 ** when no other worker would be left to run servers. */
 TAND_HIDDEN void tand__runtime_block(tand_runtime *rt);

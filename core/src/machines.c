@@ -377,8 +377,11 @@ static void deluxe_terminate(void *state, tand_server *self, int reason,
 }
 
 static const tand_behaviour deluxe_behaviour = {
-    "deluxe", deluxe_init, deluxe_call, deluxe_cast,
-    NULL /* infos are ignored */, NULL, deluxe_terminate};
+    .name = "deluxe",
+    .init = deluxe_init,
+    .handle_call = deluxe_call,
+    .handle_cast = deluxe_cast, /* infos are ignored */
+    .terminate = deluxe_terminate};
 
 int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
                       tand_server **out)
@@ -607,8 +610,10 @@ static void counter_terminate(void *state, tand_server *self, int reason,
 }
 
 static const tand_behaviour counter_behaviour = {
-    "counter", counter_init, counter_call, NULL, NULL, NULL,
-    counter_terminate};
+    .name = "counter",
+    .init = counter_init,
+    .handle_call = counter_call,
+    .terminate = counter_terminate};
 
 int tand_counter_start(tand_runtime *rt, const tand_counter_options *o,
                        tand_server **out)

@@ -14,6 +14,9 @@
 ** on the box; tand_replies_free() drops the owner's, so a reply that
 ** arrives after the free finds a closed box, frees itself, and the last
 ** reference frees the box: the owner never waits for a server.
+** A server's own box (tand_send_request) has no pipe: the server is its
+** owner, and where a byte would go into the pipe the server is woken
+** instead (it holds a reference on the box's server for that).
 */
 #include "internal.h"
 
@@ -30,7 +33,10 @@ struct tand_replies {
     bool signalled;                   /* guarded by mu: a byte is in */
     bool closed;                      /* guarded by mu */
     _Atomic int refs;
-    int fds[2];                       /* the pipe: read end, write end */
+    int fds[2];                       /* the pipe: read end, write end;
+                                      ** -1 for a server's own box */
+    tand_server *server;              /* a server's own box: its server
+                                      ** (retained), or NULL */
     tand_from *head, *tail;           /* owner only: pending, by deadline */
     tand_from *taken;                 /* owner only: done, moved out of
                                       ** done in one go, in order */
@@ -41,10 +47,23 @@ static void box_release(tand_replies *box)
 {
     if (atomic_fetch_sub(&box->refs, 1) != 1)
         return;
-    close(box->fds[0]);
-    close(box->fds[1]);
+    if (box->server != NULL) {
+        tand_server_release(box->server);
+    } else {
+        close(box->fds[0]);
+        close(box->fds[1]);
+    }
     pthread_mutex_destroy(&box->mu);
     free(box);
+}
+
+/* Makes the descriptor readable (mu held; the pipe holds at most this
+** one byte, drained when the box is empty again). */
+static void pipe_signal(tand_replies *box)
+{
+    char b = 1;
+    while (write(box->fds[1], &b, 1) < 0 && errno == EINTR)
+        ;
 }
 
 static int set_flags(int fd)
@@ -77,6 +96,25 @@ int tand_replies_new(tand_replies **out)
     atomic_init(&box->refs, 1);
     *out = box;
     return 0;
+}
+
+int tand__replies_new_owned(tand_server *owner, tand_replies **out)
+{
+    tand_replies *box = tand__calloc(1, sizeof *box);
+    *out = box;
+    if (box == NULL)
+        return TAND_ENOMEM;
+    box->fds[0] = box->fds[1] = -1;
+    box->server = owner;
+    tand_server_retain(owner);
+    pthread_mutex_init(&box->mu, NULL);
+    atomic_init(&box->refs, 1);
+    return 0;
+}
+
+int64_t tand__replies_next_deadline(const tand_replies *box)
+{
+    return box->head != NULL ? box->head->deadline_ns : INT64_MAX;
 }
 
 int tand_replies_fd(const tand_replies *box)
@@ -146,7 +184,7 @@ void tand__replies_detach(tand_replies *box, tand_from *slot)
 
 void tand__replies_done(tand_replies *box, tand_from *slot)
 {
-    bool closed;
+    bool closed, wake = false;
     /* After its deadline a reply is a timeout, as for tand_call (the
     ** deadline is fixed before the call is sent). */
     if (slot->deadline_ns != INT64_MAX && tand__now_ns() >= slot->deadline_ns) {
@@ -163,15 +201,18 @@ void tand__replies_done(tand_replies *box, tand_from *slot)
             box->done_head = slot;
         box->done_tail = slot;
         if (!box->signalled) {
-            char b = 1;
             box->signalled = true;
-            while (write(box->fds[1], &b, 1) < 0 && errno == EINTR)
-                ;
+            if (box->server != NULL)
+                wake = true;
+            else
+                pipe_signal(box);
         }
     }
     pthread_mutex_unlock(&box->mu);
     if (closed)
         tand__slot_free(slot);
+    if (wake)
+        tand__server_wake_replies(box->server);
     box_release(box);
 }
 
@@ -196,8 +237,9 @@ static tand_from *pop_done(tand_replies *box, bool close)
     box->taken = slot != NULL ? slot->done_next : NULL;
     if (box->taken == NULL && box->done_head == NULL && box->signalled) {
         char b[16];
-        while (read(box->fds[0], b, sizeof b) > 0)
-            ;
+        if (box->server == NULL)
+            while (read(box->fds[0], b, sizeof b) > 0)
+                ;
         box->signalled = false;
     }
     if (slot == NULL && close)
@@ -303,7 +345,6 @@ static void abandon_all(tand_replies *box)
 void tand_replies_cancel(tand_replies *box)
 {
     tand_from *slot;
-    char b = 1;
     if (box == NULL)
         return;
     abandon_all(box);
@@ -317,8 +358,7 @@ void tand_replies_cancel(tand_replies *box)
     pthread_mutex_lock(&box->mu);
     if (!box->signalled) {
         box->signalled = true;
-        while (write(box->fds[1], &b, 1) < 0 && errno == EINTR)
-            ;
+        pipe_signal(box);
     }
     pthread_mutex_unlock(&box->mu);
 }

@@ -6,7 +6,8 @@
 ** (rt->mu) holds servers that have work and nobody to run it; a server is
 ** on it at most once (it is held meanwhile: s->hold). Threads: `nworkers`
 ** workers take a server, run a batch of its messages, let it go and take
-** the next; one timer thread sleeps until the earliest idle deadline. An
+** the next; one timer thread sleeps until the earliest timer (a server's
+** idle deadline, or the earliest deadline of the requests it sent). An
 ** idle worker spins briefly on the queue length before it sleeps on
 ** rt->work, but only one worker per runtime spins, and only within the
 ** process-wide spin budget it shares with waiting callers (park.c), so a
@@ -215,57 +216,95 @@ void tand__runtime_unblock(tand_runtime *rt)
     pthread_mutex_unlock(&rt->mu);
 }
 
-/* ---- idle timers: a binary min-heap on timer_due_ns ---- */
+/* ---- timers: a binary min-heap of tand_timer on due_ns ---- */
 
-static void heap_set(tand_runtime *rt, size_t i, tand_server *s)
+static void heap_set(tand_runtime *rt, size_t i, tand_timer *t)
 {
-    rt->heap[i] = s;
-    s->heap_index = i;
+    rt->heap[i] = t;
+    t->index = i;
 }
 
 static void sift_up(tand_runtime *rt, size_t i)
 {
-    tand_server *s = rt->heap[i];
+    tand_timer *t = rt->heap[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (rt->heap[parent]->timer_due_ns <= s->timer_due_ns)
+        if (rt->heap[parent]->due_ns <= t->due_ns)
             break;
         heap_set(rt, i, rt->heap[parent]);
         i = parent;
     }
-    heap_set(rt, i, s);
+    heap_set(rt, i, t);
 }
 
 static void sift_down(tand_runtime *rt, size_t i)
 {
-    tand_server *s = rt->heap[i];
+    tand_timer *t = rt->heap[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= rt->heap_len)
             break;
         if (c + 1 < rt->heap_len &&
-            rt->heap[c + 1]->timer_due_ns < rt->heap[c]->timer_due_ns)
+            rt->heap[c + 1]->due_ns < rt->heap[c]->due_ns)
             c++;
-        if (s->timer_due_ns <= rt->heap[c]->timer_due_ns)
+        if (t->due_ns <= rt->heap[c]->due_ns)
             break;
         heap_set(rt, i, rt->heap[c]);
         i = c;
     }
-    heap_set(rt, i, s);
+    heap_set(rt, i, t);
 }
 
-/* Removes s from the heap (timer_mu held); the heap's reference on s
-** passes to the caller. */
-static void heap_remove(tand_runtime *rt, tand_server *s)
+/* Removes t from the heap (timer_mu held); the heap's reference on its
+** server passes to the caller. */
+static void heap_remove(tand_runtime *rt, tand_timer *t)
 {
-    size_t i = s->heap_index;
-    tand_server *last = rt->heap[--rt->heap_len];
-    s->heap_index = SIZE_MAX;
-    if (last != s) {
+    size_t i = t->index;
+    tand_timer *last = rt->heap[--rt->heap_len];
+    t->index = SIZE_MAX;
+    if (last != t) {
         heap_set(rt, i, last);
         sift_down(rt, i);
-        sift_up(rt, last->heap_index);
+        sift_up(rt, last->index);
     }
+}
+
+/* Puts t in the heap at due_ns, or moves it there (timer_mu held); the
+** heap takes a reference on the server when t was not in it. There is
+** room: each server reserved it at its start. */
+static void heap_put(tand_runtime *rt, tand_timer *t, int64_t due_ns)
+{
+    t->due_ns = due_ns;
+    if (t->index == SIZE_MAX) {
+        heap_set(rt, rt->heap_len++, t);
+        tand_server_retain(t->server);
+    }
+    sift_down(rt, t->index);
+    sift_up(rt, t->index);
+    if (rt->heap[0] == t)
+        pthread_cond_signal(&rt->timer_cv);
+}
+
+int tand__timer_reserve(tand_runtime *rt, tand_server *s)
+{
+    int rc = 0;
+    pthread_mutex_lock(&rt->timer_mu);
+    if (rt->heap_cap < rt->heap_reserved + 2) {
+        size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
+        tand_timer **h = tand__realloc(rt->heap, cap * sizeof *h);
+        if (h == NULL) {
+            rc = TAND_ENOMEM;
+        } else {
+            rt->heap = h;
+            rt->heap_cap = cap;
+        }
+    }
+    if (rc == 0) {
+        rt->heap_reserved += 2;
+        s->timers_reserved = true;
+    }
+    pthread_mutex_unlock(&rt->timer_mu);
+    return rc;
 }
 
 /* An idle time in ns, saturated: a huge timeout must not wrap around. */
@@ -274,49 +313,33 @@ static int64_t idle_ns(int64_t ms)
     return ms > INT64_MAX / 4000000 ? INT64_MAX / 4 : ms * 1000000;
 }
 
+/* With timer_mu held: whether s may have a timer armed. `stopping` is set
+** before terminate cancels the timers under this lock, so a server on
+** its way out is never put back in the heap. */
+static bool may_arm(const tand_runtime *rt, tand_server *s)
+{
+    return !rt->timer_shutdown &&
+           !atomic_load_explicit(&s->stopping, memory_order_acquire);
+}
+
 void tand__timer_arm(tand_runtime *rt, tand_server *s)
 {
-    bool retain = false;
     pthread_mutex_lock(&rt->timer_mu);
-    /* `stopping` is set before terminate cancels the timer under this
-    ** lock, so a server on its way out is never put back in the heap. */
-    if (s->idle_ms < 0 || rt->timer_shutdown ||
-        atomic_load_explicit(&s->stopping, memory_order_acquire)) {
-        pthread_mutex_unlock(&rt->timer_mu);
-        return;
-    }
-    s->timer_due_ns = atomic_load(&s->last_active_ns) + idle_ns(s->idle_ms);
-    if (s->heap_index == SIZE_MAX) {
-        if (rt->heap_len == rt->heap_cap) {
-            size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
-            tand_server **h = tand__realloc(rt->heap, cap * sizeof *h);
-            if (h == NULL) {
-                /* Without room the timer cannot be armed; the server
-                ** keeps running, just without its idle deadline. */
-                pthread_mutex_unlock(&rt->timer_mu);
-                return;
-            }
-            rt->heap = h;
-            rt->heap_cap = cap;
-        }
-        heap_set(rt, rt->heap_len++, s);
-        retain = true;
-    }
-    sift_down(rt, s->heap_index);
-    sift_up(rt, s->heap_index);
-    if (retain)
-        tand_server_retain(s);
-    if (rt->heap[0] == s)
-        pthread_cond_signal(&rt->timer_cv);
+    if (s->idle_ms >= 0 && may_arm(rt, s))
+        heap_put(rt, &s->idle_timer,
+                 atomic_load(&s->last_active_ns) + idle_ns(s->idle_ms));
     pthread_mutex_unlock(&rt->timer_mu);
 }
 
-void tand__timer_cancel(tand_runtime *rt, tand_server *s)
+void tand__timer_set_replies(tand_runtime *rt, tand_server *s, int64_t due_ns)
 {
+    tand_timer *t = &s->reply_timer;
     bool release = false;
     pthread_mutex_lock(&rt->timer_mu);
-    if (s->heap_index != SIZE_MAX) {
-        heap_remove(rt, s);
+    if (due_ns != INT64_MAX && may_arm(rt, s)) {
+        heap_put(rt, t, due_ns);
+    } else if (t->index != SIZE_MAX) {
+        heap_remove(rt, t);
         release = true;
     }
     pthread_mutex_unlock(&rt->timer_mu);
@@ -324,29 +347,65 @@ void tand__timer_cancel(tand_runtime *rt, tand_server *s)
         tand_server_release(s);
 }
 
-/* With timer_mu held: pops a server whose idle deadline has really passed
-** (the caller gets the heap's reference), or returns NULL and sets *next_ns
-** to the next deadline (INT64_MAX when none). */
-static tand_server *timer_due(tand_runtime *rt, int64_t now, int64_t *next_ns)
+void tand__timer_cancel(tand_runtime *rt, tand_server *s)
+{
+    int release = 0;
+    pthread_mutex_lock(&rt->timer_mu);
+    if (s->idle_timer.index != SIZE_MAX) {
+        heap_remove(rt, &s->idle_timer);
+        release++;
+    }
+    if (s->reply_timer.index != SIZE_MAX) {
+        heap_remove(rt, &s->reply_timer);
+        release++;
+    }
+    if (s->timers_reserved) { /* the room it reserved */
+        s->timers_reserved = false;
+        rt->heap_reserved -= 2;
+    }
+    pthread_mutex_unlock(&rt->timer_mu);
+    while (release-- > 0)
+        tand_server_release(s);
+}
+
+/* With timer_mu held: pops a timer that has really come due (the caller
+** gets the heap's reference on its server), or returns NULL and sets
+** *next_ns to the next deadline (INT64_MAX when none). */
+static tand_timer *timer_due(tand_runtime *rt, int64_t now, int64_t *next_ns)
 {
     while (rt->heap_len > 0) {
-        tand_server *s = rt->heap[0];
-        int64_t due;
-        if (s->timer_due_ns > now) {
-            *next_ns = s->timer_due_ns;
+        tand_timer *t = rt->heap[0];
+        if (t->due_ns > now) {
+            *next_ns = t->due_ns;
             return NULL;
         }
-        due = atomic_load(&s->last_active_ns) + idle_ns(s->idle_ms);
-        if (due > now) { /* active since it was armed */
-            s->timer_due_ns = due;
-            sift_down(rt, 0);
-            continue;
+        if (t->kind == TIMER_IDLE) {
+            tand_server *s = t->server;
+            int64_t due = atomic_load(&s->last_active_ns) +
+                          idle_ns(s->idle_ms);
+            if (due > now) { /* active since it was armed */
+                t->due_ns = due;
+                sift_down(rt, 0);
+                continue;
+            }
         }
-        heap_remove(rt, s);
-        return s;
+        heap_remove(rt, t);
+        return t;
     }
     *next_ns = INT64_MAX;
     return NULL;
+}
+
+/* Runs a timer that came due, outside timer_mu, and drops the heap's
+** reference on its server. */
+static void timer_fire(tand_timer *t)
+{
+    tand_server *s = t->server;
+    if (t->kind == TIMER_IDLE)
+        tand__server_fire_idle(s);
+    else
+        tand__server_wake_replies(s);
+    tand_server_release(s);
 }
 
 static void *timer_main(void *arg)
@@ -355,11 +414,10 @@ static void *timer_main(void *arg)
     pthread_mutex_lock(&rt->timer_mu);
     while (!rt->timer_shutdown) {
         int64_t next;
-        tand_server *s = timer_due(rt, tand__now_ns(), &next);
-        if (s != NULL) {
+        tand_timer *t = timer_due(rt, tand__now_ns(), &next);
+        if (t != NULL) {
             pthread_mutex_unlock(&rt->timer_mu);
-            tand__server_fire_idle(s);
-            tand_server_release(s);
+            timer_fire(t);
             pthread_mutex_lock(&rt->timer_mu);
             continue;
         }
@@ -372,15 +430,14 @@ static void *timer_main(void *arg)
 static void run_due_timers(tand_runtime *rt)
 {
     int64_t now = tand__now_ns(), next;
-    tand_server *s;
+    tand_timer *t;
     for (;;) {
         pthread_mutex_lock(&rt->timer_mu);
-        s = timer_due(rt, now, &next);
+        t = timer_due(rt, now, &next);
         pthread_mutex_unlock(&rt->timer_mu);
-        if (s == NULL)
+        if (t == NULL)
             return;
-        tand__server_fire_idle(s);
-        tand_server_release(s);
+        timer_fire(t);
     }
 }
 
@@ -600,9 +657,9 @@ void tand_runtime_free(tand_runtime *rt)
         sched_yield();
     stop_threads(rt, rt->nworkers);
     while (rt->heap_len > 0) {
-        tand_server *s = rt->heap[0];
-        heap_remove(rt, s);
-        tand_server_release(s);
+        tand_timer *t = rt->heap[0];
+        heap_remove(rt, t);
+        tand_server_release(t->server);
     }
     destroy(rt);
 }

@@ -188,7 +188,11 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     if (o->journal == NULL && o->bound_us > 0)
         s->bound_ns = o->bound_us > INT64_MAX / 1000 ? INT64_MAX
                                                      : o->bound_us * 1000;
-    s->heap_index = SIZE_MAX;
+    s->idle_timer.index = s->reply_timer.index = SIZE_MAX;
+    s->idle_timer.server = s->reply_timer.server = s;
+    s->idle_timer.kind = TIMER_IDLE;
+    s->reply_timer.kind = TIMER_REPLIES;
+    s->replies_due_ns = INT64_MAX;
     tand__mbox_init(&s->mb, cap);
 
     if (o->journal != NULL) {
@@ -226,8 +230,11 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
         }
     }
 
+    rc = tand__timer_reserve(rt, s);
     pthread_mutex_lock(&rt->table_mu);
-    if (rt->closed) {
+    if (rc != 0) {
+        /* no room for its timers */
+    } else if (rt->closed) {
         rc = TAND_ENOPROC;
     } else {
         rc = tand__table_put(rt->by_id, &s->id, sizeof s->id, s);
@@ -245,6 +252,7 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     }
     pthread_mutex_unlock(&rt->table_mu);
     if (rc != 0) {
+        tand__timer_cancel(rt, s); /* gives the room back */
         if (o->behaviour->terminate != NULL)
             o->behaviour->terminate(s->state, s, rc, NULL);
         server_free(s);
@@ -341,11 +349,11 @@ static bool take_hold(tand_server *s)
 }
 
 /* Work that a holder must not leave behind: queued messages, a fired
-** idle timer, a stop. */
+** idle timer, replies to take, a stop. */
 static bool has_work(tand_server *s)
 {
     return atomic_load(&s->depth) > 0 || atomic_load(&s->timer_fired) ||
-           atomic_load(&s->stopping);
+           atomic_load(&s->replies_ready) || atomic_load(&s->stopping);
 }
 
 /* The holder lets go. Whoever brought work meanwhile found the server
@@ -414,10 +422,11 @@ static int push(tand_server *s, const envelope *e, lazy_deadline *deadline,
     bool schedule = false;
     int rc;
 
-    if (tand__current != NULL &&
+    if (!(flags & FORCE) && tand__current != NULL &&
         atomic_load_explicit(&tand__current->turn, memory_order_relaxed) ==
             TURN_KILLED)
-        return TAND_ENOPROC; /* a killed handler, still running, acts no more */
+        return TAND_ENOPROC; /* a killed handler, still running, acts no
+                             ** more (the engine's notices still go) */
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
@@ -655,6 +664,34 @@ int tand_call_async(tand_server *s, tand_msg *req, int64_t timeout_ms,
         tand__replies_detach(box, e.slot);
         tand_msg_clear(&e.msg);
         tand__slot_free(e.slot);
+    }
+    return rc;
+}
+
+int tand_send_request(tand_server *self, tand_server *to, tand_msg *req,
+                      int64_t timeout_ms, uint64_t tag)
+{
+    int64_t due;
+    int rc;
+    if (self == NULL || to == NULL || req == NULL ||
+        tand__current != self || self->behaviour->handle_reply == NULL) {
+        tand_msg_clear(req);
+        return TAND_EINVAL;
+    }
+    if (self->replies == NULL &&
+        (rc = tand__replies_new_owned(self, &self->replies)) != 0) {
+        tand_msg_clear(req);
+        return rc;
+    }
+    rc = tand_call_async(to, req, timeout_ms, TAND_NOWAIT, self->replies,
+                         tag);
+    /* The timer moves only for an earlier deadline; one that fired is
+    ** set again when the server takes what it woke it for. */
+    if (rc == 0 &&
+        (due = tand__replies_next_deadline(self->replies)) <
+            self->replies_due_ns) {
+        self->replies_due_ns = due;
+        tand__timer_set_replies(self->rt, self, due);
     }
     return rc;
 }
@@ -944,6 +981,47 @@ static bool dispatch(tand_server *s, envelope *e)
     return killed;
 }
 
+/* Hands the replies of the server's requests that came in, and those
+** whose deadline passed, to handle_reply, until handled reaches max (then
+** the rest waits for the next turn); then sets the reply timer to the
+** next deadline. true when a kill took the server over meanwhile. */
+static bool take_replies(tand_server *s, int max, int *handled)
+{
+    const tand_behaviour *b = s->behaviour;
+    tand_msg reply;
+    uint64_t tag;
+    int64_t due;
+    while (*handled < max) {
+        bool killed;
+        if (!tand_replies_take(s->replies, &tag, &reply))
+            break;
+        (*handled)++;
+        add_held(&s->n_infos, 1);
+        handler_open(s);
+        b->handle_reply(s->state, s, tag, &reply);
+        killed = handler_close(s);
+        tand_msg_clear(&reply);
+        if (killed)
+            return true;
+    }
+    if (*handled >= max)
+        atomic_store(&s->replies_ready, true); /* there may be more */
+    due = tand__replies_next_deadline(s->replies);
+    if (due != s->replies_due_ns) {
+        s->replies_due_ns = due;
+        tand__timer_set_replies(s->rt, s, due);
+    }
+    return false;
+}
+
+/* The server's end: its requests still in flight are abandoned (their
+** servers skip them or drop the replies). */
+static void free_replies(tand_server *s)
+{
+    tand_replies_free(s->replies);
+    s->replies = NULL;
+}
+
 /* Answers a caller of a server that has ended. */
 static void answer_ended(tand_from *slot, int reason, const char *detail)
 {
@@ -1114,6 +1192,7 @@ static void after_kill(tand_server *s, bool terminate_ran)
     if (!terminate_ran && s->behaviour->terminate != NULL)
         s->behaviour->terminate(s->state, s, TAND_ECRASHED, detail);
     s->state = NULL;
+    free_replies(s);
     free(detail);
     if (s->turn_worker != NULL) /* the worker is back: the spare can go */
         tand__runtime_unblock(s->turn_worker);
@@ -1151,6 +1230,7 @@ static void terminate(tand_server *s)
         }
     }
     s->state = NULL;
+    free_replies(s);
     if (s->journal != NULL) { /* what terminate wrote, then let go */
         char err[256] = "";
         int rc = tand__journal_commit(s->journal, err, sizeof err);
@@ -1249,7 +1329,7 @@ static void on_idle(tand_server *s)
 static int serve(tand_server *s, int max_msgs)
 {
     int64_t t0 = tand__now_ns(), t1;
-    bool requeue;
+    bool requeue, drained = false;
     int handled = 0;
     envelope e;
 
@@ -1282,6 +1362,18 @@ static int serve(tand_server *s, int max_msgs)
         }
         if (handled >= max_msgs)
             break;
+        if (!drained && atomic_load(&s->replies_ready)) {
+            /* once a turn, so that replies never starve the mailbox */
+            drained = true;
+            atomic_store(&s->replies_ready, false);
+            pthread_mutex_unlock(&s->mu);
+            if (take_replies(s, max_msgs, &handled)) {
+                after_kill(s, false);
+                return handled;
+            }
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
         if (!tand__mbox_pop(&s->mb, &e))
             break;
         note_depth(s);
@@ -1316,7 +1408,7 @@ static int serve(tand_server *s, int max_msgs)
     ** reference may go, so this turn touches `s` no more. */
     add_held(&s->n_handler_ns, (uint64_t)(t1 - t0));
     requeue = s->mb.count > 0 || atomic_load(&s->timer_fired) ||
-              !let_go(s);
+              atomic_load(&s->replies_ready) || !let_go(s);
     pthread_mutex_unlock(&s->mu);
     if (requeue)
         tand__runtime_schedule(s->rt, s);
@@ -1357,18 +1449,30 @@ static void give_back(tand_server *s, int64_t t0, const lazy_deadline *d,
         tand__runtime_schedule(s->rt, s);
 }
 
-void tand__server_fire_idle(tand_server *s)
+/* Raises one of the server's work flags and schedules it if it is free;
+** nothing once it is stopping. */
+static void wake(tand_server *s, _Atomic bool *flag)
 {
     bool schedule = false;
     pthread_mutex_lock(&s->mu);
     if (!atomic_load_explicit(&s->stopping, memory_order_relaxed) &&
         !s->ended) {
-        atomic_store(&s->timer_fired, true);
+        atomic_store(flag, true);
         schedule = take_hold(s);
     }
     pthread_mutex_unlock(&s->mu);
     if (schedule)
         tand__runtime_schedule(s->rt, s);
+}
+
+void tand__server_fire_idle(tand_server *s)
+{
+    wake(s, &s->timer_fired);
+}
+
+void tand__server_wake_replies(tand_server *s)
+{
+    wake(s, &s->replies_ready);
 }
 
 /* Waits until the stopping server s has finished its end or the deadline

@@ -233,7 +233,11 @@ static void sup_terminate(void *state, tand_server *self, int reason,
 }
 
 static const tand_behaviour sup_behaviour = {
-    "supervisor", sup_init, sup_call, NULL, sup_info, NULL, sup_terminate};
+    .name = "supervisor",
+    .init = sup_init,
+    .handle_call = sup_call,
+    .handle_info = sup_info,
+    .terminate = sup_terminate};
 
 static void free_args(const tand_child_spec *children, size_t n)
 {

@@ -86,8 +86,9 @@ static void handle_cast(void *state, tand_server *self, tand_msg *msg)
     t->last_caller = msg->ival[0];
 }
 
-static const tand_behaviour ticket = {"ticket", NULL, handle_call,
-                                      handle_cast, NULL, NULL, NULL};
+static const tand_behaviour ticket = {.name = "ticket",
+                                      .handle_call = handle_call,
+                                      .handle_cast = handle_cast};
 
 /* ---- anchor: mutex + condition variables ---- */
 

@@ -229,8 +229,13 @@ static inline void echo_terminate(void *state, tand_server *self, int reason,
 }
 
 static const tand_behaviour echo_behaviour = {
-    "echo", echo_init, echo_call, echo_cast, echo_info, echo_idle,
-    echo_terminate};
+    .name = "echo",
+    .init = echo_init,
+    .handle_call = echo_call,
+    .handle_cast = echo_cast,
+    .handle_info = echo_info,
+    .handle_idle = echo_idle,
+    .terminate = echo_terminate};
 
 static inline int echo_start(tand_runtime *rt, echo_shared *sh, size_t capacity,
                       const char *name, tand_server **out)

@@ -267,8 +267,8 @@ static int raw_call(void *state, tand_server *self, tand_msg *req,
 
 static void replies_lua_refuses(void)
 {
-    static const tand_behaviour raw = {"raw", NULL, raw_call, NULL, NULL,
-                                       NULL, NULL};
+    static const tand_behaviour raw = {.name = "raw",
+                                       .handle_call = raw_call};
     static const char script[] =
         "local tand = require 'tand'\n"
         "local valid, deep_ok = ...\n"

@@ -253,7 +253,10 @@ static void probe_terminate(void *state, tand_server *self, int reason,
 }
 
 static const tand_behaviour probe_behaviour = {
-    "probe", NULL, probe_call, probe_cast, NULL, NULL, probe_terminate};
+    .name = "probe",
+    .handle_call = probe_call,
+    .handle_cast = probe_cast,
+    .terminate = probe_terminate};
 
 static int probe_start(tand_runtime *r, probe *p, int64_t bound_us,
                        const char *journal, tand_server **out)
