@@ -390,3 +390,159 @@ describe("a request set", function()
     m:stop()
   end)
 end)
+
+-- A policy that asks another server from its callbacks without waiting:
+-- ("ask", name, timeout or false, op, ...) sends machine:send_request to
+-- the server of that name with op, ... and returns the id; every
+-- {"reply", id, ...} info is kept, and "replies" returns them.
+local function asker(extra)
+  local opts = {
+    min_number = 1, max_number = 1000,
+    policy = function()
+      return {
+        init = function() return { replies = {} } end,
+        handle_call = function(r, from, state, machine)
+          if r[1] == "ask" then
+            local other = require("tand").whereis(r[2])
+            if r[3] then other:settimeout(r[3]) end
+            return machine:send_request(other, table.unpack(r, 4))
+          elseif r[1] == "ask_self" then
+            return machine:send_request(machine:self(), "queue_new_number")
+          elseif r[1] == "ask_bad" then
+            return machine:send_request(r[2], "queue_new_number")
+          elseif r[1] == "replies" then
+            return state.replies
+          end
+          return machine:default(r)
+        end,
+        handle_info = function(msg, state)
+          if msg[1] == "reply" then state.replies[#state.replies + 1] = msg end
+        end,
+      }
+    end,
+  }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return assert(tand.start(opts))
+end
+
+local function replies_of(m, n)
+  local got
+  assert.is_true(helper.wait_for(function()
+    got = m:call("replies")
+    return #got >= n
+  end))
+  return got
+end
+
+describe("a policy's requests (machine:send_request)", function()
+  it("come back to handle_info as {'reply', id, ...values}", function()
+    local slow = slow_server{ name = "asked_slow" }
+    local m = asker()
+    local id = assert(m:call("ask", "asked_slow", false, "slow", 50))
+    assert.equal("integer", math.type(id))
+    local id2 = assert(m:call("ask", "asked_slow", false,
+                              "queue_new_number"))
+    assert.is_true(id2 > id)
+    local got = replies_of(m, 2)
+    assert.same({ { "reply", id, "slept", 50 }, { "reply", id2, 1 } }, got)
+    m:stop(); slow:stop()
+  end)
+
+  it("do not hold the policy's own callers up", function()
+    local slow = slow_server{ name = "asked_sleeper" }
+    local m = asker()
+    assert(m:call("ask", "asked_sleeper", false, "slow", 600))
+    local t0, worst = tand.now(), 0
+    for i = 1, 20 do
+      local t = tand.now()
+      assert.equal(i, m:queue_new_number())
+      worst = math.max(worst, tand.now() - t)
+    end
+    assert.same({}, m:call("replies")) -- still asleep
+    assert.is_true(tand.now() - t0 < 500)
+    assert.is_true(worst < 300)
+    assert.same({ { "reply", 1, "slept", 600 } }, replies_of(m, 1))
+    m:stop(); slow:stop()
+  end)
+
+  it("end in nil, token, detail: an error reply, and the deadline", function()
+    local slow = slow_server{ name = "asked_erring" }
+    local m = asker()
+    local a = assert(m:call("ask", "asked_erring", false,
+                            "serve_next_queued_number"))
+    local b = assert(m:call("ask", "asked_erring", 300, "slow", 900))
+    local got = replies_of(m, 2)
+    assert.equal(a, got[1][2]); assert.is_nil(got[1][3])
+    assert.equal("empty_queue", got[1][4])
+    assert.equal(b, got[2][2]); assert.is_nil(got[2][3])
+    assert.equal("timeout", got[2][4])
+    m:stop(); slow:stop()
+  end)
+
+  it("have the handle's timeout, not what is left of the callback", function()
+    local slow = slow_server{ name = "asked_outlives" }
+    local m = asker{ callback_timeout = 100 }
+    local id = assert(m:call("ask", "asked_outlives", false, "slow", 400))
+    assert.same({ { "reply", id, "slept", 400 } }, replies_of(m, 1))
+    m:stop(); slow:stop()
+  end)
+
+  it("may ask the policy's own server", function()
+    local m = asker()
+    local id = assert(m:call("ask_self"))
+    assert.same({ { "reply", id, 1 } }, replies_of(m, 1))
+    m:stop()
+  end)
+
+  it("are refused at once on a full mailbox, and an ended server", function()
+    local slow = slow_server{ name = "asked_full", mailbox = 1 }
+    local m = asker()
+    assert(m:call("ask", "asked_full", false, "slow", 300))
+    assert.is_true(helper.wait_for(function() -- it runs that one
+      return slow:stats().mailbox_depth == 0
+    end))
+    assert(m:call("ask", "asked_full", false, "slow", 1))  -- fills the mailbox
+    local t0 = tand.now()
+    local v, err = m:call("ask", "asked_full", false, "slow", 1)
+    assert.is_nil(v); assert.equal("busy", err)
+    assert.is_true(tand.now() - t0 < 250)
+    slow:stop()
+    local gone = tand.start{ initial_number = 0, name = "asked_gone" }
+    local handle = tand.whereis("asked_gone")
+    gone:stop()
+    v, err = m:call("ask_bad", handle)
+    assert.is_nil(v); assert.equal("noproc", err)
+    m:stop()
+  end)
+
+  it("refuse what is not a machine, or no op", function()
+    local m = asker()
+    local v, err, detail = m:call("ask_bad", "not a machine")
+    assert.is_nil(v); assert.equal("server_crashed", err)
+    assert.matches("machine", detail)
+    m = asker()
+    local slow = slow_server{ name = "asked_noop" }
+    v, err, detail = m:call("ask", "asked_noop", false)
+    assert.is_nil(v); assert.equal("server_crashed", err)
+    m:stop(); slow:stop()
+  end)
+
+  it("are abandoned when the policy ends, and leave nothing behind", function()
+    local slow = slow_server{ name = "asked_abandoned" }
+    local m = asker()
+    for _ = 1, 3 do
+      assert(m:call("ask", "asked_abandoned", false, "slow", 200))
+    end
+    assert.is_true(helper.wait_for(function()
+      return slow:stats().mailbox_depth == 2
+    end))
+    m:stop()
+    -- the two it had not started are skipped
+    assert.is_true(helper.wait_for(function()
+      return slow:stats().mailbox_depth == 0
+    end))
+    tand.sleep(250)
+    assert.is_true(slow:call("count") <= 3)
+    slow:stop()
+  end)
+end)
