@@ -128,3 +128,69 @@ describe("policies.matchmaking", function()
     m:stop()
   end)
 end)
+
+describe("policies.members_first", function()
+  -- The "members" server: ann and cy are members.
+  local function members()
+    return assert(tand.start{
+      min_number = 1, max_number = 99, name = "members",
+      policy = function()
+        return { handle_call = function(r)
+          return r[2] == "ann" or r[2] == "cy"
+        end }
+      end })
+  end
+
+  local function join(m, who)
+    return tand.spawn(function(h, name) return h:call("join", name) end,
+                      m, who)
+  end
+
+  it("serves members first, checked by another server", function()
+    local club = members()
+    local m = start("members_first")
+    assert.same({ 1, "regular" }, { m:call("join", "bob") })
+    assert.same({ 2, "member" }, { m:call("join", "ann") })
+    assert.same({ 3, "regular" }, { m:call("join", "dee") })
+    assert.same({ 4, "member" }, { m:call("join", "cy") })
+    for _, want in ipairs({ 2, 4, 1, 3 }) do
+      assert.equal(want, m:serve_next_queued_number())
+    end
+    m:stop(); club:stop()
+  end)
+
+  it("goes on with its other callers while a check is slow", function()
+    -- every check sleeps 400 ms in the members server
+    local club = assert(tand.start{
+      min_number = 1, max_number = 99, name = "members",
+      policy = function()
+        return { handle_call = function(r)
+          require("tand").sleep(400)
+          return r[2] == "ann"
+        end }
+      end })
+    local m = start("members_first")
+    local ann = join(m, "ann")
+    assert.is_true(helper.wait_for(function()
+      return club:stats().mailbox_depth == 0 and m:stats().deferred == 1
+    end))
+    local t0 = tand.now()
+    for i = 1, 10 do assert.equal(i, m:queue_new_number()) end
+    assert.is_true(tand.now() - t0 < 300) -- nobody waited for the check
+    assert.same({ 11, "member" }, { ann:join(5000) })
+    m:stop(); club:stop()
+  end)
+
+  it("lets a customer join as a regular when nobody can check", function()
+    local m = start("members_first")
+    assert.same({ 1, "regular" }, { m:call("join", "ann") }) -- no server
+    local club = assert(tand.start{ -- one whose check crashes
+      min_number = 1, max_number = 99, name = "members",
+      policy = function()
+        return { handle_call = function() error("no database") end }
+      end })
+    assert.same({ 2, "regular" }, { m:call("join", "ann") })
+    assert.is_false(club:alive())
+    m:stop()
+  end)
+end)
