@@ -216,6 +216,19 @@ void tand__replies_done(tand_replies *box, tand_from *slot)
     box_release(box);
 }
 
+/* With mu held: once nothing waits to be taken, the descriptor is not
+** readable any more. */
+static void drain_locked(tand_replies *box)
+{
+    char b[16];
+    if (box->done_head != NULL || !box->signalled)
+        return;
+    if (box->server == NULL)
+        while (read(box->fds[0], b, sizeof b) > 0)
+            ;
+    box->signalled = false;
+}
+
 /* The next slot that came in, or NULL. The owner moves the whole done
 ** list out under one lock and then takes from it alone, so a busy box
 ** costs its owner a lock or two per batch of replies, not one per reply.
@@ -235,13 +248,8 @@ static tand_from *pop_done(tand_replies *box, bool close)
         box->done_head = box->done_tail = NULL;
     }
     box->taken = slot != NULL ? slot->done_next : NULL;
-    if (box->taken == NULL && box->done_head == NULL && box->signalled) {
-        char b[16];
-        if (box->server == NULL)
-            while (read(box->fds[0], b, sizeof b) > 0)
-                ;
-        box->signalled = false;
-    }
+    if (box->taken == NULL)
+        drain_locked(box);
     if (slot == NULL && close)
         box->closed = true;
     pthread_mutex_unlock(&box->mu);
@@ -291,7 +299,9 @@ int64_t tand_replies_timeout_ms(tand_replies *box)
     return left <= 0 ? 0 : (left + 999999) / 1000000;
 }
 
-/* Whether tand_replies_take would return a call now. */
+/* Whether tand_replies_take would return a call now. When not, a byte
+** left in the pipe (a cancel's) is drained, so that a wait does not find
+** the descriptor readable with nothing to take. */
 static bool ready(tand_replies *box)
 {
     bool any;
@@ -299,6 +309,7 @@ static bool ready(tand_replies *box)
         return true;
     pthread_mutex_lock(&box->mu);
     any = box->done_head != NULL;
+    drain_locked(box);
     pthread_mutex_unlock(&box->mu);
     return any || (box->head != NULL &&
                    tand__now_ns() >= box->head->deadline_ns);
