@@ -13,6 +13,7 @@
 #include "ltand.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* nil, token, detail from a failed call's reply. */
@@ -255,6 +256,55 @@ static int m_report(lua_State *L)
     return n;
 }
 
+/* The op code of a built-in op whose reply Lua reads as from a list (an
+** integer, or a list in data), or 0. */
+static int fast_op(const char *name, size_t len)
+{
+    static const struct {
+        const char *name;
+        int op;
+    } ops[] = {{"next", TAND_OP_NEXT},
+               {"report_state", TAND_OP_REPORT_STATE},
+               {"queue_new_number", TAND_OP_QUEUE_NEW_NUMBER},
+               {"serve_next_queued_number", TAND_OP_SERVE_NEXT}};
+    size_t i;
+    for (i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strlen(ops[i].name) == len && memcmp(ops[i].name, name, len) == 0)
+            return ops[i].op;
+    return 0;
+}
+
+/* Encodes the call {op, args...} of the n values from first (op a
+** string) into req, in sp; raises for what cannot be sent. A built-in
+** op with the arguments its method takes (next with at most the caller,
+** serve_next_queued_number with at most an integer priority, the others
+** with none) travels as its op code, as the machine's methods send it:
+** no list to encode, none for the server to parse, the same reply. */
+static void encode_call(lua_State *L, ltand_scratch *sc, ltand_space *sp,
+                        int first, int n, tand_msg *req)
+{
+    size_t len;
+    const char *name = lua_tolstring(L, first, &len);
+    int op = fast_op(name, len);
+    if (op == TAND_OP_NEXT && n <= 2) {
+        req->op = op;
+        if (n == 2 && !lua_isnil(L, first + 1))
+            encode_args(L, sc, sp, first + 1, 1, 0, req);
+        return;
+    }
+    if (op == TAND_OP_SERVE_NEXT && n == 2 && lua_isinteger(L, first + 1)) {
+        req->op = op;
+        req->ival[0] = (int64_t)lua_tointeger(L, first + 1);
+        req->ival[1] = 1;
+        return;
+    }
+    if (op != 0 && op != TAND_OP_NEXT && n == 1) {
+        req->op = op;
+        return;
+    }
+    encode_args(L, sc, sp, first, n, 1, req);
+}
+
 static int m_call(lua_State *L)
 {
     lmachine *m = check_machine(L, 1);
@@ -263,7 +313,7 @@ static int m_call(lua_State *L)
     ltand_space *sp;
     luaL_checktype(L, 2, LUA_TSTRING);
     sp = TAKE_SPACE(L);
-    encode_args(L, METHOD_SCRATCH(L), sp, 2, n, 1, &req);
+    encode_call(L, METHOD_SCRATCH(L), sp, 2, n, &req);
     return call_in(L, m, &req, sp);
 }
 
@@ -307,7 +357,7 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
     int n = last - first + 1;
     luaL_checktype(L, first, LUA_TSTRING);
     sp = ltand_space_take(L, sc);
-    encode_args(L, sc, sp, first, n, 1, &req);
+    encode_call(L, sc, sp, first, n, &req);
     ltand_space_give(sc, sp);
     lua_pop(L, 1);
     /* Only now: a finalizer run by the encoding may have used the set */

@@ -87,6 +87,40 @@ describe("machine handles", function()
   end)
 end)
 
+describe("m:call of a built-in op", function()
+  it("gives what the op's method gives, on every kind of machine", function()
+    local c = assert(tand.start(7))
+    assert.equal(7, c:call("next", "ann"))
+    assert.equal(8, c:call("next"))
+    assert.same({ 9, "ann" }, { c:next("ann"), select(2, c:report()) })
+    assert.equal(10, assert(c:send_request("next", "bob")):wait())
+    assert.same({ 11, "bob" }, { c:report() })
+    c:stop()
+    local d = assert(tand.start{ min_number = 1, max_number = 9 })
+    assert.equal(1, d:call("queue_new_number"))
+    assert.equal(2, d:call("queue_new_number"))
+    assert.equal(2, d:call("serve_next_queued_number", 2))
+    local v, err, detail = d:call("serve_next_queued_number", "x")
+    assert.is_nil(v); assert.equal("unknown_request", err)
+    assert.matches("integer", detail)
+    assert.same({ 1 }, d:call("report_state").queue)
+    assert.equal(1, d:call("serve_next_queued_number"))
+    d:stop()
+    -- a policy gets the same request table either way
+    local p = assert(tand.start{ min_number = 1, max_number = 9,
+      policy = function()
+        return { handle_call = function(r) return r[1], r[2], #r end }
+      end })
+    assert.same({ "next", "x", 2 }, { p:call("next", "x") })
+    assert.same({ "next", "x", 2 }, { p:next("x") })
+    assert.same({ "serve_next_queued_number", 3, 2 },
+                { p:call("serve_next_queued_number", 3) })
+    assert.same({ "queue_new_number", nil, 1 },
+                { p:call("queue_new_number") })
+    p:stop()
+  end)
+end)
+
 describe("names", function()
   it("registers, finds, refuses a taken name, and forgets it", function()
     local a = assert(tand.start{ min_number = 1, max_number = 9,
