@@ -61,7 +61,7 @@ static void follow_name(lmachine *m)
 ** their upvalue 1 (a request set's methods as their upvalue 2: mt), so
 ** the check needs no lookup by name; anything else takes
 ** luaL_checkudata and its error. */
-static lmachine *check_machine_mt(lua_State *L, int idx, int mt)
+static inline lmachine *check_machine_at(lua_State *L, int idx, int mt)
 {
     lmachine *m = lua_touserdata(L, idx);
     int same = 0;
@@ -77,7 +77,17 @@ static lmachine *check_machine_mt(lua_State *L, int idx, int mt)
     return m;
 }
 
-#define check_machine(L, idx) check_machine_mt(L, idx, lua_upvalueindex(1))
+static lmachine *check_machine_mt(lua_State *L, int idx, int mt)
+{
+    return check_machine_at(L, idx, mt);
+}
+
+/* A method's self: argument 1, the metatable in upvalue 1 (the check
+** compiled for those constants: the methods' hot path). */
+static lmachine *check_self(lua_State *L)
+{
+    return check_machine_at(L, 1, lua_upvalueindex(1));
+}
 
 /* The handle's timeout, capped inside a policy callback by what is left
 ** of the callback's own time. */
@@ -157,7 +167,7 @@ static int call_in(lua_State *L, lmachine *m, tand_msg *req,
 
 static int m_queue_new_number(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_msg req = {0};
     req.op = TAND_OP_QUEUE_NEW_NUMBER;
     return call_in(L, m, &req, TAKE_SPACE(L));
@@ -165,7 +175,7 @@ static int m_queue_new_number(lua_State *L)
 
 static int m_serve_next_queued_number(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_msg req = {0};
     req.op = TAND_OP_SERVE_NEXT;
     if (!lua_isnoneornil(L, 2)) {
@@ -177,7 +187,7 @@ static int m_serve_next_queued_number(lua_State *L)
 
 static int m_report_state(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_msg req = {0};
     req.op = TAND_OP_REPORT_STATE;
     return call_in(L, m, &req, TAKE_SPACE(L));
@@ -204,7 +214,7 @@ static int send_msg(lua_State *L, lmachine *m, tand_msg *msg, int info)
 
 static int m_reset_state(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_msg msg = {0};
     msg.op = TAND_OP_RESET_STATE;
     return send_msg(L, m, &msg, 0);
@@ -223,7 +233,7 @@ static void encode_args(lua_State *L, ltand_scratch *sc, ltand_space *sp,
 
 static int m_next(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_msg req = {0};
     ltand_space *sp;
     req.op = TAND_OP_NEXT;
@@ -236,7 +246,7 @@ static int m_next(lua_State *L)
 
 static int m_report(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_msg req = {0}, *reply;
     ltand_space *sp = TAKE_SPACE(L);
     int rc, n = 2;
@@ -307,7 +317,7 @@ static void encode_call(lua_State *L, ltand_scratch *sc, ltand_space *sp,
 
 static int m_call(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_msg req = {0};
     int n = lua_gettop(L) - 1;
     ltand_space *sp;
@@ -330,7 +340,7 @@ static void encode_message(lua_State *L, int first, int as_array,
 
 static int m_cast(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_msg msg = {0};
     luaL_checktype(L, 2, LUA_TSTRING);
     encode_message(L, 2, 1, &msg);
@@ -339,7 +349,7 @@ static int m_cast(lua_State *L)
 
 static int m_send(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_msg msg = {0};
     int n = lua_gettop(L) - 1;
     encode_message(L, 2, n != 1, &msg);
@@ -382,14 +392,14 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
 /* m:send_request(op, ...): a request, sent now (lrequest.c). */
 static int m_send_request(lua_State *L)
 {
-    check_machine(L, 1);
+    check_self(L);
     return ltand_request_send(L, METHOD_SCRATCH(L), 1, lua_upvalueindex(1),
                               2);
 }
 
 static int m_alive(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     lua_pushboolean(L, m->s != NULL && tand_server_alive(m->s));
     return 1;
 }
@@ -415,7 +425,7 @@ static int has_ended(tand_server *s)
 ** reason stops the server normally. */
 static int m_stop(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     const char *reason = luaL_optstring(L, 2, NULL);
     int64_t timeout = timeout_of(m);
     int rc;
@@ -438,7 +448,7 @@ static int m_stop(lua_State *L)
 
 static int m_settimeout(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     int64_t ms = LTAND_DEFAULT_TIMEOUT_MS;
     if (!lua_isnoneornil(L, 2) && ltand_timeout(L, 2, &ms) != 0)
         return luaL_argerror(L, 2, "timeout must be a whole number of "
@@ -456,7 +466,7 @@ static void set_int(lua_State *L, const char *k, uint64_t v)
 
 static int m_stats(lua_State *L)
 {
-    lmachine *m = check_machine(L, 1);
+    lmachine *m = check_self(L);
     tand_stats st;
     if (m->s == NULL)
         return ltand_fail(L, TAND_ENOPROC, NULL);
@@ -546,7 +556,7 @@ void ltand_open_machine(lua_State *L)
     if (luaL_newmetatable(L, LTAND_MACHINE)) {
         luaL_setfuncs(L, machine_meta, 0);
         luaL_newlibtable(L, machine_methods);
-        lua_pushvalue(L, -2); /* the methods' upvalues: see check_machine */
+        lua_pushvalue(L, -2); /* the methods' upvalues: see check_self */
         ltand_push_scratch(L); /* and call_in */
         luaL_setfuncs(L, machine_methods, 2);
         lua_setfield(L, -2, "__index");

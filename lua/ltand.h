@@ -233,7 +233,7 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
                         tand_server *owner, uint64_t *ids, const int *closed);
 
 /* Makes the LTAND_MACHINE metatable in the registry, unless it is there;
-** its methods hold it as their upvalue 1 (see check_machine) and the
+** its methods hold it as their upvalue 1 (see check_self in lmachine.c) and the
 ** state's scratch userdata as their upvalue 2. [-0, +0, m] */
 void ltand_open_machine(lua_State *L);
 
