@@ -320,7 +320,7 @@ TAND_API int tand_server_set_idle(tand_server *s, int64_t idle_ms,
 
 /* Per-server counters, read without stopping the server. */
 typedef struct tand_stats {
-    uint64_t calls, casts, infos;
+    uint64_t calls, casts, infos; /* infos: replies to handle_reply too */
     uint64_t errors;   /* calls answered with an error status */
     uint64_t timeouts; /* tand_call() callers that gave up before their
                        ** reply (an async call's deadline passes in its
@@ -468,7 +468,8 @@ TAND_API int tand_replies_wait(tand_replies *box, int64_t timeout_ms);
 ** (then exactly one reply comes, unless self ends first: its requests in
 ** flight are then abandoned), or an error and no reply will come:
 ** TAND_EINVAL (NULL, not on a handler of self, or a behaviour without
-** handle_reply), TAND_ENOPROC, TAND_EBUSY (to's mailbox is full: this
+** handle_reply), TAND_ENOPROC (`to` has ended, or self is stopping),
+** TAND_EBUSY (to's mailbox is full: this
 ** never waits), TAND_ENOMEM. `to` may be self.
 ** Thread: a handler of self (not its init). Blocks: no. */
 TAND_API int tand_send_request(tand_server *self, tand_server *to,

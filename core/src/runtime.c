@@ -349,6 +349,19 @@ void tand__timer_set_replies(tand_runtime *rt, tand_server *s, int64_t due_ns)
 
 void tand__timer_cancel(tand_runtime *rt, tand_server *s)
 {
+    bool release = false;
+    pthread_mutex_lock(&rt->timer_mu);
+    if (s->idle_timer.index != SIZE_MAX) {
+        heap_remove(rt, &s->idle_timer);
+        release = true;
+    }
+    pthread_mutex_unlock(&rt->timer_mu);
+    if (release)
+        tand_server_release(s);
+}
+
+void tand__timer_end(tand_runtime *rt, tand_server *s)
+{
     int release = 0;
     pthread_mutex_lock(&rt->timer_mu);
     if (s->idle_timer.index != SIZE_MAX) {

@@ -210,10 +210,16 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
         s->capheld = BATCH;
     }
 
+    /* Room for its timers first: init may arm the idle timer. */
+    if ((rc = tand__timer_reserve(rt, s)) != 0) {
+        server_free(s);
+        return rc;
+    }
     s->state = o->arg;
     if (o->behaviour->init != NULL) {
         rc = o->behaviour->init(s, o->arg, &s->state);
         if (rc != 0) {
+            tand__timer_end(rt, s);
             server_free(s);
             return rc > 0 ? TAND_EINVAL : rc;
         }
@@ -225,16 +231,14 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
             set_error(o, err);
             if (o->behaviour->terminate != NULL)
                 o->behaviour->terminate(s->state, s, rc, err);
+            tand__timer_end(rt, s);
             server_free(s);
             return rc;
         }
     }
 
-    rc = tand__timer_reserve(rt, s);
     pthread_mutex_lock(&rt->table_mu);
-    if (rc != 0) {
-        /* no room for its timers */
-    } else if (rt->closed) {
+    if (rt->closed) {
         rc = TAND_ENOPROC;
     } else {
         rc = tand__table_put(rt->by_id, &s->id, sizeof s->id, s);
@@ -252,7 +256,7 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     }
     pthread_mutex_unlock(&rt->table_mu);
     if (rc != 0) {
-        tand__timer_cancel(rt, s); /* gives the room back */
+        tand__timer_end(rt, s);
         if (o->behaviour->terminate != NULL)
             o->behaviour->terminate(s->state, s, rc, NULL);
         server_free(s);
@@ -678,6 +682,10 @@ int tand_send_request(tand_server *self, tand_server *to, tand_msg *req,
         tand_msg_clear(req);
         return TAND_EINVAL;
     }
+    if (atomic_load_explicit(&self->stopping, memory_order_relaxed)) {
+        tand_msg_clear(req); /* (its reply could never come) */
+        return TAND_ENOPROC;
+    }
     if (self->replies == NULL &&
         (rc = tand__replies_new_owned(self, &self->replies)) != 0) {
         tand_msg_clear(req);
@@ -991,7 +999,8 @@ static bool take_replies(tand_server *s, int max, int *handled)
     tand_msg reply;
     uint64_t tag;
     int64_t due;
-    while (*handled < max) {
+    while (*handled < max &&
+           !atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
         bool killed;
         if (!tand_replies_take(s->replies, &tag, &reply))
             break;
@@ -1215,7 +1224,7 @@ static void terminate(tand_server *s)
     note_depth(s);
     pthread_mutex_unlock(&s->mu);
 
-    tand__timer_cancel(s->rt, s);
+    tand__timer_end(s->rt, s);
     if (s->behaviour->terminate != NULL) {
         int64_t t0 = tand__now_ns();
         bool killed;
@@ -1292,7 +1301,7 @@ int tand_server_kill(tand_server *s, const char *detail)
     pthread_mutex_unlock(&s->mu);
     if (s->turn_worker != NULL) /* a worker is stuck: start a spare */
         tand__runtime_block(s->turn_worker);
-    tand__timer_cancel(s->rt, s);
+    tand__timer_end(s->rt, s);
     for (i = 0; i < s->nheld; i++) { /* their batch will be rolled back */
         held *h = &s->held[i];
         tand_msg_clear(&h->reply);
@@ -1352,7 +1361,7 @@ static int serve(tand_server *s, int max_msgs)
         }
         if (atomic_load(&s->timer_fired)) {
             atomic_store(&s->timer_fired, false);
-            if (s->mb.count == 0) {
+            if (s->mb.count == 0 && !atomic_load(&s->replies_ready)) {
                 pthread_mutex_unlock(&s->mu);
                 on_idle(s);
                 pthread_mutex_lock(&s->mu);
@@ -1363,11 +1372,15 @@ static int serve(tand_server *s, int max_msgs)
         if (handled >= max_msgs)
             break;
         if (!drained && atomic_load(&s->replies_ready)) {
-            /* once a turn, so that replies never starve the mailbox */
+            /* Once a turn, and with messages waiting at most half of
+            ** what is left of it, so that replies never starve the
+            ** mailbox. */
+            int max = s->mb.count == 0 ? max_msgs
+                                       : handled + (max_msgs - handled + 1) / 2;
             drained = true;
             atomic_store(&s->replies_ready, false);
             pthread_mutex_unlock(&s->mu);
-            if (take_replies(s, max_msgs, &handled)) {
+            if (take_replies(s, max, &handled)) {
                 after_kill(s, false);
                 return handled;
             }
