@@ -420,18 +420,17 @@ static int has_ended(tand_server *s)
 ** handle's timeout (0: only if it has ended already), else nil,
 ** "timeout"; nil, "noproc" when it had been stopped before. From the
 ** server's own callbacks it cannot wait for its end: true means the stop
-** is on its way. The reason travels as the stop's detail; the engine has
-** no code for an abnormal stop with a reason of its own yet, so every
-** reason stops the server normally. */
+** is on its way. The reason is normal or not as ltand_stop_reason says. */
 static int m_stop(lua_State *L)
 {
     lmachine *m = check_self(L);
-    const char *reason = luaL_optstring(L, 2, NULL);
+    const char *detail;
+    int code = ltand_stop_reason(L, 2, &detail);
     int64_t timeout = timeout_of(m);
     int rc;
     if (m->s == NULL)
         return ltand_fail(L, TAND_ENOPROC, NULL);
-    rc = tand_server_stop(m->s, 0, reason, timeout);
+    rc = tand_server_stop(m->s, code, detail, timeout);
     if (rc == 0 && timeout == 0 && tand_self() != m->s && !has_ended(m->s))
         rc = TAND_ETIMEDOUT; /* asked to stop, not waited for */
     else if (rc == TAND_ENOPROC && tand_self() != m->s &&

@@ -206,7 +206,9 @@ static int pm_reply(lua_State *L)
 static int pm_stop(lua_State *L)
 {
     policy *p = check_pmachine(L);
-    tand_server_stop(p->self, 0, luaL_optstring(L, 2, NULL), 0);
+    const char *detail;
+    int code = ltand_stop_reason(L, 2, &detail);
+    tand_server_stop(p->self, code, detail, 0);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -253,6 +253,12 @@ int ltand_fail(lua_State *L, int status, const char *detail);
 ** bytes without NUL (the engine keeps names as C strings, so "a\0b"
 ** would be cut to "a"). [-0, +0, -] */
 int ltand_is_name(lua_State *L, int idx);
+/* The stop reason at idx (m:stop, machine:stop): nil and "normal" are a
+** normal stop (0), "shutdown" too (0, with it as the detail), any other
+** string an abnormal one (TAND_ESTOPPED, the string the detail, which
+** monitors see). *detail points into the string at idx. Raises for what
+** is not a string or nil. [-0, +0, v] */
+int ltand_stop_reason(lua_State *L, int idx, const char **detail);
 
 /* Reads the timeout (ms) at idx into *ms: a whole number >= 0, or
 ** TAND_FOREVER for math.huge and anything above LTAND_TIMEOUT_MAX_MS.

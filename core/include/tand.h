@@ -57,13 +57,15 @@ extern "C" {
     XX(EJOURNALLOCKED, -18, "journal_locked",                                \
        "the journal is held by another server")                              \
     XX(ECANCELED, -19, "cancelled", "the request was cancelled")             \
-    XX(EEMPTY_SET, -20, "empty", "no request of the set is pending")
+    XX(EEMPTY_SET, -20, "empty", "no request of the set is pending")        \
+    XX(ESTOPPED, -21, "stopped",                                             \
+       "the server was stopped for a reason of its own")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -21
+    TAND_ERR_LAST_ = -22
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,
