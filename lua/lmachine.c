@@ -77,7 +77,7 @@ static inline lmachine *check_machine_at(lua_State *L, int idx, int mt)
     return m;
 }
 
-static lmachine *check_machine_mt(lua_State *L, int idx, int mt)
+lmachine *ltand_check_machine(lua_State *L, int idx, int mt)
 {
     return check_machine_at(L, idx, mt);
 }
@@ -361,7 +361,7 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
                         tand_server *owner, uint64_t *ids, const int *closed)
 {
     uint64_t tag = 1;
-    lmachine *m = check_machine_mt(L, midx, mt);
+    lmachine *m = ltand_check_machine(L, midx, mt);
     tand_msg req = {0};
     ltand_space *sp;
     int n = last - first + 1;
@@ -395,6 +395,13 @@ static int m_send_request(lua_State *L)
     check_self(L);
     return ltand_request_send(L, METHOD_SCRATCH(L), 1, lua_upvalueindex(1),
                               2);
+}
+
+/* m:monitor(): a request that finishes when the server ends (lrequest.c). */
+static int m_monitor(lua_State *L)
+{
+    lmachine *m = check_self(L);
+    return ltand_request_monitor(L, m->s, m->timeout_ms);
 }
 
 static int m_alive(lua_State *L)
@@ -538,6 +545,7 @@ static const luaL_Reg machine_methods[] = {
     {"cast", m_cast},
     {"send", m_send},
     {"send_request", m_send_request},
+    {"monitor", m_monitor},
     {"alive", m_alive},
     {"stop", m_stop},
     {"settimeout", m_settimeout},

@@ -82,6 +82,18 @@ int ltand_stop_reason(lua_State *L, int idx, const char **detail)
     return strcmp(r, "shutdown") == 0 ? 0 : TAND_ESTOPPED;
 }
 
+void ltand_push_reason(lua_State *L, int code, const char *detail)
+{
+    if (code == 0 || code == TAND_ESTOPPED)
+        lua_pushstring(L, detail != NULL ? detail
+                          : code == 0   ? "normal"
+                                        : tand_errname(code));
+    else if (detail != NULL && code != TAND_ENOPROC)
+        lua_pushfstring(L, "%s: %s", tand_errname(code), detail);
+    else
+        lua_pushstring(L, tand_errname(code));
+}
+
 /* The server of the machine handle at idx, or raises. */
 static tand_server *handle_server(lua_State *L, int idx)
 {

@@ -590,6 +590,25 @@ TAND_API int tand_journal_queue_load(tand_journal *j,
 TAND_API int tand_monitor(tand_server *watched, tand_server *watcher,
                           int64_t tag);
 
+/* Cancels the monitor that tand_monitor(watched, watcher, tag) set: 0,
+** or TAND_ENOPROC when there is none (watched has ended: its notice may
+** already be in watcher's mailbox, so a watcher that cancels drops the
+** notices of tags it cancelled, as OTP's demonitor with flush does), or
+** TAND_EINVAL (NULL). The reference on watcher and the room kept for the
+** notice are given back. Thread: any. Blocks: no. */
+TAND_API int tand_demonitor(tand_server *watched, tand_server *watcher,
+                            int64_t tag);
+
+/* Like tand_monitor, but the notice is a reply in `box` under `tag`, as
+** an asynchronous call's with no deadline: its status is the reason (0
+** for a normal stop, TAND_ENOPROC if watched had ended already) and its
+** data the detail text or NULL. Until then it is a call in flight of the
+** box: tand_replies_cancel() and tand_replies_free() give it up. 0, or
+** TAND_EINVAL (NULL), TAND_ENOMEM, and then nothing is changed.
+** Thread: the box's owner. Blocks: no. */
+TAND_API int tand_monitor_async(tand_server *watched, tand_replies *box,
+                                uint64_t tag);
+
 /* ---- supervisors ------------------------------------------------------ */
 
 enum { TAND_ONE_FOR_ONE, TAND_ONE_FOR_ALL, TAND_REST_FOR_ONE };
