@@ -77,7 +77,7 @@ static inline lmachine *check_machine_at(lua_State *L, int idx, int mt)
     return m;
 }
 
-static lmachine *check_machine_mt(lua_State *L, int idx, int mt)
+lmachine *ltand_check_machine(lua_State *L, int idx, int mt)
 {
     return check_machine_at(L, idx, mt);
 }
@@ -361,7 +361,7 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
                         tand_server *owner, uint64_t *ids, const int *closed)
 {
     uint64_t tag = 1;
-    lmachine *m = check_machine_mt(L, midx, mt);
+    lmachine *m = ltand_check_machine(L, midx, mt);
     tand_msg req = {0};
     ltand_space *sp;
     int n = last - first + 1;
@@ -397,6 +397,13 @@ static int m_send_request(lua_State *L)
                               2);
 }
 
+/* m:monitor(): a request that finishes when the server ends (lrequest.c). */
+static int m_monitor(lua_State *L)
+{
+    lmachine *m = check_self(L);
+    return ltand_request_monitor(L, m->s, m->timeout_ms);
+}
+
 static int m_alive(lua_State *L)
 {
     lmachine *m = check_self(L);
@@ -420,18 +427,17 @@ static int has_ended(tand_server *s)
 ** handle's timeout (0: only if it has ended already), else nil,
 ** "timeout"; nil, "noproc" when it had been stopped before. From the
 ** server's own callbacks it cannot wait for its end: true means the stop
-** is on its way. The reason travels as the stop's detail; the engine has
-** no code for an abnormal stop with a reason of its own yet, so every
-** reason stops the server normally. */
+** is on its way. The reason is normal or not as ltand_stop_reason says. */
 static int m_stop(lua_State *L)
 {
     lmachine *m = check_self(L);
-    const char *reason = luaL_optstring(L, 2, NULL);
+    const char *detail;
+    int code = ltand_stop_reason(L, 2, &detail);
     int64_t timeout = timeout_of(m);
     int rc;
     if (m->s == NULL)
         return ltand_fail(L, TAND_ENOPROC, NULL);
-    rc = tand_server_stop(m->s, 0, reason, timeout);
+    rc = tand_server_stop(m->s, code, detail, timeout);
     if (rc == 0 && timeout == 0 && tand_self() != m->s && !has_ended(m->s))
         rc = TAND_ETIMEDOUT; /* asked to stop, not waited for */
     else if (rc == TAND_ENOPROC && tand_self() != m->s &&
@@ -539,6 +545,7 @@ static const luaL_Reg machine_methods[] = {
     {"cast", m_cast},
     {"send", m_send},
     {"send_request", m_send_request},
+    {"monitor", m_monitor},
     {"alive", m_alive},
     {"stop", m_stop},
     {"settimeout", m_settimeout},

@@ -38,6 +38,9 @@ typedef struct policy {
     ltand_scratch *scratch;  /* the state's */
     char *name;              /* the server's name at its start, or NULL */
     uint64_t last_request;   /* the id of machine:send_request's last */
+    int64_t last_monitor;    /* the ref of machine:monitor's last */
+    int ref_monitors;        /* a table: ref -> the watched handle, for
+                             ** the monitors not ended nor cancelled */
 } policy;
 
 typedef struct lfrom {
@@ -67,6 +70,7 @@ typedef struct cb_run {
     const char *data;      /* CB_INIT, CB_INFO: MessagePack, or NULL */
     size_t size;
     const tand_msg *answer; /* CB_INFO: a request's reply (then not data) */
+    const tand_msg *down;  /* CB_INFO: a DOWN notice (then not data) */
     uint64_t request;      /* and the request's id */
     const char *reason;    /* CB_TERMINATE */
     tand_from *from;       /* CB_CALL */

@@ -153,6 +153,36 @@ static void push_answer(lua_State *L, const cb_run *r)
         lua_rawseti(L, top + 1, 2 + i);
 }
 
+/* Pushes the info {"DOWN", ref, reason} of a monitor's notice.
+** [-0, +1, m] */
+static void push_down(lua_State *L, const tand_msg *down)
+{
+    lua_createtable(L, 3, 0);
+    lua_pushliteral(L, "DOWN");
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, (lua_Integer)down->ival[0]);
+    lua_rawseti(L, -2, 2);
+    ltand_push_reason(L, (int)down->ival[1], down->data);
+    lua_rawseti(L, -2, 3);
+}
+
+/* Whether a DOWN notice is of a monitor still wanted (not cancelled),
+** which it then ends. [-0, +0, m] */
+static int down_wanted(policy *p, const tand_msg *down)
+{
+    lua_State *L = p->L;
+    int wanted;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_monitors);
+    wanted = lua_rawgeti(L, -1, (lua_Integer)down->ival[0]) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (wanted) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, (lua_Integer)down->ival[0]);
+    }
+    lua_pop(L, 1);
+    return wanted;
+}
+
 /* Pushes the callback's arguments, calls it and takes in its results.
 ** [-0, +0, e] */
 static int callback_protected(lua_State *L)
@@ -186,6 +216,11 @@ static int callback_protected(lua_State *L)
         case CB_INFO:
             if (r->answer != NULL) {
                 push_answer(L, r);
+                nargs = 1;
+                break;
+            }
+            if (r->down != NULL) {
+                push_down(L, r->down);
                 nargs = 1;
                 break;
             }
@@ -382,10 +417,14 @@ void lpolicy_info(void *state, tand_server *self, tand_msg *msg)
     int base = lua_gettop(L);
     cb_run r = {0};
     (void)self;
+    if (msg->op == TAND_OP_DOWN && !down_wanted(p, msg))
+        return; /* a monitor cancelled */
     if (p->ref_callback[CB_INFO] == LUA_NOREF)
         return; /* ignored, like the built-in machine */
     r.p = p;
     r.which = CB_INFO;
+    if (msg->op == TAND_OP_DOWN)
+        r.down = msg;
     r.data = msg->data;
     r.size = msg->size;
     if (lpolicy_run_callback(&r) != LUA_OK && r.called)

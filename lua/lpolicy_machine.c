@@ -206,7 +206,9 @@ static int pm_reply(lua_State *L)
 static int pm_stop(lua_State *L)
 {
     policy *p = check_pmachine(L);
-    tand_server_stop(p->self, 0, luaL_optstring(L, 2, NULL), 0);
+    const char *detail;
+    int code = ltand_stop_reason(L, 2, &detail);
+    tand_server_stop(p->self, code, detail, 0);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -223,6 +225,57 @@ static int pm_send_request(lua_State *L)
     if (rc != 0)
         return ltand_fail(L, rc, NULL);
     lua_pushinteger(L, (lua_Integer)p->last_request);
+    return 1;
+}
+
+/* machine:monitor(handle): a ref; when the handle's server ends,
+** handle_info gets {"DOWN", ref, reason}. */
+static int pm_monitor(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    int last = lua_gettop(L);
+    lmachine *m;
+    int64_t ref;
+    int rc;
+    luaL_getmetatable(L, LTAND_MACHINE);
+    m = ltand_check_machine(L, 2, last + 1);
+    ref = ++p->last_monitor;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_monitors);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, ref); /* (which may raise: before the monitor) */
+    if (m->s != NULL) {
+        rc = tand_monitor(m->s, p->self, ref);
+    } else { /* it had ended before: noproc at once */
+        tand_msg down = {0};
+        down.op = TAND_OP_DOWN;
+        down.ival[0] = ref;
+        down.ival[1] = TAND_ENOPROC;
+        rc = tand_send(p->self, &down, 0, TAND_NOWAIT);
+    }
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, ref);
+        return ltand_fail(L, rc, NULL);
+    }
+    lua_pushinteger(L, ref);
+    return 1;
+}
+
+/* machine:demonitor(ref): the monitor is cancelled and its DOWN, even one
+** already on its way, never reaches handle_info. true. */
+static int pm_demonitor(lua_State *L)
+{
+    policy *p = check_pmachine(L);
+    lua_Integer ref = luaL_checkinteger(L, 2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_monitors);
+    if (lua_rawgeti(L, -1, ref) != LUA_TNIL) {
+        lmachine *m = lua_touserdata(L, -1);
+        if (m->s != NULL)
+            tand_demonitor(m->s, p->self, ref);
+        lua_pushnil(L);
+        lua_rawseti(L, -3, ref);
+    }
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -249,6 +302,8 @@ static const luaL_Reg pmachine_methods[] = {
     {"stop", pm_stop},
     {"self", pm_self},
     {"send_request", pm_send_request},
+    {"monitor", pm_monitor},
+    {"demonitor", pm_demonitor},
     {NULL, NULL}};
 
 void lpolicy_open_machine(lua_State *L, policy *p)
@@ -273,4 +328,6 @@ void lpolicy_open_machine(lua_State *L, policy *p)
     p->ref_from_meta = luaL_ref(L, LUA_REGISTRYINDEX);
     luaL_getmetatable(L, LTAND_FROM_KEPT);
     p->ref_from_kept_meta = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    p->ref_monitors = luaL_ref(L, LUA_REGISTRYINDEX);
 }

@@ -34,6 +34,8 @@ typedef struct lrequest {
     tand_replies *box; /* freed by __gc */
     int state;
     tand_msg reply; /* once DONE; freed by __gc */
+    int monitor;    /* a monitor: the reply is why its server ended */
+    int64_t wait_ms; /* a monitor's wait without ms: the handle's timeout */
 } lrequest;
 
 typedef struct lrequests {
@@ -41,6 +43,8 @@ typedef struct lrequests {
     int closed;
     uint64_t last_id;  /* the id of the last call sent */
     ltand_scratch *scratch; /* the state's, for decoding */
+    size_t monitors;   /* monitors pending; their ids are in the set's
+                       ** user value, a table id -> true */
 } lrequests;
 
 static int64_t now_ms(void)
@@ -110,6 +114,45 @@ static int collect(void *arg)
     return 1;
 }
 
+/* Pushes what a finished request gives: a call's results, or the end
+** reason of a monitor. */
+static int push_answer(lua_State *L, const tand_msg *reply, int monitor)
+{
+    if (!monitor)
+        return ltand_push_reply(L, reply);
+    ltand_push_reason(L, reply->status, reply->data);
+    return 1;
+}
+
+/* A new request at the top, cancelled until it has its box. */
+static lrequest *new_request(lua_State *L)
+{
+    lrequest *r = lua_newuserdatauv(L, sizeof *r, 0);
+    memset(r, 0, sizeof *r);
+    r->state = CANCELLED;
+    luaL_setmetatable(L, LTAND_REQUEST);
+    return r;
+}
+
+int ltand_request_monitor(lua_State *L, tand_server *s, int64_t wait_ms)
+{
+    lrequest *r = new_request(L);
+    int rc;
+    r->monitor = 1;
+    r->wait_ms = wait_ms;
+    if ((rc = tand_replies_new(&r->box)) != 0)
+        return ltand_fail(L, rc, NULL);
+    if (s == NULL) { /* a handle to a server that had ended before */
+        r->reply.status = TAND_ENOPROC;
+        r->state = DONE;
+        return 1;
+    }
+    if ((rc = tand_monitor_async(s, r->box, 1)) != 0)
+        return ltand_fail(L, rc, NULL);
+    r->state = PENDING;
+    return 1;
+}
+
 int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int mt,
                        int first)
 {
@@ -117,10 +160,7 @@ int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int mt,
     int rc;
     midx = lua_absindex(L, midx);
     first = lua_absindex(L, first);
-    r = lua_newuserdatauv(L, sizeof *r, 0); /* closed until it has a box */
-    memset(r, 0, sizeof *r);
-    r->state = CANCELLED;
-    luaL_setmetatable(L, LTAND_REQUEST);
+    r = new_request(L);
     if ((rc = tand_replies_new(&r->box)) != 0)
         return ltand_fail(L, rc, NULL);
     rc = ltand_machine_async(L, sc, midx, mt, first, lua_gettop(L) - 1,
@@ -145,10 +185,15 @@ static int r_wait(lua_State *L)
     int64_t ms = wait_ms(L, 2);
     if (r->state == CANCELLED)
         return ltand_fail(L, TAND_ECANCELED, NULL);
+    if (r->monitor && lua_isnoneornil(L, 2))
+        ms = r->wait_ms; /* a monitor has no deadline of its own */
     if (!wait_until(r->box, ms, collect, r))
         return ltand_fail(L, TAND_ETIMEDOUT,
-                          "no reply yet: the request is still pending");
-    return ltand_push_reply(L, &r->reply);
+                          r->monitor ? "not ended yet: the monitor is still "
+                                       "pending"
+                                     : "no reply yet: the request is still "
+                                       "pending");
+    return push_answer(L, &r->reply, r->monitor);
 }
 
 /* Gives the request up: true when it was pending (its server skips it if
@@ -248,10 +293,12 @@ static lrequests *check_set(lua_State *L)
 
 static int set_new(lua_State *L)
 {
-    lrequests *set = lua_newuserdatauv(L, sizeof *set, 0);
+    lrequests *set = lua_newuserdatauv(L, sizeof *set, 1);
     int rc;
     memset(set, 0, sizeof *set);
     luaL_setmetatable(L, LTAND_REQUESTS);
+    lua_newtable(L); /* the ids of its monitors */
+    lua_setiuservalue(L, -2, 1);
     set->scratch = ltand_scratch_of(L);
     if ((rc = tand_replies_new(&set->box)) != 0)
         return ltand_fail(L, rc, NULL);
@@ -273,6 +320,30 @@ static int s_call(lua_State *L)
     return 1;
 }
 
+/* set:monitor(m): the id under which the end of m's server comes, its
+** reply the reason. */
+static int s_monitor(lua_State *L)
+{
+    lrequests *set = check_set(L);
+    lmachine *m = ltand_check_machine(L, 2, lua_upvalueindex(2));
+    uint64_t id = set->last_id + 1;
+    int rc;
+    lua_getiuservalue(L, 1, 1); /* first the room in the table */
+    lua_pushboolean(L, 1);
+    lua_rawseti(L, -2, (lua_Integer)id);
+    rc = m->s != NULL ? tand_monitor_async(m->s, set->box, id)
+                      : TAND_ENOPROC;
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, (lua_Integer)id);
+        return ltand_fail(L, rc, m->s == NULL ? "the server had ended" : NULL);
+    }
+    set->last_id = id;
+    set->monitors++;
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
 /* Whether a reply waits in the set's box (for wait_until). */
 static int has_reply(void *arg)
 {
@@ -287,13 +358,24 @@ static int take(lua_State *L, lrequests *set)
     ltand_space *sp = ltand_space_take(L, set->scratch);
     tand_msg *reply = ltand_space_reply(sp);
     int n;
+    int monitor = 0;
     if (!tand_replies_take(set->box, &id, reply)) {
         ltand_space_give(set->scratch, sp);
         lua_pop(L, 1);
         return 0;
     }
+    if (set->monitors > 0) { /* is it one of them? */
+        lua_getiuservalue(L, 1, 1);
+        if (lua_rawgeti(L, -1, (lua_Integer)id) != LUA_TNIL) {
+            monitor = 1;
+            set->monitors--;
+            lua_pushnil(L);
+            lua_rawseti(L, -3, (lua_Integer)id);
+        }
+        lua_pop(L, 2);
+    }
     lua_pushinteger(L, (lua_Integer)id);
-    n = ltand_push_reply(L, reply);
+    n = push_answer(L, reply, monitor);
     ltand_space_give(set->scratch, sp);
     return n + 1; /* above the space's slot, which the return leaves */
 }
@@ -370,7 +452,8 @@ static int s_tostring(lua_State *L)
 }
 
 static const luaL_Reg set_methods[] = {
-    {"call", s_call},     {"wait", s_wait},     {"poll", s_poll},
+    {"call", s_call},     {"monitor", s_monitor},
+    {"wait", s_wait},     {"poll", s_poll},
     {"count", s_count},   {"fd", s_fd},         {"pollfd", s_fd},
     {"events", poll_events}, {"timeout", s_timeout}, {"close", s_close},
     {NULL, NULL}};

@@ -67,6 +67,77 @@ int ltand_is_name(lua_State *L, int idx)
     return len > 0 && len <= TAND_NAME_MAX && strlen(s) == len;
 }
 
+int ltand_stop_reason(lua_State *L, int idx, const char **detail)
+{
+    const char *r;
+    *detail = NULL;
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    luaL_argexpected(L, lua_type(L, idx) == LUA_TSTRING, idx,
+                     "string or nil");
+    r = lua_tostring(L, idx);
+    if (strcmp(r, "normal") == 0)
+        return 0;
+    *detail = r;
+    return strcmp(r, "shutdown") == 0 ? 0 : TAND_ESTOPPED;
+}
+
+void ltand_push_reason(lua_State *L, int code, const char *detail)
+{
+    if (code == 0 || code == TAND_ESTOPPED)
+        lua_pushstring(L, detail != NULL ? detail
+                          : code == 0   ? "normal"
+                                        : tand_errname(code));
+    else if (detail != NULL && code != TAND_ENOPROC)
+        lua_pushfstring(L, "%s: %s", tand_errname(code), detail);
+    else
+        lua_pushstring(L, tand_errname(code));
+}
+
+/* The server of the machine handle at idx, or raises. */
+static tand_server *handle_server(lua_State *L, int idx)
+{
+    lmachine *m = luaL_checkudata(L, idx, LTAND_MACHINE);
+    if (m->closed)
+        luaL_error(L, "attempt to use a closed machine");
+    return m->s;
+}
+
+/* tand.register(name, m): true, or nil, "name_taken" (another server
+** has it), "noproc" (m's server has ended), "invalid_argument" (m's
+** server has another name: one name each, as in OTP). */
+static int l_register(lua_State *L)
+{
+    tand_server *s;
+    int rc;
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TSTRING, 1, "string");
+    luaL_argcheck(L, ltand_is_name(L, 1), 1,
+                  "a name has 1 to 255 bytes without NUL");
+    s = handle_server(L, 2);
+    rc = s == NULL ? TAND_ENOPROC : tand_register(s, lua_tostring(L, 1));
+    if (rc == TAND_EINVAL)
+        return ltand_fail(L, rc, "the server is registered under another "
+                                 "name");
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* tand.unregister(name): true, or nil, "noproc" when no server has it. */
+static int l_unregister(lua_State *L)
+{
+    int rc;
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TSTRING, 1, "string");
+    luaL_argcheck(L, ltand_is_name(L, 1), 1,
+                  "a name has 1 to 255 bytes without NUL");
+    rc = tand_unregister(ltand_runtime(L), lua_tostring(L, 1));
+    if (rc != 0)
+        return ltand_fail(L, rc, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* tand.whereis(name): a string that cannot be a name (empty, over 255
 ** bytes, or with a NUL) is a wrong argument and raises. */
 static int l_whereis(lua_State *L)
@@ -122,6 +193,8 @@ void *ltand_noreply_marker(void)
 
 static const luaL_Reg funcs[] = {{"start", ltand_start},
                                  {"whereis", l_whereis},
+                                 {"register", l_register},
+                                 {"unregister", l_unregister},
                                  {"supervise", ltand_supervise},
                                  {"requests", ltand_requests},
                                  {"sleep", l_sleep},

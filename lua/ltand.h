@@ -232,6 +232,11 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
                         int first, int last, tand_replies *box,
                         tand_server *owner, uint64_t *ids, const int *closed);
 
+/* The machine at idx, or raises; mt: an index that may hold the machine
+** metatable (an upvalue), for a check without a lookup by name. Follows
+** a handle's name to its current server. [-0, +0, v] */
+lmachine *ltand_check_machine(lua_State *L, int idx, int mt);
+
 /* Makes the LTAND_MACHINE metatable in the registry, unless it is there;
 ** its methods hold it as their upvalue 1 (see check_self in lmachine.c) and the
 ** state's scratch userdata as their upvalue 2. [-0, +0, m] */
@@ -253,6 +258,16 @@ int ltand_fail(lua_State *L, int status, const char *detail);
 ** bytes without NUL (the engine keeps names as C strings, so "a\0b"
 ** would be cut to "a"). [-0, +0, -] */
 int ltand_is_name(lua_State *L, int idx);
+/* The stop reason at idx (m:stop, machine:stop): nil and "normal" are a
+** normal stop (0), "shutdown" too (0, with it as the detail), any other
+** string an abnormal one (TAND_ESTOPPED, the string the detail, which
+** monitors see). *detail points into the string at idx. Raises for what
+** is not a string or nil. [-0, +0, v] */
+int ltand_stop_reason(lua_State *L, int idx, const char **detail);
+/* Pushes why a server ended, as monitors tell it: "normal", the reason
+** of a stop ("shutdown", "maintenance"), "noproc" (it had ended before),
+** or the token and the detail ("server_crashed: ..."). [-0, +1, m] */
+void ltand_push_reason(lua_State *L, int code, const char *detail);
 
 /* Reads the timeout (ms) at idx into *ms: a whole number >= 0, or
 ** TAND_FOREVER for math.huge and anything above LTAND_TIMEOUT_MAX_MS.
@@ -313,6 +328,12 @@ int ltand_request_send(lua_State *L, ltand_scratch *sc, int midx, int mt,
 
 /* tand.requests(): pushes a new, empty set. [-0, +(1|3), m] */
 int ltand_requests(lua_State *L);
+
+/* m:monitor: pushes a request that finishes when s ends (NULL: it had
+** ended already), its answer the reason (ltand_push_reason); a wait
+** without ms waits up to wait_ms, the handle's timeout, and leaves it
+** pending. Or nil, token, detail. [-0, +(1|4), m] */
+int ltand_request_monitor(lua_State *L, tand_server *s, int64_t wait_ms);
 
 /* Makes the metatables of requests and sets. [-0, +0, m] */
 void ltand_open_requests(lua_State *L);

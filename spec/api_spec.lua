@@ -358,3 +358,116 @@ describe("tand.spawn", function()
     assert.is_true(helper.wait_for(function() return true end, 10))
   end)
 end)
+
+describe("m:stop(reason)", function()
+  -- a policy that records the reason its terminate gets, in a counter
+  local function recorded()
+    return assert(tand.start{ min_number = 1, max_number = 9,
+      policy = function()
+        return { terminate = function(reason)
+          require("tand").whereis("stop_reason_log"):next(reason)
+        end }
+      end })
+  end
+
+  it("is normal for nil, normal and shutdown, abnormal for the rest",
+     function()
+    local log = assert(tand.start{ initial_number = 0,
+                                   name = "stop_reason_log" })
+    for _, case in ipairs({ { nil, "normal" }, { "normal", "normal" },
+                            { "shutdown", "shutdown" },
+                            { "maintenance", "maintenance" } }) do
+      local m = recorded()
+      assert.is_true(m:stop(case[1]))
+      assert.equal(case[2], select(2, log:report()))
+      assert.equal("noproc", select(2, m:queue_new_number()))
+    end
+    log:stop()
+  end)
+
+  it("answers the callers still waiting with stopped and the reason",
+     function()
+    local m = assert(tand.start{ min_number = 1, max_number = 9,
+      policy = function()
+        return { handle_call = function(r)
+          require("tand").sleep(r[2]); return "slept"
+        end }
+      end })
+    local busy = tand.spawn(function(h) return h:call("sleep", 300) end, m)
+    local waiting = tand.spawn(function(h)
+      require("tand").sleep(50)
+      return h:call("sleep", 0)
+    end, m)
+    assert.is_true(helper.wait_for(function()
+      return m:stats().mailbox_depth == 1
+    end))
+    assert.is_true(m:stop("maintenance"))
+    assert.same({ "slept" }, { busy:join(5000) })
+    assert.same({ nil, "stopped", "maintenance" }, { waiting:join(5000) })
+  end)
+
+  it("refuses a reason that is not a string", function()
+    local m = assert(tand.start(0))
+    assert.has_error(function() m:stop(42) end)
+    assert.has_error(function() m:stop({}) end)
+    assert.is_true(m:alive())
+    m:stop()
+  end)
+end)
+
+describe("tand.register and tand.unregister", function()
+  it("name a running server, and drop the name", function()
+    local m = assert(tand.start(3))
+    assert.is_true(tand.register("reg_one", m))
+    assert.equal(3, tand.whereis("reg_one"):next("x"))
+    assert.is_true(tand.register("reg_one", m)) -- its own name again
+    local v, err = tand.register("reg_two", m)  -- one name each
+    assert.is_nil(v); assert.equal("invalid_argument", err)
+    local other = assert(tand.start(0))
+    v, err = tand.register("reg_one", other)
+    assert.is_nil(v); assert.equal("name_taken", err)
+    assert.is_true(tand.unregister("reg_one"))
+    assert.is_nil(tand.whereis("reg_one"))
+    v, err = tand.unregister("reg_one")
+    assert.is_nil(v); assert.equal("noproc", err)
+    assert.is_true(tand.register("reg_one", other))
+    assert.is_true(m:alive())
+    other:stop()
+    assert.is_nil(tand.whereis("reg_one")) -- gone with its server
+    v, err = tand.register("reg_three", other)
+    assert.is_nil(v); assert.equal("noproc", err)
+    m:stop()
+  end)
+
+  it("raise for a bad name or something that is not a machine", function()
+    local m = assert(tand.start(0))
+    for _, bad in ipairs({ "", ("x"):rep(256), "a\0b", 42 }) do
+      assert.has_error(function() tand.register(bad, m) end)
+      assert.has_error(function() tand.unregister(bad) end)
+    end
+    assert.has_error(function() tand.register("reg_x", {}) end)
+    assert.has_error(function() tand.register("reg_x") end)
+    m:stop()
+  end)
+
+  it("race: of many threads registering one name, exactly one wins",
+     function()
+    local ms, ts = {}, {}
+    for i = 1, 8 do ms[i] = assert(tand.start(i)) end
+    for i = 1, 8 do
+      ts[i] = tand.spawn(function(h)
+        local tand = require "tand"
+        local ok, err = tand.register("reg_race", h)
+        return ok or err
+      end, ms[i])
+    end
+    local wins, taken = 0, 0
+    for i = 1, 8 do
+      local r = ts[i]:join(5000)
+      if r == true then wins = wins + 1
+      elseif r == "name_taken" then taken = taken + 1 end
+    end
+    assert.equal(1, wins); assert.equal(7, taken)
+    for i = 1, 8 do ms[i]:stop() end
+  end)
+end)

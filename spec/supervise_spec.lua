@@ -112,6 +112,26 @@ describe("tand.supervise", function()
     sup:stop()
   end)
 
+  it("restarts a transient child stopped for a reason, not a normal one",
+     function()
+    local sup = assert(tand.supervise({}, {
+      child("tr", { restart = "transient" }) }))
+    local before = id("tr")
+    assert.is_true(tand.whereis("tr"):stop("maintenance")) -- abnormal
+    assert.is_true(replaced("tr", before))
+    assert.is_true(tand.whereis("tr"):stop("shutdown"))     -- normal
+    assert.is_true(helper.wait_for(function()
+      return tand.whereis("tr") == nil
+    end))
+    sup:stop()
+    sup = assert(tand.supervise({}, { child("tr", { restart = "transient" }) }))
+    assert.is_true(tand.whereis("tr"):stop("normal"))
+    assert.is_true(helper.wait_for(function()
+      return tand.whereis("tr") == nil
+    end))
+    sup:stop()
+  end)
+
   it("supervises built-in machines too", function()
     local sup = assert(tand.supervise({}, {
       { name = "plain", min_number = 1, max_number = 9 },

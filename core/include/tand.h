@@ -57,13 +57,15 @@ extern "C" {
     XX(EJOURNALLOCKED, -18, "journal_locked",                                \
        "the journal is held by another server")                              \
     XX(ECANCELED, -19, "cancelled", "the request was cancelled")             \
-    XX(EEMPTY_SET, -20, "empty", "no request of the set is pending")
+    XX(EEMPTY_SET, -20, "empty", "no request of the set is pending")        \
+    XX(ESTOPPED, -21, "stopped",                                             \
+       "the server was stopped for a reason of its own")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -21
+    TAND_ERR_LAST_ = -22
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,
@@ -588,6 +590,25 @@ TAND_API int tand_journal_queue_load(tand_journal *j,
 ** Thread: any. Blocks: no. */
 TAND_API int tand_monitor(tand_server *watched, tand_server *watcher,
                           int64_t tag);
+
+/* Cancels the monitor that tand_monitor(watched, watcher, tag) set: 0,
+** or TAND_ENOPROC when there is none (watched has ended: its notice may
+** already be in watcher's mailbox, so a watcher that cancels drops the
+** notices of tags it cancelled, as OTP's demonitor with flush does), or
+** TAND_EINVAL (NULL). The reference on watcher and the room kept for the
+** notice are given back. Thread: any. Blocks: no. */
+TAND_API int tand_demonitor(tand_server *watched, tand_server *watcher,
+                            int64_t tag);
+
+/* Like tand_monitor, but the notice is a reply in `box` under `tag`, as
+** an asynchronous call's with no deadline: its status is the reason (0
+** for a normal stop, TAND_ENOPROC if watched had ended already) and its
+** data the detail text or NULL. Until then it is a call in flight of the
+** box: tand_replies_cancel() and tand_replies_free() give it up. 0, or
+** TAND_EINVAL (NULL), TAND_ENOMEM, and then nothing is changed.
+** Thread: the box's owner. Blocks: no. */
+TAND_API int tand_monitor_async(tand_server *watched, tand_replies *box,
+                                uint64_t tag);
 
 /* ---- supervisors ------------------------------------------------------ */
 

@@ -183,6 +183,8 @@ TAND_HIDDEN int tand__mbox_push(mailbox *mb, const envelope *e, bool force);
 /* Keeps room for one more forced notice, so that it cannot fail for want
 ** of memory later: 0 or TAND_ENOMEM. */
 TAND_HIDDEN int tand__mbox_reserve(mailbox *mb);
+/* Gives back one reservation that no notice will use. */
+TAND_HIDDEN void tand__mbox_unreserve(mailbox *mb);
 TAND_HIDDEN bool tand__mbox_pop(mailbox *mb, envelope *e);
 TAND_HIDDEN void tand__mbox_free(mailbox *mb);
 
@@ -196,7 +198,10 @@ typedef struct held {
 
 typedef struct monitor {
     struct monitor *next;
-    tand_server *watcher; /* retained */
+    tand_server *watcher; /* retained; or NULL: */
+    tand_from *slot;      /* the reply slot of a box's monitor
+                          ** (tand_monitor_async), which its box may
+                          ** abandon at any time */
     int64_t tag;
     bool after_release;   /* told only once the server let go of its
                           ** journal (supervisors: see tand__monitor) */
@@ -260,6 +265,8 @@ struct tand_server {
     _Atomic int64_t last_active_ns;
 
     monitor *monitors;           /* guarded by mu */
+    size_t nmonitors;            /* guarded by mu: in the list */
+    size_t monitors_pruned;      /* guarded by mu: left at the last prune */
     char *name;                  /* guarded by rt->table_mu */
     tand_from *deferred;         /* server thread only */
     tand_journal *journal;       /* server thread only, or NULL */

@@ -82,6 +82,12 @@ int tand__mbox_reserve(mailbox *mb)
     return 0;
 }
 
+void tand__mbox_unreserve(mailbox *mb)
+{
+    if (mb->reserved > 0)
+        mb->reserved--;
+}
+
 bool tand__mbox_pop(mailbox *mb, envelope *e)
 {
     if (mb->count == 0)

@@ -92,15 +92,16 @@ static _Atomic uint64_t next_id = 1;
 ** when the server's callbacks are declared this short. */
 #define COMBINE_NS 100000
 
+static void send_down(monitor *m, int reason, const char *detail);
+
 static void server_free(tand_server *s)
 {
     tand__journal_close(s->journal);
     free(s->held);
-    while (s->monitors != NULL) {
+    while (s->monitors != NULL) { /* (a server that never ran) */
         monitor *m = s->monitors;
         s->monitors = m->next;
-        tand_server_release(m->watcher);
-        free(m);
+        send_down(m, TAND_ENOPROC, NULL);
     }
     tand__mbox_free(&s->mb);
     tand__mbox_free(&s->doomed);
@@ -1043,11 +1044,25 @@ static void answer_ended(tand_from *slot, int reason, const char *detail)
 }
 
 /* Tells a watcher that the server it monitors has ended, and frees the
-** monitor. The notice goes in even if the watcher's mailbox is full. */
+** monitor. The notice goes in even if the watcher's mailbox is full. A
+** box's monitor is answered instead, unless its box gave it up. */
 static void send_down(monitor *m, int reason, const char *detail)
 {
     envelope e;
     lazy_deadline never = tand__lazy(-1); /* FORCE never waits */
+    if (m->slot != NULL) {
+        tand_msg reply;
+        memset(&reply, 0, sizeof reply);
+        reply.status = reason;
+        if (detail != NULL)
+            tand_msg_set_text(&reply, detail, strlen(detail));
+        if (tand__slot_take(m->slot))
+            tand__slot_reply(m->slot, &reply);
+        else
+            tand_msg_clear(&reply);
+        free(m);
+        return;
+    }
     memset(&e, 0, sizeof e);
     e.kind = ENV_INFO;
     e.msg.op = TAND_OP_DOWN;
@@ -1066,15 +1081,100 @@ int tand_monitor(tand_server *watched, tand_server *watcher, int64_t tag)
     return tand__monitor(watched, watcher, tag, false);
 }
 
+/* With watched->mu held: drops the box monitors whose box gave them up,
+** once the list has doubled since the last look, so that a loop
+** monitoring and cancelling a long-lived server costs no memory. */
+static void prune_monitors(tand_server *watched)
+{
+    monitor **pm = &watched->monitors;
+    if (watched->nmonitors < 2 * watched->monitors_pruned + 16)
+        return;
+    while (*pm != NULL) {
+        monitor *m = *pm;
+        if (m->slot != NULL && tand__slot_abandoned(m->slot) &&
+            !tand__slot_take(m->slot)) { /* (which frees it) */
+            *pm = m->next;
+            free(m);
+            watched->nmonitors--;
+        } else {
+            pm = &m->next;
+        }
+    }
+    watched->monitors_pruned = watched->nmonitors;
+}
+
+/* Puts m on watched's list; false when watched has ended already (then
+** the caller sends the notice). */
+static bool add_monitor(tand_server *watched, monitor *m)
+{
+    bool ended;
+    pthread_mutex_lock(&watched->mu);
+    ended = watched->ended;
+    if (!ended) {
+        prune_monitors(watched);
+        m->next = watched->monitors;
+        watched->monitors = m;
+        watched->nmonitors++;
+    }
+    pthread_mutex_unlock(&watched->mu);
+    return !ended;
+}
+
+int tand_monitor_async(tand_server *watched, tand_replies *box, uint64_t tag)
+{
+    monitor *m;
+    tand_from *slot;
+    if (watched == NULL || box == NULL)
+        return TAND_EINVAL;
+    if ((m = tand__calloc(1, sizeof *m)) == NULL)
+        return TAND_ENOMEM;
+    if ((slot = tand__slot_new()) == NULL) {
+        free(m);
+        return TAND_ENOMEM;
+    }
+    slot->server = watched;
+    tand__replies_attach(box, slot, tag, INT64_MAX);
+    m->slot = slot;
+    m->tag = (int64_t)tag;
+    if (!add_monitor(watched, m))
+        send_down(m, TAND_ENOPROC, NULL);
+    return 0;
+}
+
+int tand_demonitor(tand_server *watched, tand_server *watcher, int64_t tag)
+{
+    monitor **pm, *found = NULL;
+    if (watched == NULL || watcher == NULL)
+        return TAND_EINVAL;
+    pthread_mutex_lock(&watched->mu);
+    for (pm = &watched->monitors; *pm != NULL; pm = &(*pm)->next) {
+        monitor *m = *pm;
+        if (m->watcher == watcher && m->tag == tag && !m->after_release) {
+            *pm = m->next;
+            watched->nmonitors--;
+            found = m;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&watched->mu);
+    if (found == NULL)
+        return TAND_ENOPROC;
+    pthread_mutex_lock(&watcher->mu); /* the room kept for its notice */
+    tand__mbox_unreserve(&watcher->mb);
+    pthread_mutex_unlock(&watcher->mu);
+    tand_server_release(watcher);
+    free(found);
+    return 0;
+}
+
 int tand__monitor(tand_server *watched, tand_server *watcher, int64_t tag,
                   bool after_release)
 {
     monitor *m;
-    int reason = 0, rc;
-    bool ended;
+    int rc;
     if (watched == NULL || watcher == NULL)
         return TAND_EINVAL;
-    if ((m = tand__malloc(sizeof *m)) == NULL)
+    if ((m = tand__calloc(1, sizeof *m)) == NULL)
         return TAND_ENOMEM;
     pthread_mutex_lock(&watcher->mu); /* room for the DOWN notice */
     rc = tand__mbox_reserve(&watcher->mb);
@@ -1087,17 +1187,8 @@ int tand__monitor(tand_server *watched, tand_server *watcher, int64_t tag,
     m->watcher = watcher;
     m->tag = tag;
     m->after_release = after_release;
-    pthread_mutex_lock(&watched->mu);
-    ended = watched->ended;
-    if (!ended) {
-        m->next = watched->monitors;
-        watched->monitors = m;
-    }
-    pthread_mutex_unlock(&watched->mu);
-    if (ended) {
-        reason = TAND_ENOPROC;
-        send_down(m, reason, NULL);
-    }
+    if (!add_monitor(watched, m))
+        send_down(m, TAND_ENOPROC, NULL);
     return 0;
 }
 

@@ -4,6 +4,7 @@
 */
 #include "check.h"
 #include "echo.h"
+#include "internal.h"
 
 #include <pthread.h>
 
@@ -441,6 +442,72 @@ static void killed_handler(void)
     tand_runtime_free(one);
 }
 
+/* tand_demonitor: no notice after it, the room and reference given back;
+** tand_monitor_async: the end as a reply in a box, cancelled monitors
+** pruned from a long-lived server's list. */
+static void monitors(void)
+{
+    echo_shared wsh = {0}, sh = {0};
+    tand_server *watcher, *s, *gone;
+    tand_replies *box;
+    tand_msg reply;
+    uint64_t tag = 0;
+    int i;
+
+    CHECK_OK(echo_start(rt, &wsh, 1, NULL, &watcher));
+    CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
+    CHECK_OK(tand_monitor(s, watcher, 7));
+    CHECK_OK(tand_monitor(s, watcher, 8));
+    CHECK_OK(tand_demonitor(s, watcher, 7));
+    CHECK_RC(tand_demonitor(s, watcher, 7), TAND_ENOPROC);
+    CHECK_RC(tand_demonitor(NULL, watcher, 7), TAND_EINVAL);
+    /* the watcher's room: a mailbox of 1 plus the one notice left */
+    CHECK_INT(watcher->mb.reserved, 1);
+
+    CHECK_OK(tand_replies_new(&box));
+    CHECK_OK(tand_monitor_async(s, box, 30));
+    CHECK_INT(tand_replies_count(box), 1);
+    CHECK_INT(tand_replies_timeout_ms(box), -1); /* no deadline */
+    /* cancelled monitors do not pile up on a server that lives on */
+    for (i = 0; i < 5000; i++) {
+        tand_replies *b;
+        CHECK_OK(tand_replies_new(&b));
+        CHECK_OK(tand_monitor_async(s, b, 1));
+        tand_replies_free(b);
+    }
+    pthread_mutex_lock(&s->mu);
+    CHECK(s->nmonitors < 100);
+    pthread_mutex_unlock(&s->mu);
+
+    CHECK_OK(tand_server_stop(s, TAND_ESTOPPED, "maintenance", 5000));
+    CHECK_OK(tand_replies_wait(box, 5000));
+    CHECK_INT(tand_replies_take(box, &tag, &reply), 1);
+    CHECK_INT(tag, 30);
+    CHECK_RC(reply.status, TAND_ESTOPPED);
+    CHECK(reply.data != NULL && strcmp(reply.data, "maintenance") == 0);
+    tand_msg_clear(&reply);
+    /* the one DOWN left: tag 8 */
+    WAIT_FOR(atomic_load(&wsh.downs) == 1, 5000);
+    CHECK_INT(atomic_load(&wsh.down_tag), 8);
+    CHECK_INT(atomic_load(&wsh.downs), 1);
+    CHECK_RC(tand_demonitor(s, watcher, 8), TAND_ENOPROC);
+
+    /* an ended server: the notice comes at once, noproc */
+    gone = s;
+    CHECK_OK(tand_monitor_async(gone, box, 31));
+    CHECK_OK(tand_replies_wait(box, 5000));
+    CHECK_INT(tand_replies_take(box, &tag, &reply), 1);
+    CHECK_INT(tag, 31);
+    CHECK_RC(reply.status, TAND_ENOPROC);
+    CHECK(reply.data == NULL);
+    CHECK_RC(tand_monitor_async(NULL, box, 1), TAND_EINVAL);
+    CHECK_RC(tand_monitor_async(gone, NULL, 1), TAND_EINVAL);
+    tand_replies_free(box);
+    tand_server_release(s);
+    CHECK_OK(tand_server_stop(watcher, 0, NULL, 5000));
+    tand_server_release(watcher);
+}
+
 int main(void)
 {
     CHECK_OK(tand_runtime_new(NULL, &rt));
@@ -456,6 +523,7 @@ int main(void)
     handler_waits_for_room();
     bad_options();
     killed_handler();
+    monitors();
     tand_runtime_free(rt);
     return check_done("test_server");
 }
