@@ -410,45 +410,45 @@ void lpolicy_cast(void *state, tand_server *self, tand_msg *msg)
         default_cast(p, msg);
 }
 
+/* Runs handle_info with what r says (set up but for p and which); an
+** info without handle_info is ignored, like the built-in machine's. */
+static void run_info(policy *p, cb_run *r)
+{
+    lua_State *L = p->L;
+    int base = lua_gettop(L);
+    if (p->ref_callback[CB_INFO] == LUA_NOREF)
+        return;
+    r->p = p;
+    r->which = CB_INFO;
+    if (lpolicy_run_callback(r) != LUA_OK && r->called)
+        crash(p, NULL); /* (one too big for memory_limit is dropped) */
+    lua_settop(L, base);
+}
+
 void lpolicy_info(void *state, tand_server *self, tand_msg *msg)
 {
     policy *p = state;
-    lua_State *L = p->L;
-    int base = lua_gettop(L);
     cb_run r = {0};
     (void)self;
-    if (msg->op == TAND_OP_DOWN && !down_wanted(p, msg))
-        return; /* a monitor cancelled */
-    if (p->ref_callback[CB_INFO] == LUA_NOREF)
-        return; /* ignored, like the built-in machine */
-    r.p = p;
-    r.which = CB_INFO;
-    if (msg->op == TAND_OP_DOWN)
+    if (msg->op == TAND_OP_DOWN) {
+        if (!down_wanted(p, msg))
+            return; /* a monitor cancelled */
         r.down = msg;
-    r.data = msg->data;
-    r.size = msg->size;
-    if (lpolicy_run_callback(&r) != LUA_OK && r.called)
-        crash(p, NULL); /* (a message too big for memory_limit is dropped) */
-    lua_settop(L, base);
+    } else {
+        r.data = msg->data;
+        r.size = msg->size;
+    }
+    run_info(p, &r);
 }
 
 void lpolicy_reply(void *state, tand_server *self, uint64_t tag,
                    tand_msg *reply)
 {
-    policy *p = state;
-    lua_State *L = p->L;
-    int base = lua_gettop(L);
     cb_run r = {0};
     (void)self;
-    if (p->ref_callback[CB_INFO] == LUA_NOREF)
-        return; /* like any info the policy does not handle */
-    r.p = p;
-    r.which = CB_INFO;
     r.answer = reply;
     r.request = tag;
-    if (lpolicy_run_callback(&r) != LUA_OK && r.called)
-        crash(p, NULL); /* (a reply too big for memory_limit is dropped) */
-    lua_settop(L, base);
+    run_info(state, &r);
 }
 
 void lpolicy_terminate(void *state, tand_server *self, int reason,

@@ -331,17 +331,24 @@ void tand__timer_arm(tand_runtime *rt, tand_server *s)
     pthread_mutex_unlock(&rt->timer_mu);
 }
 
+/* With timer_mu held: takes t out of the heap if it is there; 1 when it
+** was, and then the caller drops the heap's reference on its server. */
+static int disarm(tand_runtime *rt, tand_timer *t)
+{
+    if (t->index == SIZE_MAX)
+        return 0;
+    heap_remove(rt, t);
+    return 1;
+}
+
 void tand__timer_set_replies(tand_runtime *rt, tand_server *s, int64_t due_ns)
 {
-    tand_timer *t = &s->reply_timer;
-    bool release = false;
+    int release = 0;
     pthread_mutex_lock(&rt->timer_mu);
-    if (due_ns != INT64_MAX && may_arm(rt, s)) {
-        heap_put(rt, t, due_ns);
-    } else if (t->index != SIZE_MAX) {
-        heap_remove(rt, t);
-        release = true;
-    }
+    if (due_ns != INT64_MAX && may_arm(rt, s))
+        heap_put(rt, &s->reply_timer, due_ns);
+    else
+        release = disarm(rt, &s->reply_timer);
     pthread_mutex_unlock(&rt->timer_mu);
     if (release)
         tand_server_release(s);
@@ -349,12 +356,9 @@ void tand__timer_set_replies(tand_runtime *rt, tand_server *s, int64_t due_ns)
 
 void tand__timer_cancel(tand_runtime *rt, tand_server *s)
 {
-    bool release = false;
+    int release;
     pthread_mutex_lock(&rt->timer_mu);
-    if (s->idle_timer.index != SIZE_MAX) {
-        heap_remove(rt, &s->idle_timer);
-        release = true;
-    }
+    release = disarm(rt, &s->idle_timer);
     pthread_mutex_unlock(&rt->timer_mu);
     if (release)
         tand_server_release(s);
@@ -362,16 +366,9 @@ void tand__timer_cancel(tand_runtime *rt, tand_server *s)
 
 void tand__timer_end(tand_runtime *rt, tand_server *s)
 {
-    int release = 0;
+    int release;
     pthread_mutex_lock(&rt->timer_mu);
-    if (s->idle_timer.index != SIZE_MAX) {
-        heap_remove(rt, &s->idle_timer);
-        release++;
-    }
-    if (s->reply_timer.index != SIZE_MAX) {
-        heap_remove(rt, &s->reply_timer);
-        release++;
-    }
+    release = disarm(rt, &s->idle_timer) + disarm(rt, &s->reply_timer);
     if (s->timers_reserved) { /* the room it reserved */
         s->timers_reserved = false;
         rt->heap_reserved -= 2;
