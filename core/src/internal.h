@@ -207,6 +207,11 @@ typedef struct monitor {
                           ** journal (supervisors: see tand__monitor) */
 } monitor;
 
+/* A server's work besides its mailbox: its idle timer fired; replies
+** of its requests (or a deadline of one) to take. One word, so that a
+** holder letting go looks at both with one load. */
+enum { WORK_IDLE = 1, WORK_REPLIES = 2 };
+
 /* Who may touch a server's in-turn records (the call being handled, the
 ** deferred callers, the held replies): its own thread between handlers
 ** (ENGINE) and while its handler calls tand_reply (REPLYING); while a
@@ -236,9 +241,8 @@ struct tand_server {
     int room_waiters;            /* guarded by mu */
     int stop_reason;             /* guarded by mu */
     char *stop_detail;           /* guarded by mu */
-    _Atomic bool timer_fired;    /* written under mu */
-    _Atomic bool replies_ready;  /* written under mu, or by the holder:
-                                 ** replies (or a deadline) to take */
+    _Atomic unsigned work;       /* WORK_* bits, set under mu or by the
+                                 ** holder: work besides the mailbox */
     tand_replies *replies;       /* server thread only: its requests'
                                  ** box, made at the first, or NULL */
     int64_t replies_due_ns;      /* server thread only: the reply

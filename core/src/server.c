@@ -357,8 +357,8 @@ static bool take_hold(tand_server *s)
 ** idle timer, replies to take, a stop. */
 static bool has_work(tand_server *s)
 {
-    return atomic_load(&s->depth) > 0 || atomic_load(&s->timer_fired) ||
-           atomic_load(&s->replies_ready) || atomic_load(&s->stopping);
+    return atomic_load(&s->depth) > 0 || atomic_load(&s->work) != 0 ||
+           atomic_load(&s->stopping);
 }
 
 /* The holder lets go. Whoever brought work meanwhile found the server
@@ -1015,7 +1015,7 @@ static bool take_replies(tand_server *s, int max, int *handled)
             return true;
     }
     if (*handled >= max)
-        atomic_store(&s->replies_ready, true); /* there may be more */
+        atomic_fetch_or(&s->work, WORK_REPLIES); /* there may be more */
     due = tand__replies_next_deadline(s->replies);
     if (due != s->replies_due_ns) {
         s->replies_due_ns = due;
@@ -1450,9 +1450,9 @@ static int serve(tand_server *s, int max_msgs)
             terminate(s);
             return handled;
         }
-        if (atomic_load(&s->timer_fired)) {
-            atomic_store(&s->timer_fired, false);
-            if (s->mb.count == 0 && !atomic_load(&s->replies_ready)) {
+        if (atomic_load(&s->work) & WORK_IDLE) {
+            atomic_fetch_and(&s->work, ~(unsigned)WORK_IDLE);
+            if (s->mb.count == 0 && !(atomic_load(&s->work) & WORK_REPLIES)) {
                 pthread_mutex_unlock(&s->mu);
                 on_idle(s);
                 pthread_mutex_lock(&s->mu);
@@ -1462,14 +1462,14 @@ static int serve(tand_server *s, int max_msgs)
         }
         if (handled >= max_msgs)
             break;
-        if (!drained && atomic_load(&s->replies_ready)) {
+        if (!drained && (atomic_load(&s->work) & WORK_REPLIES)) {
             /* Once a turn, and with messages waiting at most half of
             ** what is left of it, so that replies never starve the
             ** mailbox. */
             int max = s->mb.count == 0 ? max_msgs
                                        : handled + (max_msgs - handled + 1) / 2;
             drained = true;
-            atomic_store(&s->replies_ready, false);
+            atomic_fetch_and(&s->work, ~(unsigned)WORK_REPLIES);
             pthread_mutex_unlock(&s->mu);
             if (take_replies(s, max, &handled)) {
                 after_kill(s, false);
@@ -1511,8 +1511,7 @@ static int serve(tand_server *s, int max_msgs)
     ** and the lock free, another worker may run its stop and the last
     ** reference may go, so this turn touches `s` no more. */
     add_held(&s->n_handler_ns, (uint64_t)(t1 - t0));
-    requeue = s->mb.count > 0 || atomic_load(&s->timer_fired) ||
-              atomic_load(&s->replies_ready) || !let_go(s);
+    requeue = s->mb.count > 0 || atomic_load(&s->work) != 0 || !let_go(s);
     pthread_mutex_unlock(&s->mu);
     if (requeue)
         tand__runtime_schedule(s->rt, s);
@@ -1555,13 +1554,13 @@ static void give_back(tand_server *s, int64_t t0, const lazy_deadline *d,
 
 /* Raises one of the server's work flags and schedules it if it is free;
 ** nothing once it is stopping. */
-static void wake(tand_server *s, _Atomic bool *flag)
+static void wake(tand_server *s, unsigned work)
 {
     bool schedule = false;
     pthread_mutex_lock(&s->mu);
     if (!atomic_load_explicit(&s->stopping, memory_order_relaxed) &&
         !s->ended) {
-        atomic_store(flag, true);
+        atomic_fetch_or(&s->work, work);
         schedule = take_hold(s);
     }
     pthread_mutex_unlock(&s->mu);
@@ -1571,12 +1570,12 @@ static void wake(tand_server *s, _Atomic bool *flag)
 
 void tand__server_fire_idle(tand_server *s)
 {
-    wake(s, &s->timer_fired);
+    wake(s, WORK_IDLE);
 }
 
 void tand__server_wake_replies(tand_server *s)
 {
-    wake(s, &s->replies_ready);
+    wake(s, WORK_REPLIES);
 }
 
 /* Waits until the stopping server s has finished its end or the deadline

@@ -459,7 +459,7 @@ static void waiting_reply_is_not_idle(void)
     CHECK_OK(tand_cast(blocker, &gate, 1000, 0)); /* the worker is held */
     WAIT_FOR(atomic_load(&shb.at_gate) == 1, 5000);
     CHECK_OK(echo_answer(e, 42)); /* the reply comes in, and waits */
-    WAIT_FOR(atomic_load(&ps->timer_fired), 5000); /* and the idle timer */
+    WAIT_FOR(atomic_load(&ps->work) & WORK_IDLE, 5000); /* and the idle timer */
     atomic_store(&shb.gate, 1);
     WAIT_FOR(atomic_load(&p.replies) == 1 || atomic_load(&p.terminated),
              5000);
