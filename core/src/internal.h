@@ -361,9 +361,11 @@ TAND_HIDDEN void tand__runtime_schedule(tand_runtime *rt, tand_server *s);
 /* Room in the heap for a new server's two timers, so that arming one
 ** never fails: 0 or TAND_ENOMEM. */
 TAND_HIDDEN int tand__timer_reserve(tand_runtime *rt, tand_server *s);
-/* Idle timers: arm counts from s->last_active_ns; cancel disarms. */
+/* Idle timers: arm counts from s->last_active_ns; cancel disarms;
+** idle_passed: whether the idle time has passed since then. */
 TAND_HIDDEN void tand__timer_arm(tand_runtime *rt, tand_server *s);
 TAND_HIDDEN void tand__timer_cancel(tand_runtime *rt, tand_server *s);
+TAND_HIDDEN bool tand__timer_idle_passed(tand_runtime *rt, tand_server *s);
 /* At the server's end (or a failed start): both of its timers out, and
 ** their room given back (once, however often it is called). */
 TAND_HIDDEN void tand__timer_end(tand_runtime *rt, tand_server *s);

@@ -322,6 +322,17 @@ static bool may_arm(const tand_runtime *rt, tand_server *s)
            !atomic_load_explicit(&s->stopping, memory_order_acquire);
 }
 
+bool tand__timer_idle_passed(tand_runtime *rt, tand_server *s)
+{
+    bool passed;
+    pthread_mutex_lock(&rt->timer_mu);
+    passed = s->idle_ms >= 0 &&
+             tand__now_ns() - atomic_load(&s->last_active_ns) >=
+                 idle_ns(s->idle_ms);
+    pthread_mutex_unlock(&rt->timer_mu);
+    return passed;
+}
+
 void tand__timer_arm(tand_runtime *rt, tand_server *s)
 {
     pthread_mutex_lock(&rt->timer_mu);

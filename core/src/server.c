@@ -1406,6 +1406,13 @@ int tand_server_kill(tand_server *s, const char *detail)
     return 0;
 }
 
+/* The idle timer fired, but the server was not idle: armed again. */
+static void not_idle(tand_server *s)
+{
+    atomic_fetch_and(&s->work, ~(unsigned)WORK_IDLE);
+    tand__timer_arm(s->rt, s);
+}
+
 static void on_idle(tand_server *s)
 {
     tand_runtime *rt = s->rt;
@@ -1451,14 +1458,20 @@ static int serve(tand_server *s, int max_msgs)
             return handled;
         }
         if (atomic_load(&s->work) & WORK_IDLE) {
-            atomic_fetch_and(&s->work, ~(unsigned)WORK_IDLE);
-            if (s->mb.count == 0 && !(atomic_load(&s->work) & WORK_REPLIES)) {
+            /* Idle only if nothing waits, this turn handled nothing and
+            ** the idle time has passed since the last activity: a timer
+            ** that came due while a handler ran is stale (activity is
+            ** stored when a turn or an inline call ends). */
+            if (s->mb.count == 0 && handled == 0 &&
+                !(atomic_load(&s->work) & WORK_REPLIES) &&
+                tand__timer_idle_passed(s->rt, s)) {
+                atomic_fetch_and(&s->work, ~(unsigned)WORK_IDLE);
                 pthread_mutex_unlock(&s->mu);
                 on_idle(s);
                 pthread_mutex_lock(&s->mu);
                 continue;
             }
-            tand__timer_arm(s->rt, s); /* not idle after all */
+            not_idle(s);
         }
         if (handled >= max_msgs)
             break;

@@ -318,6 +318,21 @@ static void idle_timers(void)
     CHECK_INT(atomic_load(&sh2.term_reason), 0);
     CHECK_RC(echo_req(t, ECHO, 1, 0, 100, NULL), TAND_ENOPROC);
     tand_server_release(t);
+
+    /* A handler longer than the idle time: the timer that comes due
+    ** meanwhile is stale, and the idle time counts from its end. */
+    memset(&sh2, 0, sizeof sh2);
+    CHECK_OK(echo_start(rt, &sh2, 0, NULL, &t));
+    CHECK_OK(tand_server_set_idle(t, 500, TAND_IDLE_STOP));
+    CHECK_OK(echo_req(t, SLEEP, 600, 0, 5000, NULL));
+    sleep_ms(50); /* well inside the 500 ms that follow the handler */
+    CHECK(tand_server_alive(t));
+    CHECK_OK(echo_cast_op(t, SLEEP, 600, 0, 1000, 0)); /* a worker's turn */
+    sleep_ms(750); /* the cast's handler ended at 600: idle until 1100 */
+    CHECK(tand_server_alive(t));
+    WAIT_FOR(!tand_server_alive(t), 5000);
+    CHECK_INT(atomic_load(&sh2.term_reason), 0);
+    tand_server_release(t);
 }
 
 /* A handler that waits for room in a full mailbox lends its worker out:
