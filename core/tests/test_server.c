@@ -330,7 +330,8 @@ static void idle_timers(void)
     CHECK_OK(echo_cast_op(t, SLEEP, 600, 0, 1000, 0)); /* a worker's turn */
     sleep_ms(750); /* the cast's handler ended at 600: idle until 1100 */
     CHECK(tand_server_alive(t));
-    WAIT_FOR(!tand_server_alive(t), 5000);
+    WAIT_FOR(atomic_load(&sh2.terminated) == 1, 5000); /* (sh2 is ours) */
+    CHECK_INT(atomic_load(&sh2.terminated), 1);
     CHECK_INT(atomic_load(&sh2.term_reason), 0);
     tand_server_release(t);
 }
