@@ -452,6 +452,28 @@ static int m_stop(lua_State *L)
     return 1;
 }
 
+/* m:reload([policy]): true, or nil, "reload_failed", why (the server
+** runs on with its old code and state). */
+static int m_reload(lua_State *L)
+{
+    lmachine *m = check_self(L);
+    tand_msg req, reply = {0};
+    int rc;
+    if (m->s != NULL && !ltand_is_policy(m->s))
+        return luaL_argerror(L, 1, "not a policy server (started without "
+                                   "a policy)");
+    if ((rc = ltand_policy_reload_request(L, 2, &req)) != 0)
+        return ltand_fail(L, rc, lua_tostring(L, -1));
+    if ((rc = call(m, &req, &reply)) == 0 && (rc = reply.status) == 0) {
+        tand_msg_clear(&reply);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    rc = fail_reply(L, rc, &reply);
+    tand_msg_clear(&reply);
+    return rc;
+}
+
 static int m_settimeout(lua_State *L)
 {
     lmachine *m = check_self(L);
@@ -548,6 +570,7 @@ static const luaL_Reg machine_methods[] = {
     {"monitor", m_monitor},
     {"alive", m_alive},
     {"stop", m_stop},
+    {"reload", m_reload},
     {"settimeout", m_settimeout},
     {"stats", m_stats},
     {NULL, NULL}};

@@ -33,10 +33,10 @@ static const char *const fast_ops[] = {
     NULL, "queue_new_number", "serve_next_queued_number", "report_state",
     "reset_state", "next", "report"};
 
-/* The callbacks, in the order of policy.ref_callback. */
+/* The callbacks, in the order of policy_code.ref_callback. */
 static const char *const callbacks[] = {"init", "handle_call",
                                         "handle_cast", "handle_info",
-                                        "terminate", NULL};
+                                        "terminate", "code_change", NULL};
 
 static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -60,8 +60,7 @@ static void *policy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 static void config_free(policy_config *c)
 {
     free((char *)c->o.journal);
-    free(c->code);
-    free(c->file);
+    lpolicy_source_free(&c->source);
     tand_msg_clear(&c->opts);
     free(c->path);
     free(c->cpath);
@@ -122,8 +121,30 @@ void lpolicy_free(policy *p)
         ltand_watch_close(p->L);
     ltand_pool_drain(&p->pool);
     tand_tickets_free(p->tickets);
+    lpolicy_source_free(&p->source);
     free(p->name);
     free(p);
+}
+
+void lpolicy_source_free(policy_source *src)
+{
+    free(src->file);
+    free(src->code);
+    memset(src, 0, sizeof *src);
+}
+
+int lpolicy_source_copy(policy_source *dst, const policy_source *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (src->file != NULL && (dst->file = strdup(src->file)) == NULL)
+        return TAND_ENOMEM;
+    if (src->code != NULL) {
+        if ((dst->code = malloc(src->code_size ? src->code_size : 1)) == NULL)
+            return TAND_ENOMEM;
+        memcpy(dst->code, src->code, src->code_size);
+        dst->code_size = src->code_size;
+    }
+    return 0;
 }
 
 
@@ -137,7 +158,7 @@ int lpolicy_builtin_op(const char *name, size_t len)
 
 /* Reads P.passthrough (the policy's table at idx): the built-in ops that
 ** go to the machine without entering Lua. [-0, +0, e] */
-static void read_passthrough(lua_State *L, policy *p, int idx)
+static void read_passthrough(lua_State *L, policy_code *code, int idx)
 {
     int t = lua_getfield(L, idx, "passthrough");
     lua_Integer i, n;
@@ -176,71 +197,129 @@ static void read_passthrough(lua_State *L, policy *p, int idx)
                           "serve_next_queued_number, report_state, "
                           "reset_state)",
                        name);
-        p->passthrough |= 1u << op;
+        code->passthrough |= 1u << op;
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
 }
 
-/* Takes in the policy table (argument 2): its callbacks, looked up once
-** (the table's later changes are not seen), and P.passthrough. Runs
-** protected: the table's metamethods are the policy's code.
-** [-0, +0, e] */
-static int read_policy_table(lua_State *L)
+void lpolicy_drop_code(policy *p, policy_code *code)
+{
+    luaL_unref(p->L, LUA_REGISTRYINDEX, code->ref_policy);
+    code->ref_policy = LUA_NOREF;
+    for (int i = 0; i < CB_COUNT; i++) {
+        luaL_unref(p->L, LUA_REGISTRYINDEX, code->ref_callback[i]);
+        code->ref_callback[i] = LUA_NOREF;
+    }
+    code->passthrough = 0;
+}
+
+void lpolicy_load_code(policy *p, const policy_source *src,
+                       policy_code *code, int *stage)
+{
+    lua_State *L = p->L;
+    int t;
+    code->ref_policy = LUA_NOREF;
+    for (int i = 0; i < CB_COUNT; i++)
+        code->ref_callback[i] = LUA_NOREF;
+    code->passthrough = 0;
+    *stage = LOAD_COMPILE;
+    if ((src->file ? luaL_loadfilex(L, src->file, "t")
+                   : luaL_loadbufferx(L, src->code, src->code_size, "=policy",
+                                      "b")) != LUA_OK)
+        lua_error(L);
+    *stage = LOAD_RUN;
+    lua_call(L, 0, 1);
+    if (lua_type(L, -1) == LUA_TFUNCTION) /* return function() ... end */
+        lua_call(L, 0, 1);
+    *stage = LOAD_READ;
+    if (lua_type(L, -1) != LUA_TTABLE)
+        luaL_error(L, "the policy must give a table of callbacks (it gave "
+                      "a %s)",
+                   luaL_typename(L, -1));
+    t = lua_gettop(L);
+    /* the callbacks, looked up once: the table's metamethods are the
+    ** policy's code, and its later changes are not seen */
+    for (int i = 0; callbacks[i]; i++) {
+        int type = lua_getfield(L, t, callbacks[i]);
+        if (type != LUA_TNIL && type != LUA_TFUNCTION)
+            luaL_error(L, "the policy's %s is not a function", callbacks[i]);
+        if (type == LUA_TNIL)
+            lua_pop(L, 1);
+        else
+            code->ref_callback[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    read_passthrough(L, code, t);
+    code->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
+    *stage = LOAD_DONE;
+}
+
+/* The message handler of lpolicy_push_load_msgh: a traceback for an
+** error of the policy's own code running, the message alone for one in
+** reading what it gave. */
+static int load_msgh(lua_State *L)
+{
+    int stage = *(int *)lua_touserdata(L, lua_upvalueindex(1));
+    if (stage == LOAD_RUN || stage == LOAD_CHANGE)
+        return ltand_traceback(L);
+    if (lua_type(L, 1) != LUA_TSTRING)
+        lua_pushfstring(L, "reading the policy's table raised a %s value",
+                        luaL_typename(L, 1));
+    return 1;
+}
+
+void lpolicy_push_load_msgh(lua_State *L, int *stage)
+{
+    lua_pushlightuserdata(L, stage);
+    lua_pushcclosure(L, load_msgh, 1);
+}
+
+const char *lpolicy_load_failure(int stage)
+{
+    switch (stage) {
+    case LOAD_COMPILE: return "cannot load the policy: ";
+    case LOAD_RUN: return "the policy failed to load: ";
+    case LOAD_CHANGE: return "code_change failed: ";
+    default: return "";
+    }
+}
+
+static int load_protected(lua_State *L)
 {
     policy *p = lua_touserdata(L, 1);
-    for (int i = 0; callbacks[i]; i++) {
-        int t = lua_getfield(L, 2, callbacks[i]);
-        if (t != LUA_TNIL && t != LUA_TFUNCTION)
-            luaL_error(L, "the policy's %s is not a function", callbacks[i]);
-        p->ref_callback[i] = t == LUA_TNIL ? (lua_pop(L, 1), LUA_NOREF)
-                                           : luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    read_passthrough(L, p, 2);
+    policy_config *c = lua_touserdata(L, 2);
+    lpolicy_load_code(p, &c->source, &p->code, lua_touserdata(L, 3));
     return 0;
 }
 
-/* Loads the policy into p->L and leaves its table in the registry. */
+/* Loads the policy into p->L: its code in p->code, its source kept for a
+** reload of the same. */
 static int load_policy(policy *p, policy_config *c)
 {
     lua_State *L = p->L;
-    int rc;
-
-    lua_pushcfunction(L, ltand_traceback);
-    rc = c->file ? luaL_loadfilex(L, c->file, "t")
-                 : luaL_loadbufferx(L, c->code, c->code_size, "=policy", "b");
-    if (rc != LUA_OK)
-        return lpolicy_fail(c, TAND_ECONFIG, "cannot load the policy: %s",
-                         lua_tostring(L, -1));
-    if (invoke(p, 0, 1) != LUA_OK)
-        return lpolicy_fail(c, TAND_ECONFIG, "the policy failed to load: %s",
-                         lua_tostring(L, -1));
-    if (lua_type(L, -1) == LUA_TFUNCTION) { /* return function() ... end */
-        lua_pushcfunction(L, ltand_traceback);
-        lua_insert(L, -2);
-        if (invoke(p, 0, 1) != LUA_OK)
-            return lpolicy_fail(c, TAND_ECONFIG, "the policy failed to load: %s",
-                             lua_tostring(L, -1));
-    }
-    if (lua_type(L, -1) != LUA_TTABLE)
-        return lpolicy_fail(c, TAND_ECONFIG,
-                         "the policy must give a table of callbacks "
-                         "(it gave a %s)",
-                         luaL_typename(L, -1));
-    lua_pushcfunction(L, read_policy_table);
+    int stage = LOAD_COMPILE, rc;
+    lpolicy_push_load_msgh(L, &stage);
+    lua_pushcfunction(L, load_protected);
     lua_pushlightuserdata(L, p);
-    lua_pushvalue(L, -3);
-    if ((rc = ltand_watch_pcall(L, 2, 0, 0)) != LUA_OK) {
+    lua_pushlightuserdata(L, c);
+    lua_pushlightuserdata(L, &stage);
+    rc = ltand_watch_pcall(L, 3, 0, lua_gettop(L) - 4);
+    if (rc != LUA_OK) {
+        lpolicy_drop_code(p, &p->code);
         if (rc == LUA_ERRMEM)
-            return lpolicy_fail(c, TAND_ENOMEM, "%snot enough memory to "
-                                "read the policy (see memory_limit)", "");
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return lpolicy_fail(c, TAND_ECONFIG, "reading the policy's "
-                                "table raised a %s value", luaL_typename(L, -1));
-        return lpolicy_fail(c, TAND_ECONFIG, "%s", lua_tostring(L, -1));
+            return lpolicy_fail(c, TAND_ENOMEM, "%snot enough memory to load "
+                                "the policy (see memory_limit)", "");
+        rc = lpolicy_fail(c, TAND_ECONFIG, "%s", lpolicy_load_failure(stage));
+        {
+            size_t used = strlen(c->err);
+            snprintf(c->err + used, sizeof c->err - used, "%s",
+                     lua_tostring(L, -1));
+        }
+        return rc;
     }
-    p->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
+    if (lpolicy_source_copy(&p->source, &c->source) != 0)
+        return lpolicy_fail(c, TAND_ENOMEM, "%snot enough memory", "");
     return 0;
 }
 
@@ -263,9 +342,9 @@ static int policy_init(tand_server *self, void *arg, void **state)
     ltand_watch_init(&p->watch, self, c->o.callback_ms);
     p->mem_limit = c->o.memory_limit;
     ltand_pool_init(&p->pool);
-    p->ref_policy = p->ref_state = p->ref_machine = LUA_NOREF;
+    p->code.ref_policy = p->ref_state = p->ref_machine = LUA_NOREF;
     for (int i = 0; i < CB_COUNT; i++)
-        p->ref_callback[i] = LUA_NOREF;
+        p->code.ref_callback[i] = LUA_NOREF;
     rc = tand_tickets_new(c->o.min_number, c->o.max_number, &p->tickets);
     if (rc != 0) {
         free(p->name);
@@ -347,6 +426,11 @@ static const tand_behaviour policy_behaviour = {
     .terminate = lpolicy_terminate,
     .handle_reply = lpolicy_reply};
 
+int ltand_is_policy(const tand_server *s)
+{
+    return tand_server_behaviour(s) == &policy_behaviour;
+}
+
 /* ---- tand.start{ policy = P } ---- */
 
 /* Fills c from the policy value at pidx; 0 or -1 with c->err set. */
@@ -355,7 +439,8 @@ static int read_policy(lua_State *L, int pidx, policy_config *c)
     size_t len;
     const char *s;
     if (lua_type(L, pidx) == LUA_TFUNCTION) {
-        if (ltand_dump_function(L, pidx, &c->code, &c->code_size) != 0) {
+        if (ltand_dump_function(L, pidx, &c->source.code,
+                                &c->source.code_size) != 0) {
             lpolicy_fail(c, TAND_ECONFIG, "policy: %s", lua_tostring(L, -1));
             lua_pop(L, 1);
             return -1;
@@ -371,8 +456,8 @@ static int read_policy(lua_State *L, int pidx, policy_config *c)
     }
     s = lua_tolstring(L, pidx, &len);
     if (strchr(s, '/') != NULL || (len > 4 && strcmp(s + len - 4, ".lua") == 0)) {
-        c->file = strdup(s);
-        return c->file ? 0 : -1;
+        c->source.file = strdup(s);
+        return c->source.file ? 0 : -1;
     }
     /* a module name: its file on the caller's package.path */
     lua_getglobal(L, "package");
@@ -382,17 +467,50 @@ static int read_policy(lua_State *L, int pidx, policy_config *c)
         lua_getfield(L, -3, "path");
         lua_call(L, 2, 2);
         if (lua_type(L, -2) == LUA_TSTRING)
-            c->file = strdup(lua_tostring(L, -2));
+            c->source.file = strdup(lua_tostring(L, -2));
         else
-            lpolicy_fail(c, TAND_ECONFIG, "policy module not found:%s",
+            lpolicy_fail(c, TAND_ECONFIG, "policy module not found: %s",
                       lua_tostring(L, -1));
         lua_pop(L, 3);
-        return c->file ? 0 : -1;
+        return c->source.file ? 0 : -1;
     }
     lua_pop(L, lua_type(L, -1) == LUA_TTABLE ? 2 : 1);
     lpolicy_fail(c, TAND_ECONFIG, "%spolicy modules need package.searchpath",
               "");
     return -1;
+}
+
+int ltand_policy_reload_request(lua_State *L, int idx, tand_msg *req)
+{
+    policy_config c;
+    const policy_source *src = &c.source;
+    const char *bytes;
+    size_t n;
+    memset(req, 0, sizeof *req);
+    req->op = TAND_OP_RELOAD;
+    if (lua_isnoneornil(L, idx))
+        return 0; /* the same source again: no data */
+    if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TFUNCTION)
+        return luaL_argerror(L, idx, "a module name, a path to a .lua file "
+                                     "or a function expected");
+    memset(&c, 0, sizeof c);
+    if (read_policy(L, idx, &c) != 0) {
+        lua_pushstring(L, c.err[0] ? c.err : "not enough memory");
+        lpolicy_source_free(&c.source);
+        return c.status ? TAND_ERELOAD : TAND_ENOMEM;
+    }
+    bytes = src->file ? src->file : src->code;
+    n = src->file ? strlen(src->file) : src->code_size;
+    if ((req->data = malloc(n + 1)) == NULL) {
+        lpolicy_source_free(&c.source);
+        lua_pushliteral(L, "not enough memory");
+        return TAND_ENOMEM;
+    }
+    req->data[0] = src->file ? 'f' : 'c';
+    memcpy(req->data + 1, bytes, n);
+    req->size = n + 1;
+    lpolicy_source_free(&c.source);
+    return 0;
 }
 
 void ltand_policy_free(ltand_policy *c)

@@ -15,8 +15,27 @@
 
 #include <stddef.h>
 
-/* The callbacks, in the order of policy.ref_callback. */
-enum { CB_INIT, CB_CALL, CB_CAST, CB_INFO, CB_TERMINATE, CB_COUNT };
+/* The callbacks, in the order of policy_code.ref_callback. */
+enum {
+    CB_INIT, CB_CALL, CB_CAST, CB_INFO, CB_TERMINATE, CB_CODE_CHANGE,
+    CB_COUNT
+};
+
+/* A policy's code once loaded: its table, its callbacks (looked up once:
+** the table's later changes are not seen) and P.passthrough. */
+typedef struct policy_code {
+    int ref_policy;
+    int ref_callback[CB_COUNT]; /* init, handle_call, ... or LUA_NOREF */
+    unsigned passthrough;       /* bit op: P.passthrough lists that op */
+} policy_code;
+
+/* Where a policy's code comes from: a .lua file, or a dumped function (a
+** binary chunk). One of the two is NULL. */
+typedef struct policy_source {
+    char *file;
+    char *code;
+    size_t code_size;
+} policy_source;
 
 typedef struct policy {
     ltand_watch watch;       /* the callbacks' deadline */
@@ -27,13 +46,13 @@ typedef struct policy {
     int64_t auto_shutdown_ms;
     size_t mem_used, mem_limit;
     ltand_pool pool;         /* the Lua state's small blocks */
-    int ref_policy, ref_state, ref_machine;
-    int ref_callback[CB_COUNT];     /* init, handle_call, ... or LUA_NOREF */
+    policy_code code;
+    policy_source source;    /* the code's, for a reload of the same */
+    int ref_state, ref_machine;
     int ref_from_meta;       /* the metatable of `from` values */
     int ref_from_kept_meta;  /* and of those kept past their callback */
     int closing;             /* the state is being closed */
     int ref_op[7];           /* the names of the fast-path ops */
-    unsigned passthrough;    /* bit op: P.passthrough lists that op */
     void *machine_ud;        /* the machine object, to recognise it */
     ltand_scratch *scratch;  /* the state's */
     char *name;              /* the server's name at its start, or NULL */
@@ -50,9 +69,7 @@ typedef struct lfrom {
 
 /* The configuration handed from tand.start to init. */
 typedef struct policy_config {
-    char *code;      /* a dumped function (binary chunk), or NULL */
-    size_t code_size;
-    char *file;      /* a .lua file to load, or NULL */
+    policy_source source;
     tand_msg opts;   /* the options table for init, MessagePack */
     char *path, *cpath;
     ltand_policy_options o;
@@ -106,6 +123,37 @@ int lpolicy_fail(policy_config *c, int status, const char *fmt,
 /* Closes the policy's state and frees it. */
 void lpolicy_free(policy *p);
 
+/* How far lpolicy_load_code (and a reload) got. */
+enum { LOAD_COMPILE, LOAD_RUN, LOAD_READ, LOAD_CHANGE, LOAD_DONE };
+
+/* Compiles and runs the code of src in p->L (a function it returns is
+** called too) and reads the policy table it gives into *code: refs in the
+** registry, recorded as they are made, so that after an error
+** lpolicy_drop_code frees them. Raises on failure, *stage saying where.
+** Runs inside a protected call under the callback deadline whose message
+** handler is lpolicy_push_load_msgh's. [-0, +0, e] */
+void lpolicy_load_code(policy *p, const policy_source *src,
+                       policy_code *code, int *stage);
+
+/* Pushes the message handler for a protected call around
+** lpolicy_load_code: a traceback for an error of the policy's code
+** running (LOAD_RUN, LOAD_CHANGE), the message alone otherwise.
+** [-0, +1, m] */
+void lpolicy_push_load_msgh(lua_State *L, int *stage);
+
+/* The start of a load failure's message for stage ("cannot load the
+** policy: ", ...). */
+const char *lpolicy_load_failure(int stage);
+
+/* Drops the registry refs of *code (they become LUA_NOREF). */
+void lpolicy_drop_code(policy *p, policy_code *code);
+
+/* Frees what src holds and zeroes it. */
+void lpolicy_source_free(policy_source *src);
+
+/* Copies src into *dst (zeroed first); 0, or TAND_ENOMEM. */
+int lpolicy_source_copy(policy_source *dst, const policy_source *src);
+
 /* The op code (TAND_OP_QUEUE_NEW_NUMBER .. TAND_OP_RESET_STATE) of the
 ** built-in op named name (len bytes), or 0. */
 int lpolicy_builtin_op(const char *name, size_t len);
@@ -126,6 +174,17 @@ void lpolicy_reply(void *state, tand_server *self, uint64_t tag,
                    tand_msg *reply);
 void lpolicy_terminate(void *state, tand_server *self, int reason,
                        const char *detail);
+
+/* A callback raised (or ran past its deadline): the server stops with
+** server_crashed, carrying the error at the top of the stack; reply, when
+** not NULL, gets it too. */
+void lpolicy_crash(policy *p, tand_msg *reply);
+
+/* ---- lpolicy_reload.c ---- */
+
+/* m:reload: loads the code the request names between two messages (see
+** lpolicy_reload.c). Its reply: 0, or TAND_ERELOAD with the reason. */
+void lpolicy_reload(policy *p, const tand_msg *req, tand_msg *reply);
 
 /* ---- lpolicy_machine.c: the `machine` and `from` objects ---- */
 

@@ -24,9 +24,9 @@
 ** nothing and returns 0 when the policy has none. [-0, +(0|1), -] */
 static int get_callback(policy *p, int which)
 {
-    if (p->ref_callback[which] == LUA_NOREF)
+    if (p->code.ref_callback[which] == LUA_NOREF)
         return 0;
-    lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->ref_callback[which]);
+    lua_rawgeti(p->L, LUA_REGISTRYINDEX, p->code.ref_callback[which]);
     return 1;
 }
 
@@ -114,9 +114,7 @@ static void set_reply(lua_State *L, int first, int n, int fast,
     }
 }
 
-/* A callback raised: the server stops with server_crashed, carrying the
-** error and traceback at the top of the stack. */
-static void crash(policy *p, tand_msg *reply)
+void lpolicy_crash(policy *p, tand_msg *reply)
 {
     size_t len;
     const char *msg = lua_tolstring(p->L, -1, &len);
@@ -316,17 +314,17 @@ static int passes_through(const policy *p, const tand_msg *msg)
 {
     tand_reader rd;
     tand_item it;
-    if (p->passthrough == 0)
+    if (p->code.passthrough == 0)
         return 0;
     if (msg->op != TAND_OP_ENCODED)
         return msg->op > 0 && msg->op <= TAND_OP_RESET_STATE &&
-               (p->passthrough & (1u << msg->op)) != 0;
+               (p->code.passthrough & (1u << msg->op)) != 0;
     tand_reader_init(&rd, msg->data, msg->size);
     if (tand_unpack(&rd, &it) != 0 || it.type != TAND_T_ARRAY ||
         it.v.n == 0 || tand_unpack(&rd, &it) != 0 || it.type != TAND_T_STR)
         return 0;
     /* (an unknown name is op 0, whose bit is never set) */
-    return (p->passthrough & (1u << lpolicy_builtin_op(it.v.s.p, it.v.s.len))) !=
+    return (p->code.passthrough & (1u << lpolicy_builtin_op(it.v.s.p, it.v.s.len))) !=
            0;
 }
 
@@ -339,7 +337,11 @@ int lpolicy_call(void *state, tand_server *self, tand_msg *req,
     cb_run r = {0};
     (void)self;
 
-    if (p->ref_callback[CB_CALL] == LUA_NOREF || passes_through(p, req)) {
+    if (req->op == TAND_OP_RELOAD) {
+        lpolicy_reload(p, req, reply);
+        return 0;
+    }
+    if (p->code.ref_callback[CB_CALL] == LUA_NOREF || passes_through(p, req)) {
         default_call(p, req, reply);
         return 0;
     }
@@ -363,11 +365,11 @@ int lpolicy_call(void *state, tand_server *self, tand_msg *req,
     }
     if (rc != LUA_OK) {
         if (replied) { /* it answered with machine:reply, then crashed */
-            crash(p, NULL);
+            lpolicy_crash(p, NULL);
             rc = TAND_NOREPLY;
         } else {
             tand_msg_clear(reply);
-            crash(p, reply);
+            lpolicy_crash(p, reply);
             rc = 0;
         }
         lua_settop(L, base);
@@ -396,7 +398,7 @@ void lpolicy_cast(void *state, tand_server *self, tand_msg *msg)
     int base = lua_gettop(L);
     cb_run r = {0};
     (void)self;
-    if (p->ref_callback[CB_CAST] == LUA_NOREF || passes_through(p, msg)) {
+    if (p->code.ref_callback[CB_CAST] == LUA_NOREF || passes_through(p, msg)) {
         default_cast(p, msg);
         return;
     }
@@ -404,7 +406,7 @@ void lpolicy_cast(void *state, tand_server *self, tand_msg *msg)
     r.which = CB_CAST;
     r.msg = msg;
     if (lpolicy_run_callback(&r) != LUA_OK && r.called)
-        crash(p, NULL); /* (a cast too big for memory_limit is dropped) */
+        lpolicy_crash(p, NULL); /* (a cast too big for memory_limit is dropped) */
     lua_settop(L, base);
     if (r.bad_request)
         default_cast(p, msg);
@@ -416,12 +418,12 @@ static void run_info(policy *p, cb_run *r)
 {
     lua_State *L = p->L;
     int base = lua_gettop(L);
-    if (p->ref_callback[CB_INFO] == LUA_NOREF)
+    if (p->code.ref_callback[CB_INFO] == LUA_NOREF)
         return;
     r->p = p;
     r->which = CB_INFO;
     if (lpolicy_run_callback(r) != LUA_OK && r->called)
-        crash(p, NULL); /* (one too big for memory_limit is dropped) */
+        lpolicy_crash(p, NULL); /* (one too big for memory_limit is dropped) */
     lua_settop(L, base);
 }
 
@@ -461,8 +463,8 @@ void lpolicy_terminate(void *state, tand_server *self, int reason,
         return;
     lua_settop(p->L, 0);
     /* A callback past its deadline ends the state: no terminate runs. */
-    if (p->ref_policy != LUA_NOREF && !atomic_load(&p->watch.expired) &&
-        p->ref_callback[CB_TERMINATE] != LUA_NOREF) {
+    if (p->code.ref_policy != LUA_NOREF && !atomic_load(&p->watch.expired) &&
+        p->code.ref_callback[CB_TERMINATE] != LUA_NOREF) {
         r.p = p;
         r.which = CB_TERMINATE;
         r.reason = detail != NULL ? detail

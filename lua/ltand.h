@@ -144,6 +144,15 @@ int ltand_policy_launch(tand_runtime *rt, ltand_policy *c, const char *name,
 
 void ltand_policy_free(ltand_policy *c);
 
+/* Makes m:reload's request for the policy value at idx (nil: the same
+** code again; a module name is looked up on this state's package.path).
+** 0, or TAND_ERELOAD / TAND_ENOMEM with the reason pushed; a value of a
+** wrong type raises. [-0, +(0|1), e] */
+int ltand_policy_reload_request(lua_State *L, int idx, tand_msg *req);
+
+/* Whether s is a policy server. */
+int ltand_is_policy(const tand_server *s);
+
 /* While a policy callback runs on this thread: its deadline (monotonic
 ** ns), which caps the timeout of calls it makes; 0 otherwise. */
 extern _Thread_local int64_t ltand_callback_deadline_ns;

@@ -36,6 +36,7 @@ build = {
             "lua/lsupervise.c", "lua/ldeadline.c", "lua/lpattern.c",
             "lua/lpolicy.c", "lua/lpolicy_call.c",
             "lua/lpolicy_journal.c", "lua/lpolicy_machine.c",
+            "lua/lpolicy_reload.c",
             "lua/lpool.c", "lua/lrequest.c", "lua/lsandbox.c",
             "lua/lspawn.c",
             "lua/lvalue.c"

@@ -59,13 +59,15 @@ extern "C" {
     XX(ECANCELED, -19, "cancelled", "the request was cancelled")             \
     XX(EEMPTY_SET, -20, "empty", "no request of the set is pending")        \
     XX(ESTOPPED, -21, "stopped",                                             \
-       "the server was stopped for a reason of its own")
+       "the server was stopped for a reason of its own")                     \
+    XX(ERELOAD, -22, "reload_failed",                                        \
+       "the new code was refused and the old code runs on")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -22
+    TAND_ERR_LAST_ = -23
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,
@@ -306,6 +308,10 @@ TAND_API int tand_server_lookup(tand_runtime *rt, uint64_t id,
 ** is taken; valid until tand_runtime_free()). Thread: any. Blocks: no. */
 TAND_API tand_runtime *tand_server_runtime(const tand_server *s);
 
+/* The behaviour s was started with (tand_server_options.behaviour), to
+** tell what kind of server a handle reaches. Thread: any. Blocks: no. */
+TAND_API const tand_behaviour *tand_server_behaviour(const tand_server *s);
+
 /* The server whose callback runs on this thread now, or NULL (borrowed).
 ** Not the new server during its init: use init's `self` there.
 ** Thread: any. Blocks: no. */
@@ -539,6 +545,17 @@ typedef struct tand_journal tand_journal;
 /* The server's journal (borrowed; closed when the server ends), or NULL
 ** without one. Thread: the server's. Blocks: no. */
 TAND_API tand_journal *tand_server_journal(tand_server *self);
+
+/* Makes the message being handled a batch of its own: what the batch
+** holds so far (the earlier messages' changes) is committed now and their
+** held replies sent, and the batch is committed again right after this
+** message, before the next one is taken. For a change that must not share
+** a transaction with its neighbours (a policy's code reload). 0, also
+** without a journal; a failed commit is TAND_EJOURNAL (or the commit's
+** error) and stops the server, as any failed commit does.
+** Thread: the server's, inside handle_call, handle_cast or handle_info.
+** Blocks: while the commit runs. */
+TAND_API int tand_server_own_batch(tand_server *self);
 
 /* 1 when this start created the journal (nothing to resume; it stays 1
 ** for the server's life), else 0, also for NULL.
@@ -888,7 +905,8 @@ enum {
     TAND_OP_NEXT = 5,   /* data = the caller (any value); reply ival[0] */
     TAND_OP_REPORT = 6, /* reply ival[0] = current, data = last caller */
     TAND_OP_DOWN = 100, /* an info: a monitored server ended */
-    TAND_OP_SUPERVISOR_INIT = 101 /* internal: a supervisor starts up */
+    TAND_OP_SUPERVISOR_INIT = 101, /* internal: a supervisor starts up */
+    TAND_OP_RELOAD = 102 /* internal: a policy server loads new code */
 };
 
 typedef struct tand_deluxe_options {

@@ -276,6 +276,8 @@ struct tand_server {
     tand_journal *journal;       /* server thread only, or NULL */
     struct held *held;           /* replies waiting for the commit */
     size_t nheld, capheld;       /* server thread only */
+    bool own_batch;              /* server thread only: the message being
+                                 ** handled ends its batch */
 
     _Atomic uint64_t n_calls, n_casts, n_infos, n_errors, n_timeouts;
     _Atomic uint64_t n_handler_ns, n_restarts;

@@ -267,6 +267,11 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     return 0;
 }
 
+const tand_behaviour *tand_server_behaviour(const tand_server *s)
+{
+    return s ? s->behaviour : NULL;
+}
+
 tand_journal *tand_server_journal(tand_server *self)
 {
     return self ? self->journal : NULL;
@@ -863,6 +868,26 @@ static void deferred_unlink(tand_server *s, tand_from *f)
     if (f->dnext)
         f->dnext->dprev = f->dprev;
     f->dnext = f->dprev = NULL;
+}
+
+int tand_server_own_batch(tand_server *self)
+{
+    int turn = TURN_HANDLER, rc = 0;
+    char err[256];
+    if (self == NULL || self != tand__current)
+        return TAND_EINVAL;
+    if (self->journal == NULL)
+        return 0;
+    /* The held replies are the turn's: a kill takes them over while a
+    ** handler runs, so they are touched only after this CAS (as in
+    ** tand_reply). */
+    if (!atomic_compare_exchange_strong(&self->turn, &turn, TURN_REPLYING))
+        return turn == TURN_KILLED ? TAND_ENOPROC : TAND_EINVAL;
+    self->own_batch = true;
+    if (self->nheld > 0 || tand__journal_dirty(self->journal))
+        rc = flush(self, err, sizeof err);
+    atomic_store_explicit(&self->turn, TURN_HANDLER, memory_order_release);
+    return rc;
 }
 
 int tand_reply(tand_from *from, tand_msg *reply)
@@ -1503,7 +1528,10 @@ static int serve(tand_server *s, int max_msgs)
         }
         handled++;
         pthread_mutex_lock(&s->mu);
+        if (s->own_batch) /* tand_server_own_batch: commit it alone */
+            break;
     }
+    s->own_batch = false;
     if (s->journal != NULL &&
         (s->nheld > 0 || tand__journal_dirty(s->journal))) {
         /* group commit: one commit for the batch, then its replies */

@@ -410,6 +410,126 @@ static void deferred_reply(void)
     tand_server_release(s);
 }
 
+/* ---- tand_server_own_batch ------------------------------------------ */
+
+/* A journaled server whose ALONE request is a batch of its own: the
+** replies held before it are sent while it runs, and its own is sent
+** before the next message is handled. */
+enum { OB_BLOCK = 1, OB_MARK, OB_ALONE, OB_AFTER };
+
+typedef struct ob_shared {
+    atomic_int gate;           /* OB_BLOCK waits for it */
+    atomic_int mark_answered;  /* set by the MARK caller once answered */
+    atomic_int alone_answered; /* and by the ALONE caller */
+} ob_shared;
+
+static int ob_init(tand_server *self, void *arg, void **state)
+{
+    (void)self;
+    *state = arg;
+    return 0;
+}
+
+static int ob_call(void *state, tand_server *self, tand_msg *req,
+                   tand_from *from, tand_msg *reply)
+{
+    ob_shared *sh = state;
+    int64_t until = tand_now_ms() + 2000;
+    (void)from;
+    /* every message changes the journal, so each batch has a commit */
+    tand_journal_set_int(tand_server_journal(self), "last", req->op);
+    switch (req->op) {
+    case OB_BLOCK:
+        while (!atomic_load(&sh->gate) && tand_now_ms() < until)
+            sleep_ms(1);
+        break;
+    case OB_ALONE:
+        reply->ival[1] = tand_server_own_batch(self);
+        while (!atomic_load(&sh->mark_answered) && tand_now_ms() < until)
+            sleep_ms(1);
+        reply->ival[0] = atomic_load(&sh->mark_answered);
+        break;
+    case OB_AFTER: /* held with this batch, ALONE's reply would wait */
+        while (!atomic_load(&sh->alone_answered) && tand_now_ms() < until)
+            sleep_ms(1);
+        reply->ival[0] = atomic_load(&sh->alone_answered);
+        break;
+    }
+    return 0;
+}
+
+static const tand_behaviour ob_behaviour = {
+    .name = "own_batch", .init = ob_init, .handle_call = ob_call};
+
+typedef struct ob_caller {
+    tand_server *s;
+    int op;
+    atomic_int *answered;
+    tand_msg reply;
+    int rc;
+    pthread_t t;
+} ob_caller;
+
+static void *ob_run(void *arg)
+{
+    ob_caller *c = arg;
+    tand_msg req = {0};
+    req.op = c->op;
+    c->rc = tand_call(c->s, &req, &c->reply, 10000, 0);
+    if (c->answered != NULL)
+        atomic_store(c->answered, 1);
+    return NULL;
+}
+
+static void own_batch(void)
+{
+    ob_shared sh = {0};
+    tand_server_options o;
+    ob_caller c[4] = {{0}};
+    tand_server *s;
+    tand_stats st;
+    int i;
+
+    memset(&o, 0, sizeof o);
+    o.behaviour = &ob_behaviour;
+    o.arg = &sh;
+    o.journal = path_of("own_batch.db");
+    CHECK_OK(tand_server_start(rt, &o, &s));
+    /* outside a handler it is refused */
+    CHECK_RC(tand_server_own_batch(s), TAND_EINVAL);
+    CHECK_RC(tand_server_own_batch(NULL), TAND_EINVAL);
+    c[0].op = OB_BLOCK;
+    c[1].op = OB_MARK;
+    c[1].answered = &sh.mark_answered;
+    c[2].op = OB_ALONE;
+    c[2].answered = &sh.alone_answered;
+    c[3].op = OB_AFTER;
+    /* BLOCK holds the server while the others queue behind it, in order,
+    ** so that they would all be one batch */
+    for (i = 0; i < 4; i++) {
+        c[i].s = s;
+        CHECK(pthread_create(&c[i].t, NULL, ob_run, &c[i]) == 0);
+        if (i == 0)
+            WAIT_FOR(tand_server_stats(s, &st) == 0 && st.calls >= 1, 5000);
+        else
+            WAIT_FOR(tand_server_stats(s, &st) == 0 &&
+                         st.mailbox_depth >= (uint64_t)i,
+                     5000);
+    }
+    atomic_store(&sh.gate, 1);
+    for (i = 0; i < 4; i++) {
+        pthread_join(c[i].t, NULL);
+        CHECK_OK(c[i].rc);
+    }
+    CHECK_OK(c[2].reply.ival[1]);
+    CHECK_INT(c[2].reply.ival[0], 1); /* MARK's reply went out meanwhile */
+    CHECK_INT(c[3].reply.ival[0], 1); /* ALONE's, while AFTER ran */
+    for (i = 0; i < 4; i++)
+        tand_msg_clear(&c[i].reply);
+    tand_server_stop(s, 0, NULL, 5000);
+    tand_server_release(s);
+}
+
 /* ---- one holder per journal ---------------------------------------- */
 
 static int counter_on(const char *journal, tand_server **out, char *err,
@@ -894,6 +1014,7 @@ int main(int argc, char **argv)
     group_commit();
     full_disk();
     deferred_reply();
+    own_batch();
     held_in_process();
     held_by_a_process();
     racing_creators();
