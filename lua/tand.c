@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef TAND_HAVE_EDITLINE
 #include <editline/readline.h>
@@ -20,34 +23,137 @@
 
 #include "cli_modules.h" /* generated: cli_modules[] = {name, text, size} */
 
-/* native.readline(prompt): the next line without its newline, or nil at
-** the end of the input. Edited, with history, on a terminal. */
+/* Waits up to ms for input on fd 0: 1 when some is there (or the input
+** ended), 0 when the time passed. */
+static int input_within(int ms)
+{
+    struct pollfd p;
+    int n;
+    p.fd = 0;
+    p.events = POLLIN;
+    p.revents = 0;
+    while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    return n != 0;
+}
+
+/* Calls the idle function at idx; a string it returns is printed on a
+** line of its own (above the line being typed, on a terminal). Raises
+** what the function raises. */
+static void run_idle(lua_State *L, int idx, int editing)
+{
+    lua_pushvalue(L, idx);
+    lua_call(L, 0, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        fputs(editing ? "\r\33[K" : "", stdout);
+        fputs(lua_tostring(L, -1), stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+#ifdef TAND_HAVE_EDITLINE
+        if (editing)
+            rl_forced_update_display(); /* the prompt and the line again */
+#endif
+    }
+    lua_pop(L, 1);
+}
+
+#ifdef TAND_HAVE_EDITLINE
+static char *typed;     /* the line libedit's callback interface gave */
+static int typed_done;
+
+static void on_line(char *line)
+{
+    typed = line;
+    typed_done = 1;
+    rl_callback_handler_remove(); /* no prompt after the line */
+}
+
+/* The protected part of an edited read with an idle function: the
+** handler is removed on every way out, errors included. */
+static int edited_protected(lua_State *L)
+{
+    int idle = lua_isnoneornil(L, 2) ? 0 : 2;
+    int ms = (int)luaL_optinteger(L, 3, 200);
+    while (!typed_done) {
+        if (idle == 0 || input_within(ms))
+            rl_callback_read_char();
+        else
+            run_idle(L, idle, 1);
+    }
+    return 0;
+}
+#endif
+
+/* native.readline(prompt [, idle [, ms]]): the next line without its
+** newline, or nil at the end of the input. Edited, with history, on a
+** terminal. While no key comes, idle() runs every ms (200) and a string
+** it returns is printed (the repl's --watch). */
 static int n_readline(lua_State *L)
 {
     const char *prompt = luaL_optstring(L, 1, "");
+    int idle = lua_isnoneornil(L, 2) ? 0 : 2;
+    int ms = (int)luaL_optinteger(L, 3, 200);
+    luaL_Buffer b;
+    char c;
+    ssize_t got;
+    if (idle != 0)
+        luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_argcheck(L, ms > 0, 3, "ms must be > 0");
 #ifdef TAND_HAVE_EDITLINE
     if (isatty(0)) {
-        char *line = readline(prompt);
-        if (line == NULL)
+        int status;
+        typed = NULL;
+        typed_done = 0;
+        rl_callback_handler_install(prompt, on_line);
+        lua_pushcfunction(L, edited_protected);
+        lua_insert(L, 1);
+        status = lua_pcall(L, lua_gettop(L) - 1, 0, 0);
+        if (!typed_done)
+            rl_callback_handler_remove();
+        if (status != LUA_OK)
+            return lua_error(L);
+        if (typed == NULL) { /* ^D: end the line the prompt is on */
+            fputc('\n', stdout);
             return 0;
-        lua_pushstring(L, line);
-        free(line);
+        }
+        lua_pushstring(L, typed);
+        free(typed);
         return 1;
     }
 #endif
-    {
-        luaL_Buffer b;
-        int c;
-        fputs(prompt, stdout);
-        fflush(stdout);
-        luaL_buffinit(L, &b);
-        while ((c = getchar()) != EOF && c != '\n')
-            luaL_addchar(&b, (char)c);
-        if (c == EOF && luaL_bufflen(&b) == 0)
-            return 0;
-        luaL_pushresult(&b);
-        return 1;
+    /* unbuffered reads, so that poll sees what is still to come */
+    fputs(prompt, stdout);
+    fflush(stdout);
+    luaL_buffinit(L, &b);
+    for (;;) {
+        if (idle != 0 && !input_within(ms)) {
+            run_idle(L, idle, 0);
+            continue;
+        }
+        while ((got = read(0, &c, 1)) < 0 && errno == EINTR)
+            ;
+        if (got <= 0 || c == '\n')
+            break;
+        luaL_addchar(&b, c);
     }
+    if (got <= 0 && luaL_bufflen(&b) == 0)
+        return 0;
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* native.stat(path): the file's modification time (ns) and size, or nil
+** and the reason. */
+static int n_stat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return luaL_fileresult(L, 0, path);
+    lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec * 1000000000 +
+                           st.st_mtim.tv_nsec);
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    return 2;
 }
 
 static int n_add_history(lua_State *L)
@@ -86,6 +192,7 @@ static int open_native(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"readline", n_readline},
                                    {"add_history", n_add_history},
+                                   {"stat", n_stat},
                                    {"isatty", n_isatty},
                                    {"term_width", n_term_width},
                                    {NULL, NULL}};

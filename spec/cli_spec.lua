@@ -224,55 +224,111 @@ describe("tand", function()
       assert.equal(expected, out)
     end)
 
-    it("answers at a terminal, with a prompt", function()
+    -- A program running in a tmux session of its own: its screen, keys
+    -- typed one command at a time (each waits for the prompt that follows
+    -- its reply, so nothing is typed ahead while the console is busy).
+    local function terminal(cmdline)
       if os.execute("command -v tmux >/dev/null 2>&1") ~= true then
         error("tmux is needed for this test (scripts/setup installs it)")
       end
       local session = "tand-spec-" .. math.random(1e9)
+      local t = {}
       local function tmux(args)
         return os.execute("tmux " .. args .. " >/dev/null 2>&1")
       end
-      local function screen()
-        local p = io.popen("tmux capture-pane -p -t " .. session)
-        local s = p:read("a")
+      function t.screen()
+        local p = io.popen("tmux capture-pane -p -J -t " .. session)
+        local text = p:read("a")
         p:close()
-        return s
+        return text
       end
-      assert.is_true(tmux("new-session -d -x 100 -y 30 -s " .. session ..
-                          " " .. q(TAND .. " repl --min 1 --max 9")))
-      local ok, err = pcall(function()
+      function t.has(text) return t.screen():find(text, 1, true) ~= nil end
+      function t.wait_for(text)
+        assert.is_true(helper.wait_for(function() return t.has(text) end,
+                                       20000), "never shown: " .. text .. "\n" .. t.screen())
+      end
+      local function prompts()
+        local _, n = t.screen():gsub("tand>", "")
+        return n
+      end
+      function t.type(keys, expect)
+        local before = prompts()
+        tmux("send-keys -t " .. session .. " " .. q(keys) .. " Enter")
         assert.is_true(helper.wait_for(function()
-          return screen():find("tand>", 1, true) ~= nil
+          return prompts() > before
         end, 20000))
-        -- one command at a time: each waits for the prompt that follows
-        -- its reply, so nothing is typed ahead while the console is busy
-        local function prompts()
-          local _, n = screen():gsub("tand>", "")
-          return n
-        end
-        local function type_and_wait(keys, expect)
-          local before = prompts()
-          tmux("send-keys -t " .. session .. " " .. keys .. " Enter")
-          assert.is_true(helper.wait_for(function()
-            return prompts() > before
-          end, 20000))
-          assert.is_truthy(screen():find(expect, 1, true))
-        end
-        type_and_wait("queue", "=> 1")
-        type_and_wait("queue", "=> 2")
-        type_and_wait("'serve 2'", "queue: { 1 }")
-        type_and_wait("report", "queue = { 1 }")
-        local s = screen()
-        assert.matches("repl on deluxe", s)
-        assert.matches("tand> queue\n=> 1", s)
-        assert.matches("tand> serve 2\n=> 2", s)
+        if expect then assert.is_truthy(t.has(expect), t.screen()) end
+      end
+      function t.quit()
         tmux("send-keys -t " .. session .. " quit Enter")
         assert.is_true(helper.wait_for(function()
           return not tmux("has-session -t " .. session)
         end, 20000))
+      end
+      function t.kill() tmux("kill-session -t " .. session) end
+      assert.is_true(tmux("new-session -d -x 100 -y 30 -s " .. session ..
+                          " " .. q(cmdline)))
+      return t
+    end
+
+    it("answers at a terminal, with a prompt", function()
+      local t = terminal(TAND .. " repl --min 1 --max 9")
+      local ok, err = pcall(function()
+        t.wait_for("tand>")
+        t.type("queue", "=> 1")
+        t.type("queue", "=> 2")
+        t.type("serve 2", "queue: { 1 }")
+        t.type("report", "queue = { 1 }")
+        local s = t.screen()
+        assert.matches("repl on deluxe", s)
+        assert.matches("tand> queue\n=> 1", s)
+        assert.matches("tand> serve 2\n=> 2", s)
+        t.quit()
       end)
-      tmux("kill-session -t " .. session)
+      t.kill()
       assert(ok, err)
+    end)
+
+    it("reloads a watched policy when it is saved, keeping the queue", function()
+      local vip = assert(io.open("examples/policies/vip.lua")):read("a")
+      local file = write_file(vip)
+      local function save(text)
+        local f = assert(io.open(file, "w"))
+        f:write(text)
+        f:close()
+      end
+      local t = terminal(TAND .. " repl --policy " .. file .. " --watch")
+      local ok, err = pcall(function()
+        t.wait_for("tand>")
+        assert.is_true(t.has("watching " .. file))
+        t.type("queue", "=> 1")
+        t.type("queue_vip", "=> 2")
+        t.type("hello", "error: unknown_request")
+        -- a new op, the VIP kept: the state is the old one
+        save((vip:gsub('if op == "queue_vip" then',
+                       'if op == "hello" then return "hi, " .. #state.vips .. " vip"\n' ..
+                       '    elseif op == "queue_vip" then', 1)))
+        t.wait_for("reloaded " .. file .. "; queue: { 1, 2 }")
+        t.type("hello", '=> "hi, 1 vip"')
+        -- a broken save is refused and the old code runs on
+        save("return { handle_call = ")
+        t.wait_for("reload failed, the old code runs on (reload_failed): " ..
+                   "cannot load the policy")
+        t.type("hello", '=> "hi, 1 vip"')
+        t.type("serve", "=> 2") -- the VIP first: still the VIP policy
+        t.quit()
+      end)
+      t.kill()
+      os.remove(file)
+      assert(ok, err)
+    end)
+
+    it("refuses --watch without a policy file", function()
+      local _, err, code = run("repl --watch", "")
+      assert.equal(2, code)
+      assert.matches("%-%-watch needs %-%-policy FILE.lua", err)
+      _, err, code = run("repl --policy counter --watch", "")
+      assert.equal(2, code)
     end)
   end)
 end)

@@ -10,10 +10,11 @@ usage: tand <command> [arguments]
 
   run SCRIPT.lua [args...]
         run a Lua script with the tand module (arg and ... as in lua5.4)
-  repl [--policy P] [--min N --max M]
+  repl [--policy P [--watch]] [--min N --max M]
         a console on one machine: queue, serve [n], report, reset, any
         op of the policy with arguments, help; reads commands line by line
-        from a pipe too (no prompt then)
+        from a pipe too (no prompt then); --watch reloads a policy file
+        each time it is saved, keeping the machine's state
   check POLICY [--seed S] [--ops N] [--threads T] [--op NAME[:GEN,...]]...
         drive a policy with random operations from several threads and
         check the ticket invariants after each step; a failure is shrunk

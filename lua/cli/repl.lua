@@ -145,24 +145,60 @@ local function execute(m, counter, line, out)
   return true
 end
 
+-- --watch: a function for native.readline's idle time that reloads the
+-- policy once its file has been saved and left alone for one look (an
+-- editor may write it in several steps), and says how that went.
+local function watcher(m, file, native)
+  local function look()
+    local mtime, size = native.stat(file)
+    return mtime and (mtime .. ":" .. size) or "missing"
+  end
+  local loaded, seen = look(), nil
+  return function()
+    local now = look()
+    if now == loaded then seen = nil return nil end
+    if now ~= seen then seen = now return nil end
+    loaded, seen = now, nil
+    local ok, err, detail = m:reload()
+    if ok then
+      local st = m:report_state()
+      local queue = type(st) == "table" and type(st.queue) == "table"
+                    and ("; queue: " .. util.show(st.queue)) or ""
+      return "reloaded " .. file .. queue
+    end
+    return "reload failed, the old code runs on (" .. tostring(err) .. "): " ..
+           tostring(detail)
+  end
+end
+
 function M.main(args)
   local flags, pos = util.parse(args, { policy = "string", min = "integer",
-                                        max = "integer" })
+                                        max = "integer", watch = "boolean" })
   if #pos > 0 then util.usage_error("unexpected argument '%s'", pos[1]) end
   local counter = flags.policy == "counter"
-  local m = util.start(flags.policy, flags.min, flags.max)
   local ok_native, native = pcall(require, "tand.cli.native")
   if not ok_native then native = nil end
+  if flags.watch and not (flags.policy and flags.policy:match("%.lua$")) then
+    util.usage_error("--watch needs --policy FILE.lua (the file it watches)")
+  end
+  if flags.watch and not native then
+    util.usage_error("--watch needs the tand command (tand repl)")
+  end
+  local m = util.start(flags.policy, flags.min, flags.max)
+  local idle = flags.watch and watcher(m, flags.policy, native) or nil
   local tty = native and native.isatty(0) or false
   local out = io.stdout
   if tty then
     out:write("tand ", require("tand").version, " repl on ",
               flags.policy or "deluxe", " (help for commands)\n")
   end
+  if flags.watch then
+    out:write("watching ", flags.policy, ": saving it reloads the policy\n")
+  end
   while true do
     local line
     if native then
-      line = native.readline(tty and "tand> " or "")
+      line = native.readline(tty and "tand> " or "", idle)
     else
       line = io.read("l")
     end
