@@ -470,4 +470,19 @@ describe("tand.register and tand.unregister", function()
     assert.equal(1, wins); assert.equal(7, taken)
     for i = 1, 8 do ms[i]:stop() end
   end)
+
+  it("race: a name given while its server ends never outlives it", function()
+    for round = 1, 200 do
+      local m = assert(tand.start(round))
+      local stopper = tand.spawn(function(h) return h:stop() end, m)
+      local ok, err = tand.register("reg_ending", m)
+      assert.is_true(ok or err == "noproc", tostring(err))
+      assert.is_true(stopper:join(5000))
+      -- ended: the name, if it was given, went with the server
+      assert.is_nil(tand.whereis("reg_ending"))
+    end
+    local live = assert(tand.start(0))
+    assert.is_true(tand.register("reg_ending", live))
+    live:stop()
+  end)
 end)
