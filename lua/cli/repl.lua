@@ -5,6 +5,24 @@ local util = require "tand.cli.util"
 
 local M = {}
 
+M.usage = [=[
+usage: tand repl [--policy P [--watch]] [--min N --max M]
+
+A console on one machine. Each line is a command (help lists them); the
+reply is printed, and after a change the queue. At a terminal it has a
+prompt, line editing and history; from a pipe it reads one command per
+line with no prompt.
+
+options:
+  --policy P     the machine: deluxe (the default), counter, a policy
+                 module name or a .lua file
+  --min N        the deluxe range's lowest number (default 1)
+  --max M        and its highest (default 99)
+  --watch        reload the policy each time its file is saved, keeping
+                 the machine's state (needs --policy FILE.lua)
+  -h, --help     this text
+]=]
+
 local HELP = [[
 commands (arguments are Lua literals: 7, "alice", true, {1, 2}; a bare
 word is a string):
