@@ -761,7 +761,7 @@ int tand_supervisor_which_children(tand_server *s, tand_child_info *out,
     rc = sup_request(s, OP_WHICH, NULL, 0, &reply, timeout_ms);
     if (rc == 0) {
         n = reply.size / sizeof *out;
-        if (n > 0)
+        if (n > 0 && cap > 0)
             memcpy(out, reply.data, (n < cap ? n : cap) * sizeof *out);
         *count = n;
     }

@@ -365,6 +365,7 @@ static void dyn_operations(void)
 
     CHECK_OK(tand_supervisor_terminate_child(sup, "d1", 5000));
     CHECK(!tand_server_alive(s));
+    tand_server_release(s);
     CHECK_INT(id_of("d1"), 0);
     CHECK_INT(child_at(sup, "d1", &info), 0);
     CHECK_INT(info.alive, 0);
@@ -383,7 +384,7 @@ static void dyn_operations(void)
              TAND_ENOTFOUND);
 
     CHECK_OK(tand_supervisor_restart_child(sup, "d1", &s2, 5000));
-    CHECK(s2 != NULL && s2 != s);
+    CHECK(s2 != NULL);
     CHECK_INT(tand_server_id(s2), id_of("d1"));
     CHECK(tand_server_alive(s2));
     CHECK_INT(child_at(sup, "d1", &info), 0);
