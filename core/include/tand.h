@@ -739,7 +739,8 @@ TAND_API int tand_supervisor_which_children(tand_server *sup,
 ** supervisor that had ended), else by the supervisor (at once if the
 ** child is not kept). *out, when not NULL, gets a reference to the new
 ** incarnation, which the caller releases. 0, or besides the above:
-** TAND_ECONFIG (a bad spec: no name, no start, a bad restart type),
+** TAND_ECONFIG (a bad spec: no name, no start, a bad restart type; or
+** the supervisor has 100000 children already),
 ** TAND_ESTARTED (a child of that name is running), TAND_EPRESENT (a
 ** child of that name is kept, not running), or the start's error (the
 ** child's name taken by another server: TAND_ENAMETAKEN), and then
