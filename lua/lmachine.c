@@ -108,6 +108,11 @@ static int64_t timeout_of(const lmachine *m)
     return (t < 0 || left < t) ? left : t;
 }
 
+int64_t ltand_timeout_of(const lmachine *m)
+{
+    return timeout_of(m);
+}
+
 /* Sends req to the handle's server and waits for the reply. */
 static int call(lmachine *m, tand_msg *req, tand_msg *reply)
 {
@@ -573,6 +578,13 @@ static const luaL_Reg machine_methods[] = {
     {"reload", m_reload},
     {"settimeout", m_settimeout},
     {"stats", m_stats},
+    /* a supervisor's (lsupervise.c); they raise on any other server */
+    {"which_children", ltand_sup_which_children},
+    {"start_child", ltand_sup_start_child},
+    {"terminate_child", ltand_sup_terminate_child},
+    {"restart_child", ltand_sup_restart_child},
+    {"delete_child", ltand_sup_delete_child},
+    {"count_children", ltand_sup_count_children},
     {NULL, NULL}};
 
 static const luaL_Reg machine_meta[] = {{"__gc", m_gc},

@@ -241,6 +241,10 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
                         int first, int last, tand_replies *box,
                         tand_server *owner, uint64_t *ids, const int *closed);
 
+/* The timeout a call on the handle m gets: its own, capped inside a
+** policy callback by what is left of the callback's time. [-0, +0, -] */
+int64_t ltand_timeout_of(const lmachine *m);
+
 /* The machine at idx, or raises; mt: an index that may hold the machine
 ** metatable (an upvalue), for a check without a lookup by name. Follows
 ** a handle's name to its current server. [-0, +0, v] */
@@ -326,6 +330,20 @@ int ltand_get_integer(lua_State *L, int idx, int64_t *out);
 /* tand.supervise(flags, children): a handle to the supervisor, or nil,
 ** token, detail. */
 int ltand_supervise(lua_State *L);
+
+/* The supervisor handle's methods, on the machine handle's method table
+** (their upvalue 1 is the machine metatable): sup:which_children(),
+** sup:start_child(spec), sup:terminate_child(name),
+** sup:restart_child(name), sup:delete_child(name),
+** sup:count_children(). Each returns its result or nil, token[, detail];
+** each raises for a bad argument or a handle whose server is not a
+** supervisor. */
+int ltand_sup_which_children(lua_State *L);
+int ltand_sup_start_child(lua_State *L);
+int ltand_sup_terminate_child(lua_State *L);
+int ltand_sup_restart_child(lua_State *L);
+int ltand_sup_delete_child(lua_State *L);
+int ltand_sup_count_children(lua_State *L);
 
 /* ---- lrequest.c: requests and request sets ---- */
 

@@ -61,13 +61,19 @@ extern "C" {
     XX(ESTOPPED, -21, "stopped",                                             \
        "the server was stopped for a reason of its own")                     \
     XX(ERELOAD, -22, "reload_failed",                                        \
-       "the new code was refused and the old code runs on")
+       "the new code was refused and the old code runs on")                  \
+    XX(ENOTFOUND, -23, "not_found", "the supervisor has no such child")      \
+    XX(ERUNNING, -24, "running", "the child is running")                     \
+    XX(EPRESENT, -25, "already_present",                                     \
+       "the supervisor keeps a child of that name, not running")             \
+    XX(ESTARTED, -26, "already_started",                                     \
+       "the supervisor has a running child of that name")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -23
+    TAND_ERR_LAST_ = -27
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,
@@ -85,6 +91,10 @@ TAND_API int tand_errcode(const char *token);
 TAND_API const char *tand_strerror(int err);
 
 /* ---- time ------------------------------------------------------------ */
+
+/* The longest name of a server (tand_register) or a supervisor's child,
+** in bytes, without the NUL. */
+#define TAND_NAME_MAX 255
 
 /* A timeout that never expires. Timeouts are in milliseconds, >= 0. */
 #define TAND_FOREVER INT64_C(-1)
@@ -637,8 +647,11 @@ enum {
 };
 
 /* One supervised child. `start` starts an incarnation registered under
-** `name` (it runs on the supervisor's thread); `arg` stays the caller's
-** until the supervisor ends, when free_arg(arg) is called if not NULL. */
+** `name` (it runs on the supervisor's thread); `arg` is handed to the
+** supervisor, which calls free_arg(arg), if not NULL, exactly once: when
+** the child's spec is deleted (tand_supervisor_delete_child, a temporary
+** child's end) or the supervisor ends, or on the failure paths below.
+** A child's name is how the supervisor's operations find it. */
 typedef struct tand_child_spec {
     const char *name; /* copied */
     int restart;      /* TAND_PERMANENT (default), ... */
@@ -660,9 +673,15 @@ typedef struct tand_supervisor_options {
 TAND_API void tand_supervisor_options_init(tand_supervisor_options *o);
 
 /* Starts a supervisor, a server that starts the children in order and
-** restarts them by its strategy when they end: one_for_one restarts the
-** one, one_for_all stops the others (in reverse order) and restarts all
-** but temporary ones, rest_for_one does that for the children after it.
+** restarts them by its strategy when they end, as OTP's supervisor does:
+** a permanent child whenever it ends, a transient one when it ends
+** abnormally (after a normal end its spec is kept, not running), a
+** temporary one never (its spec is deleted when it ends). one_for_one
+** restarts the one; one_for_all stops the others (in reverse order),
+** deletes the temporary ones among them and starts the rest in order,
+** those that were not running too; rest_for_one does that for the
+** children after it in the current child list (which the operations
+** below change).
 ** A restart that fails is tried again at once, each try counting as a
 ** restart; more than max_restarts within max_seconds and it gives up:
 ** it stops its children and ends with TAND_ECRASHED.
@@ -679,6 +698,105 @@ TAND_API int tand_supervisor_start(tand_runtime *rt,
                                    const tand_child_spec *children,
                                    size_t nchildren, tand_server **out);
 
+/* The dynamic operations (OTP's which_children, start_child,
+** terminate_child, restart_child, delete_child, count_children) are
+** calls into the supervisor `sup`, handled between its other messages.
+** Each returns 0 or: TAND_EINVAL (a NULL argument, a name that is empty
+** or longer than TAND_NAME_MAX, or `sup` is not a supervisor: see
+** tand_server_is_supervisor), TAND_ENOPROC (the supervisor has ended,
+** or has not started its first children yet: a name it registers is
+** visible meanwhile), TAND_ETIMEDOUT (no reply within timeout_ms, the
+** deadline of tand_call; the operation may have been done or not:
+** which_children tells), TAND_ECALLSELF (called from the supervisor's
+** own thread, a child's start function included), TAND_ENOMEM, or as
+** each says. On failure out-parameters are zeroed or NULL.
+** Thread: any but the supervisor's own, and in a pumped runtime not its
+** pump (as tand_supervisor_start). Blocks: until the reply or
+** timeout_ms; the supervisor meanwhile starts or stops (waiting up to
+** 5 s for its end) the child concerned. */
+
+/* 1 when s is a supervisor (made by tand_supervisor_start), else 0, also
+** for NULL; whether it has ended does not matter.
+** Thread: any. Blocks: no. */
+TAND_API int tand_server_is_supervisor(const tand_server *s);
+
+/* One child as tand_supervisor_which_children() lists it. */
+typedef struct tand_child_info {
+    char name[TAND_NAME_MAX + 1]; /* NUL-terminated */
+    int restart;       /* TAND_PERMANENT, TAND_TRANSIENT, TAND_TEMPORARY */
+    int alive;         /* 1 while an incarnation of it runs */
+    uint64_t restarts; /* times the supervisor restarted it by its
+                       ** strategy (not tand_supervisor_restart_child) */
+} tand_child_info;
+
+/* OTP's count_children. */
+typedef struct tand_child_counts {
+    size_t specs;       /* children kept, running or not */
+    size_t active;      /* of them, running */
+    size_t supervisors; /* of them, those whose last incarnation was a
+                        ** supervisor (tand_server_is_supervisor) */
+    size_t workers;     /* the others */
+} tand_child_counts;
+
+/* Lists the children in start order (the order of the child list) into
+** out[0..cap-1]; *count gets how many there are, also when that is more
+** than cap (only cap are written, as snprintf does). out may be NULL
+** when cap is 0. Errors as above (count NULL, or out NULL with cap > 0:
+** TAND_EINVAL); *count is 0 on failure. */
+TAND_API int tand_supervisor_which_children(tand_server *sup,
+                                            tand_child_info *out,
+                                            size_t cap, size_t *count,
+                                            int64_t timeout_ms);
+
+/* Appends *spec to the child list and starts the child (read during the
+** call only; spec->name is copied). spec->arg is the supervisor's from
+** the call on, on every path: free_arg is called exactly once, here on
+** a failure before or instead of the handling (a NULL sup or bad spec,
+** a deadline that passed before the supervisor took the spec, a
+** supervisor that had ended), else by the supervisor (at once if the
+** child is not kept). *out, when not NULL, gets a reference to the new
+** incarnation, which the caller releases. 0, or besides the above:
+** TAND_ECONFIG (a bad spec: no name, no start, a bad restart type; or
+** the supervisor has 100000 children already),
+** TAND_ESTARTED (a child of that name is running), TAND_EPRESENT (a
+** child of that name is kept, not running), or the start's error (the
+** child's name taken by another server: TAND_ENAMETAKEN), and then
+** nothing is kept. */
+TAND_API int tand_supervisor_start_child(tand_server *sup,
+                                         const tand_child_spec *spec,
+                                         tand_server **out,
+                                         int64_t timeout_ms);
+
+/* Stops the child `name` with reason "shutdown" (a normal stop: it is
+** not restarted) and waits for its end; its spec is kept, not running,
+** but a temporary child's is deleted (free_arg), as in OTP. 0, also when
+** it was not running; TAND_ENOTFOUND for no such child. */
+TAND_API int tand_supervisor_terminate_child(tand_server *sup,
+                                             const char *name,
+                                             int64_t timeout_ms);
+
+/* Starts the kept child `name` that is not running. A restart by hand:
+** it counts neither toward the restart intensity nor in the child's
+** restarts. *out, when not NULL, gets a reference to the new incarnation.
+** 0, or TAND_ERUNNING (it runs), TAND_ENOTFOUND, or the start's error
+** (the spec stays kept, not running). */
+TAND_API int tand_supervisor_restart_child(tand_server *sup,
+                                           const char *name,
+                                           tand_server **out,
+                                           int64_t timeout_ms);
+
+/* Deletes the spec of the child `name` that is not running: free_arg is
+** called, on the supervisor's thread. 0, TAND_ERUNNING (it runs),
+** TAND_ENOTFOUND. */
+TAND_API int tand_supervisor_delete_child(tand_server *sup, const char *name,
+                                          int64_t timeout_ms);
+
+/* Fills *out with OTP's counts of the children. Errors as above; *out is
+** zeroed on failure. */
+TAND_API int tand_supervisor_count_children(tand_server *sup,
+                                            tand_child_counts *out,
+                                            int64_t timeout_ms);
+
 /* ---- registry -------------------------------------------------------- */
 
 /* Registers a running server under `name` (copied; 1 to TAND_NAME_MAX
@@ -687,7 +805,6 @@ TAND_API int tand_supervisor_start(tand_runtime *rt,
 ** another server has it, TAND_ENOPROC if s is stopping, TAND_ENOMEM; on
 ** failure nothing is changed. The name is dropped when the server ends.
 ** Thread: any. Blocks: no. */
-#define TAND_NAME_MAX 255
 TAND_API int tand_register(tand_server *s, const char *name);
 
 /* Drops a name (the server keeps running and may register another): 0,
@@ -895,7 +1012,10 @@ TAND_API void tand_tickets_handle(tand_tickets *t, tand_journal *j,
 
 /* Request codes of the built-in machines (tand_msg.op). op 0 carries a
 ** MessagePack array [op_name, args...] in data and is answered with an
-** array of results in data. */
+** array of results in data. The codes 1 to 6 are the built-in machines'
+** and TAND_OP_RESERVED_FIRST to _LAST are tand's own (DOWN notices,
+** supervisors' and policy servers' internal calls): a behaviour of its
+** own may use any other positive code. */
 enum {
     TAND_OP_ENCODED = 0,
     TAND_OP_QUEUE_NEW_NUMBER = 1, /* reply ival[0] = the number */
@@ -906,7 +1026,9 @@ enum {
     TAND_OP_REPORT = 6, /* reply ival[0] = current, data = last caller */
     TAND_OP_DOWN = 100, /* an info: a monitored server ended */
     TAND_OP_SUPERVISOR_INIT = 101, /* internal: a supervisor starts up */
-    TAND_OP_RELOAD = 102 /* internal: a policy server loads new code */
+    TAND_OP_RELOAD = 102, /* internal: a policy server loads new code */
+    TAND_OP_RESERVED_FIRST = 100,
+    TAND_OP_RESERVED_LAST = 127
 };
 
 typedef struct tand_deluxe_options {
