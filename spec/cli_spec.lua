@@ -240,6 +240,60 @@ describe("tand", function()
       assert.equal(2, code)
       assert.matches("kind 'sideways'", err)
     end)
+
+    it("refuses to pass a policy that handles ops P.ops does not declare",
+       function()
+      local out, _, code = run("check spec/fixtures/hidden_op.lua --seed 1 "
+                               .. "--ops 100")
+      assert.equal(1, code)
+      assert.matches("FAILED: the policy handles again, which P.ops does "
+                     .. "not declare", out)
+      -- declared on the command line, it is driven and its bug found
+      out, _, code = run("check spec/fixtures/hidden_op.lua --seed 1 "
+                         .. "--ops 200 --op again=queue")
+      assert.equal(1, code)
+      assert.matches("again%(%)%s+%-> %d+   <%- handed out", out)
+      -- every example policy declares what it handles, and passes
+      for _, p in ipairs({ "vip", "one_per_caller", "desks", "my_turn",
+                           "matchmaking", "members_first" }) do
+        out, _, code = run("check examples/policies/" .. p .. ".lua "
+                           .. "--seed 5 --ops 200")
+        assert.equal(0, code, p .. ": " .. out)
+      end
+    end)
+
+    it("shrinks a failure of the concurrent phase, in sequence if it fails "
+       .. "there", function()
+      local out, _, code = run("check spec/fixtures/twice.lua --seed 7 "
+                               .. "--ops 200")
+      assert.equal(1, code)
+      assert.matches("FAILED with 4 threads at once", out)
+      assert.matches("in one thread, in the order they were sent, fail "
+                     .. "too; shrunk to 2 steps", out)
+      assert.matches("twice%(%)%s+%-> %d+   <%- handed out %d+, which was "
+                     .. "already queued", out)
+    end)
+
+    it("shrinks a failure only threads at once find, as threads", function()
+      local out, _, code = run("check spec/fixtures/crowd_shy.lua --seed 9 "
+                               .. "--ops 200")
+      assert.equal(1, code)
+      assert.matches("FAILED with 4 threads at once", out)
+      assert.matches("crowded", out)
+      local threads = tonumber(out:match("shrunk to (%d+) threads at once"))
+      assert.is_not_nil(threads, out)
+      assert.is_true(threads >= 2 and threads <= 4)
+      assert.matches("\n  thread 1: ", out)
+    end)
+
+    it("seeds each run afresh without --seed", function()
+      local seeds = {}
+      for i = 1, 3 do
+        local out = run("check examples/policies/vip.lua --ops 10")
+        seeds[i] = out:match("seed (%d+)")
+      end
+      assert.is_true(seeds[1] ~= seeds[2] or seeds[2] ~= seeds[3])
+    end)
   end)
 
   describe("bench", function()

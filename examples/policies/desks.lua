@@ -7,6 +7,10 @@
 return function()
   local P = {}
 
+  -- for `tand check`: the ops and their arguments' generators
+  P.ops = { take = { args = { "string" } }, serve = { args = { "string" } },
+            waiting = {} }
+
   function P.init()
     -- per category: the next serial and a FIFO of {ticket, arrival}
     return { serial = {}, queues = {}, arrivals = 0 }

@@ -81,11 +81,13 @@ local function parse_op(spec, where)
 end
 
 -- The policy's declared ops: P.ops = { name = { kind = "queue", args =
--- { "caller" } }, ... }, in name order.
+-- { "caller" } }, ... }, in name order, and the names of those declared
+-- with skip = true (known, never called: an op whose caller waits for
+-- another's, say).
 local function declared_ops(policy)
   local p = util.policy_table(policy)
-  local ops = {}
-  if p == nil or p.ops == nil then return ops end
+  local ops, skipped = {}, {}
+  if p == nil or p.ops == nil then return ops, skipped end
   if type(p.ops) ~= "table" then
     util.usage_error("the policy's ops must be a table")
   end
@@ -95,13 +97,67 @@ local function declared_ops(policy)
   for _, name in ipairs(names) do
     local d = p.ops[name]
     local spec = name
-    if type(d) == "table" then
-      spec = name .. "=" .. (d.kind or "other") .. ":" ..
-             table.concat(d.args or {}, ",")
+    if type(d) == "table" and d.skip then
+      skipped[#skipped + 1] = name
+    else
+      if type(d) == "table" then
+        spec = name .. "=" .. (d.kind or "other") .. ":" ..
+               table.concat(d.args or {}, ",")
+      end
+      ops[#ops + 1] = parse_op(spec, "the policy's ops")
     end
-    ops[#ops + 1] = parse_op(spec, "the policy's ops")
   end
-  return ops
+  return ops, skipped
+end
+
+-- The ops the policy answers that check does not know of: names in the
+-- policy's source that, called with no arguments, get another answer
+-- than an op nobody handles does. Sorted.
+local function undeclared_ops(policy, ops, skipped, ctx)
+  local path = util.policy_path(policy)
+  local f = path and io.open(path, "r")
+  if not f then return {} end
+  local source = f:read("a")
+  f:close()
+  local known = { reset_state = true, next = true, report = true }
+  for _, op in ipairs(ops) do known[op.name] = true end
+  for _, name in ipairs(skipped) do known[name] = true end
+  local candidates, seen = {}, {}
+  for _, name in source:gmatch("([\"'])([%a_][%w_]*)%1") do
+    if not known[name] and not seen[name] then
+      seen[name] = true
+      candidates[#candidates + 1] = name
+    end
+  end
+  table.sort(candidates)
+  if #candidates == 0 then return {} end
+  -- what kind of answer: a value, or nil and which token (the detail
+  -- names the op, so it is left out)
+  -- what kind of answer name gets on a fresh machine, and on one with two
+  -- numbers taken (an op may answer only once there is something)
+  local function answer(name, taken)
+    local m = util.start(policy, ctx.min, ctx.max, ctx.extra)
+    m:settimeout(1000) -- an op that defers its reply is answered too
+    for _ = 1, taken do m:queue_new_number() end
+    local v, token, detail = m:call(name)
+    m:stop()
+    if v ~= nil then return "a value" end
+    -- the detail of an unknown op names it: as any other name then
+    local plain = tostring(detail):gsub("'" .. name .. "'", "'OP'")
+    return tostring(token) .. ": " .. plain
+  end
+  local found = {}
+  for taken = 0, 2, 2 do
+    local nobody = answer("tand_check_no_such_op", taken)
+    for _, name in ipairs(candidates) do
+      if not found[name] and answer(name, taken) ~= nobody then
+        found[name] = true
+        found[#found + 1] = name
+      end
+    end
+  end
+  table.sort(found)
+  return found
 end
 
 -- A random sequence of n steps {op, args}.
@@ -227,29 +283,32 @@ local function worker(m, seq)
   return out
 end
 
--- The concurrent phase: failures are a message, or nil.
-local function run_concurrent(ops, ctx, threads, per_thread)
+-- The concurrent phase: seqs[t] is thread t's sequence of steps. Returns
+-- nil, or a failure message and when each step was sent (sent[t][i]).
+local function run_concurrent(seqs, ctx)
   local m = util.start(ctx.policy, ctx.min, ctx.max, ctx.extra)
-  local seqs, ts = {}, {}
-  for t = 1, threads do
+  local plains, ts, sent = {}, {}, {}
+  for t, seq in ipairs(seqs) do
     local plain = {}
-    for i, step in ipairs(generate(ops, per_thread, ctx)) do
+    for i, step in ipairs(seq) do
       plain[i] = { name = step.op.name, kind = step.op.kind,
                    args = step.args }
     end
-    seqs[t] = plain
+    plains[t] = plain
     ts[t] = tand.spawn(worker, m, plain)
   end
   local issued, served, resets = {}, {}, {}
   local failure
-  for t = 1, threads do
+  for t = 1, #seqs do
     local res, err, detail = ts[t]:join(600000)
+    sent[t] = {}
     if not res then
       failure = failure or string.format("thread %d: %s: %s", t, err,
                                          tostring(detail))
     else
       for i, r in ipairs(res) do
-        local step = seqs[t][i]
+        local step = plains[t][i]
+        sent[t][i] = r.t0
         if r.ok == nil and BAD[r.token] then
           failure = failure or string.format(
             "thread %d, step %d (%s): the reply was %s: %s", t, i,
@@ -267,7 +326,7 @@ local function run_concurrent(ops, ctx, threads, per_thread)
   local st = m:report_state()
   failure = failure or check_queue(st, ctx)
   m:stop()
-  if failure then return failure end
+  if failure then return failure, sent end
   -- Between two issues of a number that surely did not overlap, something
   -- that may have freed it (its serve, or a reset) must have overlapped.
   local function freed_between(n, a, b)
@@ -284,7 +343,8 @@ local function run_concurrent(ops, ctx, threads, per_thread)
     for k = 2, #list do
       local a, b = list[k - 1], list[k]
       if a.t1 < b.t0 and not freed_between(n, a, b) then
-        return string.format("%d was handed out twice while queued", n)
+        return string.format("%d was handed out twice while queued", n),
+               sent
       end
     end
   end
@@ -298,7 +358,7 @@ local function run_concurrent(ops, ctx, threads, per_thread)
         if i.t0 <= s.t1 then ok = true break end
       end
       if not ok then
-        return string.format("%d was served but never handed out", n)
+        return string.format("%d was served but never handed out", n), sent
       end
     end
   end
@@ -342,10 +402,68 @@ local function shrink(seq, ctx)
   return seq
 end
 
+-- Shrinks a failing concurrent run (seqs: one sequence a thread): drops
+-- threads, then chunks of each thread's steps, while the run still fails.
+-- Runs vary, so a candidate counts as failing if one of TRIES runs does;
+-- it stops at the time budget and returns what it has.
+local TRIES, BUDGET_MS = 4, 20000
+local function shrink_concurrent(seqs, ctx)
+  local stop = tand.now() + BUDGET_MS
+  local function fails(cand)
+    for _ = 1, TRIES do
+      if run_concurrent(cand, ctx) then return true end
+    end
+    return false
+  end
+  local t = 1
+  while t <= #seqs and #seqs > 1 and tand.now() < stop do
+    local cand = table.move(seqs, 1, #seqs, 1, {})
+    table.remove(cand, t)
+    if fails(cand) then seqs = cand else t = t + 1 end
+  end
+  for k = 1, #seqs do
+    local chunk = #seqs[k] // 2
+    while chunk >= 1 and tand.now() < stop do
+      local i, progress = 1, false
+      while i <= #seqs[k] and tand.now() < stop do
+        local fewer = {}
+        for j, step in ipairs(seqs[k]) do
+          if j < i or j >= i + chunk then fewer[#fewer + 1] = step end
+        end
+        local cand = table.move(seqs, 1, #seqs, 1, {})
+        cand[k] = fewer
+        if #fewer > 0 and fails(cand) then
+          seqs, progress = cand, true
+        else
+          i = i + chunk
+        end
+      end
+      if not progress then chunk = chunk // 2 end
+    end
+  end
+  return seqs
+end
+
 local function step_text(step)
   local parts = {}
   for k, v in ipairs(step.args) do parts[k] = util.show(v) end
   return step.op.name .. "(" .. table.concat(parts, ", ") .. ")"
+end
+
+-- Prints a shrunk sequence, each step with its reply, the failing one
+-- marked.
+local function print_shrunk(small, ctx)
+  local at, why, log = run_sequence(small, ctx)
+  io.stdout:write(string.format("shrunk to %d steps:\n", #small))
+  for k, step in ipairs(small) do
+    local r = log and log[k]
+    local n = r and r.n or 0
+    while n > 1 and r[n] == nil do n = n - 1 end -- "1", not "1, nil, nil"
+    io.stdout:write(string.format("  %d. %-32s -> %s%s\n", k,
+      step_text(step), r and util.show_all(n, table.unpack(r, 1, n))
+                       or "?",
+      k == at and ("   <- " .. why) or ""))
+  end
 end
 
 function M.main(args)
@@ -364,7 +482,11 @@ function M.main(args)
   if threads < 1 or threads > 64 then
     util.usage_error("--threads must be from 1 to 64")
   end
-  local seed = flags.seed or (os.time() % 1000000)
+  local seed = flags.seed
+  if seed == nil then -- a new one each run, even within a second
+    math.randomseed()
+    seed = math.random(0, 999999999)
+  end
   local ctx = { policy = policy, min = flags.min or 1, max = flags.max or 8 }
   if policy ~= "deluxe" then
     ctx.extra = { callback_timeout = flags["callback-timeout"] or 2000 }
@@ -376,9 +498,20 @@ function M.main(args)
 
   local ops = {}
   for _, op in ipairs(BUILTIN) do ops[#ops + 1] = op end
-  for _, op in ipairs(declared_ops(policy)) do ops[#ops + 1] = op end
+  local declared, skipped = declared_ops(policy)
+  for _, op in ipairs(declared) do ops[#ops + 1] = op end
   for _, spec in ipairs(flags.op or {}) do
     ops[#ops + 1] = parse_op(spec, "--op")
+  end
+  local undeclared = undeclared_ops(policy, ops, skipped, ctx)
+  if #undeclared > 0 then
+    io.stdout:write(string.format(
+      "tand check: FAILED: the policy handles %s, which P.ops does not "
+      .. "declare (declare %s, or give --op NAME[=KIND][:GEN,...]), so "
+      .. "check would never call %s\n",
+      table.concat(undeclared, ", "), #undeclared > 1 and "them" or "it",
+      #undeclared > 1 and "them" or "it"))
+    return 1
   end
   for _, op in ipairs(ops) do
     if op.kind == "other" then ctx.opaque = true end
@@ -394,11 +527,48 @@ function M.main(args)
   math.randomseed(seed)
   local concurrent = nops // 2
   local per_thread = math.max(1, concurrent // threads)
-  local failure = run_concurrent(ops, ctx, threads, per_thread)
+  local seqs = {}
+  for t = 1, threads do seqs[t] = generate(ops, per_thread, ctx) end
+  local failure, sent = run_concurrent(seqs, ctx)
   if failure then
     io.stdout:write(string.format(
       "tand check: FAILED with %d threads at once (seed %d): %s\n",
       threads, seed, failure))
+    -- first in sequence, in the order the steps were sent: a failure
+    -- there shrinks as any sequential one
+    local order = {}
+    for t, seq in ipairs(seqs) do
+      for i, step in ipairs(seq) do
+        order[#order + 1] = { step = step, at = sent[t][i] or math.huge,
+                              t = t, i = i }
+      end
+    end
+    table.sort(order, function(a, b)
+      if a.at ~= b.at then return a.at < b.at end
+      return a.t < b.t or (a.t == b.t and a.i < b.i)
+    end)
+    local serial = {}
+    for k, o in ipairs(order) do serial[k] = o.step end
+    local at = run_sequence(serial, ctx)
+    if at then
+      for k = #serial, at + 1, -1 do serial[k] = nil end
+      io.stdout:write("the same steps in one thread, in the order they "
+                      .. "were sent, fail too; ")
+      print_shrunk(shrink(serial, ctx), ctx)
+    else
+      local small = shrink_concurrent(seqs, ctx)
+      local steps = 0
+      for _, seq in ipairs(small) do steps = steps + #seq end
+      io.stdout:write(string.format(
+        "shrunk to %d threads at once, %d steps (it fails in some runs, "
+        .. "not all):\n", #small, steps))
+      for t, seq in ipairs(small) do
+        local texts = {}
+        for k, step in ipairs(seq) do texts[k] = step_text(step) end
+        io.stdout:write(string.format("  thread %d: %s\n", t,
+                                      table.concat(texts, ", ")))
+      end
+    end
     io.stdout:write(replay, "\n")
     return 1
   end
@@ -416,18 +586,7 @@ function M.main(args)
   io.stdout:write(string.format(
     "tand check: FAILED at op %d of %d (seed %d): %s\n", i,
     nops - per_thread * threads, seed, msg))
-  local small = shrink(seq, ctx)
-  local at, why, log = run_sequence(small, ctx)
-  io.stdout:write(string.format("shrunk to %d steps:\n", #small))
-  for k, step in ipairs(small) do
-    local r = log and log[k]
-    local n = r and r.n or 0
-    while n > 1 and r[n] == nil do n = n - 1 end -- "1", not "1, nil, nil"
-    io.stdout:write(string.format("  %d. %-32s -> %s%s\n", k,
-      step_text(step), r and util.show_all(n, table.unpack(r, 1, n))
-                       or "?",
-      k == at and ("   <- " .. why) or ""))
-  end
+  print_shrunk(shrink(seq, ctx), ctx)
   io.stdout:write(replay, "\n")
   return 1
 end

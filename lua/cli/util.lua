@@ -112,13 +112,19 @@ function M.start(policy, min, max, extra)
   return m
 end
 
--- Loads a policy's table in this state (to read its `ops`), or nil.
-function M.policy_table(policy)
+-- The file of a policy (a path, or a module name on package.path), or
+-- nil for the built-in machines and a module not found.
+function M.policy_path(policy)
   if policy == nil or policy == "deluxe" or policy == "counter" then
     return nil
   end
-  local path = is_file(policy) and policy
-               or package.searchpath(policy, package.path)
+  return is_file(policy) and policy
+         or package.searchpath(policy, package.path)
+end
+
+-- Loads a policy's table in this state (to read its `ops`), or nil.
+function M.policy_table(policy)
+  local path = M.policy_path(policy)
   if not path then return nil end
   local chunk = loadfile(path, "t")
   if not chunk then return nil end
