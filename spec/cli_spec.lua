@@ -39,6 +39,53 @@ local function write_file(text)
   return path
 end
 
+-- A program running in a tmux session of its own: its screen, keys
+-- typed one command at a time (each waits for the prompt that follows
+-- its reply, so nothing is typed ahead while the console is busy).
+local function terminal(cmdline)
+  if os.execute("command -v tmux >/dev/null 2>&1") ~= true then
+    error("tmux is needed for this test (scripts/setup installs it)")
+  end
+  local session = "tand-spec-" .. math.random(1e9)
+  local t = {}
+  local function tmux(args)
+    return os.execute("tmux " .. args .. " >/dev/null 2>&1")
+  end
+  function t.screen()
+    local p = io.popen("tmux capture-pane -p -J -t " .. session)
+    local text = p:read("a")
+    p:close()
+    return text
+  end
+  function t.has(text) return t.screen():find(text, 1, true) ~= nil end
+  function t.wait_for(text)
+    assert.is_true(helper.wait_for(function() return t.has(text) end,
+                                   20000), "never shown: " .. text .. "\n" .. t.screen())
+  end
+  local function prompts()
+    local _, n = t.screen():gsub("tand>", "")
+    return n
+  end
+  function t.type(keys, expect)
+    local before = prompts()
+    tmux("send-keys -t " .. session .. " " .. q(keys) .. " Enter")
+    assert.is_true(helper.wait_for(function()
+      return prompts() > before
+    end, 20000))
+    if expect then assert.is_truthy(t.has(expect), t.screen()) end
+  end
+  function t.quit()
+    tmux("send-keys -t " .. session .. " quit Enter")
+    assert.is_true(helper.wait_for(function()
+      return not tmux("has-session -t " .. session)
+    end, 20000))
+  end
+  function t.kill() tmux("kill-session -t " .. session) end
+  assert.is_true(tmux("new-session -d -x 100 -y 30 -s " .. session ..
+                      " " .. q(cmdline)))
+  return t
+end
+
 describe("tand", function()
   it("prints its version and usage", function()
     local out, _, code = run("--version")
@@ -325,8 +372,30 @@ describe("tand", function()
       local text = f:read("a")
       f:close()
       assert.matches("^<svg", text)
-      assert.matches("<rect", text)
+      assert.matches('<rect width="%d+" height="%d+" fill="white"/>', text)
+      assert.matches("calls %(log scale%)", text)
+      assert.matches("latency %(us%)", text)
+      for _, p in ipairs({ "p50", "p99", "p99.9" }) do
+        assert.matches(">" .. p:gsub("%.", "%%.") .. " [%d.]+ us<", text)
+      end
+      assert.is_nil(text:find(">%<1<")) -- "<1" escaped
+      assert.matches(">&lt;1<", text)
       os.remove(svg)
+    end)
+
+    it("clears its progress line at a terminal", function()
+      local t = terminal("sh -c " .. q(TAND .. " bench deluxe --clients 2 "
+                                       .. "--seconds 1; echo DONE; sleep 60"))
+      local ok, err = pcall(function()
+        t.wait_for("DONE")
+        local s = t.screen()
+        assert.is_nil(s:find("%] +%d+%% +%d+ calls/s"), s) -- no bar left
+        -- and nothing of it after the first line of the report
+        assert.matches("\ntand bench deluxe: 2 clients, [%d.]+ s, mix "
+                       .. "queue:70,serve:30\n", "\n" .. s)
+      end)
+      t.kill()
+      assert(ok, err)
     end)
 
     it("counts refusals by token", function()
@@ -358,53 +427,6 @@ describe("tand", function()
         "=> 1", "   queue: { 1 }", "" }, "\n")
       assert.equal(expected, out)
     end)
-
-    -- A program running in a tmux session of its own: its screen, keys
-    -- typed one command at a time (each waits for the prompt that follows
-    -- its reply, so nothing is typed ahead while the console is busy).
-    local function terminal(cmdline)
-      if os.execute("command -v tmux >/dev/null 2>&1") ~= true then
-        error("tmux is needed for this test (scripts/setup installs it)")
-      end
-      local session = "tand-spec-" .. math.random(1e9)
-      local t = {}
-      local function tmux(args)
-        return os.execute("tmux " .. args .. " >/dev/null 2>&1")
-      end
-      function t.screen()
-        local p = io.popen("tmux capture-pane -p -J -t " .. session)
-        local text = p:read("a")
-        p:close()
-        return text
-      end
-      function t.has(text) return t.screen():find(text, 1, true) ~= nil end
-      function t.wait_for(text)
-        assert.is_true(helper.wait_for(function() return t.has(text) end,
-                                       20000), "never shown: " .. text .. "\n" .. t.screen())
-      end
-      local function prompts()
-        local _, n = t.screen():gsub("tand>", "")
-        return n
-      end
-      function t.type(keys, expect)
-        local before = prompts()
-        tmux("send-keys -t " .. session .. " " .. q(keys) .. " Enter")
-        assert.is_true(helper.wait_for(function()
-          return prompts() > before
-        end, 20000))
-        if expect then assert.is_truthy(t.has(expect), t.screen()) end
-      end
-      function t.quit()
-        tmux("send-keys -t " .. session .. " quit Enter")
-        assert.is_true(helper.wait_for(function()
-          return not tmux("has-session -t " .. session)
-        end, 20000))
-      end
-      function t.kill() tmux("kill-session -t " .. session) end
-      assert.is_true(tmux("new-session -d -x 100 -y 30 -s " .. session ..
-                          " " .. q(cmdline)))
-      return t
-    end
 
     it("answers at a terminal, with a prompt", function()
       local t = terminal(TAND .. " repl --min 1 --max 9")

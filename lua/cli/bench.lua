@@ -111,31 +111,91 @@ local function bucket_label(k)
   return string.format("%d-%d", 2 ^ (k - 1) // 1, 2 ^ k // 1)
 end
 
--- The SVG of the histogram: one bar per non-empty bucket.
+local function escape(text)
+  return (text:gsub("&", "&amp;"):gsub("<", "&lt;"))
+end
+
+-- The SVG of the histogram: one bar per latency bucket from the first to
+-- the last that is not empty, counts on a log scale (so that the tail's
+-- few calls show), with count and latency axes, grid lines and the
+-- p50, p99 and p99.9 latencies marked, on a white background.
 local function svg(res, title)
-  local rows = {}
+  local first, last
   for k = 0, NBUCKETS - 1 do
-    if res.buckets[k + 1] > 0 then rows[#rows + 1] = k end
+    if res.buckets[k + 1] > 0 then
+      first = first or k
+      last = k
+    end
   end
+  first, last = first or 0, last or 0
   local maxc = 1
-  for _, k in ipairs(rows) do maxc = math.max(maxc, res.buckets[k + 1]) end
-  local w, h, left, top, bh = 640, 60 + 24 * #rows, 110, 40, 18
+  for k = first, last do maxc = math.max(maxc, res.buckets[k + 1]) end
+  local decades = math.max(1, math.ceil(math.log(maxc, 10) - 1e-9))
+  local rows = last - first + 1
+  local left, top, row, plotw = 90, 50, 22, 520
+  local w, h = left + plotw + 120, top + rows * row + 60
+  local function x_of(count) -- log10 scale, 1 at the axis
+    if count <= 0 then return left end
+    return left + plotw * (math.log(count, 10) + 0.3) / (decades + 0.3)
+  end
+  local function y_of(us) -- a latency's place on the log2 bucket axis
+    local pos = us < 1 and us or math.log(us, 2) + 1 -- bucket k spans [k, k+1)
+    return top + (pos - first) * row
+  end
   local out = {
     string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" '
                   .. 'height="%d" font-family="sans-serif" font-size="12">',
                   w, h),
-    string.format('<text x="10" y="20" font-size="14">%s</text>',
-                  title:gsub("&", "&amp;"):gsub("<", "&lt;")),
+    string.format('<rect width="%d" height="%d" fill="white"/>', w, h),
+    string.format('<text x="10" y="22" font-size="14">%s</text>',
+                  escape(title)),
   }
-  for i, k in ipairs(rows) do
-    local y = top + (i - 1) * 24
-    local len = (w - left - 90) * res.buckets[k + 1] / maxc
+  -- grid and count axis: 1, 10, 100, ...
+  for d = 0, decades do
+    local x = x_of(10 ^ d)
     out[#out + 1] = string.format(
-      '<text x="%d" y="%d" text-anchor="end">%s us</text>'
-      .. '<rect x="%d" y="%d" width="%.1f" height="%d" fill="#4a7ab5"/>'
-      .. '<text x="%.1f" y="%d">%d</text>',
-      left - 8, y + 13, bucket_label(k), left, y, len, bh,
-      left + len + 6, y + 13, res.buckets[k + 1])
+      '<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>'
+      .. '<text x="%.1f" y="%d" text-anchor="middle">%s</text>',
+      x, top, x, top + rows * row, x, top + rows * row + 16,
+      d <= 3 and string.format("%d", 10 ^ d) or ("1e" .. d))
+  end
+  out[#out + 1] = string.format(
+    '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>'
+    .. '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>'
+    .. '<text x="%d" y="%d" text-anchor="middle">calls (log scale)</text>'
+    .. '<text x="%d" y="%d" text-anchor="middle" transform="rotate(-90 %d %d)">'
+    .. 'latency (us)</text>',
+    left, top, left, top + rows * row, left, top + rows * row,
+    left + plotw, top + rows * row, left + plotw // 2, top + rows * row + 36,
+    16, top + rows * row // 2, 16, top + rows * row // 2)
+  for k = first, last do
+    local y, c = top + (k - first) * row, res.buckets[k + 1]
+    out[#out + 1] = string.format(
+      '<text x="%d" y="%d" text-anchor="end">%s</text>',
+      left - 6, y + 15, escape(bucket_label(k)))
+    if c > 0 then
+      local len = x_of(c) - left
+      -- the count inside a long bar, after a short one
+      local inside = len > 70
+      out[#out + 1] = string.format(
+        '<rect x="%d" y="%d" width="%.1f" height="%d" fill="#4a7ab5"/>'
+        .. '<text x="%.1f" y="%d" fill="%s" text-anchor="%s">%d</text>',
+        left, y + 2, math.max(1, len), row - 4,
+        inside and left + len - 4 or left + len + 4, y + 15,
+        inside and "white" or "#333", inside and "end" or "start", c)
+    end
+  end
+  -- the percentiles: a line across at each
+  for _, p in ipairs({ { "p50", res.p50, "#2a9d3a" },
+                       { "p99", res.p99, "#e08a00" },
+                       { "p99.9", res.p999, "#c0392b" } }) do
+    local y = y_of(p[2])
+    out[#out + 1] = string.format(
+      '<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" '
+      .. 'stroke-width="2" stroke-dasharray="6 3"/>'
+      .. '<text x="%d" y="%.1f" fill="%s">%s %.1f us</text>',
+      left, y, left + plotw, y, p[3], left + plotw + 6, y + 4, p[3], p[1],
+      p[2])
   end
   out[#out + 1] = "</svg>\n"
   return table.concat(out, "\n")
@@ -149,7 +209,8 @@ local function progress(native, tty, t0, seconds, m)
   local st = m:stats()
   local rate = st.calls / math.max(0.001, (tand.now() - t0) / 1000)
   local filled = math.floor(done * width)
-  io.stderr:write(string.format("\r[%s%s] %3d%%  %10.0f calls/s ",
+  -- "\27[K" clears what a longer line before it left
+  io.stderr:write(string.format("\r[%s%s] %3d%%  %10.0f calls/s\27[K",
     ("#"):rep(filled), ("."):rep(width - filled), math.floor(done * 100),
     rate))
 end
@@ -217,7 +278,7 @@ function M.main(args)
     for k = 1, NBUCKETS do res.buckets[k] = res.buckets[k] + b[k] end
   end
   local elapsed = (tand.now() - t0) / 1000
-  if tty then io.stderr:write("\r", (" "):rep(78), "\r") end
+  if tty then io.stderr:write("\r\27[K") end
   m:stop()
   table.sort(sample)
   res.per_sec = res.calls / elapsed
