@@ -156,6 +156,70 @@ static int n_stat(lua_State *L)
     return 2;
 }
 
+#ifdef TAND_HAVE_EDITLINE
+static char **completions; /* NULL-terminated, what Tab completes */
+
+/* libedit's generator: the state-th word that starts with text. */
+static char *next_completion(const char *text, int state)
+{
+    static size_t i, len;
+    if (state == 0) {
+        i = 0;
+        len = strlen(text);
+    }
+    while (completions != NULL && completions[i] != NULL) {
+        const char *w = completions[i++];
+        if (strncmp(w, text, len) == 0)
+            return strdup(w);
+    }
+    return NULL;
+}
+
+/* Tab completes the first word of a line only (a command or an op). */
+static char **complete(const char *text, int start, int end)
+{
+    (void)end;
+    rl_attempted_completion_over = 1; /* never file names */
+    if (start != 0)
+        return NULL;
+    return completion_matches((char *)text, next_completion);
+}
+#endif
+
+/* native.set_completions(words): the words Tab completes at the start of
+** a line. */
+static int n_set_completions(lua_State *L)
+{
+    lua_Integer n, i;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    n = luaL_len(L, 1);
+    for (i = 1; i <= n; i++)
+        if (lua_geti(L, 1, i) != LUA_TSTRING)
+            return luaL_argerror(L, 1, "a list of strings expected");
+#ifdef TAND_HAVE_EDITLINE
+    {
+        char **words = calloc((size_t)n + 1, sizeof *words);
+        if (words == NULL)
+            return luaL_error(L, "not enough memory");
+        for (i = 0; i < n; i++)
+            if ((words[i] = strdup(lua_tostring(L, 2 + (int)i))) == NULL) {
+                while (i-- > 0)
+                    free(words[i]);
+                free(words);
+                return luaL_error(L, "not enough memory");
+            }
+        if (completions != NULL) {
+            for (char **w = completions; *w != NULL; w++)
+                free(*w);
+            free(completions);
+        }
+        completions = words;
+        rl_attempted_completion_function = complete;
+    }
+#endif
+    return 0;
+}
+
 static int n_add_history(lua_State *L)
 {
     const char *line = luaL_checkstring(L, 1);
@@ -193,6 +257,7 @@ static int open_native(lua_State *L)
     static const luaL_Reg fns[] = {{"readline", n_readline},
                                    {"add_history", n_add_history},
                                    {"stat", n_stat},
+                                   {"set_completions", n_set_completions},
                                    {"isatty", n_isatty},
                                    {"term_width", n_term_width},
                                    {NULL, NULL}};

@@ -74,6 +74,11 @@ local function terminal(cmdline)
     end, 20000))
     if expect then assert.is_truthy(t.has(expect), t.screen()) end
   end
+  function t.keys(...) -- tmux key names: "queue_v", "Tab", "Enter"
+    local parts = {}
+    for i, k in ipairs({ ... }) do parts[i] = q(k) end
+    tmux("send-keys -t " .. session .. " " .. table.concat(parts, " "))
+  end
   function t.quit()
     tmux("send-keys -t " .. session .. " quit Enter")
     assert.is_true(helper.wait_for(function()
@@ -441,6 +446,21 @@ describe("tand", function()
         assert.matches("tand> queue\n=> 1", s)
         assert.matches("tand> serve 2\n=> 2", s)
         t.quit()
+      end)
+      t.kill()
+      assert(ok, err)
+    end)
+
+    it("completes commands and the policy's ops with Tab", function()
+      local t = terminal(TAND .. " repl --policy examples/policies/vip.lua")
+      local ok, err = pcall(function()
+        t.wait_for("tand>")
+        t.keys("queue_v", "Tab", "Enter") -- one match: queue_vip
+        t.wait_for("=> 1")
+        assert.matches("tand> queue_vip ?\n=> 1", t.screen())
+        t.keys("rep", "Tab", "Tab") -- two: report, report_state
+        t.wait_for("report_state")
+        t.keys("C-u", "quit", "Enter")
       end)
       t.kill()
       assert(ok, err)

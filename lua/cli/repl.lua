@@ -163,6 +163,25 @@ local function execute(m, counter, line, out)
   return true
 end
 
+-- What Tab completes at the start of a line: the commands, the machine's
+-- ops and those the policy declares in P.ops, sorted.
+local function completions(policy, counter)
+  local words = counter and { "next", "report", "stats", "call", "cast" }
+                or { "queue", "serve", "report", "state", "reset", "stats",
+                     "call", "cast", "queue_new_number",
+                     "serve_next_queued_number", "report_state",
+                     "reset_state" }
+  for _, w in ipairs({ "help", "quit", "exit" }) do words[#words + 1] = w end
+  local p = not counter and util.policy_table(policy)
+  if p and type(p.ops) == "table" then
+    for name in pairs(p.ops) do
+      if type(name) == "string" then words[#words + 1] = name end
+    end
+  end
+  table.sort(words)
+  return words
+end
+
 -- --watch: a function for native.readline's idle time that reloads the
 -- policy once its file has been saved and left alone for one look (an
 -- editor may write it in several steps), and says how that went.
@@ -204,6 +223,7 @@ function M.main(args)
   end
   local m = util.start(flags.policy, flags.min, flags.max)
   local idle = flags.watch and watcher(m, flags.policy, native) or nil
+  if native then native.set_completions(completions(flags.policy, counter)) end
   local tty = native and native.isatty(0) or false
   local out = io.stdout
   if tty then
