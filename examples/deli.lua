@@ -1,6 +1,7 @@
 -- examples/deli.lua - a deli counter: customers on their own threads take
 -- numbers from one ticket machine while a clerk serves them in order.
--- Run with ./scripts/demo (or: lua5.4 examples/deli.lua after a build).
+-- Run with ./scripts/demo, or after a build: build/tand examples/deli.lua
+-- (or scripts/lua examples/deli.lua, lua5.4 with the build on its paths).
 local tand = require "tand"
 
 local CUSTOMERS, VISITS = 4, 3
