@@ -58,10 +58,38 @@ static void copy_of(lua_State *L, int idx, int memo, int todo,
     lua_rawseti(L, todo, ++*n);
 }
 
+/* Gives the table at copy the metatable at mt without marking it for
+** finalization: the copy of a table whose metatable has __gc would run
+** the policy's finalizer when it dies (for a refused reload, on what the
+** old state shares with it, and outside any callback's deadline; in a
+** sandbox, a finalizer the sandbox refuses). As in Lua for a __gc added
+** after setmetatable, the field stays and is not run for the copy.
+** Between hiding __gc and putting it back nothing allocates, so no
+** collection runs and the field's node stays in place. [-0, +0, m] */
+static void set_copied_metatable(lua_State *L, int copy, int mt)
+{
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, mt) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, mt);
+        lua_setmetatable(L, copy);
+        return;
+    }
+    lua_pushliteral(L, "__gc"); /* to put it back */
+    lua_pushliteral(L, "__gc");
+    lua_pushnil(L);
+    lua_rawset(L, mt);
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, copy);
+    lua_insert(L, -2);
+    lua_rawset(L, mt);
+}
+
 /* Pushes a deep copy of the value at idx: every table reached is copied,
-** keys included, with sharing and cycles kept and metatables shared;
-** other values (functions, handles, `from` objects) are themselves. Raw
-** reads and writes only, so no code of the policy runs; a work list, not
+** keys included, with sharing and cycles kept and metatables shared
+** (a copy is never finalized: see set_copied_metatable); other values
+** (functions, handles, `from` objects) are themselves. Raw reads and
+** writes only, so no code of the policy runs; a work list, not
 ** recursion, so any depth fits in the C stack. [-0, +1, m] */
 static void deep_copy(lua_State *L, int idx)
 {
@@ -89,7 +117,7 @@ static void deep_copy(lua_State *L, int idx)
             lua_pop(L, 1);
         }
         if (lua_getmetatable(L, orig))
-            lua_setmetatable(L, copy);
+            set_copied_metatable(L, copy, lua_gettop(L));
         lua_settop(L, orig - 1);
     }
     lua_replace(L, memo);

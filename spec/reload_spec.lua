@@ -298,6 +298,68 @@ describe("m:reload", function()
     m:stop()
   end)
 
+  it("never finalizes the copy: a refused reload runs no __gc of the state", function()
+    -- the state's finalizer closes a file the copy shares with the state
+    local m = assert(tand.start{ min_number = 1, max_number = 9,
+      policy = function()
+        return { init = function()
+                   return setmetatable({ f = io.tmpfile() },
+                                       { __gc = function(s) s.f:close() end })
+                 end,
+                 handle_call = function(r, from, state, machine)
+                   if r[1] == "file" then
+                     collectgarbage(); collectgarbage()
+                     return io.type(state.f)
+                   end
+                   return machine:default(r)
+                 end }
+      end })
+    local ok, err = m:reload(function()
+      return { code_change = function(old) return nil end }
+    end)
+    assert.is_nil(ok)
+    assert.equal("reload_failed", err)
+    assert.equal("file", (m:call("file")))
+    m:stop()
+  end)
+
+  it("gives a sandboxed policy no finalizer through the copy", function()
+    -- the sandbox refuses __gc in setmetatable; one added afterwards is
+    -- not run for the table, and must not be for its copy either
+    local m = assert(tand.start{ min_number = 1, max_number = 9,
+      sandbox = true,
+      policy = function()
+        return { init = function()
+                   local mt = {}
+                   local s = setmetatable({}, mt)
+                   mt.__gc = function() FINALIZED = (FINALIZED or 0) + 1 end
+                   return s
+                 end,
+                 handle_call = function(r, from, state, machine)
+                   if r[1] == "finalized" then
+                     collectgarbage(); collectgarbage()
+                     return FINALIZED or 0
+                   end
+                   return machine:default(r)
+                 end }
+      end })
+    assert.is_nil((m:reload(function()
+      return { code_change = function(old) return nil end }
+    end)))
+    assert.is_true(m:reload(function()
+      return { code_change = function(old) return old end,
+               handle_call = function(r, from, state, machine)
+                 if r[1] == "finalized" then
+                   collectgarbage(); collectgarbage()
+                   return FINALIZED or 0
+                 end
+                 return machine:default(r)
+               end }
+    end))
+    assert.equal(0, (m:call("finalized")))
+    m:stop()
+  end)
+
   it("crashes the server when code_change runs past callback_timeout", function()
     local m = busy_v1({ callback_timeout = 100 })
     local ok, err, detail = m:reload(function()
