@@ -384,6 +384,27 @@ describe("m:reload", function()
     m:stop()
   end)
 
+  it("is not there for a sandboxed policy: it would load code into the server a handle reaches", function()
+    local open = busy_v1()
+    local jail = assert(tand.start{ min_number = 1, max_number = 9, sandbox = true,
+      policy = function()
+        return { handle_call = function(r, from, state, machine)
+          if r[1] == "reload" then
+            return r[2]:reload(function()
+              return { handle_call = function() return type(io) end }
+            end)
+          end
+          return machine:default(r)
+        end }
+      end })
+    local ok, err, detail = jail:call("reload", open)
+    assert.is_nil(ok)
+    assert.equal("server_crashed", err)
+    assert.matches("method 'reload'", detail)
+    assert_v1_untouched(open)
+    open:stop()
+  end)
+
   it("raises for a machine without a policy and for a wrong argument", function()
     local d = assert(tand.start{ min_number = 1, max_number = 9 })
     local ok, err = pcall(d.reload, d)
