@@ -52,6 +52,8 @@ typedef struct policy {
     int ref_from_meta;       /* the metatable of `from` values */
     int ref_from_kept_meta;  /* and of those kept past their callback */
     int closing;             /* the state is being closed */
+    int reloading;           /* m:reload's code runs: the machine only
+                             ** reads (see lpolicy_machine.c) */
     int ref_op[7];           /* the names of the fast-path ops */
     void *machine_ud;        /* the machine object, to recognise it */
     ltand_scratch *scratch;  /* the state's */

@@ -11,7 +11,8 @@
 ** new state is encoded, all in one protected call under one callback
 ** deadline; only then are the code and the state swapped. A step that
 ** fails leaves the old code and state as they were, and the caller gets
-** reload_failed; running past callback_timeout crashes the server as any
+** reload_failed (meanwhile the machine only reads: a refused reload has
+** taken no number, answered no caller, stopped or sent nothing); running past callback_timeout crashes the server as any
 ** callback does (an expired state runs no more code). The reload is a
 ** batch of its own (tand_server_own_batch): the journal holds the state
 ** from before it or from after it, never a mixture with its neighbours.
@@ -223,7 +224,9 @@ void lpolicy_reload(policy *p, const tand_msg *req, tand_msg *reply)
     lpolicy_push_load_msgh(L, &r.stage);
     lua_pushcfunction(L, reload_protected);
     lua_pushlightuserdata(L, &r);
+    p->reloading = 1;
     rc = ltand_watch_pcall(L, 1, 0, base + 1);
+    p->reloading = 0;
     if (rc == LUA_OK && r.refused[0] == '\0') {
         lpolicy_drop_code(p, &p->code);
         p->code = r.code;

@@ -205,6 +205,15 @@ describe("m:reload", function()
       { "code_change changes the copy and then raises",
         "return { code_change = function(old) old.count = 99; old.new = 1; error('late') end }",
         "code_change failed: .*late" },
+      { "code_change takes a number and then refuses",
+        "return { code_change = function(old, machine) machine:queue_new_number() end }",
+        "machine:queue_new_number cannot run during a reload" },
+      { "code_change serves through default",
+        "return { code_change = function(old, machine) machine:default{'serve_next_queued_number'}; return old end }",
+        "machine:serve_next_queued_number cannot run during a reload" },
+      { "code_change stops the server",
+        "return { code_change = function(old, machine) machine:stop('upgrade'); return old end }",
+        "machine:stop cannot run during a reload" },
     }
     for _, case in ipairs(cases) do
       it(case[1], function()
