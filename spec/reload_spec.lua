@@ -594,6 +594,25 @@ print("alive", m:alive())
       m:stop()
     end)
 
+    it("rolls back a reload past callback_timeout, answering once the journal is free", function()
+      local d = versions("timeout")
+      local j = d .. "/j.db"
+      local m = assert(tand.start{ min_number = 1, max_number = 99, journal = j,
+                                   callback_timeout = 100, policy = d .. "/even.lua" })
+      assert.equal(1, m:call("take"))
+      local ok, err = m:reload(function()
+        return { code_change = function(old) while true do end end }
+      end)
+      assert.is_nil(ok)
+      assert.equal("server_crashed", err)
+      -- told of the crash, a caller can start the server again at once
+      local again, why, detail = tand.start{ min_number = 1, max_number = 99,
+                                             journal = j, policy = d .. "/even.lua" }
+      assert.is_truthy(again, detail)
+      assert.same({ "even", 0, 1 }, { again:call("state") })
+      again:stop()
+    end)
+
     it("loses nothing acknowledged when killed -9 among reloads", function()
       local d = versions("killed")
       local j = d .. "/j.db"
