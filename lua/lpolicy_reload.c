@@ -220,7 +220,9 @@ void lpolicy_reload(policy *p, const tand_msg *req, tand_msg *reply)
     r.p = p;
     r.src = fresh.file || fresh.code ? &fresh : &p->source;
     r.stage = LOAD_COMPILE;
-    r.ref_state = LUA_NOREF;
+    r.ref_state = r.code.ref_policy = LUA_NOREF; /* even if it never runs */
+    for (int i = 0; i < CB_COUNT; i++)
+        r.code.ref_callback[i] = LUA_NOREF;
     lpolicy_push_load_msgh(L, &r.stage);
     lua_pushcfunction(L, reload_protected);
     lua_pushlightuserdata(L, &r);

@@ -275,6 +275,46 @@ describe("m:reload", function()
     end)
   end)
 
+  it("refuses a reload of a state at its memory_limit, the process going on", function()
+    -- in a child: before, the reload raised outside any protected call
+    -- there, and Lua's panic aborted the whole process
+    local script = write("full_memory.lua", [=[
+local tand = require "tand"
+local m = assert(tand.start{ min_number = 1, max_number = 9,
+  memory_limit = 512 * 1024,
+  policy = function()
+    return { handle_cast = function(r, state)
+      -- fills the state to the last byte: strings kept in slots made
+      -- beforehand, the largest first, with no collection meanwhile
+      local t = {}
+      for i = 1, 8192 do t[i] = false end
+      state.fill, state.request = t, r
+      local rep, pcall = string.rep, pcall
+      collectgarbage(); collectgarbage("stop")
+      pcall(rep, "A", 100)
+      local i = 0
+      for size = 1000, 41, -1 do
+        repeat
+          local ok, s = pcall(rep, "A", size)
+          if ok then i = i + 1; t[i] = s end
+        until not ok or size < 1000 or i == 8192
+      end
+      for size = 40, 1, -1 do
+        local ok, s = pcall(rep, "B", size)
+        if ok then i = i + 1; t[i] = s end
+      end
+      collectgarbage("restart")
+    end }
+  end })
+m:cast("fill")
+print(m:reload(function() return {} end))
+print("alive", m:alive())
+]=])
+    local out = assert(io.popen(helper.interpreter() .. " " .. script .. " 2>&1")):read("a")
+    assert.matches("nil\treload_failed\tnot enough memory", out)
+    assert.matches("alive\ttrue", out)
+  end)
+
   it("gives code_change a deep copy: shared tables, cycles and metatables kept", function()
     local m = assert(tand.start{ min_number = 1, max_number = 9,
       policy = function()
