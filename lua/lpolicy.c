@@ -259,7 +259,7 @@ void lpolicy_load_code(policy *p, const policy_source *src,
 ** reading what it gave. */
 static int load_msgh(lua_State *L)
 {
-    int stage = *(int *)lua_touserdata(L, lua_upvalueindex(1));
+    int stage = *policy_of(L)->load_stage;
     if (stage == LOAD_RUN || stage == LOAD_CHANGE)
         return ltand_traceback(L);
     if (lua_type(L, 1) != LUA_TSTRING)
@@ -270,8 +270,8 @@ static int load_msgh(lua_State *L)
 
 void lpolicy_push_load_msgh(lua_State *L, int *stage)
 {
-    lua_pushlightuserdata(L, stage);
-    lua_pushcclosure(L, load_msgh, 1);
+    policy_of(L)->load_stage = stage;
+    lua_pushcfunction(L, load_msgh);
 }
 
 const char *lpolicy_load_failure(int stage)

@@ -52,6 +52,9 @@ typedef struct policy {
     int ref_from_meta;       /* the metatable of `from` values */
     int ref_from_kept_meta;  /* and of those kept past their callback */
     int closing;             /* the state is being closed */
+    int reloading;           /* m:reload's code runs: the machine only
+                             ** reads (see lpolicy_machine.c) */
+    int *load_stage;         /* while code loads: how far (load_msgh) */
     int ref_op[7];           /* the names of the fast-path ops */
     void *machine_ud;        /* the machine object, to recognise it */
     ltand_scratch *scratch;  /* the state's */
@@ -137,8 +140,10 @@ void lpolicy_load_code(policy *p, const policy_source *src,
 
 /* Pushes the message handler for a protected call around
 ** lpolicy_load_code: a traceback for an error of the policy's code
-** running (LOAD_RUN, LOAD_CHANGE), the message alone otherwise.
-** [-0, +1, m] */
+** running (LOAD_RUN, LOAD_CHANGE), the message alone otherwise. A light
+** C function, reading *stage through the policy: pushing it allocates
+** nothing, so a state at its memory_limit cannot raise outside the
+** protected call. [-0, +1, -] */
 void lpolicy_push_load_msgh(lua_State *L, int *stage);
 
 /* The start of a load failure's message for stage ("cannot load the

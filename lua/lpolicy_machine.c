@@ -56,12 +56,31 @@ static int number_result(lua_State *L, int rc, int64_t n)
     return 1;
 }
 
+/* Raises while a reload's code runs (its top level, code_change): a
+** reload may yet be refused, and then the server goes on exactly as it
+** was, so the machine only reads; what changes the tickets, answers a
+** caller, stops the server or sends would outlive the refusal.
+** [-0, +0, v] */
+static void not_in_reload(lua_State *L, const policy *p, const char *what)
+{
+    if (p->reloading)
+        luaL_error(L, "machine:%s cannot run during a reload (code_change "
+                      "works on a copy, and the machine only reads)",
+                   what);
+}
+
 /* Runs the built-in op `op` (TAND_OP_*) with the arguments at arg..
 ** (nargs of them) and pushes its results. [-0, +n, e] */
 static int builtin(lua_State *L, policy *p, int op, int arg, int nargs)
 {
     int64_t n = 0, prio;
     int rc, isint = 1;
+    if (op == TAND_OP_QUEUE_NEW_NUMBER)
+        not_in_reload(L, p, "queue_new_number");
+    else if (op == TAND_OP_SERVE_NEXT)
+        not_in_reload(L, p, "serve_next_queued_number");
+    else if (op == TAND_OP_RESET_STATE)
+        not_in_reload(L, p, "reset_state");
     switch (op) {
     case TAND_OP_QUEUE_NEW_NUMBER:
         rc = lpolicy_queue(p, &n);
@@ -192,6 +211,7 @@ static int pm_reply(lua_State *L)
     policy *p = check_pmachine(L);
     lfrom *f = check_from(L, 2);
     tand_msg msg = {0};
+    not_in_reload(L, p, "reply");
     if (f->answered)
         return luaL_error(L, "this caller has already been answered");
     if (ltand_encode_once(L, p->scratch, 3, lua_gettop(L) - 2, 1, &msg) != 0)
@@ -207,7 +227,9 @@ static int pm_stop(lua_State *L)
 {
     policy *p = check_pmachine(L);
     const char *detail;
-    int code = ltand_stop_reason(L, 2, &detail);
+    int code;
+    not_in_reload(L, p, "stop");
+    code = ltand_stop_reason(L, 2, &detail);
     tand_server_stop(p->self, code, detail, 0);
     lua_pushboolean(L, 1);
     return 1;
@@ -219,6 +241,7 @@ static int pm_send_request(lua_State *L)
 {
     policy *p = check_pmachine(L);
     int last = lua_gettop(L), rc;
+    not_in_reload(L, p, "send_request");
     luaL_getmetatable(L, LTAND_MACHINE); /* at last + 1, for the check */
     rc = ltand_machine_async(L, p->scratch, 2, last + 1, 3, last, NULL,
                              p->self, &p->last_request, NULL);
@@ -237,6 +260,7 @@ static int pm_monitor(lua_State *L)
     lmachine *m;
     int64_t ref;
     int rc;
+    not_in_reload(L, p, "monitor");
     luaL_getmetatable(L, LTAND_MACHINE);
     m = ltand_check_machine(L, 2, last + 1);
     ref = ++p->last_monitor;
@@ -267,6 +291,7 @@ static int pm_demonitor(lua_State *L)
 {
     policy *p = check_pmachine(L);
     lua_Integer ref = luaL_checkinteger(L, 2);
+    not_in_reload(L, p, "demonitor");
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref_monitors);
     if (lua_rawgeti(L, -1, ref) != LUA_TNIL) {
         lmachine *m = lua_touserdata(L, -1);

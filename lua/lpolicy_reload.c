@@ -11,7 +11,8 @@
 ** new state is encoded, all in one protected call under one callback
 ** deadline; only then are the code and the state swapped. A step that
 ** fails leaves the old code and state as they were, and the caller gets
-** reload_failed; running past callback_timeout crashes the server as any
+** reload_failed (meanwhile the machine only reads: a refused reload has
+** taken no number, answered no caller, stopped or sent nothing); running past callback_timeout crashes the server as any
 ** callback does (an expired state runs no more code). The reload is a
 ** batch of its own (tand_server_own_batch): the journal holds the state
 ** from before it or from after it, never a mixture with its neighbours.
@@ -58,10 +59,38 @@ static void copy_of(lua_State *L, int idx, int memo, int todo,
     lua_rawseti(L, todo, ++*n);
 }
 
+/* Gives the table at copy the metatable at mt without marking it for
+** finalization: the copy of a table whose metatable has __gc would run
+** the policy's finalizer when it dies (for a refused reload, on what the
+** old state shares with it, and outside any callback's deadline; in a
+** sandbox, a finalizer the sandbox refuses). As in Lua for a __gc added
+** after setmetatable, the field stays and is not run for the copy.
+** Between hiding __gc and putting it back nothing allocates, so no
+** collection runs and the field's node stays in place. [-0, +0, m] */
+static void set_copied_metatable(lua_State *L, int copy, int mt)
+{
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, mt) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, mt);
+        lua_setmetatable(L, copy);
+        return;
+    }
+    lua_pushliteral(L, "__gc"); /* to put it back */
+    lua_pushliteral(L, "__gc");
+    lua_pushnil(L);
+    lua_rawset(L, mt);
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, copy);
+    lua_insert(L, -2);
+    lua_rawset(L, mt);
+}
+
 /* Pushes a deep copy of the value at idx: every table reached is copied,
-** keys included, with sharing and cycles kept and metatables shared;
-** other values (functions, handles, `from` objects) are themselves. Raw
-** reads and writes only, so no code of the policy runs; a work list, not
+** keys included, with sharing and cycles kept and metatables shared
+** (a copy is never finalized: see set_copied_metatable); other values
+** (functions, handles, `from` objects) are themselves. Raw reads and
+** writes only, so no code of the policy runs; a work list, not
 ** recursion, so any depth fits in the C stack. [-0, +1, m] */
 static void deep_copy(lua_State *L, int idx)
 {
@@ -89,7 +118,7 @@ static void deep_copy(lua_State *L, int idx)
             lua_pop(L, 1);
         }
         if (lua_getmetatable(L, orig))
-            lua_setmetatable(L, copy);
+            set_copied_metatable(L, copy, lua_gettop(L));
         lua_settop(L, orig - 1);
     }
     lua_replace(L, memo);
@@ -191,11 +220,15 @@ void lpolicy_reload(policy *p, const tand_msg *req, tand_msg *reply)
     r.p = p;
     r.src = fresh.file || fresh.code ? &fresh : &p->source;
     r.stage = LOAD_COMPILE;
-    r.ref_state = LUA_NOREF;
+    r.ref_state = r.code.ref_policy = LUA_NOREF; /* even if it never runs */
+    for (int i = 0; i < CB_COUNT; i++)
+        r.code.ref_callback[i] = LUA_NOREF;
     lpolicy_push_load_msgh(L, &r.stage);
     lua_pushcfunction(L, reload_protected);
     lua_pushlightuserdata(L, &r);
+    p->reloading = 1;
     rc = ltand_watch_pcall(L, 1, 0, base + 1);
+    p->reloading = 0;
     if (rc == LUA_OK && r.refused[0] == '\0') {
         lpolicy_drop_code(p, &p->code);
         p->code = r.code;

@@ -1,8 +1,9 @@
 /*
 ** lsandbox.c - the doors a sandboxed policy state has closed: io, os
 ** beyond time, debug, package loaders, binary chunks and long ones,
-** __gc finalizers, and the tand functions that start threads, load code,
-** sleep a worker or find servers by name (DESIGN.md, "the sandbox").
+** __gc finalizers, and the tand functions that start threads, load code
+** (m:reload too), sleep a worker or find servers by name (DESIGN.md,
+** "the sandbox").
 */
 #include "lpolicy.h"
 
@@ -102,7 +103,7 @@ void lpolicy_open_sandbox(lua_State *L)
                                             "whereis", "register",
                                             "unregister",
                                             "supervise", NULL};
-    int i;
+    int i, top;
     for (i = 0; gone[i]; i++) {
         lua_pushnil(L);
         lua_setglobal(L, gone[i]);
@@ -139,4 +140,13 @@ void lpolicy_open_sandbox(lua_State *L)
     lua_getglobal(L, "os");
     lua_setfield(L, -2, "os");
     lua_pop(L, 1);
+    /* m:reload loads code into the server a handle reaches, which may be
+    ** no sandbox: handles here have no reload */
+    top = lua_gettop(L);
+    if (luaL_getmetatable(L, LTAND_MACHINE) == LUA_TTABLE &&
+        lua_getfield(L, -1, "__index") == LUA_TTABLE) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, "reload");
+    }
+    lua_settop(L, top);
 }

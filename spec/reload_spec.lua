@@ -205,6 +205,15 @@ describe("m:reload", function()
       { "code_change changes the copy and then raises",
         "return { code_change = function(old) old.count = 99; old.new = 1; error('late') end }",
         "code_change failed: .*late" },
+      { "code_change takes a number and then refuses",
+        "return { code_change = function(old, machine) machine:queue_new_number() end }",
+        "machine:queue_new_number cannot run during a reload" },
+      { "code_change serves through default",
+        "return { code_change = function(old, machine) machine:default{'serve_next_queued_number'}; return old end }",
+        "machine:serve_next_queued_number cannot run during a reload" },
+      { "code_change stops the server",
+        "return { code_change = function(old, machine) machine:stop('upgrade'); return old end }",
+        "machine:stop cannot run during a reload" },
     }
     for _, case in ipairs(cases) do
       it(case[1], function()
@@ -266,6 +275,46 @@ describe("m:reload", function()
     end)
   end)
 
+  it("refuses a reload of a state at its memory_limit, the process going on", function()
+    -- in a child: before, the reload raised outside any protected call
+    -- there, and Lua's panic aborted the whole process
+    local script = write("full_memory.lua", [=[
+local tand = require "tand"
+local m = assert(tand.start{ min_number = 1, max_number = 9,
+  memory_limit = 512 * 1024,
+  policy = function()
+    return { handle_cast = function(r, state)
+      -- fills the state to the last byte: strings kept in slots made
+      -- beforehand, the largest first, with no collection meanwhile
+      local t = {}
+      for i = 1, 8192 do t[i] = false end
+      state.fill, state.request = t, r
+      local rep, pcall = string.rep, pcall
+      collectgarbage(); collectgarbage("stop")
+      pcall(rep, "A", 100)
+      local i = 0
+      for size = 1000, 41, -1 do
+        repeat
+          local ok, s = pcall(rep, "A", size)
+          if ok then i = i + 1; t[i] = s end
+        until not ok or size < 1000 or i == 8192
+      end
+      for size = 40, 1, -1 do
+        local ok, s = pcall(rep, "B", size)
+        if ok then i = i + 1; t[i] = s end
+      end
+      collectgarbage("restart")
+    end }
+  end })
+m:cast("fill")
+print(m:reload(function() return {} end))
+print("alive", m:alive())
+]=])
+    local out = assert(io.popen(helper.interpreter() .. " " .. script .. " 2>&1")):read("a")
+    assert.matches("nil\treload_failed\tnot enough memory", out)
+    assert.matches("alive\ttrue", out)
+  end)
+
   it("gives code_change a deep copy: shared tables, cycles and metatables kept", function()
     local m = assert(tand.start{ min_number = 1, max_number = 9,
       policy = function()
@@ -298,6 +347,68 @@ describe("m:reload", function()
     m:stop()
   end)
 
+  it("never finalizes the copy: a refused reload runs no __gc of the state", function()
+    -- the state's finalizer closes a file the copy shares with the state
+    local m = assert(tand.start{ min_number = 1, max_number = 9,
+      policy = function()
+        return { init = function()
+                   return setmetatable({ f = io.tmpfile() },
+                                       { __gc = function(s) s.f:close() end })
+                 end,
+                 handle_call = function(r, from, state, machine)
+                   if r[1] == "file" then
+                     collectgarbage(); collectgarbage()
+                     return io.type(state.f)
+                   end
+                   return machine:default(r)
+                 end }
+      end })
+    local ok, err = m:reload(function()
+      return { code_change = function(old) return nil end }
+    end)
+    assert.is_nil(ok)
+    assert.equal("reload_failed", err)
+    assert.equal("file", (m:call("file")))
+    m:stop()
+  end)
+
+  it("gives a sandboxed policy no finalizer through the copy", function()
+    -- the sandbox refuses __gc in setmetatable; one added afterwards is
+    -- not run for the table, and must not be for its copy either
+    local m = assert(tand.start{ min_number = 1, max_number = 9,
+      sandbox = true,
+      policy = function()
+        return { init = function()
+                   local mt = {}
+                   local s = setmetatable({}, mt)
+                   mt.__gc = function() FINALIZED = (FINALIZED or 0) + 1 end
+                   return s
+                 end,
+                 handle_call = function(r, from, state, machine)
+                   if r[1] == "finalized" then
+                     collectgarbage(); collectgarbage()
+                     return FINALIZED or 0
+                   end
+                   return machine:default(r)
+                 end }
+      end })
+    assert.is_nil((m:reload(function()
+      return { code_change = function(old) return nil end }
+    end)))
+    assert.is_true(m:reload(function()
+      return { code_change = function(old) return old end,
+               handle_call = function(r, from, state, machine)
+                 if r[1] == "finalized" then
+                   collectgarbage(); collectgarbage()
+                   return FINALIZED or 0
+                 end
+                 return machine:default(r)
+               end }
+    end))
+    assert.equal(0, (m:call("finalized")))
+    m:stop()
+  end)
+
   it("crashes the server when code_change runs past callback_timeout", function()
     local m = busy_v1({ callback_timeout = 100 })
     local ok, err, detail = m:reload(function()
@@ -320,6 +431,27 @@ describe("m:reload", function()
     assert.equal("nil", (m:call("io")))
     assert.same({ 1, 2 }, m:report_state().queue)
     m:stop()
+  end)
+
+  it("is not there for a sandboxed policy: it would load code into the server a handle reaches", function()
+    local open = busy_v1()
+    local jail = assert(tand.start{ min_number = 1, max_number = 9, sandbox = true,
+      policy = function()
+        return { handle_call = function(r, from, state, machine)
+          if r[1] == "reload" then
+            return r[2]:reload(function()
+              return { handle_call = function() return type(io) end }
+            end)
+          end
+          return machine:default(r)
+        end }
+      end })
+    local ok, err, detail = jail:call("reload", open)
+    assert.is_nil(ok)
+    assert.equal("server_crashed", err)
+    assert.matches("method 'reload'", detail)
+    assert_v1_untouched(open)
+    open:stop()
   end)
 
   it("raises for a machine without a policy and for a wrong argument", function()
@@ -500,6 +632,25 @@ print("alive", m:alive())
                                    journal = j, policy = d .. "/even.lua" })
       assert.same({ "even", 0, 1 }, { m:call("state") })
       m:stop()
+    end)
+
+    it("rolls back a reload past callback_timeout, answering once the journal is free", function()
+      local d = versions("timeout")
+      local j = d .. "/j.db"
+      local m = assert(tand.start{ min_number = 1, max_number = 99, journal = j,
+                                   callback_timeout = 100, policy = d .. "/even.lua" })
+      assert.equal(1, m:call("take"))
+      local ok, err = m:reload(function()
+        return { code_change = function(old) while true do end end }
+      end)
+      assert.is_nil(ok)
+      assert.equal("server_crashed", err)
+      -- told of the crash, a caller can start the server again at once
+      local again, why, detail = tand.start{ min_number = 1, max_number = 99,
+                                             journal = j, policy = d .. "/even.lua" }
+      assert.is_truthy(again, detail)
+      assert.same({ "even", 0, 1 }, { again:call("state") })
+      again:stop()
     end)
 
     it("loses nothing acknowledged when killed -9 among reloads", function()

@@ -1528,7 +1528,10 @@ static int serve(tand_server *s, int max_msgs)
         }
         handled++;
         pthread_mutex_lock(&s->mu);
-        if (s->own_batch) /* tand_server_own_batch: commit it alone */
+        /* tand_server_own_batch: commit it alone, unless the message
+        ** stopped the server (a crash rolls its batch back, above) */
+        if (s->own_batch &&
+            !atomic_load_explicit(&s->stopping, memory_order_relaxed))
             break;
     }
     s->own_batch = false;
