@@ -563,6 +563,8 @@ TAND_API tand_journal *tand_server_journal(tand_server *self);
 ** a transaction with its neighbours (a policy's code reload). 0, also
 ** without a journal; a failed commit is TAND_EJOURNAL (or the commit's
 ** error) and stops the server, as any failed commit does.
+** With a journal, TAND_EINVAL from anywhere else (another thread, init,
+** handle_reply, terminate, handle_idle), changing nothing.
 ** Thread: the server's, inside handle_call, handle_cast or handle_info.
 ** Blocks: while the commit runs. */
 TAND_API int tand_server_own_batch(tand_server *self);

@@ -278,6 +278,8 @@ struct tand_server {
     size_t nheld, capheld;       /* server thread only */
     bool own_batch;              /* server thread only: the message being
                                  ** handled ends its batch */
+    bool in_message;             /* server thread only: serve() is
+                                 ** dispatching a mailbox message */
 
     _Atomic uint64_t n_calls, n_casts, n_infos, n_errors, n_timeouts;
     _Atomic uint64_t n_handler_ns, n_restarts;

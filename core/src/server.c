@@ -878,6 +878,8 @@ int tand_server_own_batch(tand_server *self)
         return TAND_EINVAL;
     if (self->journal == NULL)
         return 0;
+    if (!self->in_message) /* handle_reply, terminate: not a message's */
+        return TAND_EINVAL;
     /* The held replies are the turn's: a kill takes them over while a
     ** handler runs, so they are touched only after this CAS (as in
     ** tand_reply). */
@@ -1522,10 +1524,13 @@ static int serve(tand_server *s, int max_msgs)
         if (s->room_waiters > 0)
             pthread_cond_signal(&s->room);
         pthread_mutex_unlock(&s->mu);
+        s->in_message = true;
         if (dispatch(s, &e)) {
+            s->in_message = false;
             after_kill(s, false);
             return handled + 1;
         }
+        s->in_message = false;
         handled++;
         pthread_mutex_lock(&s->mu);
         /* tand_server_own_batch: commit it alone, unless the message

@@ -421,6 +421,7 @@ typedef struct ob_shared {
     atomic_int gate;           /* OB_BLOCK waits for it */
     atomic_int mark_answered;  /* set by the MARK caller once answered */
     atomic_int alone_answered; /* and by the ALONE caller */
+    atomic_int in_terminate;   /* tand_server_own_batch from terminate */
 } ob_shared;
 
 static int ob_init(tand_server *self, void *arg, void **state)
@@ -458,8 +459,19 @@ static int ob_call(void *state, tand_server *self, tand_msg *req,
     return 0;
 }
 
-static const tand_behaviour ob_behaviour = {
-    .name = "own_batch", .init = ob_init, .handle_call = ob_call};
+static void ob_terminate(void *state, tand_server *self, int reason,
+                         const char *detail)
+{
+    ob_shared *sh = state;
+    (void)reason;
+    (void)detail;
+    atomic_store(&sh->in_terminate, tand_server_own_batch(self));
+}
+
+static const tand_behaviour ob_behaviour = {.name = "own_batch",
+                                            .init = ob_init,
+                                            .handle_call = ob_call,
+                                            .terminate = ob_terminate};
 
 typedef struct ob_caller {
     tand_server *s;
@@ -528,6 +540,8 @@ static void own_batch(void)
         tand_msg_clear(&c[i].reply);
     tand_server_stop(s, 0, NULL, 5000);
     tand_server_release(s);
+    /* not a message's: refused */
+    CHECK_RC(atomic_load(&sh.in_terminate), TAND_EINVAL);
 }
 
 /* ---- one holder per journal ---------------------------------------- */
