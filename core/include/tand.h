@@ -744,7 +744,9 @@ typedef struct tand_child_counts {
 ** out[0..cap-1]; *count gets how many there are, also when that is more
 ** than cap (only cap are written, as snprintf does). out may be NULL
 ** when cap is 0. Errors as above (count NULL, or out NULL with cap > 0:
-** TAND_EINVAL); *count is 0 on failure. */
+** TAND_EINVAL); *count is 0 on failure.
+** Thread: any but the supervisor's own (and a pumped runtime's pump).
+** Blocks: until the supervisor's reply or the deadline. */
 TAND_API int tand_supervisor_which_children(tand_server *sup,
                                             tand_child_info *out,
                                             size_t cap, size_t *count,
@@ -763,7 +765,9 @@ TAND_API int tand_supervisor_which_children(tand_server *sup,
 ** TAND_ESTARTED (a child of that name is running), TAND_EPRESENT (a
 ** child of that name is kept, not running), or the start's error (the
 ** child's name taken by another server: TAND_ENAMETAKEN), and then
-** nothing is kept. */
+** nothing is kept.
+** Thread: any but the supervisor's own (and a pumped runtime's pump).
+** Blocks: until the supervisor's reply or the deadline. */
 TAND_API int tand_supervisor_start_child(tand_server *sup,
                                          const tand_child_spec *spec,
                                          tand_server **out,
@@ -772,7 +776,9 @@ TAND_API int tand_supervisor_start_child(tand_server *sup,
 /* Stops the child `name` with reason "shutdown" (a normal stop: it is
 ** not restarted) and waits for its end; its spec is kept, not running,
 ** but a temporary child's is deleted (free_arg), as in OTP. 0, also when
-** it was not running; TAND_ENOTFOUND for no such child. */
+** it was not running; TAND_ENOTFOUND for no such child.
+** Thread: any but the supervisor's own (and a pumped runtime's pump).
+** Blocks: until the supervisor's reply or the deadline. */
 TAND_API int tand_supervisor_terminate_child(tand_server *sup,
                                              const char *name,
                                              int64_t timeout_ms);
@@ -781,7 +787,9 @@ TAND_API int tand_supervisor_terminate_child(tand_server *sup,
 ** it counts neither toward the restart intensity nor in the child's
 ** restarts. *out, when not NULL, gets a reference to the new incarnation.
 ** 0, or TAND_ERUNNING (it runs), TAND_ENOTFOUND, or the start's error
-** (the spec stays kept, not running). */
+** (the spec stays kept, not running).
+** Thread: any but the supervisor's own (and a pumped runtime's pump).
+** Blocks: until the supervisor's reply or the deadline. */
 TAND_API int tand_supervisor_restart_child(tand_server *sup,
                                            const char *name,
                                            tand_server **out,
@@ -789,12 +797,16 @@ TAND_API int tand_supervisor_restart_child(tand_server *sup,
 
 /* Deletes the spec of the child `name` that is not running: free_arg is
 ** called, on the supervisor's thread. 0, TAND_ERUNNING (it runs),
-** TAND_ENOTFOUND. */
+** TAND_ENOTFOUND.
+** Thread: any but the supervisor's own (and a pumped runtime's pump).
+** Blocks: until the supervisor's reply or the deadline. */
 TAND_API int tand_supervisor_delete_child(tand_server *sup, const char *name,
                                           int64_t timeout_ms);
 
 /* Fills *out with OTP's counts of the children. Errors as above; *out is
-** zeroed on failure. */
+** zeroed on failure.
+** Thread: any but the supervisor's own (and a pumped runtime's pump).
+** Blocks: until the supervisor's reply or the deadline. */
 TAND_API int tand_supervisor_count_children(tand_server *sup,
                                             tand_child_counts *out,
                                             int64_t timeout_ms);
