@@ -18,10 +18,18 @@
 tand_runtime *ltand_runtime(lua_State *L)
 {
     tand_runtime *rt = tand_runtime_default();
-    if (rt == NULL)
-        luaL_error(L, "tand: cannot create the runtime (out of memory or "
-                      "threads)");
-    return rt;
+    if (rt != NULL)
+        return rt;
+    if (tand_runtime_default_error() == TAND_EENGINE)
+        luaL_error(L, "tand: another copy of the tand engine runs in this "
+                      "process (a host linked with the static libtand, or "
+                      "libtand opened RTLD_LOCAL, and this module from "
+                      "package.cpath): the host opens the module it holds "
+                      "with luaL_requiref(L, \"tand\", luaopen_tand, 1), or "
+                      "links the shared libtand, which this module then "
+                      "uses");
+    return luaL_error(L, "tand: cannot create the runtime: %s",
+                      tand_strerror(tand_runtime_default_error())), NULL;
 }
 
 int ltand_fail(lua_State *L, int status, const char *detail)
@@ -214,8 +222,27 @@ static void stay_loaded(void)
 #endif
 }
 
+/* The luaopen_tand of another copy of tand that the process exports (a
+** host linked with the shared libtand), or NULL: this module then hands
+** itself over to it, so that the process has one engine (see
+** tand_runtime_new in tand.h). */
+static lua_CFunction exported_engine(void)
+{
+    /* Told apart by the object each is in: within this module the name
+    ** luaopen_tand may itself resolve to the exported one. */
+    void *other = dlsym(RTLD_DEFAULT, "luaopen_tand");
+    Dl_info mine, theirs;
+    if (other == NULL || dladdr((void *)&stay_loaded, &mine) == 0 ||
+        dladdr(other, &theirs) == 0 || mine.dli_fbase == theirs.dli_fbase)
+        return NULL;
+    return (lua_CFunction)other;
+}
+
 __attribute__((visibility("default"))) int luaopen_tand(lua_State *L)
 {
+    lua_CFunction other = exported_engine();
+    if (other != NULL)
+        return other(L);
     stay_loaded();
     ltand_runtime(L);
     ltand_open_machine(L);

@@ -67,13 +67,15 @@ extern "C" {
     XX(EPRESENT, -25, "already_present",                                     \
        "the supervisor keeps a child of that name, not running")             \
     XX(ESTARTED, -26, "already_started",                                     \
-       "the supervisor has a running child of that name")
+       "the supervisor has a running child of that name")                    \
+    XX(EENGINE, -27, "another_engine",                                       \
+       "another copy of the tand engine runs in this process")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -27
+    TAND_ERR_LAST_ = -28
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,
@@ -143,8 +145,20 @@ typedef struct tand_runtime_options {
 ** and a timer thread; with workers == 0 it has no thread of its own and the
 ** host calls tand_runtime_pump(). `opts` may be NULL for the defaults
 ** (one worker per core). 0, or TAND_EINVAL (out NULL, workers < -1 or
-** > 1024), TAND_ENOMEM, TAND_ESYSTEM (no thread or lock); on failure *out
-** is NULL and nothing is left running. Thread: any. Blocks: no. */
+** > 1024), TAND_ENOMEM, TAND_ESYSTEM (no thread or lock), TAND_EENGINE;
+** on failure *out is NULL and nothing is left running.
+** One engine a process: a process holds one copy of tand's code, with one
+** default runtime and registry, however it is loaded. A host that links
+** libtand and also lets its scripts `require "tand"` from package.cpath
+** would get a second copy (tand.so holds the engine too). With the shared
+** libtand, tand.so finds it and hands the module over to it (one engine,
+** shared). Otherwise (the static libtand, or libtand opened RTLD_LOCAL)
+** the copy that makes a runtime second is refused with TAND_EENGINE
+** ("another_engine"), and from Lua require raises saying so: open the
+** module from the host with luaL_requiref(L, "tand", luaopen_tand, 1)
+** instead. The copies meet through an abstract Unix socket named after
+** the process (Linux); without one the check is skipped.
+** Thread: any. Blocks: no. */
 TAND_API int tand_runtime_new(const tand_runtime_options *opts,
                               tand_runtime **out);
 
@@ -162,6 +176,11 @@ TAND_API void tand_runtime_free(tand_runtime *rt);
 ** core, created on first use and never freed. NULL only when it cannot be
 ** created (out of memory, no threads). Thread: any. Blocks: no. */
 TAND_API tand_runtime *tand_runtime_default(void);
+
+/* Why tand_runtime_default() gave NULL (its tand_runtime_new's error:
+** TAND_EENGINE, TAND_ENOMEM, ...), 0 once it has a runtime.
+** Thread: any. Blocks: no. */
+TAND_API int tand_runtime_default_error(void);
 
 /* Pumped mode: runs due idle timers, then servers with messages, until
 ** nothing is runnable or `budget_us` microseconds have passed (a handler

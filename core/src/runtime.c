@@ -37,9 +37,15 @@
 */
 #include "internal.h"
 
+#include <errno.h>
 #include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -561,6 +567,64 @@ static void stop_threads(tand_runtime *rt, int started)
         pthread_join(rt->timer_thread, NULL);
 }
 
+/* ---- one engine a process ----
+** Each copy of tand's code in a process (libtand linked into a host, and
+** tand.so loaded by require) would have its own runtimes and registry.
+** The first copy to make a runtime binds an abstract Unix socket named
+** after the process, for the life of the process; a second copy's bind
+** fails with EADDRINUSE, and it refuses to make runtimes. The name joins
+** the pid, the pid namespace's inode and the process's start time, so
+** that two processes never share one (containers sharing a network
+** namespace may each have a pid 1). */
+static int engine_rc;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+
+/* The process's start time (clock ticks since boot), or 0. */
+static unsigned long long start_time(void)
+{
+    char buf[1024], *p;
+    unsigned long long t = 0;
+    int i;
+    FILE *f = fopen("/proc/self/stat", "re");
+    if (f == NULL)
+        return 0;
+    p = fgets(buf, sizeof buf, f);
+    fclose(f);
+    if (p == NULL || (p = strrchr(buf, ')')) == NULL)
+        return 0;
+    /* after "pid (comm)": field 3 on; the start time is field 22 */
+    for (i = 3; i < 22 && p != NULL; i++)
+        p = strchr(p + 1, ' ');
+    if (p != NULL)
+        t = strtoull(p + 1, NULL, 10);
+    return t;
+}
+
+static void engine_claim(void)
+{
+    struct sockaddr_un a;
+    struct stat ns;
+    int fd, n;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    if (stat("/proc/self/ns/pid", &ns) != 0)
+        ns.st_ino = 0;
+    n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1,
+                 "tand-engine-%lu-%ld-%llu", (unsigned long)ns.st_ino,
+                 (long)getpid(), start_time());
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return; /* no sockets: the check is skipped */
+    if (bind(fd, (struct sockaddr *)&a,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+                         (size_t)n)) != 0) {
+        if (errno == EADDRINUSE)
+            engine_rc = TAND_EENGINE;
+        close(fd);
+    }
+    /* else fd stays open: the bound name is the claim */
+}
+
 int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
 {
     tand_runtime *rt;
@@ -571,6 +635,9 @@ int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
     *out = NULL;
     if (workers < -1 || workers > 1024)
         return TAND_EINVAL;
+    pthread_once(&engine_once, engine_claim);
+    if (engine_rc != 0)
+        return engine_rc;
     rt = tand__calloc(1, sizeof *rt);
     if (rt == NULL)
         return TAND_ENOMEM;
@@ -686,15 +753,22 @@ void tand_runtime_free(tand_runtime *rt)
 }
 
 static tand_runtime *default_rt;
+static int default_rc;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 static void default_init(void)
 {
-    tand_runtime_new(NULL, &default_rt);
+    default_rc = tand_runtime_new(NULL, &default_rt);
 }
 
 tand_runtime *tand_runtime_default(void)
 {
     pthread_once(&default_once, default_init);
     return default_rt;
+}
+
+int tand_runtime_default_error(void)
+{
+    pthread_once(&default_once, default_init);
+    return default_rc;
 }
