@@ -228,6 +228,8 @@ void lpolicy_load_code(policy *p, const policy_source *src,
                    : luaL_loadbufferx(L, src->code, src->code_size, "=policy",
                                       "b")) != LUA_OK)
         lua_error(L);
+    if (src->code != NULL)
+        ltand_bind_upvalues(L, -1);
     *stage = LOAD_RUN;
     lua_call(L, 0, 1);
     if (lua_type(L, -1) == LUA_TFUNCTION) /* return function() ... end */

@@ -73,6 +73,38 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
     return 0;
 }
 
+/* Whether the value at idx is the tand module of L. [-0, +0, -] */
+static int is_module(lua_State *L, int idx)
+{
+    int same;
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "tand");
+    same = lua_type(L, idx) == LUA_TTABLE && lua_rawequal(L, idx, -1);
+    lua_pop(L, 2);
+    return same;
+}
+
+void ltand_bind_upvalues(lua_State *L, int idx)
+{
+    const char *name;
+    int i;
+    idx = lua_absindex(L, idx);
+    for (i = 1; (name = lua_getupvalue(L, idx, i)) != NULL; i++) {
+        lua_pop(L, 1);
+        if (strcmp(name, "_ENV") == 0) {
+            lua_pushglobaltable(L);
+        } else if (strcmp(name, "tand") == 0) {
+            lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+            lua_getfield(L, -1, "tand");
+            lua_remove(L, -2);
+        } else {
+            continue;
+        }
+        lua_setupvalue(L, idx, i);
+    }
+}
+
 int ltand_dump_function(lua_State *L, int idx, char **out, size_t *size)
 {
     dump_state d;
@@ -93,8 +125,10 @@ int ltand_dump_function(lua_State *L, int idx, char **out, size_t *size)
         return -1;
     }
     for (i = 1; (name = lua_getupvalue(L, idx, i)) != NULL; i++) {
+        /* `tand` may be the module: the other state has it too */
+        int module = strcmp(name, "tand") == 0 && is_module(L, -1);
         lua_pop(L, 1);
-        if (strcmp(name, "_ENV") != 0) {
+        if (strcmp(name, "_ENV") != 0 && !module) {
             lua_pushfstring(L, "the function captures the local '%s' "
                                "(an upvalue); only globals can be used, "
                                "pass other values as arguments",
@@ -127,7 +161,7 @@ void ltand_setup_state(lua_State *L, const char *path, const char *cpath)
 {
     luaL_openlibs(L);
     /* Loaded, not only preloaded: decoding a handle needs its metatable. */
-    luaL_requiref(L, "tand", luaopen_tand, 0);
+    luaL_requiref(L, "tand", luaopen_tand, 1); /* and the global tand */
     lua_pop(L, 1);
     lua_getglobal(L, "package");
     if (path != NULL) {
@@ -177,6 +211,7 @@ static int run_protected(lua_State *L)
     base = lua_gettop(L);
     if (luaL_loadbufferx(L, j->code, j->code_size, "=spawned", "b") != 0)
         return lua_error(L);
+    ltand_bind_upvalues(L, -1);
     nargs = j->args.data ? ltand_decode(L, j->args.data, j->args.size, 1)
                          : 0;
     if (nargs < 0)

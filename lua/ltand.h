@@ -92,8 +92,10 @@ int ltand_decode(lua_State *L, const char *data, size_t size, int as_list);
 /* ---- lspawn.c ---- */
 
 /* Dumps the Lua function at idx as a binary chunk into *out (malloc'ed),
-** refusing C functions and upvalues other than _ENV. Returns 0, or -1
-** with an error message pushed. [-0, +(0|1), m] */
+** refusing C functions and upvalues other than _ENV and `tand` holding
+** the module (ltand_bind_upvalues gives both back where the chunk is
+** loaded). Returns 0, or -1 with an error message pushed.
+** [-0, +(0|1), m] */
 int ltand_dump_function(lua_State *L, int idx, char **out, size_t *size);
 
 /* Opens the standard libraries in a fresh state, sets package.path and
@@ -106,6 +108,10 @@ void ltand_setup_state(lua_State *L, const char *path, const char *cpath);
 char *ltand_package_path(lua_State *L, const char *field);
 
 int ltand_open_spawn(lua_State *L);
+
+/* Gives a function loaded from ltand_dump_function's chunk its upvalues:
+** _ENV the globals, tand the module. [-0, +0, -] */
+void ltand_bind_upvalues(lua_State *L, int idx);
 
 /* A message handler for lua_pcall: the error with a traceback.
 ** [-0, +1, m] */

@@ -403,6 +403,46 @@ describe("deferred replies", function()
     m:stop()
   end)
 
+  it("defer with tand.noreply as README shows it, in a function policy too",
+     function()
+    -- `tand` here is this file's local: the one upvalue a function policy
+    -- may capture, bound to the server's own module
+    local m = assert(start(function()
+      return { handle_call = function(r, from, state, machine)
+        if r[1] == "later" then state.from = from return tand.noreply end
+        if r[1] == "now" then return machine:reply(state.from, "late") end
+        return machine:default(r)
+      end }
+    end))
+    local later = m:send_request("later")
+    assert.is_true(m:call("now"))
+    assert.equal("late", later:wait(2000))
+    m:stop()
+    -- a file policy has the global tand, without require
+    local file = os.tmpname() .. ".lua"
+    local f = assert(io.open(file, "w"))
+    f:write([[
+return { handle_call = function(r, from, state, machine)
+  if r[1] == "later" then state.from = from return tand.noreply end
+  if r[1] == "now" then return machine:reply(state.from, tand.version) end
+  return machine:default(r)
+end }
+]])
+    f:close()
+    m = assert(start(file))
+    later = m:send_request("later")
+    assert.is_true(m:call("now"))
+    assert.equal(tand.version, later:wait(2000))
+    m:stop()
+    os.remove(file)
+    -- any other local is still refused, naming it
+    local other = tand
+    local v, err, detail = start(function() return { x = other } end)
+    assert.is_nil(v)
+    assert.equal("invalid_configuration", err)
+    assert.matches("captures the local 'other'", detail)
+  end)
+
   it("are answered with noproc when the server stops first", function()
     local m = assert(start("policies.my_turn"))
     local n = m:queue_new_number()
