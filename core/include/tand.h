@@ -69,13 +69,17 @@ extern "C" {
     XX(ESTARTED, -26, "already_started",                                     \
        "the supervisor has a running child of that name")                    \
     XX(EENGINE, -27, "another_engine",                                       \
-       "another copy of the tand engine runs in this process")
+       "another copy of the tand engine runs in this process")               \
+    XX(ENOTOWNER, -28, "not_owner",                                          \
+       "another host owns the clustered machine now")                        \
+    XX(ECLUSTER, -29, "cluster_unavailable",                                 \
+       "the cluster's NATS servers cannot be used")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -28
+    TAND_ERR_LAST_ = -30
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,

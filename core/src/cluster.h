@@ -1,0 +1,46 @@
+/*
+** cluster.h - what the files of tand's cluster share (built only with
+** libnats); not installed.
+*/
+#ifndef TAND_CLUSTER_H
+#define TAND_CLUSTER_H
+
+#include "internal.h"
+
+#include <nats/nats.h>
+
+/* ---- cluster_log.c: a machine's fenced log on JetStream ---- */
+
+typedef struct tand__log tand__log;
+
+/* Opens (creating it if need be) the stream of machine `name` with that
+** many replicas. 0, or TAND_EINVAL, TAND_ENOMEM, TAND_ECLUSTER (NATS
+** refused: why in err), TAND_ECONFIG (the stream exists with other
+** replicas). */
+TAND_HIDDEN int tand__log_open(jsCtx *js, const char *name, int replicas,
+                               tand__log **out, char *err, size_t errsize);
+TAND_HIDDEN void tand__log_close(tand__log *l);
+TAND_HIDDEN const char *tand__log_stream(const tand__log *l);
+
+/* The sequence of the stream's last entry (0 when empty). */
+TAND_HIDDEN int tand__log_last(tand__log *l, uint64_t *seq, char *err,
+                               size_t errsize);
+
+/* Appends len bytes if the stream's last entry is still expect_last,
+** with msg_id for deduplication; *seq gets the entry's sequence (a
+** duplicate's is the first one's). 0, TAND_ENOTOWNER (the stream moved
+** on: another host appended), TAND_ETIMEDOUT (no acknowledgement within
+** timeout_ms: the outcome is unknown), TAND_ECLUSTER, TAND_ENOMEM,
+** TAND_EINVAL. Blocks until the acknowledgement. */
+TAND_HIDDEN int tand__log_append(tand__log *l, const void *data, size_t len,
+                                 const char *msg_id, uint64_t expect_last,
+                                 int64_t timeout_ms, uint64_t *seq,
+                                 char *err, size_t errsize);
+
+/* Reads entry seq into *data (malloc'ed, *len bytes). 0, TAND_ENOTFOUND
+** (no such entry: purged, or past the end), TAND_ETIMEDOUT,
+** TAND_ECLUSTER, TAND_ENOMEM. */
+TAND_HIDDEN int tand__log_read(tand__log *l, uint64_t seq, char **data,
+                               size_t *len, char *err, size_t errsize);
+
+#endif

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# nats_cluster.sh start DIR [N] | stop DIR - N nats-servers (3 by default)
+# on loopback, clustered with JetStream, each storing under DIR/n<i>, for
+# the cluster tests. start prints the client URLs, comma-separated, once
+# every server is up and the JetStream cluster has a leader, and writes
+# them to DIR/urls; the pids go to DIR/pids. stop kills each server by its
+# pid (what start wrote) and removes DIR. Ports are free ones picked by
+# the kernel at start.
+set -euo pipefail
+cmd=${1:?start or stop}
+dir=${2:?a directory}
+
+free_port() { # a port nobody listens on now
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+case $cmd in
+start)
+    n=${3:-3}
+    command -v nats-server >/dev/null || {
+        echo "nats_cluster: nats-server is not installed (scripts/setup installs it)" >&2
+        exit 1
+    }
+    mkdir -p "$dir"
+    : >"$dir/pids"
+    clients=() routes=()
+    for i in $(seq 1 "$n"); do
+        clients+=("$(free_port)")
+        routes+=("$(free_port)")
+    done
+    route_urls=""
+    for i in $(seq 0 $((n - 1))); do
+        route_urls+="nats-route://127.0.0.1:${routes[$i]},"
+    done
+    for i in $(seq 0 $((n - 1))); do
+        mkdir -p "$dir/n$i"
+        cat >"$dir/n$i.conf" <<CONF
+server_name: n$i
+listen: 127.0.0.1:${clients[$i]}
+jetstream { store_dir: "$dir/n$i" }
+cluster {
+  name: tand_test
+  listen: 127.0.0.1:${routes[$i]}
+  routes: [ ${route_urls%,} ]
+}
+CONF
+        nats-server -c "$dir/n$i.conf" >"$dir/n$i.log" 2>&1 &
+        echo $! >>"$dir/pids"
+    done
+    urls=""
+    for i in $(seq 0 $((n - 1))); do urls+="nats://127.0.0.1:${clients[$i]},"; done
+    urls=${urls%,}
+    echo "$urls" >"$dir/urls"
+    # up when every server has a JetStream meta leader (a minute at most)
+    for _ in $(seq 1 600); do
+        ready=0
+        for i in $(seq 0 $((n - 1))); do
+            if grep -q "JetStream cluster new metadata leader\|Server is ready" "$dir/n$i.log" 2>/dev/null &&
+               { [ "$n" = 1 ] || grep -q "metadata leader" "$dir/n$i.log"; }; then
+                ready=$((ready + 1))
+            fi
+        done
+        [ "$ready" = "$n" ] && { echo "$urls"; exit 0; }
+        sleep 0.1
+    done
+    echo "nats_cluster: the servers did not come up; logs in $dir" >&2
+    exit 1
+    ;;
+stop)
+    if [ -f "$dir/pids" ]; then
+        while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$dir/pids"
+        while read -r pid; do
+            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+            kill -9 "$pid" 2>/dev/null || true
+        done <"$dir/pids"
+    fi
+    rm -rf "$dir"
+    ;;
+*)
+    echo "usage: nats_cluster.sh start DIR [N] | stop DIR" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,147 @@
+/*
+** test_cluster_log.c - a clustered machine's fenced log against three
+** real nats-servers on loopback (core/tests/nats_cluster.sh starts them
+** and stops them by pid): appends fenced by the stream-wide last
+** sequence, the first append to an empty stream included; a retried
+** append answered as a duplicate; entries read back; a stream with other
+** replicas refused; an unreachable server reported as cluster_unavailable.
+*/
+#include "check.h"
+#include "cluster.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char dir[256], script[512];
+
+static void stop_servers(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s stop %s", script, dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not stop the nats-servers in %s\n", dir);
+}
+
+/* Starts the servers; their URLs in urls. */
+static void start_servers(char *urls, size_t size)
+{
+    char cmd[1024];
+    FILE *p;
+    snprintf(dir, sizeof dir, "/tmp/tand-nats-XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(cmd, sizeof cmd, "%s start %s 3", script, dir);
+    p = popen(cmd, "r");
+    if (p == NULL || fgets(urls, (int)size, p) == NULL) {
+        fprintf(stderr, "nats_cluster.sh start failed\n");
+        exit(1);
+    }
+    pclose(p);
+    urls[strcspn(urls, "\n")] = '\0';
+    atexit(stop_servers);
+}
+
+/* Connects to the comma-separated urls (natsOptions_SetURL's own list
+** form does not connect with libnats 3.4.1: the list goes as servers). */
+static natsConnection *connect_to(const char *urls, natsStatus *st)
+{
+    natsOptions *o = NULL;
+    natsConnection *nc = NULL;
+    const char *servers[8];
+    char copy[1024], *tok, *save = NULL;
+    int n = 0;
+    snprintf(copy, sizeof copy, "%s", urls);
+    for (tok = strtok_r(copy, ",", &save); tok != NULL && n < 8;
+         tok = strtok_r(NULL, ",", &save))
+        servers[n++] = tok;
+    *st = natsOptions_Create(&o);
+    if (*st == NATS_OK)
+        *st = natsOptions_SetServers(o, servers, n);
+    if (*st == NATS_OK)
+        *st = natsOptions_SetTimeout(o, 2000);
+    if (*st == NATS_OK)
+        *st = natsConnection_Connect(&nc, o);
+    natsOptions_Destroy(o);
+    return nc;
+}
+
+static void fence(jsCtx *js)
+{
+    tand__log *l;
+    char err[256], *data;
+    uint64_t seq = 0, last = 99;
+    size_t len;
+    CHECK_OK(tand__log_open(js, "fence test", 3, &l, err, sizeof err));
+    CHECK(strncmp(tand__log_stream(l), "TAND_x_", 7) == 0); /* hex name */
+    CHECK_OK(tand__log_last(l, &last, err, sizeof err));
+    CHECK_INT(last, 0);
+    /* the first append to the empty stream is fenced too */
+    CHECK_OK(tand__log_append(l, "one", 3, "h1-1", 0, 5000, &seq, err,
+                              sizeof err));
+    CHECK_INT(seq, 1);
+    CHECK_RC(tand__log_append(l, "rival", 5, "h2-1", 0, 5000, &seq, err,
+                              sizeof err),
+             TAND_ENOTOWNER);
+    CHECK_OK(tand__log_append(l, "two", 3, "h1-2", 1, 5000, &seq, err,
+                              sizeof err));
+    CHECK_INT(seq, 2);
+    /* a retry of an append that went through: a duplicate, its sequence */
+    CHECK_OK(tand__log_append(l, "two", 3, "h1-2", 1, 5000, &seq, err,
+                              sizeof err));
+    CHECK_INT(seq, 2);
+    /* a stale owner is refused, whatever its data */
+    CHECK_RC(tand__log_append(l, "stale", 5, "h2-2", 1, 5000, &seq, err,
+                              sizeof err),
+             TAND_ENOTOWNER);
+    CHECK(strstr(err, "another host appended") != NULL);
+    CHECK_OK(tand__log_last(l, &last, err, sizeof err));
+    CHECK_INT(last, 2);
+    CHECK_OK(tand__log_read(l, 1, &data, &len, err, sizeof err));
+    CHECK(len == 3 && memcmp(data, "one", 3) == 0);
+    free(data);
+    CHECK_OK(tand__log_read(l, 2, &data, &len, err, sizeof err));
+    CHECK(len == 3 && memcmp(data, "two", 3) == 0);
+    free(data);
+    CHECK_RC(tand__log_read(l, 3, &data, &len, err, sizeof err),
+             TAND_ENOTFOUND);
+    tand__log_close(l);
+    /* the same machine with other replicas is refused */
+    CHECK_RC(tand__log_open(js, "fence test", 1, &l, err, sizeof err),
+             TAND_ECONFIG);
+    CHECK(strstr(err, "3 replicas") != NULL);
+    CHECK_RC(tand__log_open(js, "", 3, &l, err, sizeof err), TAND_EINVAL);
+    CHECK_RC(tand__log_open(js, "x", 0, &l, err, sizeof err), TAND_EINVAL);
+}
+
+int main(int argc, char **argv)
+{
+    char urls[1024];
+    natsConnection *nc;
+    jsCtx *js = NULL;
+    natsStatus st;
+    (void)argc;
+    snprintf(script, sizeof script, "%s", argc > 1 ? argv[1] : "");
+    if (argc < 2 || access(script, X_OK) != 0) {
+        fprintf(stderr, "usage: %s PATH/nats_cluster.sh\n", argv[0]);
+        return 2;
+    }
+    /* nobody listens here: the connection is refused */
+    nc = connect_to("nats://127.0.0.1:1", &st);
+    CHECK(nc == NULL && st != NATS_OK);
+    start_servers(urls, sizeof urls);
+    nc = connect_to(urls, &st);
+    if (st != NATS_OK)
+        fprintf(stderr, "connect %s: %s\n", urls, nats_GetLastError(NULL));
+    CHECK(st == NATS_OK);
+    if (st != NATS_OK)
+        return check_done("test_cluster_log");
+    CHECK(natsConnection_JetStream(&js, nc, NULL) == NATS_OK);
+    fence(js);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    nats_Close();
+    return check_done("test_cluster_log");
+}
