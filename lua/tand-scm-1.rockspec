@@ -27,7 +27,8 @@ build = {
    modules = {
       tand = {
          sources = {
-            "core/src/codec.c", "core/src/journal.c", "core/src/machines.c",
+            "core/src/codec.c", "core/src/journal.c",
+            "core/src/journal_api.c", "core/src/machines.c",
             "core/src/mailbox.c", "core/src/park.c", "core/src/registry.c",
             "core/src/replies.c", "core/src/runtime.c", "core/src/server.c",
             "core/src/supervisor.c", "core/src/table.c", "core/src/ticket.c",

@@ -302,23 +302,55 @@ TAND_HIDDEN void tand__server_wake_replies(tand_server *s);
 TAND_HIDDEN int tand__monitor(tand_server *watched, tand_server *watcher,
                               int64_t tag, bool after_release);
 
-/* ---- journals (journal.c) ---- */
+/* ---- journals (journal_api.c, journal.c) ---- */
 
-/* Opens (or creates) the journal of a server of `kind` and holds it
-** until tand__journal_close (see journal.c): TAND_EJOURNALLOCKED when
+/* What a journal does, whatever keeps it: a SQLite file (journal.c) or a
+** clustered machine's stream (cluster_journal.c). The engine and the
+** behaviours reach it only through tand_journal_* and tand__journal_*
+** (journal_api.c), so the machines journal the same way on either. */
+typedef struct journal_ops {
+    void (*close)(tand_journal *j);
+    /* Commits the batch's writes; on a failure (now or earlier in the
+    ** batch) drops them, says why in err and returns the error. */
+    int (*commit)(tand_journal *j, char *err, size_t n);
+    void (*rollback)(tand_journal *j); /* drops the batch's writes */
+    bool (*dirty)(const tand_journal *j); /* something to commit */
+    int (*set_int)(tand_journal *j, const char *key, int64_t v);
+    int (*set_blob)(tand_journal *j, const char *key, const void *p,
+                    size_t n);
+    int (*get_int)(tand_journal *j, const char *key, int64_t *v, int *found);
+    int (*get_blob)(tand_journal *j, const char *key, char **out, size_t *n,
+                    int *found);
+    int (*queue_push)(tand_journal *j, int64_t number);
+    int (*queue_remove)(tand_journal *j, int64_t number);
+    int (*queue_clear)(tand_journal *j);
+    int (*queue_load)(tand_journal *j, int (*fn)(void *ud, int64_t number),
+                      void *ud);
+} journal_ops;
+
+/* The head of every journal. */
+struct tand_journal {
+    const journal_ops *ops;
+    bool fresh; /* nothing to resume: this start made it */
+};
+
+/* Opens (or creates) the SQLite journal of a server of `kind` and holds
+** it until tand__journal_close (see journal.c): TAND_EJOURNALLOCKED when
 ** another server holds it. On failure `err` says why and an existing
 ** file is untouched. */
-TAND_HIDDEN int tand__journal_open(const char *path, const char *kind,
-                                   int durability, tand_journal **out,
-                                   char *err, size_t n);
+TAND_HIDDEN int tand__sqlite_journal_open(const char *path, const char *kind,
+                                          int durability, tand_journal **out,
+                                          char *err, size_t n);
 TAND_HIDDEN void tand__journal_close(tand_journal *j);
-/* Commits the batch's writes; on a failure (now or earlier in the batch)
-** rolls them back, says why in err and returns TAND_EJOURNAL. */
 TAND_HIDDEN int tand__journal_commit(tand_journal *j, char *err, size_t n);
-/* Drops the batch's writes. */
 TAND_HIDDEN void tand__journal_rollback(tand_journal *j);
-/* Something to commit (or a failure to report). */
 TAND_HIDDEN bool tand__journal_dirty(const tand_journal *j);
+
+/* A journal made elsewhere (a clustered machine's) for the next
+** tand_server_start on this thread to use instead of opening one: the
+** server owns it from then on, on every path (closed if the start
+** fails). Consumed by that start. */
+TAND_HIDDEN void tand__journal_adopt(tand_journal *j);
 
 /* ---- runtime (runtime.c) ---- */
 typedef struct tand_table tand_table;

@@ -87,7 +87,8 @@ static holder *holders; /* guarded by holders_mu; a leaf lock */
 ** so that SQLite's own locking never touches it. */
 #define GATE_BYTE ((off_t)0x40000200)
 
-struct tand_journal {
+typedef struct sqlite_journal {
+    tand_journal base; /* first: the interface (journal_api.c) */
     int fd;    /* the gate's descriptor: see DESIGN */
     holder *h; /* our entry in holders */
     sqlite3 *db;
@@ -96,9 +97,9 @@ struct tand_journal {
     bool in_tx;
     int failed;      /* the first error of this batch, or 0 */
     char error[256]; /* and what SQLite said */
-};
+} sqlite_journal;
 
-static int fail(tand_journal *j, const char *what)
+static int fail(sqlite_journal *j, const char *what)
 {
     if (j->failed == 0) {
         j->failed = TAND_EJOURNAL;
@@ -108,14 +109,14 @@ static int fail(tand_journal *j, const char *what)
     return TAND_EJOURNAL;
 }
 
-static int exec(tand_journal *j, const char *q)
+static int exec(sqlite_journal *j, const char *q)
 {
     if (sqlite3_exec(j->db, q, NULL, NULL, NULL) != SQLITE_OK)
         return fail(j, q);
     return 0;
 }
 
-static int begin(tand_journal *j)
+static int begin(sqlite_journal *j)
 {
     if (j->in_tx)
         return 0;
@@ -126,7 +127,7 @@ static int begin(tand_journal *j)
 }
 
 /* Runs a prepared write statement inside the batch's transaction. */
-static int step_write(tand_journal *j, sqlite3_stmt *st, const char *what)
+static int step_write(sqlite_journal *j, sqlite3_stmt *st, const char *what)
 {
     int rc;
     if (j->failed)
@@ -139,7 +140,7 @@ static int step_write(tand_journal *j, sqlite3_stmt *st, const char *what)
     return rc == SQLITE_DONE ? 0 : fail(j, what);
 }
 
-static void close_db(tand_journal *j)
+static void close_db(sqlite_journal *j)
 {
     int i;
     for (i = 0; i < ST_COUNT; i++)
@@ -240,7 +241,7 @@ static void say_errno(char *err, size_t n, const char *fmt,
 ** file in holders and takes the gate, creating the file if it does not
 ** exist. Returns 0 with j->fd and j->h set, TAND_EJOURNALLOCKED when it
 ** is held, TAND_EJOURNAL or TAND_ENOMEM. */
-static int gate(tand_journal *j, const char *path, char *err, size_t n)
+static int gate(sqlite_journal *j, const char *path, char *err, size_t n)
 {
     struct stat sb;
     struct flock fl;
@@ -317,7 +318,7 @@ static int gate(tand_journal *j, const char *path, char *err, size_t n)
 /* Lets go of the gate and of the entry in holders, once SQLite's
 ** connection is closed: the descriptors first, so that no new holder
 ** in this process can have locks for them to drop. */
-static void ungate(tand_journal *j)
+static void ungate(sqlite_journal *j)
 {
     holder **p;
     size_t i;
@@ -350,7 +351,7 @@ static bool had_wal(const char *path)
 /* Before SQLite opens the file (the gate held): a file with anything in
 ** it must be an SQLite database, else it is refused here, untouched.
 ** *wal tells one in WAL mode (as tand makes them) or an empty file. */
-static int check_kind_of_file(tand_journal *j, const char *path, bool *wal,
+static int check_kind_of_file(sqlite_journal *j, const char *path, bool *wal,
                               char *err, size_t n)
 {
     static const char magic[16] = "SQLite format 3";
@@ -436,7 +437,7 @@ static uint32_t be32(const unsigned char *p)
 ** file may be mid-checkpoint: SQLite's recovery and quick_check decide.
 ** It is read after SQLite's first transaction, so a hot rollback journal
 ** has been rolled back; through the gate's descriptor (see DESIGN). */
-static int check_whole(tand_journal *j, const char *path, bool *empty,
+static int check_whole(sqlite_journal *j, const char *path, bool *empty,
                        char *err, size_t n)
 {
     unsigned char h[100];
@@ -517,7 +518,7 @@ static int has_schema(sqlite3 *db, const char *path, char *err, size_t n)
 /* Makes a new journal's schema inside a transaction left open: the
 ** server commits it with init's writes (its first batch), so a crash or
 ** a failed init leaves a file with no schema, which is new again. */
-static int create_schema(tand_journal *j, const char *kind)
+static int create_schema(sqlite_journal *j, const char *kind)
 {
     char q[256];
     if (exec(j, "BEGIN") != 0)
@@ -543,10 +544,13 @@ static int create_schema(tand_journal *j, const char *kind)
 ** path, and an existing file is unchanged (none is ever removed; a path
 ** that did not exist may be left as an empty file, new to the next
 ** start). */
-int tand__journal_open(const char *path, const char *kind, int durability,
-                       tand_journal **out, char *err, size_t n)
+static const journal_ops sqlite_ops;
+
+int tand__sqlite_journal_open(const char *path, const char *kind,
+                              int durability, tand_journal **out, char *err,
+                              size_t n)
 {
-    tand_journal *j;
+    sqlite_journal *j;
     bool empty = false, wal = false;
     int rc, i;
 
@@ -555,6 +559,7 @@ int tand__journal_open(const char *path, const char *kind, int durability,
         return TAND_EINVAL;
     if ((j = tand__calloc(1, sizeof *j)) == NULL)
         return TAND_ENOMEM;
+    j->base.ops = &sqlite_ops;
     j->fd = -1;
     if ((rc = gate(j, path, err, n)) != 0) {
         free(j);
@@ -603,7 +608,7 @@ int tand__journal_open(const char *path, const char *kind, int durability,
     /* A new journal is made in WAL mode, which the file keeps; an
     ** existing one is used in the mode it has, so that opening it writes
     ** nothing before the server's first change. */
-    j->fresh = empty;
+    j->base.fresh = empty;
     rc = empty ? exec(j, "PRAGMA journal_mode=WAL") : 0;
     if (rc == 0)
         rc = exec(j, durability == TAND_DURABLE_OS
@@ -626,16 +631,15 @@ int tand__journal_open(const char *path, const char *kind, int durability,
     }
     /* accepted: its WAL is folded in at close again */
     sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
-    *out = j;
+    *out = &j->base;
     return 0;
 }
 
 /* Closes the journal and lets go of it: SQLite's connection (its locks
 ** with it, after folding the WAL in), then the gate (see DESIGN). */
-void tand__journal_close(tand_journal *j)
+static void sq_close(tand_journal *tj)
 {
-    if (j == NULL)
-        return;
+    sqlite_journal *j = (sqlite_journal *)tj;
     if (j->in_tx)
         sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
     close_db(j);
@@ -643,8 +647,9 @@ void tand__journal_close(tand_journal *j)
     free(j);
 }
 
-int tand__journal_commit(tand_journal *j, char *err, size_t n)
+static int sq_commit(tand_journal *tj, char *err, size_t n)
 {
+    sqlite_journal *j = (sqlite_journal *)tj;
     int rc = j->failed;
     if (rc == 0 && j->in_tx && exec(j, "COMMIT") != 0)
         rc = TAND_EJOURNAL;
@@ -659,37 +664,34 @@ int tand__journal_commit(tand_journal *j, char *err, size_t n)
     return rc;
 }
 
-void tand__journal_rollback(tand_journal *j)
+static void sq_rollback(tand_journal *tj)
 {
+    sqlite_journal *j = (sqlite_journal *)tj;
     if (!sqlite3_get_autocommit(j->db))
         sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
     j->in_tx = false;
     j->failed = 0;
 }
 
-bool tand__journal_dirty(const tand_journal *j)
+static bool sq_dirty(const tand_journal *tj)
 {
+    const sqlite_journal *j = (const sqlite_journal *)tj;
     return j->in_tx || j->failed;
 }
 
-int tand_journal_fresh(const tand_journal *j)
+static int sq_set_int(tand_journal *tj, const char *key, int64_t v)
 {
-    return j != NULL && j->fresh;
-}
-
-int tand_journal_set_int(tand_journal *j, const char *key, int64_t v)
-{
-    if (j == NULL || key == NULL)
-        return TAND_EINVAL;
+    sqlite_journal *j = (sqlite_journal *)tj;
     sqlite3_bind_text(j->st[ST_SET], 1, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(j->st[ST_SET], 2, v);
     return step_write(j, j->st[ST_SET], "saving a value");
 }
 
-int tand_journal_set_blob(tand_journal *j, const char *key, const void *p,
-                          size_t n)
+static int sq_set_blob(tand_journal *tj, const char *key, const void *p,
+                       size_t n)
 {
-    if (j == NULL || key == NULL || n > INT32_MAX)
+    sqlite_journal *j = (sqlite_journal *)tj;
+    if (n > INT32_MAX)
         return TAND_EINVAL;
     sqlite3_bind_text(j->st[ST_SET], 1, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(j->st[ST_SET], 2, p ? p : "", (int)n,
@@ -698,7 +700,7 @@ int tand_journal_set_blob(tand_journal *j, const char *key, const void *p,
 }
 
 /* Steps the GET statement for key; the caller reads column 0 and resets. */
-static int get(tand_journal *j, const char *key, int *found)
+static int get(sqlite_journal *j, const char *key, int *found)
 {
     int rc;
     *found = 0;
@@ -712,12 +714,11 @@ static int get(tand_journal *j, const char *key, int *found)
     return rc == SQLITE_DONE ? 0 : fail(j, "reading a value");
 }
 
-int tand_journal_get_int(tand_journal *j, const char *key, int64_t *v,
-                         int *found)
+static int sq_get_int(tand_journal *tj, const char *key, int64_t *v,
+                      int *found)
 {
+    sqlite_journal *j = (sqlite_journal *)tj;
     int rc;
-    if (j == NULL || key == NULL || v == NULL || found == NULL)
-        return TAND_EINVAL;
     if ((rc = get(j, key, found)) != 0 || !*found)
         return rc;
     if (sqlite3_column_type(j->st[ST_GET], 0) != SQLITE_INTEGER)
@@ -728,16 +729,12 @@ int tand_journal_get_int(tand_journal *j, const char *key, int64_t *v,
     return rc;
 }
 
-int tand_journal_get_blob(tand_journal *j, const char *key, char **out,
-                          size_t *n, int *found)
+static int sq_get_blob(tand_journal *tj, const char *key, char **out,
+                       size_t *n, int *found)
 {
+    sqlite_journal *j = (sqlite_journal *)tj;
     const void *p;
     int rc, len;
-    if (j == NULL || key == NULL || out == NULL || n == NULL ||
-        found == NULL)
-        return TAND_EINVAL;
-    *out = NULL;
-    *n = 0;
     if ((rc = get(j, key, found)) != 0 || !*found)
         return rc;
     p = sqlite3_column_blob(j->st[ST_GET], 0);
@@ -754,36 +751,32 @@ int tand_journal_get_blob(tand_journal *j, const char *key, char **out,
     return rc;
 }
 
-int tand_journal_queue_push(tand_journal *j, int64_t number)
+static int sq_queue_push(tand_journal *tj, int64_t number)
 {
-    if (j == NULL)
-        return TAND_EINVAL;
+    sqlite_journal *j = (sqlite_journal *)tj;
     sqlite3_bind_int64(j->st[ST_PUSH], 1, number);
     return step_write(j, j->st[ST_PUSH], "queueing a number");
 }
 
-int tand_journal_queue_remove(tand_journal *j, int64_t number)
+static int sq_queue_remove(tand_journal *tj, int64_t number)
 {
-    if (j == NULL)
-        return TAND_EINVAL;
+    sqlite_journal *j = (sqlite_journal *)tj;
     sqlite3_bind_int64(j->st[ST_REMOVE], 1, number);
     return step_write(j, j->st[ST_REMOVE], "removing a number");
 }
 
-int tand_journal_queue_clear(tand_journal *j)
+static int sq_queue_clear(tand_journal *tj)
 {
-    if (j == NULL)
-        return TAND_EINVAL;
+    sqlite_journal *j = (sqlite_journal *)tj;
     return step_write(j, j->st[ST_CLEAR], "clearing the queue");
 }
 
-int tand_journal_queue_load(tand_journal *j,
-                            int (*fn)(void *ud, int64_t number), void *ud)
+static int sq_queue_load(tand_journal *tj,
+                         int (*fn)(void *ud, int64_t number), void *ud)
 {
+    sqlite_journal *j = (sqlite_journal *)tj;
     sqlite3_stmt *st;
     int rc = 0, s;
-    if (j == NULL || fn == NULL)
-        return TAND_EINVAL;
     st = j->st[ST_LOAD];
     while ((s = sqlite3_step(st)) == SQLITE_ROW && rc == 0)
         rc = fn(ud, sqlite3_column_int64(st, 0));
@@ -792,3 +785,17 @@ int tand_journal_queue_load(tand_journal *j,
     sqlite3_reset(st);
     return rc;
 }
+
+static const journal_ops sqlite_ops = {
+    .close = sq_close,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .dirty = sq_dirty,
+    .set_int = sq_set_int,
+    .set_blob = sq_set_blob,
+    .get_int = sq_get_int,
+    .get_blob = sq_get_blob,
+    .queue_push = sq_queue_push,
+    .queue_remove = sq_queue_remove,
+    .queue_clear = sq_queue_clear,
+    .queue_load = sq_queue_load};

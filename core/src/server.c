@@ -140,21 +140,32 @@ static void set_error(const tand_server_options *o, const char *text)
         snprintf(o->error, o->error_size, "%s", text);
 }
 
-int tand_server_start(tand_runtime *rt, const tand_server_options *o,
-                      tand_server **out)
+/* The journal tand__journal_adopt gave this thread's next start. */
+static _Thread_local tand_journal *adopted_journal;
+
+void tand__journal_adopt(tand_journal *j)
+{
+    adopted_journal = j;
+}
+
+/* tand_server_start with `adopted` (or NULL) as the server's journal;
+** *taken is set once the server owns it. */
+static int start(tand_runtime *rt, const tand_server_options *o,
+                 tand_journal *adopted, bool *taken, tand_server **out)
 {
     tand_server *s;
     uint32_t cap;
     int rc;
+    bool journaled = o != NULL && (o->journal != NULL || adopted != NULL);
 
     if (out != NULL)
         *out = NULL;
     if (rt == NULL || o == NULL || out == NULL || o->behaviour == NULL ||
         o->behaviour->handle_call == NULL ||
         o->mailbox_capacity > TAND_MAILBOX_MAX || check_name(o->name) != 0 ||
-        o->bound_us < 0 ||
-        (o->journal != NULL && (o->behaviour->name == NULL ||
-                                o->durability < TAND_DURABLE_FULL ||
+        o->bound_us < 0 || (o->journal != NULL && adopted != NULL) ||
+        (journaled && o->behaviour->name == NULL) ||
+        (o->journal != NULL && (o->durability < TAND_DURABLE_FULL ||
                                 o->durability > TAND_DURABLE_OS)))
         return TAND_EINVAL;
     if (o->error != NULL && o->error_size > 0)
@@ -186,7 +197,7 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     s->behaviour = o->behaviour;
     /* A journaled call is never run by its caller: its reply waits for
     ** the batch's commit, whose length nothing bounds. */
-    if (o->journal == NULL && o->bound_us > 0)
+    if (!journaled && o->bound_us > 0)
         s->bound_ns = o->bound_us > INT64_MAX / 1000 ? INT64_MAX
                                                      : o->bound_us * 1000;
     s->idle_timer.index = s->reply_timer.index = SIZE_MAX;
@@ -196,11 +207,17 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     s->replies_due_ns = INT64_MAX;
     tand__mbox_init(&s->mb, cap);
 
-    if (o->journal != NULL) {
+    if (journaled) {
         char err[512] = "";
-        rc = tand__journal_open(o->journal, o->behaviour->name,
-                                o->durability, &s->journal, err,
-                                sizeof err);
+        if (adopted != NULL) {
+            s->journal = adopted;
+            *taken = true;
+            rc = 0;
+        } else {
+            rc = tand__sqlite_journal_open(o->journal, o->behaviour->name,
+                                           o->durability, &s->journal, err,
+                                           sizeof err);
+        }
         if (rc == 0 && (s->held = tand__malloc(BATCH * sizeof *s->held)) == NULL)
             rc = TAND_ENOMEM;
         if (rc != 0) {
@@ -265,6 +282,19 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     }
     *out = s;
     return 0;
+}
+
+int tand_server_start(tand_runtime *rt, const tand_server_options *o,
+                      tand_server **out)
+{
+    tand_journal *adopted = adopted_journal;
+    bool taken = false;
+    int rc;
+    adopted_journal = NULL;
+    rc = start(rt, o, adopted, &taken, out);
+    if (rc != 0 && adopted != NULL && !taken)
+        tand__journal_close(adopted);
+    return rc;
 }
 
 const tand_behaviour *tand_server_behaviour(const tand_server *s)
