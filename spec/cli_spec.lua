@@ -341,7 +341,9 @@ describe("tand", function()
                                .. "--ops 200")
       assert.equal(1, code)
       assert.matches("FAILED with 4 threads at once", out)
-      assert.matches("crowded", out)
+      -- the crash, or (a thread calling after it) its end
+      assert.is_truthy(out:find("crowded", 1, true) or
+                       out:find("the reply was noproc", 1, true), out)
       local threads = tonumber(out:match("shrunk to (%d+) threads at once"))
       assert.is_not_nil(threads, out)
       assert.is_true(threads >= 2 and threads <= 4)
