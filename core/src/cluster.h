@@ -43,4 +43,19 @@ TAND_HIDDEN int tand__log_append(tand__log *l, const void *data, size_t len,
 TAND_HIDDEN int tand__log_read(tand__log *l, uint64_t seq, char **data,
                                size_t *len, char *err, size_t errsize);
 
+/* ---- cluster_journal.c: the journal of a clustered machine ---- */
+
+/* Replays the log of a machine of `kind` into a new journal, then fences
+** it for `host` at `epoch` (appends expecting the last entry replayed):
+** TAND_ENOTOWNER when another host appended meanwhile, TAND_EJOURNAL
+** for an entry that is not a sound tand entry (its sequence in err),
+** TAND_ECONFIG for a log of another kind of machine, or a log error. The
+** journal borrows log, which must outlive it. Appends wait timeout_ms
+** for their acknowledgement. */
+TAND_HIDDEN int tand__cluster_journal_open(tand__log *log, const char *kind,
+                                           const char *host, uint64_t epoch,
+                                           int64_t timeout_ms,
+                                           tand_journal **out, char *err,
+                                           size_t n);
+
 #endif

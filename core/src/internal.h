@@ -351,6 +351,9 @@ TAND_HIDDEN bool tand__journal_dirty(const tand_journal *j);
 ** server owns it from then on, on every path (closed if the start
 ** fails). Consumed by that start. */
 TAND_HIDDEN void tand__journal_adopt(tand_journal *j);
+/* The adopted journal no start took (a start that failed before it got
+** there), now the caller's again; or NULL. */
+TAND_HIDDEN tand_journal *tand__journal_unadopted(void);
 
 /* ---- runtime (runtime.c) ---- */
 typedef struct tand_table tand_table;

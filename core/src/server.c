@@ -148,6 +148,13 @@ void tand__journal_adopt(tand_journal *j)
     adopted_journal = j;
 }
 
+tand_journal *tand__journal_unadopted(void)
+{
+    tand_journal *j = adopted_journal;
+    adopted_journal = NULL;
+    return j;
+}
+
 /* tand_server_start with `adopted` (or NULL) as the server's journal;
 ** *taken is set once the server owns it. */
 static int start(tand_runtime *rt, const tand_server_options *o,

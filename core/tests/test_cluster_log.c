@@ -8,65 +8,11 @@
 */
 #include "check.h"
 #include "cluster.h"
+#include "nats_test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-static char dir[256], script[512];
-
-static void stop_servers(void)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s stop %s", script, dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not stop the nats-servers in %s\n", dir);
-}
-
-/* Starts the servers; their URLs in urls. */
-static void start_servers(char *urls, size_t size)
-{
-    char cmd[1024];
-    FILE *p;
-    snprintf(dir, sizeof dir, "/tmp/tand-nats-XXXXXX");
-    if (mkdtemp(dir) == NULL) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    snprintf(cmd, sizeof cmd, "%s start %s 3", script, dir);
-    p = popen(cmd, "r");
-    if (p == NULL || fgets(urls, (int)size, p) == NULL) {
-        fprintf(stderr, "nats_cluster.sh start failed\n");
-        exit(1);
-    }
-    pclose(p);
-    urls[strcspn(urls, "\n")] = '\0';
-    atexit(stop_servers);
-}
-
-/* Connects to the comma-separated urls (natsOptions_SetURL's own list
-** form does not connect with libnats 3.4.1: the list goes as servers). */
-static natsConnection *connect_to(const char *urls, natsStatus *st)
-{
-    natsOptions *o = NULL;
-    natsConnection *nc = NULL;
-    const char *servers[8];
-    char copy[1024], *tok, *save = NULL;
-    int n = 0;
-    snprintf(copy, sizeof copy, "%s", urls);
-    for (tok = strtok_r(copy, ",", &save); tok != NULL && n < 8;
-         tok = strtok_r(NULL, ",", &save))
-        servers[n++] = tok;
-    *st = natsOptions_Create(&o);
-    if (*st == NATS_OK)
-        *st = natsOptions_SetServers(o, servers, n);
-    if (*st == NATS_OK)
-        *st = natsOptions_SetTimeout(o, 2000);
-    if (*st == NATS_OK)
-        *st = natsConnection_Connect(&nc, o);
-    natsOptions_Destroy(o);
-    return nc;
-}
 
 static void fence(jsCtx *js)
 {
@@ -122,12 +68,8 @@ int main(int argc, char **argv)
     natsConnection *nc;
     jsCtx *js = NULL;
     natsStatus st;
-    (void)argc;
-    snprintf(script, sizeof script, "%s", argc > 1 ? argv[1] : "");
-    if (argc < 2 || access(script, X_OK) != 0) {
-        fprintf(stderr, "usage: %s PATH/nats_cluster.sh\n", argv[0]);
+    if (nats_test_init(argc, argv) != 0)
         return 2;
-    }
     /* nobody listens here: the connection is refused */
     nc = connect_to("nats://127.0.0.1:1", &st);
     CHECK(nc == NULL && st != NATS_OK);
