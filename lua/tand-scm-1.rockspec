@@ -27,7 +27,7 @@ build = {
    modules = {
       tand = {
          sources = {
-            "core/src/codec.c", "core/src/journal.c",
+            "core/src/cluster_none.c", "core/src/codec.c", "core/src/journal.c",
             "core/src/journal_api.c", "core/src/machines.c",
             "core/src/mailbox.c", "core/src/park.c", "core/src/registry.c",
             "core/src/replies.c", "core/src/runtime.c", "core/src/server.c",

@@ -834,6 +834,110 @@ TAND_API int tand_supervisor_count_children(tand_server *sup,
                                             tand_child_counts *out,
                                             int64_t timeout_ms);
 
+/* ---- cluster ---------------------------------------------------------- */
+
+/* Machines shared by many hosts (processes, usually on several machines)
+** through NATS JetStream: each host opens the cluster and starts the same
+** machine with the same options; one host owns it and runs it, the
+** others' calls reach it over NATS. Ownership is exclusive by the fence
+** of the machine's JetStream stream alone: every batch of the owner is
+** appended expecting the stream's last entry, so a host that lost the
+** machine (a pause past its lease, a partition) has its first batch
+** refused and answers its callers TAND_ENOTOWNER ("not_owner"), never
+** from a stale state. A lease in a JetStream KV bucket (lease_ms, its
+** max age) only picks which host tries to own it. When the owner dies
+** another host that started the machine takes over within about lease_ms
+** (plus a second), resuming from the stream. Durability: a batch is
+** acknowledged once a majority of the stream's replicas have it (what
+** nats-server 2.9 gives), then its replies are sent. Built only with
+** libnats; without it every function here gives TAND_ECLUSTER
+** ("cluster_unavailable"). */
+typedef struct tand_cluster tand_cluster;
+typedef struct tand_cluster_machine tand_cluster_machine;
+
+typedef struct tand_cluster_options {
+    const char *servers; /* NATS URLs, comma-separated */
+    const char *host;    /* this host's name: unique in the cluster */
+    int64_t lease_ms;    /* 100..3600000; 3000 by default */
+    int replicas;        /* copies of streams and leases, 1..5; 1 */
+    int64_t timeout_ms;  /* for NATS requests and appends; 2000 */
+    char *error;         /* a message on failure, or NULL */
+    size_t error_size;
+} tand_cluster_options;
+
+/* Fills *o with the defaults. Thread: any. Blocks: no. */
+TAND_API void tand_cluster_options_init(tand_cluster_options *o);
+
+/* Connects to the NATS servers and joins the cluster as o->host, starting
+** this host's two threads (leases and takeovers; NATS calls to the
+** machines it owns). 0, or TAND_EINVAL, TAND_ECONFIG (a bad option, or
+** options other hosts gave otherwise: the lease bucket's lease_ms or
+** replicas), TAND_ECLUSTER (the servers cannot be reached or used: why
+** in o->error), TAND_ENOMEM, TAND_ESYSTEM.
+** Thread: any. Blocks: while it connects. */
+TAND_API int tand_cluster_open(tand_runtime *rt, const tand_cluster_options *o,
+                               tand_cluster **out);
+
+/* Stops the machines this host runs (their last batches appended, so the
+** next owner resumes them; their leases expire), leaves the cluster and
+** frees c. Handles to its machines answer TAND_ECLUSTER after it.
+** Thread: any but c's own. Blocks: while the machines stop. */
+TAND_API void tand_cluster_close(tand_cluster *c);
+
+enum { TAND_OWNER_ANY = 0, TAND_OWNER_NEVER = 1 };
+
+/* A clustered machine as this host starts it. When this host comes to own
+** it, start(rt, name, arg, &s) starts the machine: it must start one
+** server registered as name, with no journal of its own (the cluster's
+** takes that place); kind is its behaviour's name ("deluxe", "counter",
+** "policy"), checked against the stream's. owner TAND_OWNER_NEVER makes
+** this host only a client. arg is the cluster's from the call on: freed
+** by free_arg (if not NULL) when the handle is released, or at once on
+** failure. */
+typedef struct tand_cluster_machine_options {
+    const char *name; /* 1..TAND_NAME_MAX bytes */
+    const char *kind;
+    int owner;        /* TAND_OWNER_ANY (0) or TAND_OWNER_NEVER */
+    int (*start)(tand_runtime *rt, const char *name, void *arg,
+                 tand_server **out);
+    void *arg;
+    void (*free_arg)(void *arg);
+    char *error;
+    size_t error_size;
+} tand_cluster_machine_options;
+
+/* Starts a clustered machine on this host: a handle to it, whoever owns
+** it. 0, or TAND_EINVAL, TAND_ENAMETAKEN (started on this host already),
+** TAND_ECONFIG (its stream exists with other replicas), TAND_ECLUSTER,
+** TAND_ENOMEM. Thread: any. Blocks: while its stream is made. */
+TAND_API int tand_cluster_start(tand_cluster *c,
+                                const tand_cluster_machine_options *o,
+                                tand_cluster_machine **out);
+
+/* A handle to a machine some host started (this one only calls it):
+** TAND_ENOPROC if none ever did. Thread: any. Blocks: a NATS request. */
+TAND_API int tand_cluster_whereis(tand_cluster *c, const char *name,
+                                  tand_cluster_machine **out, char *err,
+                                  size_t n);
+
+/* tand_call on the machine: on this host's own server when it owns the
+** machine, else over NATS to its owner with the deadline carried along.
+** The same results as tand_call's, and TAND_ENOTOWNER (the owner was
+** deposed: the call was not applied), TAND_ETIMEDOUT (no answer in time,
+** or no owner within it: the outcome is unknown), TAND_ECLUSTER.
+** Consumes req. Thread: any. Blocks: until the reply or the deadline. */
+TAND_API int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
+                               tand_msg *reply, int64_t timeout_ms);
+
+/* The host that owns the machine now and its epoch (the lease's: larger
+** at each takeover). 0, or TAND_ENOPROC when nobody does.
+** Thread: any. Blocks: a NATS request. */
+TAND_API int tand_cluster_owner(tand_cluster_machine *m, char *host,
+                                size_t size, uint64_t *epoch);
+
+/* Drops the handle. Thread: any. Blocks: no. */
+TAND_API void tand_cluster_machine_release(tand_cluster_machine *m);
+
 /* ---- registry -------------------------------------------------------- */
 
 /* Registers a running server under `name` (copied; 1 to TAND_NAME_MAX

@@ -56,6 +56,8 @@ static void start_servers(char *urls, size_t size)
 /* Connects to the comma-separated urls (natsOptions_SetURL's own list
 ** form does not connect with libnats 3.4.1: the list goes as servers). */
 static natsConnection *connect_to(const char *urls, natsStatus *st)
+    __attribute__((unused));
+static natsConnection *connect_to(const char *urls, natsStatus *st)
 {
     natsOptions *o = NULL;
     natsConnection *nc = NULL;

@@ -1,0 +1,929 @@
+/*
+** cluster.c - machines shared by many hosts through NATS JetStream: who
+** owns a machine, how the owner runs it, and how the others' calls reach
+** it.
+**
+** DESIGN: tand writes no consensus of its own. A lease in a JetStream KV
+** bucket (its max age is lease_ms) picks which host tries to own a
+** machine; the fence of its log (cluster_log.c, cluster_journal.c) alone
+** makes ownership exclusive. Each host runs two threads of its own:
+** - the control thread, every lease_ms / 4: renews the leases this host
+**   holds, and for each machine it may own but does not, tries to create
+**   the lease; with it, it replays the log, fences it and starts the
+**   machine with the log as its journal (tand__journal_adopt), then
+**   subscribes to the machine's call subject. A machine that ends (its
+**   first refused append, a crash) is let go: the subscription is
+**   dropped and the lease left to expire, so another host takes over.
+** - the bridge: requests from NATS arrive on libnats' threads, which only
+**   queue them for the bridge and never run a server or wait; the bridge
+**   sends each to the machine as an asynchronous call into its reply box
+**   and publishes each reply as it comes (after the batch's append is
+**   acknowledged: a journaled server holds its replies until its commit).
+** A caller's call goes to the local machine when this host owns it, else
+** over NATS request/reply to the owner, with the caller's deadline; no
+** responder (no owner right now) is retried until the deadline.
+** Locks: c->mu guards the machines list, each machine's `local` and the
+** bridge's queue; it is a leaf lock (no call out while it is held).
+*/
+#include "cluster.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUCKET "tand_leases"
+
+typedef struct incoming {
+    struct incoming *next;
+    tand_cluster_machine *m; /* a reference */
+    char *reply_to;
+    char *data;
+    size_t size;
+} incoming;
+
+/* A call of the bridge in flight: where its reply goes. */
+typedef struct pending {
+    struct pending *next;
+    uint64_t tag;
+    char *reply_to;
+} pending;
+
+struct tand_cluster_machine {
+    _Atomic int refs;
+    tand_cluster *c;
+    char name[TAND_NAME_MAX + 1];
+    char subject[2 * TAND_NAME_MAX + 32];
+    char key[2 * TAND_NAME_MAX + 8]; /* in the lease bucket */
+    char kind[33];
+    int owner;
+    int (*start)(tand_runtime *rt, const char *name, void *arg,
+                 tand_server **out);
+    void *arg;
+    void (*free_arg)(void *arg);
+    /* the control thread's: */
+    tand__log *log;
+    uint64_t lease_rev, epoch;
+    natsSubscription *sub;
+    char error[512]; /* the last takeover's failure, for the log */
+    /* guarded by c->mu: */
+    tand_server *local; /* the machine while this host owns it */
+    bool started;       /* c:start was called on this host */
+    tand_cluster_machine *next;
+};
+
+struct tand_cluster {
+    tand_runtime *rt;
+    natsConnection *nc;
+    jsCtx *js;
+    kvStore *kv;
+    char host[TAND_NAME_MAX + 1];
+    int64_t lease_ms, timeout_ms;
+    int replicas;
+    pthread_mutex_t mu;
+    pthread_cond_t control_cv;
+    bool closing;              /* guarded by mu */
+    tand_cluster_machine *machines; /* guarded by mu */
+    pthread_t control, bridge;
+    bool control_started, bridge_started;
+    int wake[2];               /* the bridge's: a byte per queued request */
+    incoming *in_head, *in_tail; /* guarded by mu */
+    tand_replies *box;         /* the bridge's */
+    pending *pending;          /* the bridge's */
+    uint64_t next_tag;         /* the bridge's */
+};
+
+void tand_cluster_options_init(tand_cluster_options *o)
+{
+    memset(o, 0, sizeof o[0]);
+    o->lease_ms = 3000;
+    o->replicas = 1;
+    o->timeout_ms = 2000;
+}
+
+static void say(char *err, size_t n, const char *fmt, const char *a,
+                const char *b)
+{
+    if (err != NULL && n > 0)
+        snprintf(err, n, fmt, a, b ? b : "");
+}
+
+/* ---- encoding of calls and replies over NATS ---- */
+
+/* [op, ival0, ival1, timeout_ms, data or nil] */
+static int encode_request(const tand_msg *req, int64_t timeout_ms,
+                          tand_buf *b)
+{
+    tand_buf_init(b);
+    tand_pack_array(b, 5);
+    tand_pack_int(b, req->op);
+    tand_pack_int(b, req->ival[0]);
+    tand_pack_int(b, req->ival[1]);
+    tand_pack_int(b, timeout_ms);
+    if (req->data != NULL)
+        tand_pack_str(b, req->data, req->size);
+    else
+        tand_pack_nil(b);
+    return b->err ? TAND_ENOMEM : 0;
+}
+
+/* [status, ival0, ival1, data or nil] */
+static int encode_reply(const tand_msg *reply, tand_buf *b)
+{
+    tand_buf_init(b);
+    tand_pack_array(b, 4);
+    tand_pack_int(b, reply->status);
+    tand_pack_int(b, reply->ival[0]);
+    tand_pack_int(b, reply->ival[1]);
+    if (reply->data != NULL)
+        tand_pack_str(b, reply->data, reply->size);
+    else
+        tand_pack_nil(b);
+    return b->err ? TAND_ENOMEM : 0;
+}
+
+/* Decodes n integers then the data of a request or a reply into msg (its
+** data copied, NUL-terminated as details are). 0, or TAND_EBADMSG. */
+static int decode(const char *p, size_t size, int64_t *ints, int nints,
+                  tand_msg *msg)
+{
+    tand_reader r;
+    tand_item it;
+    int i;
+    memset(msg, 0, sizeof *msg);
+    tand_reader_init(&r, p, size);
+    if (tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY ||
+        it.v.n != (uint32_t)nints + 1)
+        return TAND_EBADMSG;
+    for (i = 0; i < nints; i++) {
+        if (tand_unpack(&r, &it) != 0 || it.type != TAND_T_INT)
+            return TAND_EBADMSG;
+        ints[i] = it.v.i;
+    }
+    if (tand_unpack(&r, &it) != 0)
+        return TAND_EBADMSG;
+    if (it.type == TAND_T_STR) {
+        if ((msg->data = tand__malloc(it.v.s.len + 1)) == NULL)
+            return TAND_ENOMEM;
+        memcpy(msg->data, it.v.s.p, it.v.s.len);
+        msg->data[it.v.s.len] = '\0';
+        msg->size = it.v.s.len;
+    } else if (it.type != TAND_T_NIL) {
+        return TAND_EBADMSG;
+    }
+    return 0;
+}
+
+/* ---- machines ---- */
+
+static void machine_release(tand_cluster_machine *m)
+{
+    if (m == NULL || atomic_fetch_sub(&m->refs, 1) != 1)
+        return;
+    if (m->free_arg != NULL)
+        m->free_arg(m->arg);
+    tand__log_close(m->log);
+    free(m);
+}
+
+void tand_cluster_machine_release(tand_cluster_machine *m)
+{
+    machine_release(m);
+}
+
+/* The local machine while this host owns it (a reference), or NULL. */
+static tand_server *local_of(tand_cluster_machine *m)
+{
+    tand_server *s;
+    pthread_mutex_lock(&m->c->mu);
+    s = m->local;
+    if (s != NULL && tand_server_alive(s))
+        tand_server_retain(s);
+    else
+        s = NULL;
+    pthread_mutex_unlock(&m->c->mu);
+    return s;
+}
+
+/* ---- the bridge: NATS requests to the owner's machine ---- */
+
+static void on_request(natsConnection *nc, natsSubscription *sub,
+                       natsMsg *msg, void *closure)
+{
+    tand_cluster_machine *m = closure;
+    tand_cluster *c = m->c;
+    incoming *in = tand__calloc(1, sizeof *in);
+    const char *reply_to = natsMsg_GetReply(msg);
+    size_t size = (size_t)natsMsg_GetDataLength(msg);
+    char byte = 1;
+    (void)nc;
+    (void)sub;
+    if (in == NULL || reply_to == NULL ||
+        (in->reply_to = tand__strdup(reply_to)) == NULL ||
+        (in->data = tand__malloc(size ? size : 1)) == NULL) {
+        if (in != NULL) { /* dropped: the caller times out */
+            free(in->reply_to);
+            free(in);
+        }
+        natsMsg_Destroy(msg);
+        return;
+    }
+    memcpy(in->data, natsMsg_GetData(msg), size);
+    in->size = size;
+    natsMsg_Destroy(msg);
+    atomic_fetch_add(&m->refs, 1);
+    in->m = m;
+    pthread_mutex_lock(&c->mu);
+    if (c->in_tail != NULL)
+        c->in_tail->next = in;
+    else
+        c->in_head = in;
+    c->in_tail = in;
+    pthread_mutex_unlock(&c->mu);
+    if (write(c->wake[1], &byte, 1) < 0) {
+        /* the pipe is full: the bridge is awake already */
+    }
+}
+
+static void respond(tand_cluster *c, const char *reply_to,
+                    const tand_msg *reply)
+{
+    tand_buf b;
+    if (encode_reply(reply, &b) == 0)
+        natsConnection_Publish(c->nc, reply_to, b.data, (int)b.size);
+    tand_buf_free(&b);
+}
+
+static void respond_error(tand_cluster *c, const char *reply_to, int status,
+                          const char *detail)
+{
+    tand_msg reply = {0};
+    reply.status = status;
+    if (detail != NULL)
+        tand_msg_set_text(&reply, detail, strlen(detail));
+    respond(c, reply_to, &reply);
+    tand_msg_clear(&reply);
+}
+
+/* Sends one request from NATS to the machine, or answers it at once. */
+static void bridge_send(tand_cluster *c, incoming *in)
+{
+    int64_t ints[4];
+    tand_msg req;
+    tand_server *s;
+    pending *p;
+    int rc = decode(in->data, in->size, ints, 4, &req);
+    if (rc != 0) {
+        respond_error(c, in->reply_to, rc, "a request that is not tand's");
+        return;
+    }
+    req.op = (int)ints[0];
+    req.ival[0] = ints[1];
+    req.ival[1] = ints[2];
+    if ((s = local_of(in->m)) == NULL) {
+        tand_msg_clear(&req);
+        respond_error(c, in->reply_to, TAND_ENOTOWNER,
+                      "this host does not own the machine now");
+        return;
+    }
+    if ((p = tand__calloc(1, sizeof *p)) == NULL) {
+        tand_server_release(s);
+        tand_msg_clear(&req);
+        respond_error(c, in->reply_to, TAND_ENOMEM, NULL);
+        return;
+    }
+    p->tag = ++c->next_tag;
+    rc = tand_call_async(s, &req, ints[3] < 0 ? TAND_FOREVER : ints[3], 0,
+                         c->box, p->tag);
+    tand_server_release(s);
+    if (rc != 0) {
+        free(p);
+        respond_error(c, in->reply_to, rc, NULL);
+        return;
+    }
+    p->reply_to = in->reply_to; /* the pending call's now */
+    in->reply_to = NULL;
+    p->next = c->pending;
+    c->pending = p;
+}
+
+/* Publishes the replies that have come in. */
+static void bridge_answer(tand_cluster *c)
+{
+    uint64_t tag;
+    tand_msg reply;
+    while (tand_replies_take(c->box, &tag, &reply)) {
+        pending **pp = &c->pending, *p;
+        while (*pp != NULL && (*pp)->tag != tag)
+            pp = &(*pp)->next;
+        if ((p = *pp) != NULL) {
+            *pp = p->next;
+            respond(c, p->reply_to, &reply);
+            free(p->reply_to);
+            free(p);
+        }
+        tand_msg_clear(&reply);
+    }
+}
+
+static void *bridge_main(void *arg)
+{
+    tand_cluster *c = arg;
+    for (;;) {
+        struct pollfd fds[2];
+        incoming *in;
+        char buf[256];
+        int64_t wait = tand_replies_timeout_ms(c->box);
+        bool closing;
+        fds[0].fd = c->wake[0];
+        fds[1].fd = tand_replies_fd(c->box);
+        fds[0].events = fds[1].events = POLLIN;
+        poll(fds, 2, wait < 0 || wait > 200 ? 200 : (int)wait);
+        if (fds[0].revents & POLLIN)
+            while (read(c->wake[0], buf, sizeof buf) > 0)
+                ;
+        pthread_mutex_lock(&c->mu);
+        in = c->in_head;
+        c->in_head = c->in_tail = NULL;
+        closing = c->closing;
+        pthread_mutex_unlock(&c->mu);
+        while (in != NULL) {
+            incoming *next = in->next;
+            if (!closing)
+                bridge_send(c, in);
+            machine_release(in->m);
+            free(in->reply_to);
+            free(in->data);
+            free(in);
+            in = next;
+        }
+        bridge_answer(c);
+        if (closing)
+            return NULL;
+    }
+}
+
+/* ---- the control thread: leases and takeovers ---- */
+
+/* Lets go of the machine this host ran (it ended, or the lease was
+** lost): no more requests from NATS, the server stopped. */
+static void step_down(tand_cluster_machine *m, int reason, const char *why)
+{
+    tand_cluster *c = m->c;
+    tand_server *s;
+    if (m->sub != NULL) {
+        natsSubscription_Unsubscribe(m->sub);
+        natsSubscription_Destroy(m->sub);
+        m->sub = NULL;
+    }
+    pthread_mutex_lock(&c->mu);
+    s = m->local;
+    m->local = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (s != NULL) {
+        tand_server_stop(s, reason, why, c->timeout_ms);
+        tand_server_release(s);
+    }
+    m->lease_rev = 0;
+}
+
+/* The lease's value: "host epoch". */
+static void lease_value(const tand_cluster *c, uint64_t epoch, char *out,
+                        size_t n)
+{
+    snprintf(out, n, "%s %llu", c->host, (unsigned long long)epoch);
+}
+
+/* With the lease: replay, fence, start, subscribe. */
+static void take_over(tand_cluster_machine *m)
+{
+    tand_cluster *c = m->c;
+    tand_journal *j = NULL, *left;
+    tand_server *s = NULL;
+    char value[TAND_NAME_MAX + 32];
+    uint64_t rev;
+    int rc;
+    m->epoch = m->lease_rev;
+    /* the epoch in the lease's value too, for m:owner() */
+    lease_value(c, m->epoch, value, sizeof value);
+    if (kvStore_Update(&rev, c->kv, m->key, value, (int)strlen(value),
+                       m->lease_rev) != NATS_OK) {
+        m->lease_rev = 0; /* lost already: expired, another host has it */
+        return;
+    }
+    m->lease_rev = rev;
+    rc = tand__cluster_journal_open(m->log, m->kind, c->host, m->epoch,
+                                    c->timeout_ms, &j, m->error,
+                                    sizeof m->error);
+    if (rc != 0) /* the next look tries again while the lease is ours */
+        return;
+    tand__journal_adopt(j);
+    rc = m->start(c->rt, m->name, m->arg, &s);
+    if ((left = tand__journal_unadopted()) != NULL)
+        tand__journal_close(left);
+    if (rc != 0) {
+        snprintf(m->error, sizeof m->error, "the machine did not start: %s",
+                 tand_errname(rc));
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    m->local = s;
+    pthread_mutex_unlock(&c->mu);
+    if (natsConnection_Subscribe(&m->sub, c->nc, m->subject, on_request, m) !=
+        NATS_OK) {
+        m->sub = NULL;
+        step_down(m, TAND_ECLUSTER, "cannot subscribe to the calls");
+    }
+}
+
+static void look_after(tand_cluster_machine *m)
+{
+    tand_cluster *c = m->c;
+    char value[TAND_NAME_MAX + 32];
+    tand_server *s;
+    uint64_t rev;
+    if (m->owner == TAND_OWNER_NEVER)
+        return;
+    s = local_of(m);
+    if (s != NULL) { /* ours: renew */
+        tand_server_release(s);
+        lease_value(c, m->epoch, value, sizeof value);
+        if (kvStore_Update(&rev, c->kv, m->key, value, (int)strlen(value),
+                           m->lease_rev) == NATS_OK)
+            m->lease_rev = rev;
+        else
+            step_down(m, TAND_ENOTOWNER, "the lease was lost");
+        return;
+    }
+    if (m->local != NULL || m->sub != NULL) /* it ended */
+        step_down(m, 0, NULL);
+    if (m->lease_rev == 0) {
+        lease_value(c, 0, value, sizeof value);
+        if (kvStore_Create(&rev, c->kv, m->key, value, (int)strlen(value)) !=
+            NATS_OK)
+            return; /* another host holds it */
+        m->lease_rev = rev;
+    }
+    take_over(m);
+}
+
+static void *control_main(void *arg)
+{
+    tand_cluster *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->closing) {
+        tand_cluster_machine *m, **list;
+        size_t n = 0, i;
+        for (m = c->machines; m != NULL; m = m->next)
+            n++;
+        list = tand__calloc(n ? n : 1, sizeof *list);
+        for (i = 0, m = c->machines; list != NULL && m != NULL; m = m->next)
+            if (m->started) {
+                atomic_fetch_add(&m->refs, 1);
+                list[i++] = m;
+            }
+        n = list != NULL ? i : 0;
+        pthread_mutex_unlock(&c->mu);
+        for (i = 0; i < n; i++) {
+            look_after(list[i]);
+            machine_release(list[i]);
+        }
+        free(list);
+        pthread_mutex_lock(&c->mu);
+        if (c->closing)
+            break;
+        tand__cond_wait_until(&c->control_cv, &c->mu,
+                              tand__now_ns() + c->lease_ms / 4 * 1000000);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* ---- the cluster ---- */
+
+/* Connects to the comma-separated servers (natsOptions_SetURL's own list
+** form does not connect with libnats 3.4.1: they go as a server list). */
+static natsStatus connect_nats(tand_cluster *c, const char *servers,
+                               char *err, size_t n)
+{
+    natsOptions *o = NULL;
+    const char *list[16];
+    char *copy = tand__strdup(servers), *tok, *save = NULL;
+    int count = 0;
+    natsStatus st;
+    if (copy == NULL)
+        return NATS_NO_MEMORY;
+    for (tok = strtok_r(copy, ", ", &save); tok != NULL && count < 16;
+         tok = strtok_r(NULL, ", ", &save))
+        list[count++] = tok;
+    st = natsOptions_Create(&o);
+    if (st == NATS_OK)
+        st = natsOptions_SetServers(o, list, count);
+    if (st == NATS_OK)
+        st = natsOptions_SetTimeout(o, c->timeout_ms);
+    /* each reply goes out at once: no buffered flusher's wait */
+    if (st == NATS_OK)
+        st = natsOptions_SetSendAsap(o, true);
+    if (st == NATS_OK)
+        st = natsOptions_SetMaxReconnect(o, -1); /* for ever */
+    if (st == NATS_OK)
+        st = natsOptions_SetReconnectWait(o, 100);
+    if (st == NATS_OK)
+        st = natsConnection_Connect(&c->nc, o);
+    if (st != NATS_OK)
+        say(err, n, "cannot reach the NATS servers %s: %s", servers,
+            nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+                                    : natsStatus_GetText(st));
+    natsOptions_Destroy(o);
+    free(copy);
+    return st;
+}
+
+/* Binds the lease bucket, making it if need be; a bucket of another
+** lease_ms or replicas is refused: the hosts disagree. */
+static int open_bucket(tand_cluster *c, char *err, size_t n)
+{
+    kvConfig cfg;
+    kvStatus *sts = NULL;
+    natsStatus st;
+    char why[128];
+    kvConfig_Init(&cfg);
+    cfg.Bucket = BUCKET;
+    cfg.History = 1;
+    cfg.TTL = c->lease_ms * 1000000; /* ns */
+    cfg.Replicas = c->replicas;
+    cfg.StorageType = js_FileStorage;
+    st = js_CreateKeyValue(&c->kv, c->js, &cfg);
+    if (st != NATS_OK) /* it exists, maybe as another host made it */
+        st = js_KeyValue(&c->kv, c->js, BUCKET);
+    if (st != NATS_OK) {
+        say(err, n, "cannot use the lease bucket: %s%s",
+            nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+                                    : natsStatus_GetText(st), NULL);
+        return TAND_ECLUSTER;
+    }
+    if (kvStore_Status(&sts, c->kv) != NATS_OK)
+        return TAND_ECLUSTER;
+    if (kvStatus_TTL(sts) != cfg.TTL ||
+        kvStatus_Replicas(sts) != (int64_t)c->replicas) {
+        snprintf(why, sizeof why, "lease_ms %lld and replicas %lld",
+                 (long long)(kvStatus_TTL(sts) / 1000000),
+                 (long long)kvStatus_Replicas(sts));
+        say(err, n, "the cluster's hosts disagree: the lease bucket has %s",
+            why, NULL);
+        kvStatus_Destroy(sts);
+        return TAND_ECONFIG;
+    }
+    kvStatus_Destroy(sts);
+    return 0;
+}
+
+static void cluster_free(tand_cluster *c)
+{
+    pending *p;
+    if (c->kv != NULL)
+        kvStore_Destroy(c->kv);
+    if (c->js != NULL)
+        jsCtx_Destroy(c->js);
+    if (c->nc != NULL)
+        natsConnection_Destroy(c->nc);
+    while ((p = c->pending) != NULL) {
+        c->pending = p->next;
+        free(p->reply_to);
+        free(p);
+    }
+    tand_replies_free(c->box);
+    if (c->wake[0] >= 0) {
+        close(c->wake[0]);
+        close(c->wake[1]);
+    }
+    pthread_cond_destroy(&c->control_cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+int tand_cluster_open(tand_runtime *rt, const tand_cluster_options *o,
+                      tand_cluster **out)
+{
+    tand_cluster *c;
+    char *err = o != NULL ? o->error : NULL;
+    size_t n = o != NULL ? o->error_size : 0;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (rt == NULL || o == NULL || out == NULL)
+        return TAND_EINVAL;
+    if (err != NULL && n > 0)
+        err[0] = '\0';
+    if (o->servers == NULL || o->servers[0] == '\0') {
+        say(err, n, "servers: give the NATS servers' URLs%s", "", NULL);
+        return TAND_ECONFIG;
+    }
+    if (o->host == NULL || o->host[0] == '\0' ||
+        strlen(o->host) > TAND_NAME_MAX || strchr(o->host, ' ') != NULL) {
+        say(err, n, "host: a name of 1 to 255 bytes without spaces%s", "",
+            NULL);
+        return TAND_ECONFIG;
+    }
+    if (o->lease_ms < 100 || o->lease_ms > 3600000) {
+        say(err, n, "lease_ms: from 100 to 3600000%s", "", NULL);
+        return TAND_ECONFIG;
+    }
+    if (o->replicas < 1 || o->replicas > 5) {
+        say(err, n, "replicas: from 1 to 5%s", "", NULL);
+        return TAND_ECONFIG;
+    }
+    if (o->timeout_ms < 1 || o->timeout_ms > 600000) {
+        say(err, n, "timeout_ms: from 1 to 600000%s", "", NULL);
+        return TAND_ECONFIG;
+    }
+    if ((c = tand__calloc(1, sizeof *c)) == NULL)
+        return TAND_ENOMEM;
+    c->rt = rt;
+    snprintf(c->host, sizeof c->host, "%s", o->host);
+    c->lease_ms = o->lease_ms;
+    c->replicas = o->replicas;
+    c->timeout_ms = o->timeout_ms;
+    c->wake[0] = c->wake[1] = -1;
+    pthread_mutex_init(&c->mu, NULL);
+    if (tand__cond_init(&c->control_cv) != 0 || pipe(c->wake) != 0) {
+        c->wake[0] = c->wake[1] = -1;
+        cluster_free(c);
+        return TAND_ESYSTEM;
+    }
+    fcntl(c->wake[0], F_SETFL, O_NONBLOCK);
+    fcntl(c->wake[1], F_SETFL, O_NONBLOCK);
+    fcntl(c->wake[0], F_SETFD, FD_CLOEXEC);
+    fcntl(c->wake[1], F_SETFD, FD_CLOEXEC);
+    if ((rc = tand_replies_new(&c->box)) != 0) {
+        cluster_free(c);
+        return rc;
+    }
+    if (connect_nats(c, o->servers, err, n) != NATS_OK) {
+        cluster_free(c);
+        return TAND_ECLUSTER;
+    }
+    if (natsConnection_JetStream(&c->js, c->nc, NULL) != NATS_OK) {
+        say(err, n, "cannot use JetStream%s", "", NULL);
+        cluster_free(c);
+        return TAND_ECLUSTER;
+    }
+    if ((rc = open_bucket(c, err, n)) != 0) {
+        cluster_free(c);
+        return rc;
+    }
+    if (pthread_create(&c->bridge, NULL, bridge_main, c) != 0) {
+        cluster_free(c);
+        return TAND_ESYSTEM;
+    }
+    c->bridge_started = true;
+    if (pthread_create(&c->control, NULL, control_main, c) != 0) {
+        tand_cluster_close(c);
+        return TAND_ESYSTEM;
+    }
+    c->control_started = true;
+    *out = c;
+    return 0;
+}
+
+void tand_cluster_close(tand_cluster *c)
+{
+    tand_cluster_machine *m;
+    char byte = 1;
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->closing = true;
+    pthread_cond_signal(&c->control_cv);
+    pthread_mutex_unlock(&c->mu);
+    if (c->control_started)
+        pthread_join(c->control, NULL);
+    /* the machines this host runs: stopped, their leases left to expire
+    ** (their last batch is appended, so the next owner resumes it) */
+    for (m = c->machines; m != NULL; m = m->next)
+        step_down(m, 0, NULL);
+    if (write(c->wake[1], &byte, 1) < 0) {
+        /* awake already */
+    }
+    if (c->bridge_started)
+        pthread_join(c->bridge, NULL);
+    while ((m = c->machines) != NULL) {
+        c->machines = m->next;
+        m->c = NULL;
+        machine_release(m);
+    }
+    cluster_free(c);
+}
+
+/* The machine of that name in c's list (a reference), or NULL. */
+static tand_cluster_machine *find(tand_cluster *c, const char *name)
+{
+    tand_cluster_machine *m;
+    for (m = c->machines; m != NULL; m = m->next)
+        if (strcmp(m->name, name) == 0) {
+            atomic_fetch_add(&m->refs, 1);
+            return m;
+        }
+    return NULL;
+}
+
+/* A new machine record for name, in c's list (a reference for the
+** caller, one for the list). */
+static int add_machine(tand_cluster *c, const char *name,
+                       tand_cluster_machine **out, char *err, size_t n)
+{
+    tand_cluster_machine *m = tand__calloc(1, sizeof *m);
+    char enc[2 * TAND_NAME_MAX + 3];
+    int rc;
+    if (m == NULL)
+        return TAND_ENOMEM;
+    atomic_init(&m->refs, 2);
+    m->c = c;
+    snprintf(m->name, sizeof m->name, "%s", name);
+    rc = tand__log_open(c->js, name, c->replicas, &m->log, err, n);
+    if (rc != 0) {
+        free(m);
+        return rc;
+    }
+    snprintf(enc, sizeof enc, "%s", tand__log_stream(m->log) + 5);
+    snprintf(m->subject, sizeof m->subject, "tand.call.%s", enc);
+    snprintf(m->key, sizeof m->key, "%s", enc);
+    m->next = c->machines;
+    c->machines = m;
+    *out = m;
+    return 0;
+}
+
+int tand_cluster_start(tand_cluster *c, const tand_cluster_machine_options *o,
+                       tand_cluster_machine **out)
+{
+    tand_cluster_machine *m;
+    char *err = o != NULL ? o->error : NULL;
+    size_t n = o != NULL ? o->error_size : 0;
+    int rc = 0;
+
+    if (out != NULL)
+        *out = NULL;
+    if (c == NULL || o == NULL || out == NULL || o->name == NULL ||
+        o->name[0] == '\0' || strlen(o->name) > TAND_NAME_MAX ||
+        o->kind == NULL || strlen(o->kind) > 32 ||
+        (o->owner != TAND_OWNER_ANY && o->owner != TAND_OWNER_NEVER) ||
+        (o->owner == TAND_OWNER_ANY && o->start == NULL)) {
+        if (o != NULL && o->free_arg != NULL)
+            o->free_arg(o->arg);
+        return TAND_EINVAL;
+    }
+    if (err != NULL && n > 0)
+        err[0] = '\0';
+    pthread_mutex_lock(&c->mu);
+    if ((m = find(c, o->name)) != NULL && m->started) {
+        pthread_mutex_unlock(&c->mu);
+        machine_release(m);
+        if (o->free_arg != NULL)
+            o->free_arg(o->arg);
+        say(err, n, "the machine '%s' is started on this host already%s",
+            o->name, NULL);
+        return TAND_ENAMETAKEN;
+    }
+    if (m == NULL)
+        rc = add_machine(c, o->name, &m, err, n);
+    if (rc == 0) {
+        snprintf(m->kind, sizeof m->kind, "%s", o->kind);
+        m->owner = o->owner;
+        m->start = o->start;
+        m->arg = o->arg;
+        m->free_arg = o->free_arg;
+        m->started = true;
+        pthread_cond_signal(&c->control_cv); /* look at it now */
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (rc != 0) {
+        if (o->free_arg != NULL)
+            o->free_arg(o->arg);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int tand_cluster_whereis(tand_cluster *c, const char *name,
+                         tand_cluster_machine **out, char *err, size_t n)
+{
+    tand_cluster_machine *m;
+    uint64_t last;
+    int rc = 0;
+    if (out != NULL)
+        *out = NULL;
+    if (c == NULL || name == NULL || name[0] == '\0' ||
+        strlen(name) > TAND_NAME_MAX || out == NULL)
+        return TAND_EINVAL;
+    pthread_mutex_lock(&c->mu);
+    if ((m = find(c, name)) == NULL)
+        rc = add_machine(c, name, &m, err, n);
+    if (rc == 0 && !m->started)
+        m->owner = TAND_OWNER_NEVER;
+    pthread_mutex_unlock(&c->mu);
+    if (rc != 0)
+        return rc;
+    /* a machine nobody ever ran has an empty log */
+    if ((rc = tand__log_last(m->log, &last, err, n)) == 0 && last == 0)
+        rc = TAND_ENOPROC;
+    if (rc != 0) {
+        machine_release(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
+                      tand_msg *reply, int64_t timeout_ms)
+{
+    tand_cluster *c = m != NULL ? m->c : NULL;
+    int64_t deadline, left;
+    int64_t ints[3];
+    tand_server *s;
+    natsMsg *resp = NULL;
+    natsStatus st;
+    tand_buf b;
+    int rc;
+
+    if (reply != NULL)
+        memset(reply, 0, sizeof *reply);
+    if (c == NULL || req == NULL || reply == NULL) {
+        tand_msg_clear(req);
+        return TAND_EINVAL;
+    }
+    if ((s = local_of(m)) != NULL) { /* ours: no NATS */
+        rc = tand_call(s, req, reply, timeout_ms, 0);
+        tand_server_release(s);
+        return rc;
+    }
+    deadline = timeout_ms < 0 ? INT64_MAX : tand_now_ms() + timeout_ms;
+    rc = encode_request(req, timeout_ms, &b);
+    tand_msg_clear(req);
+    if (rc != 0) {
+        tand_buf_free(&b);
+        return rc;
+    }
+    for (;;) {
+        left = deadline == INT64_MAX ? c->timeout_ms * 10
+                                     : deadline - tand_now_ms();
+        if (left <= 0) {
+            rc = TAND_ETIMEDOUT;
+            break;
+        }
+        st = natsConnection_Request(&resp, c->nc, m->subject, b.data,
+                                    (int)b.size, left);
+        if (st == NATS_NO_RESPONDERS) { /* no owner now: one is coming */
+            struct timespec pause = {0, 20000000};
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        if (st != NATS_OK) {
+            rc = st == NATS_TIMEOUT ? TAND_ETIMEDOUT : TAND_ECLUSTER;
+            break;
+        }
+        rc = decode(natsMsg_GetData(resp), (size_t)natsMsg_GetDataLength(resp),
+                    ints, 3, reply);
+        natsMsg_Destroy(resp);
+        if (rc == 0) {
+            reply->status = (int)ints[0];
+            reply->ival[0] = ints[1];
+            reply->ival[1] = ints[2];
+            rc = reply->status;
+        }
+        break;
+    }
+    tand_buf_free(&b);
+    return rc;
+}
+
+int tand_cluster_owner(tand_cluster_machine *m, char *host, size_t size,
+                       uint64_t *epoch)
+{
+    kvEntry *e = NULL;
+    const char *v;
+    int len, i;
+    if (m == NULL || m->c == NULL || host == NULL || size == 0 ||
+        epoch == NULL)
+        return TAND_EINVAL;
+    host[0] = '\0';
+    *epoch = 0;
+    if (kvStore_Get(&e, m->c->kv, m->key) != NATS_OK)
+        return TAND_ENOPROC; /* nobody owns it now */
+    v = kvEntry_Value(e);
+    len = kvEntry_ValueLen(e);
+    for (i = 0; i < len && v[i] != ' '; i++)
+        ;
+    snprintf(host, size, "%.*s", i, v);
+    if (i < len)
+        *epoch = strtoull(v + i + 1, NULL, 10);
+    kvEntry_Destroy(e);
+    return 0;
+}

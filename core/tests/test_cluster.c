@@ -1,0 +1,197 @@
+/*
+** test_cluster.c - one deluxe machine shared by three hosts (three
+** clusters on runtimes of their own, in this process) through three real
+** nats-servers on loopback: one host owns it, every host's calls reach
+** it (the owner's own directly, the others' over NATS), and when the
+** owner leaves, another takes over from the stream and goes on with the
+** next number. A host with owner = never only calls; bad options are
+** refused; a machine nobody started is noproc.
+*/
+#include "check.h"
+#include "nats_test.h"
+
+#include <pthread.h>
+#include <time.h>
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+#define LEASE_MS 600
+
+static char urls[1024];
+
+static int start_deli(tand_runtime *rt, const char *name, void *arg,
+                      tand_server **out)
+{
+    tand_deluxe_options o;
+    (void)arg;
+    memset(&o, 0, sizeof o);
+    o.min_number = 1;
+    o.max_number = 1000000;
+    o.auto_shutdown_ms = TAND_FOREVER;
+    o.name = name;
+    return tand_deluxe_start(rt, &o, out);
+}
+
+typedef struct host {
+    tand_runtime *rt;
+    tand_cluster *c;
+    tand_cluster_machine *m;
+    char name[16];
+} host;
+
+static int open_host(host *h, const char *name, int owner)
+{
+    tand_cluster_options o;
+    tand_cluster_machine_options mo;
+    char err[512];
+    int rc;
+    snprintf(h->name, sizeof h->name, "%s", name);
+    CHECK_OK(tand_runtime_new(NULL, &h->rt));
+    tand_cluster_options_init(&o);
+    o.servers = urls;
+    o.host = name;
+    o.lease_ms = LEASE_MS;
+    o.replicas = 3;
+    o.error = err;
+    o.error_size = sizeof err;
+    if ((rc = tand_cluster_open(h->rt, &o, &h->c)) != 0) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        return rc;
+    }
+    memset(&mo, 0, sizeof mo);
+    mo.name = "deli";
+    mo.kind = "deluxe";
+    mo.owner = owner;
+    mo.start = start_deli;
+    mo.error = err;
+    mo.error_size = sizeof err;
+    rc = tand_cluster_start(h->c, &mo, &h->m);
+    if (rc != 0)
+        fprintf(stderr, "%s: start: %s\n", name, err);
+    return rc;
+}
+
+static void close_host(host *h)
+{
+    tand_cluster_machine_release(h->m);
+    tand_cluster_close(h->c);
+    tand_runtime_free(h->rt);
+    memset(h, 0, sizeof *h);
+}
+
+static int take(host *h, int64_t *n)
+{
+    tand_msg req = {0}, reply;
+    int rc;
+    req.op = TAND_OP_QUEUE_NEW_NUMBER;
+    rc = tand_cluster_call(h->m, &req, &reply, 5000);
+    *n = reply.ival[0];
+    tand_msg_clear(&reply);
+    return rc;
+}
+
+/* The owner's name, once some host owns the machine (within ms). */
+static int owner_of(host *h, char *who, size_t size, uint64_t *epoch,
+                    int64_t ms)
+{
+    int64_t until = tand_now_ms() + ms;
+    do {
+        if (tand_cluster_owner(h->m, who, size, epoch) == 0 && *epoch > 0)
+            return 0;
+        sleep_ms(20);
+    } while (tand_now_ms() < until);
+    return TAND_ETIMEDOUT;
+}
+
+static void shared_machine(void)
+{
+    host hs[3];
+    char who[64] = "", who2[64] = "";
+    uint64_t epoch = 0, epoch2 = 0;
+    int64_t n, last = 0, t0;
+    int i, k, owner = -1;
+
+    memset(hs, 0, sizeof hs);
+    CHECK_OK(open_host(&hs[0], "a", TAND_OWNER_ANY));
+    CHECK_OK(open_host(&hs[1], "b", TAND_OWNER_ANY));
+    CHECK_OK(open_host(&hs[2], "c", TAND_OWNER_NEVER));
+    CHECK_OK(owner_of(&hs[2], who, sizeof who, &epoch, 10000));
+    CHECK(strcmp(who, "a") == 0 || strcmp(who, "b") == 0);
+    owner = strcmp(who, "a") == 0 ? 0 : 1;
+    /* every host's calls reach the one machine, in order */
+    for (k = 0; k < 30; k++) {
+        i = k % 3;
+        CHECK_OK(take(&hs[i], &n));
+        CHECK_INT(n, last + 1);
+        last = n;
+    }
+    /* the owner leaves: the other host takes over from the stream */
+    t0 = tand_now_ms();
+    close_host(&hs[owner]);
+    CHECK_OK(take(&hs[2], &n)); /* waits for the new owner */
+    CHECK_INT(n, last + 1);
+    last = n;
+    CHECK(tand_now_ms() - t0 < LEASE_MS + 3000);
+    CHECK_OK(owner_of(&hs[2], who2, sizeof who2, &epoch2, 5000));
+    CHECK(strcmp(who2, owner == 0 ? "b" : "a") == 0);
+    CHECK(epoch2 > epoch);
+    CHECK_OK(take(&hs[1 - owner], &n));
+    CHECK_INT(n, last + 1);
+    for (i = 0; i < 3; i++)
+        if (hs[i].c != NULL)
+            close_host(&hs[i]);
+}
+
+static void bad_input(void)
+{
+    tand_runtime *rt;
+    tand_cluster *c = NULL;
+    tand_cluster_options o;
+    tand_cluster_machine *m;
+    char err[512];
+    CHECK_OK(tand_runtime_new(NULL, &rt));
+    tand_cluster_options_init(&o);
+    o.error = err;
+    o.error_size = sizeof err;
+    CHECK_RC(tand_cluster_open(rt, &o, &c), TAND_ECONFIG); /* no servers */
+    o.servers = urls;
+    CHECK_RC(tand_cluster_open(rt, &o, &c), TAND_ECONFIG); /* no host */
+    o.host = "x";
+    o.lease_ms = 5;
+    CHECK_RC(tand_cluster_open(rt, &o, &c), TAND_ECONFIG);
+    CHECK(strstr(err, "lease_ms") != NULL);
+    o.lease_ms = LEASE_MS;
+    o.replicas = 9;
+    CHECK_RC(tand_cluster_open(rt, &o, &c), TAND_ECONFIG);
+    /* the bucket was made with 3 replicas and LEASE_MS: a host that says
+    ** otherwise is refused */
+    o.replicas = 3;
+    o.lease_ms = LEASE_MS * 2;
+    CHECK_RC(tand_cluster_open(rt, &o, &c), TAND_ECONFIG);
+    CHECK(strstr(err, "disagree") != NULL);
+    o.lease_ms = LEASE_MS;
+    o.servers = "nats://127.0.0.1:1";
+    CHECK_RC(tand_cluster_open(rt, &o, &c), TAND_ECLUSTER);
+    CHECK(strstr(err, "cannot reach") != NULL);
+    o.servers = urls;
+    CHECK_OK(tand_cluster_open(rt, &o, &c));
+    CHECK_RC(tand_cluster_whereis(c, "nobody ran it", &m, err, sizeof err),
+             TAND_ENOPROC);
+    tand_cluster_close(c);
+    tand_runtime_free(rt);
+}
+
+int main(int argc, char **argv)
+{
+    if (nats_test_init(argc, argv) != 0)
+        return 2;
+    start_servers(urls, sizeof urls);
+    shared_machine();
+    bad_input();
+    nats_Close();
+    return check_done("test_cluster");
+}
