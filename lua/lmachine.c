@@ -26,6 +26,7 @@ void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id)
 {
     lmachine *m = lua_newuserdatauv(L, sizeof *m, 0);
     m->s = NULL;
+    m->cm = NULL;
     m->id = id;
     m->timeout_ms = LTAND_DEFAULT_TIMEOUT_MS;
     m->closed = 0;
@@ -113,9 +114,35 @@ int64_t ltand_timeout_of(const lmachine *m)
     return timeout_of(m);
 }
 
+void ltand_push_cluster_machine(lua_State *L, tand_cluster_machine *cm,
+                                int cluster)
+{
+    lmachine *m;
+    cluster = lua_absindex(L, cluster);
+    m = lua_newuserdatauv(L, sizeof *m, 1);
+    memset(m, 0, sizeof *m);
+    m->timeout_ms = LTAND_DEFAULT_TIMEOUT_MS;
+    luaL_setmetatable(L, LTAND_MACHINE);
+    m->cm = cm;
+    /* the cluster lives while its handles do */
+    lua_pushvalue(L, cluster);
+    lua_setiuservalue(L, -2, 1);
+}
+
+/* What a cluster's handle does not offer (yet): a raised error. */
+static void not_clustered(lua_State *L, const lmachine *m, const char *what)
+{
+    if (m->cm != NULL)
+        luaL_error(L, "m:%s is not available on a cluster's machine (only "
+                      "calls, owner, alive and settimeout are)",
+                   what);
+}
+
 /* Sends req to the handle's server and waits for the reply. */
 static int call(lmachine *m, tand_msg *req, tand_msg *reply)
 {
+    if (m->cm != NULL)
+        return tand_cluster_call(m->cm, req, reply, timeout_of(m));
     if (m->s == NULL) { /* a handle to a server that had already ended */
         tand_msg_clear(req);
         return TAND_ENOPROC;
@@ -209,6 +236,10 @@ static int cast_result(lua_State *L, int rc)
 /* Casts and infos never wait: a full mailbox is busy at once. */
 static int send_msg(lua_State *L, lmachine *m, tand_msg *msg, int info)
 {
+    if (m->cm != NULL) {
+        tand_msg_clear(msg);
+        not_clustered(L, m, info ? "send" : "cast");
+    }
     if (m->s == NULL) {
         tand_msg_clear(msg);
         return cast_result(L, TAND_ENOPROC);
@@ -382,6 +413,10 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
     }
     if (ids != NULL)
         tag = ++*ids;
+    if (m->cm != NULL) {
+        tand_msg_clear(&req);
+        not_clustered(L, m, "send_request");
+    }
     if (m->s == NULL) {
         tand_msg_clear(&req);
         return TAND_ENOPROC;
@@ -406,14 +441,39 @@ static int m_send_request(lua_State *L)
 static int m_monitor(lua_State *L)
 {
     lmachine *m = check_self(L);
+    not_clustered(L, m, "monitor");
     return ltand_request_monitor(L, m->s, m->timeout_ms);
 }
 
 static int m_alive(lua_State *L)
 {
     lmachine *m = check_self(L);
+    if (m->cm != NULL) { /* some host owns it */
+        char host[TAND_NAME_MAX + 1];
+        uint64_t epoch;
+        lua_pushboolean(L, tand_cluster_owner(m->cm, host, sizeof host,
+                                              &epoch) == 0);
+        return 1;
+    }
     lua_pushboolean(L, m->s != NULL && tand_server_alive(m->s));
     return 1;
+}
+
+/* m:owner(): the host that owns a cluster's machine and its epoch, or
+** nil, "noproc" when none does now. */
+static int m_owner(lua_State *L)
+{
+    lmachine *m = check_self(L);
+    char host[TAND_NAME_MAX + 1];
+    uint64_t epoch;
+    int rc;
+    if (m->cm == NULL)
+        return luaL_argerror(L, 1, "not a cluster's machine");
+    if ((rc = tand_cluster_owner(m->cm, host, sizeof host, &epoch)) != 0)
+        return ltand_fail(L, rc, "no host owns the machine now");
+    lua_pushstring(L, host);
+    lua_pushinteger(L, (lua_Integer)epoch);
+    return 2;
 }
 
 /* 1 once s has ended: it has left the runtime's id table, which it does
@@ -440,6 +500,7 @@ static int m_stop(lua_State *L)
     int code = ltand_stop_reason(L, 2, &detail);
     int64_t timeout = timeout_of(m);
     int rc;
+    not_clustered(L, m, "stop");
     if (m->s == NULL)
         return ltand_fail(L, TAND_ENOPROC, NULL);
     rc = tand_server_stop(m->s, code, detail, timeout);
@@ -501,6 +562,7 @@ static int m_stats(lua_State *L)
 {
     lmachine *m = check_self(L);
     tand_stats st;
+    not_clustered(L, m, "stats");
     if (m->s == NULL)
         return ltand_fail(L, TAND_ENOPROC, NULL);
     tand_server_stats(m->s, &st);
@@ -525,6 +587,8 @@ static int m_gc(lua_State *L)
     tand_server *s = m->s;
     m->s = NULL;
     tand_server_release(s); /* never blocks */
+    tand_cluster_machine_release(m->cm);
+    m->cm = NULL;
     free(m->name);
     m->name = NULL;
     free(m->server_name);
@@ -549,6 +613,10 @@ static int m_tostring(lua_State *L)
     const char *st = m->closed ? "closed"
                      : (m->s && tand_server_alive(m->s)) ? "alive"
                                                           : "stopped";
+    if (m->cm != NULL) {
+        lua_pushfstring(L, "tand.machine: %p (of a cluster)", (void *)m->cm);
+        return 1;
+    }
     lua_pushfstring(L, "tand.machine: %I (%s)", (lua_Integer)m->id, st);
     return 1;
 }
@@ -557,7 +625,8 @@ static int m_eq(lua_State *L)
 {
     lmachine *a = luaL_checkudata(L, 1, LTAND_MACHINE);
     lmachine *b = luaL_checkudata(L, 2, LTAND_MACHINE);
-    lua_pushboolean(L, a->id == b->id);
+    lua_pushboolean(L, a->cm != NULL || b->cm != NULL ? a->cm == b->cm
+                                                       : a->id == b->id);
     return 1;
 }
 
@@ -576,6 +645,7 @@ static const luaL_Reg machine_methods[] = {
     {"alive", m_alive},
     {"stop", m_stop},
     {"reload", m_reload},
+    {"owner", m_owner},
     {"settimeout", m_settimeout},
     {"stats", m_stats},
     /* a supervisor's (lsupervise.c); they raise on any other server */

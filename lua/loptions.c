@@ -156,6 +156,18 @@ const char *ltand_spec_name(const lspec *sp)
     return sp->name;
 }
 
+const char *ltand_spec_kind(const lspec *sp)
+{
+    return sp->kind == KIND_POLICY    ? "policy"
+           : sp->kind == KIND_DELUXE ? "deluxe"
+                                      : "counter";
+}
+
+int ltand_spec_has_journal(const lspec *sp)
+{
+    return sp->journal != NULL;
+}
+
 void ltand_spec_free(lspec *sp)
 {
     if (sp != NULL) {

@@ -101,8 +101,8 @@ void lpolicy_open_sandbox(lua_State *L)
     ** only the handles it is given */
     static const char *const tand_gone[] = {"start", "spawn", "sleep",
                                             "whereis", "register",
-                                            "unregister",
-                                            "supervise", NULL};
+                                            "unregister", "supervise",
+                                            "cluster", NULL};
     int i, top;
     for (i = 0; gone[i]; i++) {
         lua_pushnil(L);

@@ -200,6 +200,7 @@ void *ltand_noreply_marker(void)
 }
 
 static const luaL_Reg funcs[] = {{"start", ltand_start},
+                                 {"cluster", ltand_cluster},
                                  {"whereis", l_whereis},
                                  {"register", l_register},
                                  {"unregister", l_unregister},
@@ -247,6 +248,7 @@ __attribute__((visibility("default"))) int luaopen_tand(lua_State *L)
     ltand_runtime(L);
     ltand_open_machine(L);
     ltand_open_requests(L);
+    ltand_open_cluster(L);
     luaL_newlib(L, funcs);
     ltand_open_spawn(L);
     lua_pushliteral(L, TAND_VERSION_STRING);

@@ -31,6 +31,7 @@
 /* A machine handle (a server reference). */
 typedef struct lmachine {
     tand_server *s;     /* NULL when closed or dead */
+    tand_cluster_machine *cm; /* a cluster's machine (then s is NULL) */
     uint64_t id;        /* kept for a dead handle's identity */
     int64_t timeout_ms; /* call timeout of this handle */
     int closed;         /* closed by __close: using it is an error */
@@ -227,6 +228,16 @@ void *ltand_pool_realloc(ltand_pool *p, void *ptr, size_t osize,
 /* Pushes a new handle for s (retained), or a dead handle when s is NULL.
 ** [-0, +1, m] */
 void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id);
+/* Pushes a handle to a cluster's machine cm (the handle owns the
+** reference), keeping the cluster object at index cluster alive.
+** [-0, +1, m] */
+void ltand_push_cluster_machine(lua_State *L, tand_cluster_machine *cm,
+                                int cluster);
+
+/* tand.cluster (lcluster.c), and the metatable of its objects.
+** [-0, +0, m] */
+int ltand_cluster(lua_State *L);
+void ltand_open_cluster(lua_State *L);
 
 /* Pushes what a call's reply gives Lua: its results, or nil, token,
 ** detail (nil, "bad_value", why for a reply that does not decode here).
@@ -312,6 +323,10 @@ int ltand_spec_start(tand_runtime *rt, ltand_spec *sp, const char *name,
                      tand_server **out, char *detail, size_t size);
 /* The name option of sp, or NULL; sp keeps it. */
 const char *ltand_spec_name(const ltand_spec *sp);
+/* The behaviour its server runs: "deluxe", "counter" or "policy". */
+const char *ltand_spec_kind(const ltand_spec *sp);
+/* Whether it names a journal. */
+int ltand_spec_has_journal(const ltand_spec *sp);
 /* Frees sp (NULL is nothing to free). Thread: any. */
 void ltand_spec_free(ltand_spec *sp);
 
