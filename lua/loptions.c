@@ -327,7 +327,9 @@ int ltand_spec_start(tand_runtime *rt, lspec *sp, const char *name,
         memset(&d, 0, sizeof d);
         d.min_number = sp->o.min_number;
         d.max_number = sp->o.max_number;
-        d.auto_shutdown_ms = sp->o.auto_ms;
+        /* auto_shutdown_timeout = 0: stop as soon as idle */
+        d.auto_shutdown_ms =
+            sp->o.auto_ms == 0 ? TAND_SHUTDOWN_AT_ONCE : sp->o.auto_ms;
         d.name = name;
         d.mailbox_capacity = sp->o.mailbox;
         d.journal = sp->journal;

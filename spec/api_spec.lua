@@ -87,6 +87,66 @@ describe("machine handles", function()
   end)
 end)
 
+describe("stats().errors", function()
+  -- A call counts as an error when its reply is a failure: a status < 0,
+  -- which is also what a policy's nil, token [, detail] reply becomes when
+  -- token is one of tand's. The same failures count on every machine.
+  it("counts the same failures on deluxe, counter and policy machines",
+     function()
+    local d = assert(tand.start{ min_number = 1, max_number = 2 })
+    local p = assert(tand.start{ min_number = 1, max_number = 2,
+      policy = function()
+        local noreply = require("tand").noreply
+        local P = {}
+        function P.handle_call(r, from, state, machine)
+          if r[1] == "mine" then return nil, "empty_queue", "none" end
+          if r[1] == "own_token" then return nil, "not_a_tand_token" end
+          if r[1] == "later" then
+            machine:reply(from, nil, "priority_number_not_found")
+            return noreply
+          end
+          if r[1] == "fine" then return 1 end
+          return machine:default(r)
+        end
+        return P
+      end })
+    for _, m in ipairs{ d, p } do
+      local n, err = m:serve_next_queued_number()   -- empty_queue: 1
+      assert.is_nil(n); assert.equal("empty_queue", err)
+      assert.equal(1, m:queue_new_number())
+      assert.equal(2, m:queue_new_number())
+      n, err = m:queue_new_number()                 -- full: 2
+      assert.is_nil(n); assert.equal("all_possible_numbers_are_in_use", err)
+      n, err = m:serve_next_queued_number(7)        -- not queued: 3
+      assert.is_nil(n); assert.equal("priority_number_not_found", err)
+      n, err = m:call("serve_next_queued_number")   -- encoded: none
+      assert.equal(1, n)
+      n, err = m:call("bogus")                      -- unknown: 4
+      assert.is_nil(n); assert.equal("unknown_request", err)
+      assert.equal(4, m:stats().errors)
+    end
+    -- a policy's own failures, returned or deferred, count too; a token
+    -- that is not tand's is a value like any other
+    local v, err, detail = p:call("mine")
+    assert.is_nil(v); assert.equal("empty_queue", err)
+    assert.equal("none", detail)
+    v, err = p:call("later")
+    assert.is_nil(v); assert.equal("priority_number_not_found", err)
+    v, err = p:call("own_token")
+    assert.is_nil(v); assert.equal("not_a_tand_token", err)
+    assert.equal(1, p:call("fine"))
+    assert.equal(6, p:stats().errors)
+    local c = assert(tand.start(5))
+    assert.equal(5, c:next())
+    v, err = c:call("bogus")
+    assert.is_nil(v); assert.equal("unknown_request", err)
+    v, err = c:call("next", 1, 2)
+    assert.is_nil(v); assert.equal("unknown_request", err)
+    assert.equal(2, c:stats().errors)
+    d:stop(); p:stop(); c:stop()
+  end)
+end)
+
 describe("m:call of a built-in op", function()
   it("gives what the op's method gives, on every kind of machine", function()
     local c = assert(tand.start(7))

@@ -302,6 +302,12 @@ TAND_HIDDEN void tand__server_wake_replies(tand_server *s);
 TAND_HIDDEN int tand__monitor(tand_server *watched, tand_server *watcher,
                               int64_t tag, bool after_release);
 
+/* ---- machines (machines.c) ---- */
+/* auto_shutdown_ms of the deluxe and policy options as an idle time for
+** tand_server_set_idle: -1 (never) for 0 and TAND_FOREVER, 0 for
+** TAND_SHUTDOWN_AT_ONCE, else itself. */
+TAND_HIDDEN int64_t tand__idle_of_shutdown(int64_t auto_shutdown_ms);
+
 /* ---- journals (journal.c) ---- */
 
 /* Opens (or creates) the journal of a server of `kind` and holds it

@@ -140,6 +140,45 @@ static void set_error(const tand_server_options *o, const char *text)
         snprintf(o->error, o->error_size, "%s", text);
 }
 
+/* A failure that has said nothing yet says what its code means. */
+static int start_failed(const tand_server_options *o, int rc)
+{
+    if (o->error != NULL && o->error_size > 0 && o->error[0] == '\0')
+        set_error(o, tand_strerror(rc));
+    return rc;
+}
+
+void tand_server_options_init(tand_server_options *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+/* The options tand_server_start refuses, each saying why in o->error. */
+static int check_options(tand_runtime *rt, const tand_server_options *o,
+                         tand_server **out)
+{
+    const char *why = NULL;
+    if (rt == NULL || out == NULL)
+        why = "a NULL runtime or out";
+    else if (o->behaviour == NULL || o->behaviour->handle_call == NULL)
+        why = "a server needs a behaviour with a handle_call";
+    else if (o->mailbox_capacity > TAND_MAILBOX_MAX)
+        why = "mailbox_capacity is above TAND_MAILBOX_MAX";
+    else if (check_name(o->name) != 0)
+        why = "a name is 1 to TAND_NAME_MAX bytes";
+    else if (o->bound_us < 0)
+        why = "bound_us must be >= 0";
+    else if (o->journal != NULL && (o->durability < TAND_DURABLE_FULL ||
+                                    o->durability > TAND_DURABLE_OS))
+        why = "durability must be TAND_DURABLE_FULL or TAND_DURABLE_OS";
+    else if (o->journal != NULL && o->behaviour->name == NULL)
+        why = "a journaled server's behaviour needs a name";
+    if (why == NULL)
+        return 0;
+    set_error(o, why);
+    return TAND_EINVAL;
+}
+
 int tand_server_start(tand_runtime *rt, const tand_server_options *o,
                       tand_server **out)
 {
@@ -149,36 +188,32 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
 
     if (out != NULL)
         *out = NULL;
-    if (rt == NULL || o == NULL || out == NULL || o->behaviour == NULL ||
-        o->behaviour->handle_call == NULL ||
-        o->mailbox_capacity > TAND_MAILBOX_MAX || check_name(o->name) != 0 ||
-        o->bound_us < 0 ||
-        (o->journal != NULL && (o->behaviour->name == NULL ||
-                                o->durability < TAND_DURABLE_FULL ||
-                                o->durability > TAND_DURABLE_OS)))
+    if (o == NULL)
         return TAND_EINVAL;
     if (o->error != NULL && o->error_size > 0)
         o->error[0] = '\0';
+    if ((rc = check_options(rt, o, out)) != 0)
+        return rc;
     cap = o->mailbox_capacity ? (uint32_t)o->mailbox_capacity
                               : TAND_MAILBOX_DEFAULT;
 
     s = tand__calloc(1, sizeof *s);
     if (s == NULL)
-        return TAND_ENOMEM;
+        return start_failed(o, TAND_ENOMEM);
     if (tand__mutex_init(&s->mu) != 0) {
         free(s);
-        return TAND_ESYSTEM;
+        return start_failed(o, TAND_ESYSTEM);
     }
     if (tand__cond_init(&s->room) != 0) {
         pthread_mutex_destroy(&s->mu);
         free(s);
-        return TAND_ESYSTEM;
+        return start_failed(o, TAND_ESYSTEM);
     }
     if (tand__cond_init(&s->ended_cv) != 0) {
         pthread_cond_destroy(&s->room);
         pthread_mutex_destroy(&s->mu);
         free(s);
-        return TAND_ESYSTEM;
+        return start_failed(o, TAND_ESYSTEM);
     }
     atomic_init(&s->refs, 2); /* the caller's and the runtime's */
     s->rt = rt;
@@ -214,7 +249,7 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
     /* Room for its timers first: init may arm the idle timer. */
     if ((rc = tand__timer_reserve(rt, s)) != 0) {
         server_free(s);
-        return rc;
+        return start_failed(o, rc);
     }
     s->state = o->arg;
     if (o->behaviour->init != NULL) {
@@ -222,7 +257,7 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
         if (rc != 0) {
             tand__timer_end(rt, s);
             server_free(s);
-            return rc > 0 ? TAND_EINVAL : rc;
+            return start_failed(o, rc > 0 ? TAND_EINVAL : rc);
         }
     }
     if (s->journal != NULL) { /* what init wrote is durable before use */
@@ -261,7 +296,12 @@ int tand_server_start(tand_runtime *rt, const tand_server_options *o,
         if (o->behaviour->terminate != NULL)
             o->behaviour->terminate(s->state, s, rc, NULL);
         server_free(s);
-        return rc;
+        if (rc == TAND_ENAMETAKEN) {
+            char text[TAND_NAME_MAX + 64];
+            snprintf(text, sizeof text, "the name '%s' is taken", o->name);
+            set_error(o, text);
+        }
+        return start_failed(o, rc);
     }
     *out = s;
     return 0;
@@ -946,6 +986,16 @@ static bool handler_close(tand_server *s)
                                     memory_order_acq_rel) == TURN_KILLED;
 }
 
+/* handle_call returned rc, neither 0 nor TAND_NOREPLY: the call fails
+** with it (a positive one with TAND_EINVAL), keeping a detail the
+** handler set. */
+static void failed_call(tand_msg *reply, int rc)
+{
+    reply->status = rc < 0 ? rc : TAND_EINVAL;
+    reply->op = 0;
+    reply->ival[0] = reply->ival[1] = 0;
+}
+
 /* Handles one message; true when a kill took the server over meanwhile. */
 static bool dispatch(tand_server *s, envelope *e)
 {
@@ -987,6 +1037,8 @@ static bool dispatch(tand_server *s, envelope *e)
         } else if (rc == TAND_NOREPLY) {
             tand_msg_clear(&reply);
         } else {
+            if (rc != 0)
+                failed_call(&reply, rc);
             deferred_unlink(s, e->slot);
             if (reply.status < 0)
                 count(&s->n_errors);
