@@ -384,6 +384,10 @@ int ltand_start(lua_State *L)
     int rc, handle;
 
     lua_settop(L, 1);
+    /* a wrong type is a programming error: it raises (DESIGN); a bad
+    ** value is an expected failure: nil, token, detail */
+    if (lua_type(L, 1) != LUA_TTABLE && lua_type(L, 1) != LUA_TNUMBER)
+        return luaL_typeerror(L, 1, "options table or initial number");
     if ((sp = ltand_spec_parse(L, 1)) == NULL)
         return 3;
     /* The handle exists, closed, before the server: nothing can raise

@@ -87,6 +87,97 @@ describe("machine handles", function()
   end)
 end)
 
+describe("wrong argument types", function()
+  -- DESIGN: programming errors raise; expected failures return nil, token,
+  -- detail. Each call below passes an argument of a wrong type.
+  it("raise, for every module function and method", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 9 })
+    local c = assert(tand.start(1))
+    local sup = assert(tand.supervise({}, {}))
+    local set = tand.requests()
+    local r = assert(m:send_request("report_state"))
+    local t = tand.spawn(function() return 1 end)
+    local calls = {
+      ["tand.start(nil)"] = function() return tand.start(nil) end,
+      ["tand.start()"] = function() return tand.start() end,
+      ["tand.start('x')"] = function() return tand.start("x") end,
+      ["tand.start(true)"] = function() return tand.start(true) end,
+      ["tand.start(print)"] = function() return tand.start(print) end,
+      ["tand.whereis(1)"] = function() return tand.whereis(1) end,
+      ["tand.whereis({})"] = function() return tand.whereis({}) end,
+      ["tand.whereis()"] = function() return tand.whereis() end,
+      ["tand.register(1, m)"] = function() return tand.register(1, m) end,
+      ["tand.register('n', 1)"] = function() return tand.register("n", 1) end,
+      ["tand.unregister({})"] = function() return tand.unregister({}) end,
+      ["tand.supervise('x', {})"] = function() return tand.supervise("x", {}) end,
+      ["tand.supervise({}, 'x')"] = function() return tand.supervise({}, "x") end,
+      ["tand.supervise()"] = function() return tand.supervise() end,
+      ["tand.sleep('x')"] = function() return tand.sleep("x") end,
+      ["tand.spawn(1)"] = function() return tand.spawn(1) end,
+      ["m:serve_next_queued_number({})"] =
+        function() return m:serve_next_queued_number({}) end,
+      ["m:call()"] = function() return m:call() end,
+      ["m:call({})"] = function() return m:call({}) end,
+      ["m:cast()"] = function() return m:cast() end,
+      ["m:settimeout('x')"] = function() return m:settimeout("x") end,
+      ["m:stop(1)"] = function() return m:stop(1) end,
+      ["m:send_request(1)"] = function() return m:send_request(1) end,
+      ["m:reload(1)"] = function() return m:reload(1) end,
+      ["c:next(print)"] = function() return c:next(print) end,
+      ["m.alive(1)"] = function() return m.alive(1) end,
+      ["sup:start_child('x')"] = function() return sup:start_child("x") end,
+      ["sup:terminate_child({})"] =
+        function() return sup:terminate_child({}) end,
+      ["sup:restart_child({})"] = function() return sup:restart_child({}) end,
+      ["sup:delete_child({})"] = function() return sup:delete_child({}) end,
+      ["set:wait('x')"] = function() return set:wait("x") end,
+      ["r:wait('x')"] = function() return r:wait("x") end,
+      ["t:join('x')"] = function() return t:join("x") end,
+    }
+    local returned = {}
+    for name, f in pairs(calls) do
+      if pcall(f) then returned[#returned + 1] = name end
+    end
+    table.sort(returned)
+    assert.same({}, returned)
+    -- a value of the right type that is not valid is an expected failure
+    local v, err = tand.start(1.5)
+    assert.is_nil(v); assert.equal("invalid_configuration", err)
+    v, err = tand.start{ min_number = "x", max_number = 2 }
+    assert.is_nil(v); assert.equal("invalid_configuration", err)
+    r:wait(); t:join(); m:stop(); c:stop(); sup:stop()
+  end)
+end)
+
+describe("README's error tokens", function()
+  it("are exactly tand.h's, and the Lua-only thread_failed", function()
+    local h = assert(io.open("core/include/tand.h")):read("a")
+    local readme = assert(io.open("README.md")):read("a")
+    local header, listed = {}, {}
+    for token in h:gmatch('XX%(%u[%u_]*, %-%d+, "([%w_]+)"') do
+      header[token] = true
+    end
+    local section = readme:match("\n## Errors\n(.-)\n## ")
+    assert.is_string(section)
+    for row in section:gmatch("\n| ([^\n]-) |") do
+      for token in row:gmatch("`([%w_]+)`") do listed[token] = true end
+    end
+    local missing, unknown = {}, {}
+    for token in pairs(header) do
+      if not listed[token] then missing[#missing + 1] = token end
+    end
+    for token in pairs(listed) do
+      if not header[token] and token ~= "thread_failed" then
+        unknown[#unknown + 1] = token
+      end
+    end
+    table.sort(missing); table.sort(unknown)
+    assert.same({}, missing)
+    assert.same({}, unknown)
+    assert.is_true(next(header) ~= nil)
+  end)
+end)
+
 describe("stats().errors", function()
   -- A call counts as an error when its reply is a failure: a status < 0,
   -- which is also what a policy's nil, token [, detail] reply becomes when

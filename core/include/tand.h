@@ -67,13 +67,15 @@ extern "C" {
     XX(EPRESENT, -25, "already_present",                                     \
        "the supervisor keeps a child of that name, not running")             \
     XX(ESTARTED, -26, "already_started",                                     \
-       "the supervisor has a running child of that name")
+       "the supervisor has a running child of that name")                   \
+    XX(EANSWERED, -27, "already_answered",                                   \
+       "the caller has been answered already")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -27
+    TAND_ERR_LAST_ = -28
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,
@@ -550,17 +552,29 @@ TAND_API int tand_cast(tand_server *s, tand_msg *msg, int64_t timeout_ms,
 TAND_API int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms,
                        int flags);
 
-/* Answers a call deferred with TAND_NOREPLY. Consumes reply; `from` is
-** answered exactly once and is invalid afterwards. Returns 0 when the
-** caller got it, TAND_ETIMEDOUT when it had already given up (the reply
-** is dropped), TAND_ENOPROC when the server has been killed meanwhile
-** (tand_server_kill answered its callers), TAND_EINVAL for NULL or for
-** a `from` of another server (reply is still consumed). With a journal,
-** 0 means the reply is held until the batch commits. A handler may also
-** answer its current call this way and then return TAND_NOREPLY. A
-** killed handler that still runs gets TAND_ENOPROC from every call, cast
-** and send it makes.
-** Thread: the server's own (inside one of its callbacks). Blocks: no. */
+/* Answers a call deferred with TAND_NOREPLY, from any thread (OTP's
+** gen_server:reply). A tand_from is a name, not memory: it may be copied
+** and kept anywhere, and stays harmless once its call is answered.
+** Consumes reply on every path. Returns 0 when the reply is on its way;
+** TAND_ETIMEDOUT when the caller had already given up (the reply is
+** dropped); TAND_EANSWERED when `from` names no call waiting for an
+** answer: it was answered already (by tand_reply, or by handle_call
+** returning a reply), or its server ended or was killed, which answers
+** every caller; TAND_ENOPROC from a handler of a killed server that
+** still runs; TAND_EINVAL for NULL. A handler may answer its current
+** call this way and then return TAND_NOREPLY (a reply returned after
+** that is dropped), and may hand `from` to another thread before it
+** returns; a `from` answered while its server stops or is killed is
+** answered exactly once, by whichever comes first.
+** With a journal a reply is sent only after the batch that the server
+** runs when it gets the reply commits (its effects and those before it
+** are then durable): from a handler of the server, its current batch;
+** from another thread, the reply is handed to the server, which sends
+** it after its next batch's commit (0 means handed over; a caller that
+** gave up meanwhile is not told apart). If that server crashes or is
+** killed first, the caller gets its crash instead.
+** Thread: any. Blocks: no (briefly takes a process-wide lock that only
+** tand_reply and the ends of servers take). */
 TAND_API int tand_reply(tand_from *from, tand_msg *reply);
 
 /* ---- journals -------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 static tand_runtime *rt;
 
@@ -919,6 +920,147 @@ static void own_ops(void)
     }
 }
 
+
+/* ---- tand_reply from any thread ---- */
+
+static tand_from *_Atomic kept_from;
+static atomic_int early_rc;
+
+enum { KEEP = 1, KEEP_AND_ANSWER = 2, ANSWER_AND_RETURN = 3 };
+
+static int keep_call(void *state, tand_server *self, tand_msg *req,
+                     tand_from *from, tand_msg *reply)
+{
+    tand_msg m = {0};
+    (void)state;
+    (void)self;
+    switch (req->op) {
+    case KEEP:
+        atomic_store(&kept_from, from);
+        return TAND_NOREPLY;
+    case KEEP_AND_ANSWER: /* answered at once, deferred all the same */
+        m.ival[0] = 11;
+        atomic_store(&early_rc, tand_reply(from, &m));
+        atomic_store(&kept_from, from);
+        return TAND_NOREPLY;
+    case ANSWER_AND_RETURN: /* a second answer, returned: dropped */
+        m.ival[0] = 12;
+        atomic_store(&early_rc, tand_reply(from, &m));
+        reply->ival[0] = 99;
+        return 0;
+    }
+    return TAND_EBADREQ;
+}
+
+static const tand_behaviour keep_behaviour = {.name = "keep",
+                                              .handle_call = keep_call};
+
+typedef struct keep_waiter {
+    tand_server *s;
+    int op, rc;
+    int64_t v;
+} keep_waiter;
+
+static void *keep_wait(void *arg)
+{
+    keep_waiter *w = arg;
+    tand_msg req = {0}, reply;
+    req.op = w->op;
+    w->rc = tand_call(w->s, &req, &reply, 10000, 0);
+    w->v = reply.ival[0];
+    tand_msg_clear(&reply);
+    return NULL;
+}
+
+static tand_from *wait_kept(void)
+{
+    tand_from *f;
+    int64_t until = tand_now_ms() + 5000;
+    while ((f = atomic_exchange(&kept_from, NULL)) == NULL &&
+           tand_now_ms() < until)
+        sleep_ms(1);
+    return f;
+}
+
+static void reply_from_any_thread(void)
+{
+    tand_server_options so;
+    tand_server *s;
+    keep_waiter w;
+    pthread_t th;
+    tand_from *f;
+    tand_msg m = {0}, reply;
+    tand_stats st;
+    char path[64];
+    int journaled;
+
+    snprintf(path, sizeof path, "/tmp/tand-reply-any-%d.db", (int)getpid());
+    for (journaled = 0; journaled < 2; journaled++) {
+        tand_server_options_init(&so);
+        so.behaviour = &keep_behaviour;
+        if (journaled) {
+            unlink(path);
+            so.journal = path;
+        }
+        CHECK_OK(tand_server_start(rt, &so, &s));
+
+        /* deferred, answered by this (non-server) thread */
+        w.s = s;
+        w.op = KEEP;
+        pthread_create(&th, NULL, keep_wait, &w);
+        CHECK((f = wait_kept()) != NULL);
+        m.ival[0] = 7;
+        m.status = TAND_EEMPTY; /* an error reply counts as one */
+        CHECK_OK(tand_reply(f, &m));
+        pthread_join(th, NULL);
+        CHECK_RC(w.rc, TAND_EEMPTY);
+        /* twice: refused, the reply consumed */
+        m.data = malloc(4);
+        m.size = 4;
+        CHECK_RC(tand_reply(f, &m), TAND_EANSWERED);
+        CHECK(m.data == NULL);
+        CHECK_OK(tand_server_stats(s, &st));
+        CHECK_INT(st.errors, 1);
+        CHECK_INT(st.deferred, 0);
+
+        /* answered from the handler, then handed on: the second is
+        ** refused */
+        w.op = KEEP_AND_ANSWER;
+        pthread_create(&th, NULL, keep_wait, &w);
+        CHECK((f = wait_kept()) != NULL);
+        pthread_join(th, NULL);
+        CHECK_OK(w.rc);
+        CHECK_INT(w.v, 11);
+        CHECK_OK(atomic_load(&early_rc));
+        CHECK_RC(tand_reply(f, &m), TAND_EANSWERED);
+
+        /* answered through tand_reply, then a reply returned: the first
+        ** one counts, the returned one is dropped */
+        m.op = ANSWER_AND_RETURN;
+        CHECK_OK(tand_call(s, &m, &reply, 5000, 0));
+        CHECK_INT(reply.ival[0], 12);
+        tand_msg_clear(&reply);
+
+        /* a deferred caller of a server that stops gets noproc; its from
+        ** is answered already */
+        w.op = KEEP;
+        pthread_create(&th, NULL, keep_wait, &w);
+        CHECK((f = wait_kept()) != NULL);
+        CHECK_OK(tand_server_stats(s, &st));
+        CHECK_INT(st.deferred, 1);
+        CHECK_OK(tand_server_stop(s, 0, NULL, 5000));
+        pthread_join(th, NULL);
+        CHECK_RC(w.rc, TAND_ENOPROC);
+        CHECK_RC(tand_reply(f, &m), TAND_EANSWERED);
+        tand_server_release(s);
+    }
+    unlink(path);
+    /* names tand never gave are refused as well */
+    CHECK_RC(tand_reply((tand_from *)(uintptr_t)1, &m), TAND_EANSWERED);
+    CHECK_RC(tand_reply((tand_from *)(uintptr_t)-1, &m), TAND_EANSWERED);
+    CHECK_RC(tand_reply(NULL, &m), TAND_EINVAL);
+}
+
 int main(void)
 {
     CHECK_OK(tand_runtime_new(NULL, &rt));
@@ -938,6 +1080,7 @@ int main(void)
     zeroed_options();
     start_errors();
     own_ops();
+    reply_from_any_thread();
     tand_runtime_free(rt);
     return check_done("test_server");
 }
