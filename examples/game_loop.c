@@ -86,7 +86,7 @@ int main(int argc, char **argv)
 {
     const char *policy =
         argc > 1 ? argv[1] : "examples/policies/matchmaking.lua";
-    tand_runtime_options ro = {0}; /* no worker threads: we pump */
+    tand_runtime_options ro = {TAND_PUMPED}; /* no worker threads: we pump */
     tand_policy_options po;
     tand_runtime *rt;
     tand_server *lobby;

@@ -63,10 +63,9 @@ int main(void)
         fprintf(stderr, "threaded_host: cannot create the runtime\n");
         return 1;
     }
-    memset(&o, 0, sizeof o);
+    tand_deluxe_options_init(&o); /* never shuts down by itself */
     o.min_number = 1;
     o.max_number = TOTAL;
-    o.auto_shutdown_ms = TAND_FOREVER;
     o.name = "deli";
     o.error = err;
     o.error_size = sizeof err;

@@ -339,7 +339,9 @@ int ltand_spec_start(tand_runtime *rt, lspec *sp, const char *name,
         memset(&d, 0, sizeof d);
         d.min_number = sp->o.min_number;
         d.max_number = sp->o.max_number;
-        d.auto_shutdown_ms = sp->o.auto_ms;
+        /* auto_shutdown_timeout = 0: stop as soon as idle */
+        d.auto_shutdown_ms =
+            sp->o.auto_ms == 0 ? TAND_SHUTDOWN_AT_ONCE : sp->o.auto_ms;
         d.name = name;
         d.mailbox_capacity = sp->o.mailbox;
         d.journal = sp->journal;
@@ -394,6 +396,10 @@ int ltand_start(lua_State *L)
     int rc, handle;
 
     lua_settop(L, 1);
+    /* a wrong type is a programming error: it raises (DESIGN); a bad
+    ** value is an expected failure: nil, token, detail */
+    if (lua_type(L, 1) != LUA_TTABLE && lua_type(L, 1) != LUA_TNUMBER)
+        return luaL_typeerror(L, 1, "options table or initial number");
     if ((sp = ltand_spec_parse(L, 1)) == NULL)
         return 3;
     /* The handle exists, closed, before the server: nothing can raise

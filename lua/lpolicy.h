@@ -183,6 +183,10 @@ void lpolicy_terminate(void *state, tand_server *self, int reason,
 /* A callback raised (or ran past its deadline): the server stops with
 ** server_crashed, carrying the error at the top of the stack; reply, when
 ** not NULL, gets it too. */
+/* When the n values at `first` are nil, one of tand's tokens and at most
+** a text detail, makes reply that failure (its status the token's code)
+** and returns 1; else 0 with reply untouched. [-0, +0, m] */
+int lpolicy_error_reply(lua_State *L, int first, int n, tand_msg *reply);
 void lpolicy_crash(policy *p, tand_msg *reply);
 
 /* ---- lpolicy_reload.c ---- */

@@ -82,10 +82,31 @@ static int token_code(const char *token)
     return 0;
 }
 
+int lpolicy_error_reply(lua_State *L, int first, int n, tand_msg *reply)
+{
+    int code;
+    const char *d = NULL;
+    if (n < 2 || !lua_isnil(L, first) ||
+        lua_type(L, first + 1) != LUA_TSTRING ||
+        (code = token_code(lua_tostring(L, first + 1))) == 0)
+        return 0;
+    if (n >= 3 && lua_type(L, first + 2) == LUA_TSTRING)
+        d = lua_tostring(L, first + 2);
+    else if (n >= 3 && !lua_isnil(L, first + 2))
+        return 0; /* a detail that is not text: a list of values */
+    reply->status = code;
+    if (d != NULL)
+        tand_msg_set_text(reply, d, strlen(d));
+    return 1;
+}
+
 /* Turns the n results at `first` into the reply. A fast-path request
-** (an op code) answered with one integer, or with nil and a known token,
-** gets the integer fields, so C callers read them as from the built-in
-** machine; anything else travels as a MessagePack list. */
+** (an op code) answered with one integer gets the integer fields, so C
+** callers read them as from the built-in machine. A reply nil, token
+** [, detail] with one of tand's tokens is a failure, as the built-in
+** machines answer one: its status is the token's code (for a fast-path
+** request whatever follows the token; for an encoded one only with at
+** most a text detail). Anything else travels as a MessagePack list. */
 static void set_reply(lua_State *L, int first, int n, int fast,
                       tand_msg *reply)
 {
@@ -93,17 +114,9 @@ static void set_reply(lua_State *L, int first, int n, int fast,
         reply->ival[0] = (int64_t)lua_tointeger(L, first);
         return;
     }
-    if (fast && n >= 2 && lua_isnil(L, first) &&
-        lua_type(L, first + 1) == LUA_TSTRING) {
-        int code = token_code(lua_tostring(L, first + 1));
-        if (code != 0) {
-            const char *d = n >= 3 ? lua_tostring(L, first + 2) : NULL;
-            reply->status = code;
-            if (d != NULL)
-                tand_msg_set_text(reply, d, strlen(d));
-            return;
-        }
-    }
+    if ((fast ? n >= 2 : n == 2 || n == 3) && lpolicy_error_reply(L, first,
+                                                               n, reply))
+        return;
     if (ltand_encode_once(L, policy_of(L)->scratch, first, n, 1, reply) != 0) {
         const char *why = lua_tostring(L, -1);
         char text[256];
@@ -302,9 +315,17 @@ static void bad_request(tand_msg *reply)
 ** passes the op through), as a built-in deluxe server gives it: in C,
 ** so no code of the policy's state (a finalizer) runs outside a
 ** callback's deadline. */
+/* The policy's auto shutdown as tand_tickets_handle reads it (the
+** options' encoding: an idle time of 0 is TAND_SHUTDOWN_AT_ONCE). */
+static int64_t shutdown_option(const policy *p)
+{
+    return p->auto_shutdown_ms == 0 ? TAND_SHUTDOWN_AT_ONCE
+                                    : p->auto_shutdown_ms;
+}
+
 static void default_call(policy *p, const tand_msg *req, tand_msg *reply)
 {
-    tand_tickets_handle(p->tickets, p->journal, p->auto_shutdown_ms, req,
+    tand_tickets_handle(p->tickets, p->journal, shutdown_option(p), req,
                         reply);
 }
 
@@ -387,7 +408,7 @@ int lpolicy_call(void *state, tand_server *self, tand_msg *req,
 ** is ignored. */
 static void default_cast(policy *p, const tand_msg *msg)
 {
-    tand_tickets_handle(p->tickets, p->journal, p->auto_shutdown_ms, msg,
+    tand_tickets_handle(p->tickets, p->journal, shutdown_option(p), msg,
                         NULL);
 }
 

@@ -214,7 +214,10 @@ static int pm_reply(lua_State *L)
     not_in_reload(L, p, "reply");
     if (f->answered)
         return luaL_error(L, "this caller has already been answered");
-    if (ltand_encode_once(L, p->scratch, 3, lua_gettop(L) - 2, 1, &msg) != 0)
+    /* nil, token [, detail]: a failure, as handle_call's return says it */
+    if (!(lua_gettop(L) <= 5 &&
+          lpolicy_error_reply(L, 3, lua_gettop(L) - 2, &msg)) &&
+        ltand_encode_once(L, p->scratch, 3, lua_gettop(L) - 2, 1, &msg) != 0)
         return luaL_error(L, "machine:reply: %s", lua_tostring(L, -1));
     f->answered = 1;
     if (tand_reply(f->from, &msg) != 0)

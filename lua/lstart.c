@@ -12,12 +12,11 @@
 #include <string.h>
 
 
+/* Every default is a zero (auto_shutdown_ms 0: never; callback_timeout_ms
+** 0: LTAND_DEFAULT_CALLBACK_MS; TAND_DURABLE_FULL is 0). */
 void tand_policy_options_init(tand_policy_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->auto_shutdown_ms = TAND_FOREVER;
-    o->callback_timeout_ms = LTAND_DEFAULT_CALLBACK_MS;
-    o->durability = TAND_DURABLE_FULL;
 }
 
 typedef struct start_args {
@@ -61,10 +60,15 @@ static int start_in_lua(lua_State *L)
         set_int(L, "min_number", o->min_number);
         set_int(L, "max_number", o->max_number);
     }
-    if (o->auto_shutdown_ms != TAND_FOREVER)
+    /* 0 and TAND_FOREVER: never (the option's default, left out) */
+    if (o->auto_shutdown_ms == TAND_SHUTDOWN_AT_ONCE)
+        set_int(L, "auto_shutdown_timeout", 0);
+    else if (o->auto_shutdown_ms != TAND_FOREVER && o->auto_shutdown_ms != 0)
         set_int(L, "auto_shutdown_timeout", o->auto_shutdown_ms);
     if (o->callback_timeout_ms == TAND_FOREVER)
         lua_pushnumber(L, HUGE_VAL);
+    else if (o->callback_timeout_ms == 0)
+        lua_pushinteger(L, LTAND_DEFAULT_CALLBACK_MS);
     else
         lua_pushinteger(L, (lua_Integer)o->callback_timeout_ms);
     lua_setfield(L, -2, "callback_timeout");

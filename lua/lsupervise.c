@@ -119,7 +119,8 @@ static int read_flags(lua_State *L, tand_supervisor_options *o)
         } else if (strcmp(k, "max_restarts") == 0) {
             if (ltand_get_integer(L, -1, &v) != 0 || v < 0 || v > 1000000)
                 return ltand_bad_config(L, "%s must be an integer >= 0", k);
-            o->max_restarts = (int)v;
+            /* 0 in C is the default: none is its own constant */
+            o->max_restarts = v == 0 ? TAND_NO_RESTARTS : (int)v;
         } else if (strcmp(k, "max_seconds") == 0) {
             if (ltand_get_integer(L, -1, &v) != 0 || v <= 0 || v > 1000000000)
                 return ltand_bad_config(L, "%s must be an integer > 0", k);

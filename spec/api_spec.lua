@@ -87,6 +87,157 @@ describe("machine handles", function()
   end)
 end)
 
+describe("wrong argument types", function()
+  -- DESIGN: programming errors raise; expected failures return nil, token,
+  -- detail. Each call below passes an argument of a wrong type.
+  it("raise, for every module function and method", function()
+    local m = assert(tand.start{ min_number = 1, max_number = 9 })
+    local c = assert(tand.start(1))
+    local sup = assert(tand.supervise({}, {}))
+    local set = tand.requests()
+    local r = assert(m:send_request("report_state"))
+    local t = tand.spawn(function() return 1 end)
+    local calls = {
+      ["tand.start(nil)"] = function() return tand.start(nil) end,
+      ["tand.start()"] = function() return tand.start() end,
+      ["tand.start('x')"] = function() return tand.start("x") end,
+      ["tand.start(true)"] = function() return tand.start(true) end,
+      ["tand.start(print)"] = function() return tand.start(print) end,
+      ["tand.whereis(1)"] = function() return tand.whereis(1) end,
+      ["tand.whereis({})"] = function() return tand.whereis({}) end,
+      ["tand.whereis()"] = function() return tand.whereis() end,
+      ["tand.register(1, m)"] = function() return tand.register(1, m) end,
+      ["tand.register('n', 1)"] = function() return tand.register("n", 1) end,
+      ["tand.unregister({})"] = function() return tand.unregister({}) end,
+      ["tand.supervise('x', {})"] = function() return tand.supervise("x", {}) end,
+      ["tand.supervise({}, 'x')"] = function() return tand.supervise({}, "x") end,
+      ["tand.supervise()"] = function() return tand.supervise() end,
+      ["tand.sleep('x')"] = function() return tand.sleep("x") end,
+      ["tand.spawn(1)"] = function() return tand.spawn(1) end,
+      ["m:serve_next_queued_number({})"] =
+        function() return m:serve_next_queued_number({}) end,
+      ["m:call()"] = function() return m:call() end,
+      ["m:call({})"] = function() return m:call({}) end,
+      ["m:cast()"] = function() return m:cast() end,
+      ["m:settimeout('x')"] = function() return m:settimeout("x") end,
+      ["m:stop(1)"] = function() return m:stop(1) end,
+      ["m:send_request(1)"] = function() return m:send_request(1) end,
+      ["m:reload(1)"] = function() return m:reload(1) end,
+      ["c:next(print)"] = function() return c:next(print) end,
+      ["m.alive(1)"] = function() return m.alive(1) end,
+      ["sup:start_child('x')"] = function() return sup:start_child("x") end,
+      ["sup:terminate_child({})"] =
+        function() return sup:terminate_child({}) end,
+      ["sup:restart_child({})"] = function() return sup:restart_child({}) end,
+      ["sup:delete_child({})"] = function() return sup:delete_child({}) end,
+      ["set:wait('x')"] = function() return set:wait("x") end,
+      ["r:wait('x')"] = function() return r:wait("x") end,
+      ["t:join('x')"] = function() return t:join("x") end,
+    }
+    local returned = {}
+    for name, f in pairs(calls) do
+      if pcall(f) then returned[#returned + 1] = name end
+    end
+    table.sort(returned)
+    assert.same({}, returned)
+    -- a value of the right type that is not valid is an expected failure
+    local v, err = tand.start(1.5)
+    assert.is_nil(v); assert.equal("invalid_configuration", err)
+    v, err = tand.start{ min_number = "x", max_number = 2 }
+    assert.is_nil(v); assert.equal("invalid_configuration", err)
+    r:wait(); t:join(); m:stop(); c:stop(); sup:stop()
+  end)
+end)
+
+describe("README's error tokens", function()
+  it("are exactly tand.h's, and the Lua-only thread_failed", function()
+    local h = assert(io.open("core/include/tand.h")):read("a")
+    local readme = assert(io.open("README.md")):read("a")
+    local header, listed = {}, {}
+    for token in h:gmatch('XX%(%u[%u_]*, %-%d+, "([%w_]+)"') do
+      header[token] = true
+    end
+    local section = readme:match("\n## Errors\n(.-)\n## ")
+    assert.is_string(section)
+    for row in section:gmatch("\n| ([^\n]-) |") do
+      for token in row:gmatch("`([%w_]+)`") do listed[token] = true end
+    end
+    local missing, unknown = {}, {}
+    for token in pairs(header) do
+      if not listed[token] then missing[#missing + 1] = token end
+    end
+    for token in pairs(listed) do
+      if not header[token] and token ~= "thread_failed" then
+        unknown[#unknown + 1] = token
+      end
+    end
+    table.sort(missing); table.sort(unknown)
+    assert.same({}, missing)
+    assert.same({}, unknown)
+    assert.is_true(next(header) ~= nil)
+  end)
+end)
+
+describe("stats().errors", function()
+  -- A call counts as an error when its reply is a failure: a status < 0,
+  -- which is also what a policy's nil, token [, detail] reply becomes when
+  -- token is one of tand's. The same failures count on every machine.
+  it("counts the same failures on deluxe, counter and policy machines",
+     function()
+    local d = assert(tand.start{ min_number = 1, max_number = 2 })
+    local p = assert(tand.start{ min_number = 1, max_number = 2,
+      policy = function()
+        local noreply = require("tand").noreply
+        local P = {}
+        function P.handle_call(r, from, state, machine)
+          if r[1] == "mine" then return nil, "empty_queue", "none" end
+          if r[1] == "own_token" then return nil, "not_a_tand_token" end
+          if r[1] == "later" then
+            machine:reply(from, nil, "priority_number_not_found")
+            return noreply
+          end
+          if r[1] == "fine" then return 1 end
+          return machine:default(r)
+        end
+        return P
+      end })
+    for _, m in ipairs{ d, p } do
+      local n, err = m:serve_next_queued_number()   -- empty_queue: 1
+      assert.is_nil(n); assert.equal("empty_queue", err)
+      assert.equal(1, m:queue_new_number())
+      assert.equal(2, m:queue_new_number())
+      n, err = m:queue_new_number()                 -- full: 2
+      assert.is_nil(n); assert.equal("all_possible_numbers_are_in_use", err)
+      n, err = m:serve_next_queued_number(7)        -- not queued: 3
+      assert.is_nil(n); assert.equal("priority_number_not_found", err)
+      n, err = m:call("serve_next_queued_number")   -- encoded: none
+      assert.equal(1, n)
+      n, err = m:call("bogus")                      -- unknown: 4
+      assert.is_nil(n); assert.equal("unknown_request", err)
+      assert.equal(4, m:stats().errors)
+    end
+    -- a policy's own failures, returned or deferred, count too; a token
+    -- that is not tand's is a value like any other
+    local v, err, detail = p:call("mine")
+    assert.is_nil(v); assert.equal("empty_queue", err)
+    assert.equal("none", detail)
+    v, err = p:call("later")
+    assert.is_nil(v); assert.equal("priority_number_not_found", err)
+    v, err = p:call("own_token")
+    assert.is_nil(v); assert.equal("not_a_tand_token", err)
+    assert.equal(1, p:call("fine"))
+    assert.equal(6, p:stats().errors)
+    local c = assert(tand.start(5))
+    assert.equal(5, c:next())
+    v, err = c:call("bogus")
+    assert.is_nil(v); assert.equal("unknown_request", err)
+    v, err = c:call("next", 1, 2)
+    assert.is_nil(v); assert.equal("unknown_request", err)
+    assert.equal(2, c:stats().errors)
+    d:stop(); p:stop(); c:stop()
+  end)
+end)
+
 describe("m:call of a built-in op", function()
   it("gives what the op's method gives, on every kind of machine", function()
     local c = assert(tand.start(7))

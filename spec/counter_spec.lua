@@ -30,12 +30,14 @@ describe("the counter machine", function()
   end)
 
   it("refuses a start value that is not an integer", function()
-    for _, v in ipairs({ 1.5, "100", true }) do
-      local m, err = tand.start(v)
-      assert.is_nil(m)
-      assert.equal("invalid_configuration", err)
+    local m, err = tand.start(1.5)
+    assert.is_nil(m)
+    assert.equal("invalid_configuration", err)
+    -- neither a table nor a number: a wrong type, which raises
+    for _, v in ipairs({ "100", true }) do
+      assert.has_error(function() tand.start(v) end)
     end
-    local m, err = tand.start{ initial_number = 2.5 }
+    m, err = tand.start{ initial_number = 2.5 }
     assert.is_nil(m); assert.equal("invalid_configuration", err)
     m, err = tand.start{ initial_number = 1, auto_shutdown_timeout = 10 }
     assert.is_nil(m); assert.equal("invalid_configuration", err)

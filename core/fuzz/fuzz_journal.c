@@ -51,7 +51,7 @@ static void clean(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static tand_runtime *rt;
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_deluxe_options o;
     tand_server *s = NULL;
     char err[512];

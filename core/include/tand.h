@@ -68,18 +68,20 @@ extern "C" {
        "the supervisor keeps a child of that name, not running")             \
     XX(ESTARTED, -26, "already_started",                                     \
        "the supervisor has a running child of that name")                    \
-    XX(EENGINE, -27, "another_engine",                                       \
+    XX(EANSWERED, -27, "already_answered",                                   \
+       "the caller has been answered already")                               \
+    XX(EENGINE, -28, "another_engine",                                       \
        "another copy of the tand engine runs in this process")               \
-    XX(ENOTOWNER, -28, "not_owner",                                          \
+    XX(ENOTOWNER, -29, "not_owner",                                          \
        "another host owns the clustered machine now")                        \
-    XX(ECLUSTER, -29, "cluster_unavailable",                                 \
+    XX(ECLUSTER, -30, "cluster_unavailable",                                 \
        "the cluster's NATS servers cannot be used")
 
 enum {
 #define TAND_ERR_ENUM(name, code, token, text) TAND_##name = code,
     TAND_ERRNO_MAP(TAND_ERR_ENUM)
 #undef TAND_ERR_ENUM
-    TAND_ERR_LAST_ = -30
+    TAND_ERR_LAST_ = -31
 };
 
 /* The stable snake_case token of an error code ("timeout"), "ok" for 0,
@@ -141,16 +143,31 @@ typedef struct tand_runtime tand_runtime;
 typedef struct tand_server tand_server;
 typedef struct tand_from tand_from;
 
+/* Options structs: every field's zero is its default, so `= {0}` (or
+** memset) gives the documented defaults, as each *_options_init does.
+** A value that is not the default is asked for by its own number or a
+** named constant, never by 0. */
+
+/* tand_runtime_options.workers: no thread of the runtime's own; the host
+** calls tand_runtime_pump(). */
+#define TAND_PUMPED (-2)
+
 typedef struct tand_runtime_options {
-    int workers; /* worker threads; -1: one per core; 0: the host pumps */
+    int workers; /* worker threads, 1 to 1024; 0 (default): one per core
+                 ** (-1 is read as 0 too); TAND_PUMPED: the host pumps */
 } tand_runtime_options;
 
-/* Creates a runtime. With workers > 0 (or -1) it starts its worker threads
-** and a timer thread; with workers == 0 it has no thread of its own and the
-** host calls tand_runtime_pump(). `opts` may be NULL for the defaults
-** (one worker per core). 0, or TAND_EINVAL (out NULL, workers < -1 or
-** > 1024), TAND_ENOMEM, TAND_ESYSTEM (no thread or lock), TAND_EENGINE;
-** on failure *out is NULL and nothing is left running.
+/* Fills *o (not NULL) with the defaults: one worker per core. Cannot fail.
+** Thread: any. Blocks: no. */
+TAND_API void tand_runtime_options_init(tand_runtime_options *o);
+
+/* Creates a runtime. With worker threads (workers > 0, or 0 for one per
+** core) it starts them and a timer thread; with workers == TAND_PUMPED it
+** has no thread of its own and the host calls tand_runtime_pump(). `opts`
+** may be NULL for the defaults (one worker per core). 0, or TAND_EINVAL
+** (out NULL, workers < TAND_PUMPED or > 1024), TAND_ENOMEM, TAND_ESYSTEM
+** (no thread or lock), TAND_EENGINE; on failure *out is NULL and nothing
+** is left running.
 ** One engine a process: a process holds one copy of tand's code, with one
 ** default runtime and registry, however it is loaded. A host that links
 ** libtand and also lets its scripts `require "tand"` from package.cpath
@@ -217,7 +234,19 @@ typedef struct tand_behaviour {
     ** May be NULL: the state is then `arg`. */
     int (*init)(tand_server *self, void *arg, void **state);
     /* Fills `reply` and returns 0, or returns TAND_NOREPLY and answers
-    ** later through `from` with tand_reply(). */
+    ** later through `from` with tand_reply(). A negative TAND_E* code
+    ** fails the call with it, as init's does the start: the caller gets
+    ** that status, with reply->data as its detail when the handler set
+    ** one (tand_msg_set_text), and the other fields zeroed; a positive
+    ** value other than TAND_NOREPLY fails it with TAND_EINVAL. Setting
+    ** reply->status and returning 0 does the same. `req->op` is whatever
+    ** the caller sent: TAND_OP_ENCODED, the built-in machines' codes 1 to
+    ** 6 (from tand_deluxe_queue and the Lua machine methods, which any
+    ** handle may send), the behaviour's own codes, or a reserved one a
+    ** caller sent (TAND_OP_RELOAD from a Lua m:reload()); answer the
+    ** ops it does not know with TAND_EBADREQ. tand itself sends a
+    ** behaviour of its own no call; its infos are TAND_OP_DOWN notices
+    ** (handle_info) of the monitors it asked for. */
     int (*handle_call)(void *state, tand_server *self, tand_msg *req,
                        tand_from *from, tand_msg *reply);
     void (*handle_cast)(void *state, tand_server *self, tand_msg *msg);
@@ -248,8 +277,9 @@ typedef struct tand_server_options {
     const char *name;                /* register under this name, or NULL */
     size_t mailbox_capacity;         /* messages; 0: TAND_MAILBOX_DEFAULT */
     const char *journal;    /* path of the server's journal, or NULL */
-    int durability;         /* TAND_DURABLE_FULL (default) or _OS */
-    char *error;            /* if not NULL, a failed start says why here */
+    int durability;         /* TAND_DURABLE_FULL (0, default) or _OS */
+    char *error;            /* if not NULL, a failed start says why here
+                            ** (also for a bad option) */
     size_t error_size;
     /* A bound the behaviour declares: no callback of this server runs
     ** longer than this many microseconds. 0 (the default): none. A caller
@@ -261,6 +291,11 @@ typedef struct tand_server_options {
 
 #define TAND_MAILBOX_DEFAULT 4096
 #define TAND_MAILBOX_MAX (1u << 24)
+
+/* Fills *o (not NULL) with the defaults: all zero (no behaviour yet, no
+** name, the default mailbox, no journal, TAND_DURABLE_FULL, no bound).
+** Cannot fail. Thread: any. Blocks: no. */
+TAND_API void tand_server_options_init(tand_server_options *o);
 
 /* Starts a server: opens its journal if any, runs behaviour->init,
 ** registers `name` if given, and makes the server accept messages. `o` is
@@ -362,7 +397,15 @@ TAND_API int tand_server_set_idle(tand_server *s, int64_t idle_ms,
 /* Per-server counters, read without stopping the server. */
 typedef struct tand_stats {
     uint64_t calls, casts, infos; /* infos: replies to handle_reply too */
-    uint64_t errors;   /* calls answered with an error status */
+    uint64_t errors;   /* calls answered with a failure: a status < 0,
+                       ** however it was made (reply->status, a
+                       ** returned code, tand_reply, a failed commit);
+                       ** a Lua policy's reply nil, token [, detail]
+                       ** with one of tand's tokens is such a failure
+                       ** (its status is the token's code), so every
+                       ** machine counts the same failures. Callers
+                       ** answered by the server's end (noproc, the
+                       ** stop reason) do not count. */
     uint64_t timeouts; /* tand_call() callers that gave up before their
                        ** reply (an async call's deadline passes in its
                        ** reply box, which does not count it here) */
@@ -532,17 +575,29 @@ TAND_API int tand_cast(tand_server *s, tand_msg *msg, int64_t timeout_ms,
 TAND_API int tand_send(tand_server *s, tand_msg *msg, int64_t timeout_ms,
                        int flags);
 
-/* Answers a call deferred with TAND_NOREPLY. Consumes reply; `from` is
-** answered exactly once and is invalid afterwards. Returns 0 when the
-** caller got it, TAND_ETIMEDOUT when it had already given up (the reply
-** is dropped), TAND_ENOPROC when the server has been killed meanwhile
-** (tand_server_kill answered its callers), TAND_EINVAL for NULL or for
-** a `from` of another server (reply is still consumed). With a journal,
-** 0 means the reply is held until the batch commits. A handler may also
-** answer its current call this way and then return TAND_NOREPLY. A
-** killed handler that still runs gets TAND_ENOPROC from every call, cast
-** and send it makes.
-** Thread: the server's own (inside one of its callbacks). Blocks: no. */
+/* Answers a call deferred with TAND_NOREPLY, from any thread (OTP's
+** gen_server:reply). A tand_from is a name, not memory: it may be copied
+** and kept anywhere, and stays harmless once its call is answered.
+** Consumes reply on every path. Returns 0 when the reply is on its way;
+** TAND_ETIMEDOUT when the caller had already given up (the reply is
+** dropped); TAND_EANSWERED when `from` names no call waiting for an
+** answer: it was answered already (by tand_reply, or by handle_call
+** returning a reply), or its server ended or was killed, which answers
+** every caller; TAND_ENOPROC from a handler of a killed server that
+** still runs; TAND_EINVAL for NULL. A handler may answer its current
+** call this way and then return TAND_NOREPLY (a reply returned after
+** that is dropped), and may hand `from` to another thread before it
+** returns; a `from` answered while its server stops or is killed is
+** answered exactly once, by whichever comes first.
+** With a journal a reply is sent only after the batch that the server
+** runs when it gets the reply commits (its effects and those before it
+** are then durable): from a handler of the server, its current batch;
+** from another thread, the reply is handed to the server, which sends
+** it after its next batch's commit (0 means handed over; a caller that
+** gave up meanwhile is not told apart). If that server crashes or is
+** killed first, the caller gets its crash instead.
+** Thread: any. Blocks: no (briefly takes a process-wide lock that only
+** tand_reply and the ends of servers take). */
 TAND_API int tand_reply(tand_from *from, tand_msg *reply);
 
 /* ---- journals -------------------------------------------------------- */
@@ -686,15 +741,22 @@ typedef struct tand_child_spec {
     void (*free_arg)(void *arg);
 } tand_child_spec;
 
+/* tand_supervisor_options.max_restarts: no restart is allowed (OTP's
+** intensity 0): the first child that ends ends the supervisor. */
+#define TAND_NO_RESTARTS (-1)
+
 typedef struct tand_supervisor_options {
-    int strategy;            /* TAND_ONE_FOR_ONE, ... */
-    int max_restarts;        /* restarts allowed within max_seconds */
-    int64_t max_seconds;     /* the window, > 0 */
+    int strategy;            /* TAND_ONE_FOR_ONE (0, default), ... */
+    int max_restarts;        /* restarts allowed within max_seconds, 1 to
+                             ** 1000000; 0: the default 3;
+                             ** TAND_NO_RESTARTS: none */
+    int64_t max_seconds;     /* the window, > 0; 0: the default 5 */
     const char *name;        /* register the supervisor, or NULL */
 } tand_supervisor_options;
 
 /* Fills *o (not NULL) with the defaults: one_for_one, 3 restarts in 5
-** seconds (Elixir's), no name. Cannot fail. Thread: any. Blocks: no. */
+** seconds (Elixir's), no name; a zeroed struct means the same. Cannot
+** fail. Thread: any. Blocks: no. */
 TAND_API void tand_supervisor_options_init(tand_supervisor_options *o);
 
 /* Starts a supervisor, a server that starts the children in order and
@@ -1140,8 +1202,9 @@ TAND_API int tand_tickets_append(tand_tickets *t, int64_t number);
 /* Answers req as the "deluxe" server does, on t: by op code
 ** (TAND_OP_QUEUE_NEW_NUMBER .. TAND_OP_RESET_STATE) or encoded {op,
 ** args...}, with the same replies and errors, report_state showing
-** auto_shutdown_ms as its auto_shutdown_timeout (TAND_FOREVER:
-** infinity). With j not NULL each change is journaled as that server
+** auto_shutdown_ms (encoded as in tand_deluxe_options: 0 or TAND_FOREVER
+** for never, shown as infinity; TAND_SHUTDOWN_AT_ONCE shown as 0) as its
+** auto_shutdown_timeout. With j not NULL each change is journaled as that server
 ** journals it (for a host that runs its own batches: see
 ** tand_journal_*). With reply NULL, req is a cast (only reset_state
 ** acts). req stays the caller's; reply is filled as a handler's. */
@@ -1172,45 +1235,66 @@ enum {
     TAND_OP_RESERVED_LAST = 127
 };
 
+/* auto_shutdown_ms of the deluxe and policy options: stop at the first
+** moment the machine is idle (the Lua option auto_shutdown_timeout = 0).
+** 0 and TAND_FOREVER mean never. */
+#define TAND_SHUTDOWN_AT_ONCE INT64_C(-2)
+
 typedef struct tand_deluxe_options {
-    int64_t min_number, max_number; /* min_number < max_number */
-    int64_t auto_shutdown_ms;       /* >= 0, or TAND_FOREVER (default) */
+    int64_t min_number, max_number; /* min_number < max_number; both 0
+                                    ** (default): 1..INT64_MAX */
+    int64_t auto_shutdown_ms;       /* stop after this many ms idle, > 0;
+                                    ** 0 (default) or TAND_FOREVER: never;
+                                    ** TAND_SHUTDOWN_AT_ONCE: at the first
+                                    ** idle moment */
     const char *name;               /* or NULL */
     size_t mailbox_capacity;        /* 0: default */
     const char *journal;            /* resume from / keep state here */
-    int durability;                 /* TAND_DURABLE_FULL or _OS */
+    int durability;                 /* TAND_DURABLE_FULL (0) or _OS */
     char *error;                    /* a failed start says why here */
     size_t error_size;
 } tand_deluxe_options;
+
+/* Fills *o (not NULL) with the defaults: all zero, that is numbers
+** 1..INT64_MAX, no auto shutdown, no name, the default mailbox, no
+** journal, TAND_DURABLE_FULL. Cannot fail. Thread: any. Blocks: no. */
+TAND_API void tand_deluxe_options_init(tand_deluxe_options *o);
 
 /* Starts a "deluxe" ticket machine (with o->journal, resuming from it
 ** when the file holds a journal, and holding it: see "journals");
 ** `o` is read during the call only and *out gets
 ** a reference the caller releases. TAND_ECONFIG for bounds that are not
-** min < max, a negative timeout other than TAND_FOREVER, or a journal of
-** another range; TAND_EINVAL for NULL arguments; else as
-** tand_server_start().
-** Thread: any. Blocks: while a journal opens and loads. */
+** min < max (but both 0), an auto_shutdown_ms below TAND_SHUTDOWN_AT_ONCE,
+** or a journal of another range; TAND_EINVAL for NULL arguments (o->error
+** untouched then, as for a NULL o) or a bad option of tand_server_start
+** (a name, a mailbox capacity, a durability); else as
+** tand_server_start(). Every failure with o not NULL says why in
+** o->error. Thread: any. Blocks: while a journal opens and loads. */
 TAND_API int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
                                tand_server **out);
 
 typedef struct tand_counter_options {
-    int64_t initial_number;
+    int64_t initial_number;   /* 0 by default */
     const char *name;         /* or NULL */
     size_t mailbox_capacity;  /* 0: default */
     const char *journal;      /* resume from / keep state here */
-    int durability;           /* TAND_DURABLE_FULL or _OS */
+    int durability;           /* TAND_DURABLE_FULL (0) or _OS */
     char *error;              /* a failed start says why here */
     size_t error_size;
 } tand_counter_options;
+
+/* Fills *o (not NULL) with the defaults: all zero (the counter starts at
+** 0). Cannot fail. Thread: any. Blocks: no. */
+TAND_API void tand_counter_options_init(tand_counter_options *o);
 
 /* Starts a "counter" machine: TAND_OP_NEXT replies the current number and
 ** records the caller; TAND_OP_REPORT replies both. It resumes from
 ** o->journal when that file holds a journal (and holds it: see
 ** "journals"); `o` is read during the call only
 ** and *out gets a reference the caller releases. TAND_EINVAL for NULL
-** arguments, else as tand_server_start(). Thread: any.
-** Blocks: while a journal opens and loads. */
+** arguments (o->error untouched) or a bad option, else as
+** tand_server_start(); every failure with o not NULL says why in
+** o->error. Thread: any. Blocks: while a journal opens and loads. */
 TAND_API int tand_counter_start(tand_runtime *rt,
                                 const tand_counter_options *o,
                                 tand_server **out);
@@ -1240,8 +1324,9 @@ typedef struct tand_policy_options {
     size_t source_size;
     const char *chunkname;          /* names source in errors ("=policy") */
     int64_t min_number, max_number; /* both 0: 1..INT64_MAX */
-    int64_t auto_shutdown_ms;       /* >= 0, or TAND_FOREVER (default) */
-    int64_t callback_timeout_ms;    /* > 0 or TAND_FOREVER; 1000 */
+    int64_t auto_shutdown_ms;       /* as tand_deluxe_options' (0 or
+                                    ** TAND_FOREVER: never) */
+    int64_t callback_timeout_ms;    /* > 0 or TAND_FOREVER; 0: 1000 */
     size_t memory_limit;            /* bytes; 0: none (sandbox: 32 MiB) */
     int sandbox;                    /* run the callbacks in a sandbox */
     const char *name;               /* or NULL */
@@ -1254,7 +1339,8 @@ typedef struct tand_policy_options {
 
 /* Fills *o (not NULL) with the defaults: no policy yet, numbers
 ** 1..INT64_MAX, no auto shutdown, a callback timeout of 1 s, no sandbox
-** or memory limit, TAND_DURABLE_FULL. Cannot fail.
+** or memory limit, TAND_DURABLE_FULL; all of them zero, so a zeroed
+** struct means the same. Cannot fail.
 ** Thread: any. Blocks: no. */
 TAND_API void tand_policy_options_init(tand_policy_options *o);
 

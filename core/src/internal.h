@@ -2,8 +2,9 @@
 ** internal.h - structures shared by the engine's files; not installed.
 **
 ** Lock order (never take a lock to the left while holding one to its
-** right): rt->table_mu, s->mu, rt->timer_mu, rt->mu, park bucket; a
-** reply box's mu is taken alone.
+** right): the from lock (tand__from_lock), rt->table_mu, s->mu,
+** rt->timer_mu, rt->mu, park bucket; a reply box's mu is taken alone or
+** under the from lock.
 ** No lock is held while a behaviour's callback runs.
 */
 #ifndef TAND_INTERNAL_H
@@ -82,32 +83,36 @@ typedef struct call_chain {
     uint64_t id[CHAIN_MAX];
 } call_chain;
 
-struct tand_from {
+typedef struct tand_slot tand_slot;
+struct tand_slot {
     _Atomic unsigned state;
-    tand_msg reply;
+    tand_msg reply;              /* the reply; also a reply posted from
+                                 ** another thread to a journaled server,
+                                 ** until that server sends it */
     tand_server *server;         /* the callee, for stats (borrowed) */
-    tand_from *dnext, *dprev;    /* deferred list; server thread only */
+    tand_slot *posted_next;      /* the callee's posted list (guarded by
+                                 ** its mu) */
     /* an asynchronous call's (replies.c); NULL box for a waiting caller */
     tand_replies *box;
     uint64_t tag;
     int64_t deadline_ns;
-    tand_from *pnext, *pprev;    /* box's deadline list; box owner only */
-    tand_from *done_next;        /* box's done list (guarded by box mu),
+    tand_slot *pnext, *pprev;    /* box's deadline list; box owner only */
+    tand_slot *done_next;        /* box's done list (guarded by box mu),
                                  ** then its owner's taken list */
     bool pending;                /* in the deadline list */
     call_chain chain;            /* last: only chain.n is cleared */
 };
 
-TAND_HIDDEN tand_from *tand__slot_new(void);
+TAND_HIDDEN tand_slot *tand__slot_new(void);
 /* Caller side, without waiting: true with the reply moved to *reply (the
 ** slot freed) when it is already REPLIED. */
-TAND_HIDDEN bool tand__slot_collect(tand_from *slot, tand_msg *reply);
+TAND_HIDDEN bool tand__slot_collect(tand_slot *slot, tand_msg *reply);
 /* The process-wide spin budget, shared by waiting callers and idle
 ** workers of every runtime (they share the cores): true when this thread
 ** may spin, and then it calls tand__spin_end when it stops spinning. */
 TAND_HIDDEN bool tand__spin_begin(void);
 TAND_HIDDEN void tand__spin_end(void);
-TAND_HIDDEN void tand__slot_free(tand_from *slot);
+TAND_HIDDEN void tand__slot_free(tand_slot *slot);
 /* Caller side: waits for REPLIED or the deadline. Returns 0 with the reply
 ** moved to *reply, or TAND_ETIMEDOUT after abandoning the slot (then the
 ** server owns and frees it). `pumped`: the pumped runtime to pump while
@@ -115,28 +120,28 @@ TAND_HIDDEN void tand__slot_free(tand_from *slot);
 ** used, so an answered caller does not need one any more. How it waits
 ** (spin, yield, park) follows reply_ns, the server's recent wait, and
 ** `brief`: the server's callbacks are declared short. */
-TAND_HIDDEN int tand__slot_wait(tand_from *slot, tand_runtime *pumped,
+TAND_HIDDEN int tand__slot_wait(tand_slot *slot, tand_runtime *pumped,
                                 bool brief, lazy_deadline *deadline,
                                 _Atomic int64_t *reply_ns, tand_msg *reply);
 /* Server side: WAITING -> TAKEN. false: abandoned, and freed. */
-TAND_HIDDEN bool tand__slot_take(tand_from *slot);
+TAND_HIDDEN bool tand__slot_take(tand_slot *slot);
 /* Server side: delivers reply (consumed); frees an abandoned slot and
 ** returns false for it. */
-TAND_HIDDEN bool tand__slot_reply(tand_from *slot, tand_msg *reply);
+TAND_HIDDEN bool tand__slot_reply(tand_slot *slot, tand_msg *reply);
 /* Caller side: gives the slot up to the server (WAITING or TAKEN ->
 ** ABANDONED); false when the reply is already being written. */
-TAND_HIDDEN bool tand__slot_abandon(tand_from *slot);
+TAND_HIDDEN bool tand__slot_abandon(tand_slot *slot);
 /* Server side, after publishing the reply of an asynchronous call: hands
 ** the slot to its box (replies.c). */
-TAND_HIDDEN void tand__replies_done(tand_replies *box, tand_from *slot);
+TAND_HIDDEN void tand__replies_done(tand_replies *box, tand_slot *slot);
 /* Owner side: a new asynchronous call's slot joins the box, and leaves it
 ** again if the call could not be sent. */
-TAND_HIDDEN void tand__replies_attach(tand_replies *box, tand_from *slot,
+TAND_HIDDEN void tand__replies_attach(tand_replies *box, tand_slot *slot,
                                       uint64_t tag, int64_t deadline_ns);
-TAND_HIDDEN void tand__replies_detach(tand_replies *box, tand_from *slot);
+TAND_HIDDEN void tand__replies_detach(tand_replies *box, tand_slot *slot);
 /* Server side: whether the caller has already given up (a hint: it may
 ** give up right after a false answer). */
-TAND_HIDDEN bool tand__slot_abandoned(tand_from *slot);
+TAND_HIDDEN bool tand__slot_abandoned(tand_slot *slot);
 /* A server's own reply box, for tand_send_request: it has no
 ** descriptor; a reply that comes in wakes the server instead
 ** (tand__server_wake_replies), and the box holds a reference on it. */
@@ -145,6 +150,53 @@ TAND_HIDDEN int tand__replies_new_owned(tand_server *owner,
 /* Owner side: the earliest deadline of the calls in flight, or
 ** INT64_MAX. */
 TAND_HIDDEN int64_t tand__replies_next_deadline(const tand_replies *box);
+
+/* ---- from cells (park.c) ----
+** The tand_from a handler gets is not a pointer but a name: a cell's
+** index and generation, so that a `from` answered already, or whose
+** server has ended, is told apart from a live one whatever thread
+** holds it, and never reaches freed memory. Cells are never freed
+** (chunks of them live for the process); each is reused with the next
+** generation. A cell's word moves by compare-and-swap:
+**   FREE -> LIVE   tand__from_open, when the server takes a call
+**   LIVE -> BUSY   tand__from_claim: this thread alone answers it
+**   BUSY -> FREE   tand__from_close, once the claimer has the slot
+** Who may claim: the server's own thread for the call it is handling
+** (without the from lock, between handle_call's return and the next
+** kill-free step); everyone else (tand_reply, the end of the server)
+** under the from lock, which is how a server's end (end_public) knows
+** no other thread still uses the server for one of its callers. */
+typedef struct from_cell {
+    _Atomic uint64_t word;        /* generation << 2 | CELL_* */
+    tand_slot *slot;              /* the call; set while FREE, by the
+                                  ** opener, read by the claimer */
+    tand_server *server;          /* the call's server (likewise) */
+    bool linked;                  /* in server->deferred (guarded by
+                                  ** server->mu) */
+    struct from_cell *dnext, *dprev; /* server->deferred (likewise) */
+    struct from_cell *free_next;  /* a free list (its owner's) */
+    uint32_t index;
+} from_cell;
+
+/* A new live cell for slot, a call of s, and its name; NULL without
+** memory for the cell. */
+TAND_HIDDEN tand_from *tand__from_open(tand_slot *slot, tand_server *s,
+                                       from_cell **cell);
+/* The cell `from` names while it is live, now this thread's to answer
+** (BUSY); NULL when from names no live call (answered already, its
+** server ended, or not a from at all). */
+TAND_HIDDEN from_cell *tand__from_claim(tand_from *from);
+/* Claims the live cell c, whatever its generation: false if it is not
+** live. For a server's end, which finds its cells in its list. */
+TAND_HIDDEN bool tand__from_claim_cell(from_cell *c);
+/* Gives a claimed cell back (its slot is the claimer's to answer). */
+TAND_HIDDEN void tand__from_close(from_cell *c);
+/* Whether from still names a live call (a hint, for whoever alone may
+** claim it). */
+TAND_HIDDEN bool tand__from_live(tand_from *from);
+/* The from lock: see above. */
+TAND_HIDDEN void tand__from_lock(void);
+TAND_HIDDEN void tand__from_unlock(void);
 
 /* ---- timers (runtime.c) ----
 ** A runtime's timer thread (or its pump) keeps one min-heap of the
@@ -166,7 +218,7 @@ enum { ENV_CALL = 1, ENV_CAST = 2, ENV_INFO = 3 };
 typedef struct envelope {
     int kind;
     tand_msg msg;
-    tand_from *slot; /* calls */
+    tand_slot *slot; /* calls */
 } envelope;
 
 typedef struct mailbox {
@@ -192,14 +244,14 @@ TAND_HIDDEN void tand__mbox_free(mailbox *mb);
 
 /* A reply held until its batch is durable. */
 typedef struct held {
-    tand_from *slot;
+    tand_slot *slot;
     tand_msg reply;
 } held;
 
 typedef struct monitor {
     struct monitor *next;
     tand_server *watcher; /* retained; or NULL: */
-    tand_from *slot;      /* the reply slot of a box's monitor
+    tand_slot *slot;      /* the reply slot of a box's monitor
                           ** (tand_monitor_async), which its box may
                           ** abandon at any time */
     int64_t tag;
@@ -210,10 +262,10 @@ typedef struct monitor {
 /* A server's work besides its mailbox: its idle timer fired; replies
 ** of its requests (or a deadline of one) to take. One word, so that a
 ** holder letting go looks at both with one load. */
-enum { WORK_IDLE = 1, WORK_REPLIES = 2 };
+enum { WORK_IDLE = 1, WORK_REPLIES = 2, WORK_POSTED = 4 };
 
 /* Who may touch a server's in-turn records (the call being handled, the
-** deferred callers, the held replies): its own thread between handlers
+** held replies): its own thread between handlers
 ** (ENGINE) and while its handler calls tand_reply (REPLYING); while a
 ** handler runs (HANDLER), tand_server_kill may take them over (KILLED). */
 enum { TURN_ENGINE = 0, TURN_HANDLER = 1, TURN_REPLYING = 2, TURN_KILLED = 3 };
@@ -272,7 +324,16 @@ struct tand_server {
     size_t nmonitors;            /* guarded by mu: in the list */
     size_t monitors_pruned;      /* guarded by mu: left at the last prune */
     char *name;                  /* guarded by rt->table_mu */
-    tand_from *deferred;         /* server thread only */
+    from_cell *deferred;         /* guarded by mu: the deferred calls */
+    tand_slot *posted;           /* guarded by mu: replies other threads
+                                 ** gave to this journaled server, to go
+                                 ** out with its next batch (newest
+                                 ** first) */
+    from_cell *current_cell;     /* the call being handled, or NULL: set
+                                 ** by the server's thread before the
+                                 ** handler opens, read by a kill */
+    tand_from *current_from;
+    bool journaled;              /* set at start: a journal was opened */
     tand_journal *journal;       /* server thread only, or NULL */
     struct held *held;           /* replies waiting for the commit */
     size_t nheld, capheld;       /* server thread only */
@@ -284,7 +345,7 @@ struct tand_server {
     _Atomic uint64_t n_calls, n_casts, n_infos, n_errors, n_timeouts;
     _Atomic uint64_t n_handler_ns, n_restarts;
     _Atomic uint64_t depth, peak;
-    _Atomic uint64_t n_deferred; /* written by the server thread only */
+    _Atomic uint64_t n_deferred; /* calls taken, not answered */
     _Atomic int64_t reply_ns;    /* callers' recent wait, for spinning */
 };
 
@@ -301,6 +362,12 @@ TAND_HIDDEN void tand__server_wake_replies(tand_server *s);
 ** child that a killed handler still holds. */
 TAND_HIDDEN int tand__monitor(tand_server *watched, tand_server *watcher,
                               int64_t tag, bool after_release);
+
+/* ---- machines (machines.c) ---- */
+/* auto_shutdown_ms of the deluxe and policy options as an idle time for
+** tand_server_set_idle: -1 (never) for 0 and TAND_FOREVER, 0 for
+** TAND_SHUTDOWN_AT_ONCE, else itself. */
+TAND_HIDDEN int64_t tand__idle_of_shutdown(int64_t auto_shutdown_ms);
 
 /* ---- journals (journal_api.c, journal.c) ---- */
 

@@ -111,7 +111,7 @@ static void reply_int(tand_msg *reply, int64_t v)
 ** tand_tickets answering like one (tand_tickets_handle). */
 typedef struct deluxe_state {
     deluxe *d;
-    int64_t auto_shutdown_ms;
+    int64_t auto_shutdown_ms;    /* as an idle time: -1 never, 0 at once */
     tand_journal *journal; /* or NULL */
 } deluxe_state;
 
@@ -180,7 +180,7 @@ static int deluxe_init(tand_server *self, void *arg, void **state)
         free(ds);
         return rc;
     }
-    st->auto_shutdown_ms = o->auto_shutdown_ms;
+    st->auto_shutdown_ms = tand__idle_of_shutdown(o->auto_shutdown_ms);
     st->journal = tand_server_journal(self);
     if (st->journal != NULL && (rc = deluxe_resume(st, o)) != 0) {
         tand__deluxe_free(st->d);
@@ -355,7 +355,7 @@ void tand_tickets_handle(tand_tickets *t, tand_journal *j,
 {
     deluxe_state st;
     st.d = tand__tickets_deluxe(t);
-    st.auto_shutdown_ms = auto_shutdown_ms;
+    st.auto_shutdown_ms = tand__idle_of_shutdown(auto_shutdown_ms);
     st.journal = j;
     if (reply != NULL)
         deluxe_answer(&st, req, reply);
@@ -383,20 +383,61 @@ static const tand_behaviour deluxe_behaviour = {
     .handle_cast = deluxe_cast, /* infos are ignored */
     .terminate = deluxe_terminate};
 
+void tand_deluxe_options_init(tand_deluxe_options *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+void tand_counter_options_init(tand_counter_options *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+int64_t tand__idle_of_shutdown(int64_t auto_shutdown_ms)
+{
+    if (auto_shutdown_ms == 0 || auto_shutdown_ms == TAND_FOREVER)
+        return -1;
+    return auto_shutdown_ms == TAND_SHUTDOWN_AT_ONCE ? 0 : auto_shutdown_ms;
+}
+
+/* The failure of a start before its server: says why in error. */
+static int refuse(char *error, size_t n, int rc, const char *why)
+{
+    say(error, n, why);
+    return rc;
+}
+
 int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
                       tand_server **out)
 {
     tand_server_options so;
+    tand_deluxe_options d;
+    int64_t idle_ms;
     int rc;
     if (out != NULL)
         *out = NULL;
-    if (rt == NULL || o == NULL || out == NULL)
+    if (o == NULL)
         return TAND_EINVAL;
-    if (o->min_number >= o->max_number || o->auto_shutdown_ms < -1)
-        return TAND_ECONFIG;
+    say(o->error, o->error_size, "");
+    if (rt == NULL || out == NULL)
+        return refuse(o->error, o->error_size, TAND_EINVAL,
+                      "a NULL runtime or out");
+    d = *o; /* init reads the bounds from here */
+    if (d.min_number == 0 && d.max_number == 0) {
+        d.min_number = 1;
+        d.max_number = INT64_MAX;
+    }
+    if (d.min_number >= d.max_number)
+        return refuse(o->error, o->error_size, TAND_ECONFIG,
+                      "min_number must be below max_number");
+    if (d.auto_shutdown_ms < TAND_SHUTDOWN_AT_ONCE)
+        return refuse(o->error, o->error_size, TAND_ECONFIG,
+                      "auto_shutdown_ms must be > 0, 0 or TAND_FOREVER "
+                      "(never) or TAND_SHUTDOWN_AT_ONCE");
+    idle_ms = tand__idle_of_shutdown(d.auto_shutdown_ms);
     memset(&so, 0, sizeof so);
     so.behaviour = &deluxe_behaviour;
-    so.arg = (void *)o;
+    so.arg = &d;
     so.name = o->name;
     so.mailbox_capacity = o->mailbox_capacity;
     so.journal = o->journal;
@@ -405,8 +446,8 @@ int tand_deluxe_start(tand_runtime *rt, const tand_deluxe_options *o,
     so.error_size = o->error_size;
     so.bound_us = MACHINE_BOUND_US;
     rc = tand_server_start(rt, &so, out);
-    if (rc == 0 && o->auto_shutdown_ms >= 0)
-        tand_server_set_idle(*out, o->auto_shutdown_ms, TAND_IDLE_STOP);
+    if (rc == 0 && idle_ms >= 0)
+        tand_server_set_idle(*out, idle_ms, TAND_IDLE_STOP);
     return rc;
 }
 
@@ -621,8 +662,12 @@ int tand_counter_start(tand_runtime *rt, const tand_counter_options *o,
     tand_server_options so;
     if (out != NULL)
         *out = NULL;
-    if (rt == NULL || o == NULL || out == NULL)
+    if (o == NULL)
         return TAND_EINVAL;
+    say(o->error, o->error_size, "");
+    if (rt == NULL || out == NULL)
+        return refuse(o->error, o->error_size, TAND_EINVAL,
+                      "a NULL runtime or out");
     memset(&so, 0, sizeof so);
     so.behaviour = &counter_behaviour;
     so.arg = (void *)o;

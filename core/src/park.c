@@ -121,12 +121,12 @@ static void unpark(_Atomic unsigned *word)
 static pthread_key_t spare_key;
 static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static bool spare_ok;
-static _Thread_local tand_from *spare;
+static _Thread_local tand_slot *spare;
 static _Thread_local bool spare_keyed;
 
 static void spare_gone(void *p)
 {
-    tand_from **mine = p;
+    tand_slot **mine = p;
     free(*mine);
     *mine = NULL;
     spare_keyed = false; /* a later free keys it again */
@@ -140,21 +140,21 @@ static void spare_init(void)
 #endif
 }
 
-tand_from *tand__slot_new(void)
+tand_slot *tand__slot_new(void)
 {
-    tand_from *slot = spare;
+    tand_slot *slot = spare;
     if (slot != NULL) {
         spare = NULL;
-        memset(slot, 0, offsetof(tand_from, chain));
+        memset(slot, 0, offsetof(tand_slot, chain));
         slot->chain.n = 0;
         atomic_init(&slot->state, SLOT_WAITING);
         return slot;
     }
     pthread_once(&spare_once, spare_init); /* before the first park */
-    return tand__calloc(1, sizeof(tand_from));
+    return tand__calloc(1, sizeof(tand_slot));
 }
 
-void tand__slot_free(tand_from *slot)
+void tand__slot_free(tand_slot *slot)
 {
     if (slot == NULL)
         return;
@@ -173,7 +173,7 @@ void tand__slot_free(tand_from *slot)
     free(slot);
 }
 
-bool tand__slot_take(tand_from *slot)
+bool tand__slot_take(tand_slot *slot)
 {
     unsigned s = SLOT_WAITING;
     if (atomic_compare_exchange_strong_explicit(&slot->state, &s, SLOT_TAKEN,
@@ -192,13 +192,13 @@ bool tand__slot_take(tand_from *slot)
     return false;
 }
 
-bool tand__slot_abandoned(tand_from *slot)
+bool tand__slot_abandoned(tand_slot *slot)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
     return (s & ~SLOT_PARKED) == SLOT_ABANDONED;
 }
 
-bool tand__slot_reply(tand_from *slot, tand_msg *reply)
+bool tand__slot_reply(tand_slot *slot, tand_msg *reply)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
     tand_replies *box;
@@ -229,7 +229,7 @@ bool tand__slot_reply(tand_from *slot, tand_msg *reply)
     return true;
 }
 
-static int take_reply(tand_from *slot, tand_msg *reply)
+static int take_reply(tand_slot *slot, tand_msg *reply)
 {
     *reply = slot->reply;
     memset(&slot->reply, 0, sizeof slot->reply);
@@ -237,7 +237,7 @@ static int take_reply(tand_from *slot, tand_msg *reply)
     return 0;
 }
 
-bool tand__slot_collect(tand_from *slot, tand_msg *reply)
+bool tand__slot_collect(tand_slot *slot, tand_msg *reply)
 {
     if (atomic_load_explicit(&slot->state, memory_order_acquire) !=
         SLOT_REPLIED)
@@ -246,7 +246,7 @@ bool tand__slot_collect(tand_from *slot, tand_msg *reply)
     return true;
 }
 
-bool tand__slot_abandon(tand_from *slot)
+bool tand__slot_abandon(tand_slot *slot)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
     for (;;) {
@@ -260,7 +260,7 @@ bool tand__slot_abandon(tand_from *slot)
     }
 }
 
-static bool replied(tand_from *slot)
+static bool replied(tand_slot *slot)
 {
     return atomic_load_explicit(&slot->state, memory_order_acquire) ==
            SLOT_REPLIED;
@@ -290,7 +290,7 @@ static int64_t first_reading(lazy_deadline *deadline)
 
 /* Parks until the slot is REPLIED; false after abandoning it at the
 ** deadline (then the server owns it). */
-static bool sleep_until(tand_from *slot, int64_t deadline_ns)
+static bool sleep_until(tand_slot *slot, int64_t deadline_ns)
 {
     unsigned s = atomic_load_explicit(&slot->state, memory_order_acquire);
     while (s != SLOT_REPLIED) {
@@ -339,7 +339,7 @@ void tand__spin_end(void)
 ** away (sched_yield) before it parks. */
 #define YIELD_MAX_NS 400000
 
-int tand__slot_wait(tand_from *slot, tand_runtime *pumped, bool brief,
+int tand__slot_wait(tand_slot *slot, tand_runtime *pumped, bool brief,
                     lazy_deadline *deadline, _Atomic int64_t *reply_ns,
                     tand_msg *reply)
 {
@@ -402,4 +402,199 @@ int tand__slot_wait(tand_from *slot, tand_runtime *pumped, bool brief,
     }
     learn(reply_ns, start);
     return take_reply(slot, reply);
+}
+
+/* ---- from cells (see internal.h) ----
+** A cell's name is its index in the high half of the value and the low
+** bits of its generation in the low half (never 0, so no name is NULL).
+** Chunks are published once and never freed, so a claim reads a cell's
+** word whatever the name: a stale one just fails its CAS. Free cells
+** wait in their thread's list (no lock on a call's path); a thread with
+** too many, or one that ends, gives them to the shared list. */
+
+#define CELL_FREE 0u
+#define CELL_LIVE 1u
+#define CELL_BUSY 2u
+#define CELL_HALF (sizeof(uintptr_t) * 4)
+#define CELL_GEN_MASK ((uint64_t)(((uintptr_t)1 << CELL_HALF) - 1))
+#define CELL_CHUNK 1024u
+#define CELL_CHUNKS 65536u
+#define CELL_LOCAL_MAX 256
+#define CELL_BATCH 64
+
+static from_cell *_Atomic cell_chunks[CELL_CHUNKS];
+static size_t cell_nchunks;             /* guarded by cell_mu */
+static from_cell *cell_shared;          /* guarded by cell_mu */
+static pthread_mutex_t cell_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t from_mu = PTHREAD_MUTEX_INITIALIZER;
+
+typedef struct cell_list {
+    from_cell *head;
+    int n;
+} cell_list;
+static _Thread_local cell_list cells_mine;
+static _Thread_local bool cells_keyed;
+static pthread_key_t cells_key;
+static pthread_once_t cells_once = PTHREAD_ONCE_INIT;
+static bool cells_key_ok;
+
+/* Moves up to n cells of the list to the shared one. */
+static void cells_give(cell_list *l, int n)
+{
+    pthread_mutex_lock(&cell_mu);
+    while (l->head != NULL && n-- > 0) {
+        from_cell *c = l->head;
+        l->head = c->free_next;
+        l->n--;
+        c->free_next = cell_shared;
+        cell_shared = c;
+    }
+    pthread_mutex_unlock(&cell_mu);
+}
+
+static void cells_gone(void *p)
+{
+    cell_list *l = p;
+    cells_give(l, l->n);
+    cells_keyed = false;
+}
+
+static void cells_init(void)
+{
+    cells_key_ok = pthread_key_create(&cells_key, cells_gone) == 0;
+}
+
+/* Refills this thread's list from the shared one, or with a new chunk:
+** false without memory. */
+static bool cells_fill(cell_list *l)
+{
+    int n = 0;
+    if (!cells_keyed) {
+        pthread_once(&cells_once, cells_init);
+        cells_keyed =
+            cells_key_ok && pthread_setspecific(cells_key, l) == 0;
+    }
+    pthread_mutex_lock(&cell_mu);
+    if (cell_shared == NULL && cell_nchunks < CELL_CHUNKS) {
+        from_cell *chunk = calloc(CELL_CHUNK, sizeof *chunk);
+        uint32_t i;
+        if (chunk != NULL) {
+            for (i = 0; i < CELL_CHUNK; i++) {
+                from_cell *c = &chunk[CELL_CHUNK - 1 - i];
+                c->index = (uint32_t)(cell_nchunks * CELL_CHUNK +
+                                      (CELL_CHUNK - 1 - i));
+                atomic_init(&c->word, CELL_FREE);
+                c->free_next = cell_shared;
+                cell_shared = c;
+            }
+            atomic_store_explicit(&cell_chunks[cell_nchunks], chunk,
+                                  memory_order_release);
+            cell_nchunks++;
+        }
+    }
+    while (cell_shared != NULL && n < CELL_BATCH) {
+        from_cell *c = cell_shared;
+        cell_shared = c->free_next;
+        c->free_next = l->head;
+        l->head = c;
+        l->n++;
+        n++;
+    }
+    pthread_mutex_unlock(&cell_mu);
+    return n > 0;
+}
+
+tand_from *tand__from_open(tand_slot *slot, tand_server *s,
+                           from_cell **cell)
+{
+    cell_list *l = &cells_mine;
+    from_cell *c;
+    uint64_t gen;
+    if (l->head == NULL && !cells_fill(l))
+        return NULL;
+    c = l->head;
+    l->head = c->free_next;
+    l->n--;
+    c->slot = slot;
+    c->server = s;
+    c->linked = false;
+    c->dnext = c->dprev = NULL;
+    gen = ((atomic_load_explicit(&c->word, memory_order_relaxed) >> 2) + 1) &
+          CELL_GEN_MASK;
+    if (gen == 0)
+        gen = 1;
+    atomic_store_explicit(&c->word, gen << 2 | CELL_LIVE,
+                          memory_order_release);
+    *cell = c;
+    return (tand_from *)(((uintptr_t)c->index << CELL_HALF) |
+                         (uintptr_t)gen);
+}
+
+/* The cell a name points to, or NULL for a name that is no cell's. */
+static from_cell *cell_of(tand_from *from, uint64_t *gen)
+{
+    uintptr_t v = (uintptr_t)from;
+    uintptr_t index = v >> CELL_HALF;
+    from_cell *chunk;
+    *gen = (uint64_t)v & CELL_GEN_MASK;
+    if (*gen == 0 || index >= (uintptr_t)CELL_CHUNK * CELL_CHUNKS)
+        return NULL;
+    chunk = atomic_load_explicit(&cell_chunks[index / CELL_CHUNK],
+                                 memory_order_acquire);
+    return chunk ? &chunk[index % CELL_CHUNK] : NULL;
+}
+
+from_cell *tand__from_claim(tand_from *from)
+{
+    uint64_t gen, want;
+    from_cell *c = cell_of(from, &gen);
+    if (c == NULL)
+        return NULL;
+    want = gen << 2 | CELL_LIVE;
+    if (!atomic_compare_exchange_strong_explicit(
+            &c->word, &want, gen << 2 | CELL_BUSY, memory_order_acq_rel,
+            memory_order_relaxed))
+        return NULL;
+    return c;
+}
+
+bool tand__from_claim_cell(from_cell *c)
+{
+    uint64_t w = atomic_load_explicit(&c->word, memory_order_relaxed);
+    return (w & 3) == CELL_LIVE &&
+           atomic_compare_exchange_strong_explicit(
+               &c->word, &w, (w & ~(uint64_t)3) | CELL_BUSY,
+               memory_order_acq_rel, memory_order_relaxed);
+}
+
+bool tand__from_live(tand_from *from)
+{
+    uint64_t gen;
+    from_cell *c = cell_of(from, &gen);
+    return c != NULL && atomic_load_explicit(&c->word, memory_order_acquire) ==
+                            (gen << 2 | CELL_LIVE);
+}
+
+void tand__from_close(from_cell *c)
+{
+    cell_list *l = &cells_mine;
+    uint64_t w = atomic_load_explicit(&c->word, memory_order_relaxed);
+    c->slot = NULL;
+    c->server = NULL;
+    atomic_store_explicit(&c->word, (w & ~(uint64_t)3) | CELL_FREE,
+                          memory_order_release);
+    c->free_next = l->head;
+    l->head = c;
+    if (++l->n > CELL_LOCAL_MAX || !cells_keyed)
+        cells_give(l, cells_keyed ? CELL_LOCAL_MAX / 2 : l->n);
+}
+
+void tand__from_lock(void)
+{
+    pthread_mutex_lock(&from_mu);
+}
+
+void tand__from_unlock(void)
+{
+    pthread_mutex_unlock(&from_mu);
 }

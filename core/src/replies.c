@@ -29,7 +29,7 @@
 
 struct tand_replies {
     pthread_mutex_t mu;
-    tand_from *done_head, *done_tail; /* guarded by mu */
+    tand_slot *done_head, *done_tail; /* guarded by mu */
     bool signalled;                   /* guarded by mu: a byte is in */
     bool closed;                      /* guarded by mu */
     _Atomic int refs;
@@ -37,8 +37,8 @@ struct tand_replies {
                                       ** -1 for a server's own box */
     tand_server *server;              /* a server's own box: its server
                                       ** (retained), or NULL */
-    tand_from *head, *tail;           /* owner only: pending, by deadline */
-    tand_from *taken;                 /* owner only: done, moved out of
+    tand_slot *head, *tail;           /* owner only: pending, by deadline */
+    tand_slot *taken;                 /* owner only: done, moved out of
                                       ** done in one go, in order */
     size_t count;                     /* owner only: sent, not taken */
 };
@@ -129,9 +129,9 @@ size_t tand_replies_count(const tand_replies *box)
 
 /* Puts slot in the deadline list, searching from the back: calls made
 ** with one timeout come in deadline order, so this is O(1) for them. */
-static void pending_add(tand_replies *box, tand_from *slot)
+static void pending_add(tand_replies *box, tand_slot *slot)
 {
-    tand_from *at = box->tail;
+    tand_slot *at = box->tail;
     while (at != NULL && at->deadline_ns > slot->deadline_ns)
         at = at->pprev;
     slot->pprev = at;
@@ -147,7 +147,7 @@ static void pending_add(tand_replies *box, tand_from *slot)
     slot->pending = true;
 }
 
-static void pending_remove(tand_replies *box, tand_from *slot)
+static void pending_remove(tand_replies *box, tand_slot *slot)
 {
     if (!slot->pending)
         return;
@@ -163,7 +163,7 @@ static void pending_remove(tand_replies *box, tand_from *slot)
     slot->pending = false;
 }
 
-void tand__replies_attach(tand_replies *box, tand_from *slot, uint64_t tag,
+void tand__replies_attach(tand_replies *box, tand_slot *slot, uint64_t tag,
                           int64_t deadline_ns)
 {
     slot->box = box;
@@ -174,7 +174,7 @@ void tand__replies_attach(tand_replies *box, tand_from *slot, uint64_t tag,
     box->count++;
 }
 
-void tand__replies_detach(tand_replies *box, tand_from *slot)
+void tand__replies_detach(tand_replies *box, tand_slot *slot)
 {
     pending_remove(box, slot);
     box->count--;
@@ -182,7 +182,7 @@ void tand__replies_detach(tand_replies *box, tand_from *slot)
     box_release(box);
 }
 
-void tand__replies_done(tand_replies *box, tand_from *slot)
+void tand__replies_done(tand_replies *box, tand_slot *slot)
 {
     bool closed, wake = false;
     /* After its deadline a reply is a timeout, as for tand_call (the
@@ -235,9 +235,9 @@ static void drain_locked(tand_replies *box)
 ** The pipe stays readable while a reply waits, moved out or not: it is
 ** drained only when the last one is taken and done is empty. With close,
 ** marks the box closed in the same critical section. */
-static tand_from *pop_done(tand_replies *box, bool close)
+static tand_slot *pop_done(tand_replies *box, bool close)
 {
-    tand_from *slot = box->taken;
+    tand_slot *slot = box->taken;
     if (slot != NULL && slot->done_next != NULL) { /* more behind it */
         box->taken = slot->done_next;
         return slot;
@@ -258,7 +258,7 @@ static tand_from *pop_done(tand_replies *box, bool close)
 
 int tand_replies_take(tand_replies *box, uint64_t *tag, tand_msg *reply)
 {
-    tand_from *slot;
+    tand_slot *slot;
     if (reply != NULL)
         memset(reply, 0, sizeof *reply);
     if (box == NULL || tag == NULL || reply == NULL)
@@ -343,7 +343,7 @@ int tand_replies_wait(tand_replies *box, int64_t timeout_ms)
 ** there. */
 static void abandon_all(tand_replies *box)
 {
-    tand_from *slot;
+    tand_slot *slot;
     while ((slot = box->head) != NULL) {
         pending_remove(box, slot);
         if (tand__slot_abandon(slot)) {
@@ -355,7 +355,7 @@ static void abandon_all(tand_replies *box)
 
 void tand_replies_cancel(tand_replies *box)
 {
-    tand_from *slot;
+    tand_slot *slot;
     if (box == NULL)
         return;
     abandon_all(box);
@@ -376,7 +376,7 @@ void tand_replies_cancel(tand_replies *box)
 
 void tand_replies_free(tand_replies *box)
 {
-    tand_from *slot;
+    tand_slot *slot;
     if (box == NULL)
         return;
     /* First give up the calls in flight (a reply being written reaches

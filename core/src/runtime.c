@@ -625,15 +625,20 @@ static void engine_claim(void)
     /* else fd stays open: the bound name is the claim */
 }
 
+void tand_runtime_options_init(tand_runtime_options *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
 int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
 {
     tand_runtime *rt;
-    int workers = opts ? opts->workers : -1, i;
+    int workers = opts ? opts->workers : 0, i;
 
     if (out == NULL)
         return TAND_EINVAL;
     *out = NULL;
-    if (workers < -1 || workers > 1024)
+    if (workers < TAND_PUMPED || workers > 1024)
         return TAND_EINVAL;
     pthread_once(&engine_once, engine_claim);
     if (engine_rc != 0)
@@ -641,7 +646,10 @@ int tand_runtime_new(const tand_runtime_options *opts, tand_runtime **out)
     rt = tand__calloc(1, sizeof *rt);
     if (rt == NULL)
         return TAND_ENOMEM;
-    rt->nworkers = workers == -1 ? tand__ncpu() : workers;
+    /* 0 (and the -1 of tand 0.1) is one per core; TAND_PUMPED none */
+    rt->nworkers = workers == TAND_PUMPED ? 0
+                   : workers <= 0         ? tand__ncpu()
+                                          : workers;
     pthread_mutex_init(&rt->mu, NULL);
     pthread_mutex_init(&rt->timer_mu, NULL);
     pthread_mutex_init(&rt->table_mu, NULL);

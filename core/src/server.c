@@ -56,10 +56,18 @@
 ** otherwise), drops its name and id, marks it ended, and sends a DOWN
 ** notice to each monitor. The runtime holds one reference to each running
 ** server, dropped at its end; handles and monitors hold the others.
-** A handler that does not return (a policy stuck in C) is ended from
-** another thread by tand_server_kill. s->turn says who may touch the
-** turn's records (the call being handled, the deferred callers, the held
-** replies): the server's thread opens it to a kill around each behaviour
+** A call's caller is named by a from cell (park.c): the handler gets
+** the name, and whoever claims the live cell first (the handler's
+** return, tand_reply on any thread, the server's end) answers it; the
+** others find it claimed (already_answered). Claims other than the
+** server thread's own, for the call it is handling, take the from lock,
+** which the end also takes to answer the deferred callers, so a thread
+** that answers one never finds its server freed under it. A journaled
+** server's caller answered from another thread is posted to the server
+** (s->posted, WORK_POSTED), which sends the reply after its next
+** commit. A handler that does not return (a policy stuck in C) is ended
+** from another thread by tand_server_kill. s->turn says who may touch
+** the turn's records (the call being handled, the held replies): the server's thread opens it to a kill around each behaviour
 ** callback (one release store and one exchange), and closes it while its
 ** handler is inside tand_reply; a kill that finds it open takes the
 ** records over by CAS, answers every caller, drops the name and sends
@@ -155,6 +163,47 @@ tand_journal *tand__journal_unadopted(void)
     return j;
 }
 
+/* A failure that has said nothing yet says what its code means. */
+static int start_failed(const tand_server_options *o, int rc)
+{
+    if (o->error != NULL && o->error_size > 0 && o->error[0] == '\0')
+        set_error(o, tand_strerror(rc));
+    return rc;
+}
+
+void tand_server_options_init(tand_server_options *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+/* The options tand_server_start refuses, each saying why in o->error. */
+static int check_options(tand_runtime *rt, const tand_server_options *o,
+                         bool adopted, tand_server **out)
+{
+    const char *why = NULL;
+    if (rt == NULL || out == NULL)
+        why = "a NULL runtime or out";
+    else if (o->behaviour == NULL || o->behaviour->handle_call == NULL)
+        why = "a server needs a behaviour with a handle_call";
+    else if (o->mailbox_capacity > TAND_MAILBOX_MAX)
+        why = "mailbox_capacity is above TAND_MAILBOX_MAX";
+    else if (check_name(o->name) != 0)
+        why = "a name is 1 to TAND_NAME_MAX bytes";
+    else if (o->bound_us < 0)
+        why = "bound_us must be >= 0";
+    else if (o->journal != NULL && (o->durability < TAND_DURABLE_FULL ||
+                                    o->durability > TAND_DURABLE_OS))
+        why = "durability must be TAND_DURABLE_FULL or TAND_DURABLE_OS";
+    else if (o->journal != NULL && adopted)
+        why = "a server has one journal: its own or an adopted one";
+    else if ((o->journal != NULL || adopted) && o->behaviour->name == NULL)
+        why = "a journaled server's behaviour needs a name";
+    if (why == NULL)
+        return 0;
+    set_error(o, why);
+    return TAND_EINVAL;
+}
+
 /* tand_server_start with `adopted` (or NULL) as the server's journal;
 ** *taken is set once the server owns it. */
 static int start(tand_runtime *rt, const tand_server_options *o,
@@ -167,36 +216,32 @@ static int start(tand_runtime *rt, const tand_server_options *o,
 
     if (out != NULL)
         *out = NULL;
-    if (rt == NULL || o == NULL || out == NULL || o->behaviour == NULL ||
-        o->behaviour->handle_call == NULL ||
-        o->mailbox_capacity > TAND_MAILBOX_MAX || check_name(o->name) != 0 ||
-        o->bound_us < 0 || (o->journal != NULL && adopted != NULL) ||
-        (journaled && o->behaviour->name == NULL) ||
-        (o->journal != NULL && (o->durability < TAND_DURABLE_FULL ||
-                                o->durability > TAND_DURABLE_OS)))
+    if (o == NULL)
         return TAND_EINVAL;
     if (o->error != NULL && o->error_size > 0)
         o->error[0] = '\0';
+    if ((rc = check_options(rt, o, adopted != NULL, out)) != 0)
+        return rc;
     cap = o->mailbox_capacity ? (uint32_t)o->mailbox_capacity
                               : TAND_MAILBOX_DEFAULT;
 
     s = tand__calloc(1, sizeof *s);
     if (s == NULL)
-        return TAND_ENOMEM;
+        return start_failed(o, TAND_ENOMEM);
     if (tand__mutex_init(&s->mu) != 0) {
         free(s);
-        return TAND_ESYSTEM;
+        return start_failed(o, TAND_ESYSTEM);
     }
     if (tand__cond_init(&s->room) != 0) {
         pthread_mutex_destroy(&s->mu);
         free(s);
-        return TAND_ESYSTEM;
+        return start_failed(o, TAND_ESYSTEM);
     }
     if (tand__cond_init(&s->ended_cv) != 0) {
         pthread_cond_destroy(&s->room);
         pthread_mutex_destroy(&s->mu);
         free(s);
-        return TAND_ESYSTEM;
+        return start_failed(o, TAND_ESYSTEM);
     }
     atomic_init(&s->refs, 2); /* the caller's and the runtime's */
     s->rt = rt;
@@ -233,12 +278,13 @@ static int start(tand_runtime *rt, const tand_server_options *o,
             return rc;
         }
         s->capheld = BATCH;
+        s->journaled = true;
     }
 
     /* Room for its timers first: init may arm the idle timer. */
     if ((rc = tand__timer_reserve(rt, s)) != 0) {
         server_free(s);
-        return rc;
+        return start_failed(o, rc);
     }
     s->state = o->arg;
     if (o->behaviour->init != NULL) {
@@ -246,7 +292,7 @@ static int start(tand_runtime *rt, const tand_server_options *o,
         if (rc != 0) {
             tand__timer_end(rt, s);
             server_free(s);
-            return rc > 0 ? TAND_EINVAL : rc;
+            return start_failed(o, rc > 0 ? TAND_EINVAL : rc);
         }
     }
     if (s->journal != NULL) { /* what init wrote is durable before use */
@@ -285,7 +331,12 @@ static int start(tand_runtime *rt, const tand_server_options *o,
         if (o->behaviour->terminate != NULL)
             o->behaviour->terminate(s->state, s, rc, NULL);
         server_free(s);
-        return rc;
+        if (rc == TAND_ENAMETAKEN) {
+            char text[TAND_NAME_MAX + 64];
+            snprintf(text, sizeof text, "the name '%s' is taken", o->name);
+            set_error(o, text);
+        }
+        return start_failed(o, rc);
     }
     *out = s;
     return 0;
@@ -561,7 +612,7 @@ static bool chain_call(tand_server *s, call_chain *out)
 
 /* Waits for the reply of a call that is on its way; `pumped` is the
 ** pinned pumped runtime to pump meanwhile, or NULL. */
-static int wait_reply(tand_server *s, tand_from *slot, tand_runtime *pumped,
+static int wait_reply(tand_server *s, tand_slot *slot, tand_runtime *pumped,
                       lazy_deadline *deadline, tand_msg *reply)
 {
     bool brief = s->bound_ns != 0 && s->bound_ns <= COMBINE_NS;
@@ -800,7 +851,7 @@ static void stop_on_failure(tand_server *s, int rc, const char *detail)
 }
 
 /* Sends a reply, or with a journal holds it until the batch commits. */
-static bool deliver(tand_server *s, tand_from *slot, tand_msg *reply)
+static bool deliver(tand_server *s, tand_slot *slot, tand_msg *reply)
 {
     if (s->journal != NULL) {
         if (tand__slot_abandoned(slot)) /* nobody to hold it for */
@@ -879,32 +930,78 @@ static void abort_batch(tand_server *s, int reason, const char *detail)
     }
 }
 
-static void deferred_link(tand_server *s, tand_from *f)
+/* A call taken (its cell open) or answered: the stats' deferred count. */
+static void deferred_add(tand_server *s, int64_t n)
 {
-    atomic_store_explicit(&s->n_deferred,
-                          atomic_load_explicit(&s->n_deferred,
-                                               memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    f->dprev = NULL;
-    f->dnext = s->deferred;
-    if (s->deferred)
-        s->deferred->dprev = f;
-    s->deferred = f;
+    atomic_fetch_add_explicit(&s->n_deferred, (uint64_t)n,
+                              memory_order_relaxed);
 }
 
-static void deferred_unlink(tand_server *s, tand_from *f)
+/* With s->mu held: the deferred list of cells. */
+static void deferred_link(tand_server *s, from_cell *c)
 {
-    atomic_store_explicit(&s->n_deferred,
-                          atomic_load_explicit(&s->n_deferred,
-                                               memory_order_relaxed) - 1,
-                          memory_order_relaxed);
-    if (f->dprev)
-        f->dprev->dnext = f->dnext;
+    c->dprev = NULL;
+    c->dnext = s->deferred;
+    if (s->deferred)
+        s->deferred->dprev = c;
+    s->deferred = c;
+    c->linked = true;
+}
+
+static void deferred_unlink(tand_server *s, from_cell *c)
+{
+    if (!c->linked)
+        return;
+    if (c->dprev)
+        c->dprev->dnext = c->dnext;
     else
-        s->deferred = f->dnext;
-    if (f->dnext)
-        f->dnext->dprev = f->dprev;
-    f->dnext = f->dprev = NULL;
+        s->deferred = c->dnext;
+    if (c->dnext)
+        c->dnext->dprev = c->dprev;
+    c->dnext = c->dprev = NULL;
+    c->linked = false;
+}
+
+/* On the server's thread, after handle_call returned TAND_NOREPLY: the
+** call joins the deferred list, unless another thread has answered it
+** already (or is answering it: that thread unlinks nothing then). */
+static void defer_call(tand_server *s, from_cell *c, tand_from *from)
+{
+    pthread_mutex_lock(&s->mu);
+    if (tand__from_live(from))
+        deferred_link(s, c);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* On the server's thread: the replies other threads gave to this
+** journaled server go out with the batch (held until its commit). */
+static void take_posted(tand_server *s)
+{
+    tand_slot *list;
+    pthread_mutex_lock(&s->mu);
+    list = s->posted;
+    s->posted = NULL;
+    atomic_fetch_and(&s->work, ~(unsigned)WORK_POSTED);
+    pthread_mutex_unlock(&s->mu);
+    /* newest first: send them in the order given */
+    {
+        tand_slot *rev = NULL;
+        while (list != NULL) {
+            tand_slot *next = list->posted_next;
+            list->posted_next = rev;
+            rev = list;
+            list = next;
+        }
+        list = rev;
+    }
+    while (list != NULL) {
+        tand_slot *slot = list;
+        tand_msg reply = slot->reply;
+        list = slot->posted_next;
+        slot->posted_next = NULL;
+        memset(&slot->reply, 0, sizeof slot->reply);
+        deliver(s, slot, &reply);
+    }
 }
 
 int tand_server_own_batch(tand_server *self)
@@ -931,40 +1028,72 @@ int tand_server_own_batch(tand_server *self)
 
 int tand_reply(tand_from *from, tand_msg *reply)
 {
-    tand_server *s = tand__current;
-    bool reopen = false, sent;
+    tand_server *me = tand__current, *s;
+    tand_slot *slot;
+    from_cell *c;
+    bool reopen = false, sent = true, posted = false, schedule = false;
+    int rc;
     if (from == NULL || reply == NULL) {
         tand_msg_clear(reply);
         return TAND_EINVAL;
     }
-    if (s != NULL) {
-        /* From a handler: its server's turn first, and `from` only then,
-        ** since a kill answers every caller (whose slot may then be in
-        ** use for another call already). */
+    if (me != NULL) {
+        /* From a handler: a kill of its server takes the held replies
+        ** over while it runs, so a reply of its own is delivered with
+        ** the turn closed; a killed handler acts no more. */
         int turn = TURN_HANDLER;
-        if (atomic_compare_exchange_strong(&s->turn, &turn, TURN_REPLYING))
+        if (atomic_compare_exchange_strong(&me->turn, &turn, TURN_REPLYING))
             reopen = true;
-        else if (turn == TURN_KILLED) { /* its callers are answered */
+        else if (turn == TURN_KILLED) {
             tand_msg_clear(reply);
             return TAND_ENOPROC;
         }
-        if (from->server != s) { /* a caller of another server */
-            if (reopen)
-                atomic_store_explicit(&s->turn, TURN_HANDLER,
-                                      memory_order_release);
-            tand_msg_clear(reply);
-            return TAND_EINVAL;
-        }
-    } else {
-        s = from->server;
     }
-    deferred_unlink(s, from);
-    if (reply->status < 0)
+    /* Under the from lock a claim of a live cell is this thread's alone
+    ** until it unlocks, and its server cannot finish its end meanwhile
+    ** (end_public claims the rest under the same lock). */
+    tand__from_lock();
+    if ((c = tand__from_claim(from)) == NULL) {
+        tand__from_unlock();
+        tand_msg_clear(reply);
+        rc = TAND_EANSWERED;
+        goto out;
+    }
+    s = c->server;
+    slot = c->slot;
+    if (reply->status < 0) /* (a posted reply is the server's at once) */
         count(&s->n_errors);
-    sent = deliver(s, from, reply);
+    pthread_mutex_lock(&s->mu);
+    deferred_unlink(s, c);
+    if (s != me && s->journaled) {
+        /* Another thread's reply to a journaled server waits for a batch
+        ** of that server's, as its own would: it goes out after the
+        ** commit of the batch that server's thread runs next. */
+        slot->reply = *reply;
+        memset(reply, 0, sizeof *reply);
+        slot->posted_next = s->posted;
+        s->posted = slot;
+        atomic_fetch_or(&s->work, WORK_POSTED);
+        schedule = !atomic_load_explicit(&s->stopping,
+                                         memory_order_relaxed) &&
+                   take_hold(s);
+        posted = true;
+    }
+    pthread_mutex_unlock(&s->mu);
+    deferred_add(s, -1);
+    tand__from_close(c);
+    if (s == me)
+        sent = deliver(s, slot, reply);
+    else if (!posted)
+        sent = tand__slot_reply(slot, reply);
+    tand__from_unlock();
+    if (schedule) /* it holds the server: it cannot end before it runs */
+        tand__runtime_schedule(s->rt, s);
+    rc = sent ? 0 : TAND_ETIMEDOUT;
+out:
     if (reopen)
-        atomic_store_explicit(&s->turn, TURN_HANDLER, memory_order_release);
-    return sent ? 0 : TAND_ETIMEDOUT;
+        atomic_store_explicit(&me->turn, TURN_HANDLER, memory_order_release);
+    return rc;
 }
 
 /* A behaviour callback begins: from now until handler_close,
@@ -983,6 +1112,16 @@ static bool handler_close(tand_server *s)
                                     memory_order_acq_rel) == TURN_KILLED;
 }
 
+/* handle_call returned rc, neither 0 nor TAND_NOREPLY: the call fails
+** with it (a positive one with TAND_EINVAL), keeping a detail the
+** handler set. */
+static void failed_call(tand_msg *reply, int rc)
+{
+    reply->status = rc < 0 ? rc : TAND_EINVAL;
+    reply->op = 0;
+    reply->ival[0] = reply->ival[1] = 0;
+}
+
 /* Handles one message; true when a kill took the server over meanwhile. */
 static bool dispatch(tand_server *s, envelope *e)
 {
@@ -994,6 +1133,8 @@ static bool dispatch(tand_server *s, envelope *e)
     case ENV_CALL: {
         call_chain chain;
         tand_msg reply;
+        from_cell *cell;
+        tand_from *from;
         int rc;
         if (!tand__slot_take(e->slot))
             break; /* the caller gave up before we started */
@@ -1014,20 +1155,41 @@ static bool dispatch(tand_server *s, envelope *e)
                (size_t)chain.n * sizeof chain.id[0]);
         tand__chain = &chain;
         memset(&reply, 0, sizeof reply);
-        /* Listed as deferred while the handler runs, so that a handler
-        ** may answer through tand_reply() before it returns NOREPLY. */
-        deferred_link(s, e->slot);
+        /* The call's name: any thread may answer it through tand_reply,
+        ** the handler too before it returns NOREPLY. */
+        if ((from = tand__from_open(e->slot, s, &cell)) == NULL) {
+            reply.status = TAND_ENOMEM;
+            count(&s->n_errors);
+            tand__slot_reply(e->slot, &reply);
+            tand__chain = NULL;
+            break;
+        }
+        deferred_add(s, 1);
+        s->current_cell = cell;
+        s->current_from = from;
         handler_open(s);
-        rc = b->handle_call(s->state, s, &e->msg, e->slot, &reply);
+        rc = b->handle_call(s->state, s, &e->msg, from, &reply);
         if ((killed = handler_close(s))) {
             tand_msg_clear(&reply); /* its caller has its answer */
-        } else if (rc == TAND_NOREPLY) {
-            tand_msg_clear(&reply);
         } else {
-            deferred_unlink(s, e->slot);
-            if (reply.status < 0)
-                count(&s->n_errors);
-            deliver(s, e->slot, &reply);
+            s->current_cell = NULL;
+            s->current_from = NULL;
+            if (rc == TAND_NOREPLY) {
+                tand_msg_clear(&reply);
+                defer_call(s, cell, from);
+            } else if (tand__from_claim(from) == NULL) {
+                /* answered already through tand_reply: this reply would
+                ** be a second answer */
+                tand_msg_clear(&reply);
+            } else {
+                if (rc != 0)
+                    failed_call(&reply, rc);
+                tand__from_close(cell);
+                deferred_add(s, -1);
+                if (reply.status < 0)
+                    count(&s->n_errors);
+                deliver(s, e->slot, &reply);
+            }
         }
         tand__chain = NULL;
         break;
@@ -1097,7 +1259,7 @@ static void free_replies(tand_server *s)
 }
 
 /* Answers a caller of a server that has ended. */
-static void answer_ended(tand_from *slot, int reason, const char *detail)
+static void answer_ended(tand_slot *slot, int reason, const char *detail)
 {
     tand_msg reply;
     memset(&reply, 0, sizeof reply);
@@ -1187,7 +1349,7 @@ static bool add_monitor(tand_server *watched, monitor *m)
 int tand_monitor_async(tand_server *watched, tand_replies *box, uint64_t tag)
 {
     monitor *m;
-    tand_from *slot;
+    tand_slot *slot;
     if (watched == NULL || box == NULL)
         return TAND_EINVAL;
     if ((m = tand__calloc(1, sizeof *m)) == NULL)
@@ -1256,6 +1418,53 @@ int tand__monitor(tand_server *watched, tand_server *watcher, int64_t tag,
     return 0;
 }
 
+/* Answers every call of s still named by a live cell (the deferred ones,
+** the one a killed handler was handling) and the replies posted to it,
+** under the from lock: once it is let go no other thread answers (or
+** uses s for) one of its callers. */
+static void answer_deferred(tand_server *s, int reason, const char *detail)
+{
+    from_cell *c, *next;
+    tand_slot *posted;
+    tand_from *current;
+    tand__from_lock();
+    pthread_mutex_lock(&s->mu);
+    c = s->deferred;
+    s->deferred = NULL;
+    posted = s->posted;
+    s->posted = NULL;
+    current = s->killed ? s->current_from : NULL;
+    pthread_mutex_unlock(&s->mu);
+    for (; c != NULL; c = next) {
+        next = c->dnext;
+        c->linked = false;
+        c->dnext = c->dprev = NULL;
+        /* linked cells are live: every claim of one takes the from lock */
+        if (tand__from_claim_cell(c)) {
+            tand_slot *slot = c->slot;
+            tand__from_close(c);
+            deferred_add(s, -1);
+            answer_ended(slot, reason, detail);
+        }
+    }
+    /* the call a killed handler was handling, unless it (or a thread it
+    ** gave the name to) has answered it */
+    if (current != NULL && (c = tand__from_claim(current)) != NULL) {
+        tand_slot *slot = c->slot;
+        tand__from_close(c);
+        deferred_add(s, -1);
+        answer_ended(slot, reason, detail);
+    }
+    while (posted != NULL) {
+        tand_slot *slot = posted;
+        posted = slot->posted_next;
+        slot->posted_next = NULL;
+        tand_msg_clear(&slot->reply); /* its batch is not kept */
+        answer_ended(slot, reason, detail);
+    }
+    tand__from_unlock();
+}
+
 /* The end as callers, names and monitors see it: every caller still
 ** waiting is answered (queued ones from s->doomed, deferred ones), the
 ** name and id are dropped, `ended` is set, the monitors hear (with
@@ -1280,11 +1489,7 @@ static void end_public(tand_server *s, int reason, const char *detail,
         tand_msg_clear(&e.msg);
     }
     tand__mbox_free(&old);
-    while (s->deferred != NULL) {
-        tand_from *f = s->deferred;
-        deferred_unlink(s, f);
-        answer_ended(f, reason, detail);
-    }
+    answer_deferred(s, reason, detail);
 
     pthread_mutex_lock(&rt->table_mu);
     tand__table_del(rt->by_id, &s->id, sizeof s->id);
@@ -1396,6 +1601,8 @@ static void terminate(tand_server *s)
     s->state = NULL;
     free_replies(s);
     if (s->journal != NULL) { /* what terminate wrote, then let go */
+        if (reason == 0) /* replies given meanwhile go out after it */
+            take_posted(s);
         char err[256] = "";
         int rc = tand__journal_commit(s->journal, err, sizeof err);
         tand__journal_close(s->journal);
@@ -1536,6 +1743,13 @@ static int serve(tand_server *s, int max_msgs)
                 continue;
             }
             not_idle(s);
+        }
+        if (atomic_load(&s->work) & WORK_POSTED) {
+            /* replies other threads gave: held for this batch's commit */
+            pthread_mutex_unlock(&s->mu);
+            take_posted(s);
+            pthread_mutex_lock(&s->mu);
+            continue;
         }
         if (handled >= max_msgs)
             break;

@@ -626,10 +626,21 @@ int tand_supervisor_start(tand_runtime *rt,
 
     if (out != NULL)
         *out = NULL;
-    if (o == NULL) {
-        tand_supervisor_options_init(&defaults);
-        o = &defaults;
+    /* Zero is the default of each field: a copy with them filled in. */
+    tand_supervisor_options_init(&defaults);
+    if (o != NULL) {
+        tand_supervisor_options given = *o;
+        if (given.max_restarts == 0)
+            given.max_restarts = defaults.max_restarts;
+        else if (given.max_restarts == TAND_NO_RESTARTS)
+            given.max_restarts = 0;
+        else if (given.max_restarts < 0)
+            given.max_restarts = -2; /* refused below */
+        if (given.max_seconds == 0)
+            given.max_seconds = defaults.max_seconds;
+        defaults = given;
     }
+    o = &defaults;
     if (rt == NULL || out == NULL || (n > 0 && children == NULL) ||
         n > MAX_CHILDREN) {
         if (children != NULL)

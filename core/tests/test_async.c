@@ -196,7 +196,7 @@ static void free_in_flight(void)
 
 static void pumped(void)
 {
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *prt;
     echo_shared sh = {0};
     tand_server *s;
@@ -732,7 +732,7 @@ static void cancel_empty(void)
 ** before the pump are never handled, and the box serves the next one. */
 static void cancel_pumped(void)
 {
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *prt;
     probe p;
     tand_server *s;

@@ -183,7 +183,7 @@ static void start_errors(void)
     refused(&o, TAND_ECONFIG, "min_number must be below max_number");
     o.min_number = 0;
     o.max_number = 0;
-    o.callback_timeout_ms = 0;
+    o.callback_timeout_ms = -7; /* 0 is the default */
     refused(&o, TAND_ECONFIG, "callback_timeout");
     o.callback_timeout_ms = 1000;
     o.auto_shutdown_ms = -5;

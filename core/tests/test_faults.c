@@ -23,7 +23,7 @@ static void allow(int rc)
 
 static void scenario(const char *journal)
 {
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *rt;
     tand_deluxe_options d;
     tand_counter_options c;

@@ -932,7 +932,7 @@ static void *pumper(void *arg)
 
 static void pumped_one_handler(void)
 {
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *pr;
     probe p[PUMP_SERVERS];
     tand_server *s[PUMP_SERVERS];
@@ -1227,7 +1227,7 @@ static void free_runtime_during_inline(void)
     enum { LOOPERS = 5 };
     int round, calls = 0;
     for (round = 0; round < 100; round++) {
-        tand_runtime_options ro = {round % 3 == 2 ? 0 : round % 3 + 1};
+        tand_runtime_options ro = {round % 3 == 2 ? TAND_PUMPED : round % 3 + 1};
         tand_runtime *r;
         probe pa, pb;
         tand_server *a, *b;

@@ -449,13 +449,13 @@ static void refused_sends(void)
 static void pumped_runtime(void)
 {
     static asked log;
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *p = NULL;
     echo_shared sh = {0};
     tand_server *e, *a;
     tand_msg req = {0}, reply;
     int64_t until;
-    ro.workers = 0;
+    ro.workers = TAND_PUMPED;
     CHECK_OK(tand_runtime_new(&ro, &p));
     e = start_echo(p, &sh, 0);
     a = start_asker(p, &log);

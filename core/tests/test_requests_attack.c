@@ -339,7 +339,7 @@ static void idle_disarm_keeps_reply_deadline(void)
 static void idle_disarm_keeps_room(void)
 {
     static probe p;
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *r;
     tand_server *ps;
     size_t before;
@@ -411,7 +411,7 @@ static int crowd_overflows_heap(void)
 static int idle_armed_in_init(void)
 {
     static probe p;
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *r;
     tand_server *ps = NULL;
     bool fits = true;
@@ -438,7 +438,7 @@ static int idle_armed_in_init(void)
 static void waiting_reply_is_not_idle(void)
 {
     static probe p;
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *r;
     echo_shared sh = {0}, shb = {0};
     tand_server *e, *blocker, *ps;
@@ -720,7 +720,7 @@ static void end_while_the_timer_fires(void)
 static void room_accounting(void)
 {
     static probe p, q, k;
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *r;
     tand_server *named, *other = NULL, *ps, *qs;
     bool fits;
@@ -794,7 +794,7 @@ static void asks_itself_then_stops(void)
 static void across_runtimes(void)
 {
     static probe p, q;
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *ra, *rb, *rc_;
     echo_shared sh = {0}, sh2 = {0};
     tand_server *e, *e2, *ps, *qs;
@@ -815,7 +815,7 @@ static void across_runtimes(void)
     CHECK(p.status[1] == TAND_ENOPROC || p.status[1] == 0);
     tand_server_release(e);
 
-    ro.workers = 0; /* a pumped runtime for the other asker */
+    ro.workers = TAND_PUMPED; /* a pumped runtime for the other asker */
     CHECK_OK(tand_runtime_new(&ro, &rc_));
     CHECK_OK(echo_start(ra, &sh2, 0, NULL, &e2));
     probe_reset(&q);
@@ -871,14 +871,14 @@ static void runtime_free_in_flight(void)
 static void pumped(void)
 {
     static probe p, q;
-    tand_runtime_options ro = {0};
+    tand_runtime_options ro = {TAND_PUMPED};
     tand_runtime *r;
     echo_shared sh = {0};
     tand_server *e, *ps, *qs;
     int64_t until;
     int rc, dup, none;
     uint64_t t;
-    ro.workers = 0;
+    ro.workers = TAND_PUMPED;
     CHECK_OK(tand_runtime_new(&ro, &r));
     probe_reset(&p);
     probe_reset(&q);
@@ -919,13 +919,13 @@ static void allocation_failures(void)
     int bad = 0, past = 0;
     for (n = 0; n < 400 && past < 8; n++) {
         static probe p;
-        tand_runtime_options ro = {0};
+        tand_runtime_options ro = {TAND_PUMPED};
         tand_runtime *r;
         echo_shared sh = {0};
         tand_server *e = NULL, *ps = NULL;
         int64_t until;
         int rc, dup, none;
-        ro.workers = 0;
+        ro.workers = TAND_PUMPED;
         if (tand_runtime_new(&ro, &r) != 0)
             continue;
         probe_reset(&p);

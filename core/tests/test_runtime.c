@@ -10,13 +10,13 @@
 static void pumped(void)
 {
     tand_runtime *rt;
-    tand_runtime_options o = {0};
+    tand_runtime_options o = {TAND_PUMPED};
     tand_server *s, *t;
     echo_shared sh = {0}, sh2 = {0};
     int64_t v;
     int i, handled;
 
-    o.workers = 0;
+    o.workers = TAND_PUMPED;
     CHECK_OK(tand_runtime_new(&o, &rt));
     CHECK_OK(echo_start(rt, &sh, 0, NULL, &s));
     /* casts wait in the mailbox until the host pumps */
@@ -56,7 +56,7 @@ static void pumped(void)
     CHECK_OK(tand_runtime_new(NULL, &rt));
     CHECK_RC(tand_runtime_pump(rt, 0), TAND_EINVAL);
     tand_runtime_free(rt);
-    o.workers = -2;
+    o.workers = -3;
     CHECK_RC(tand_runtime_new(&o, &rt), TAND_EINVAL);
     CHECK(rt == NULL);
 }
@@ -336,6 +336,6 @@ int main(void)
     many_servers();
     free_with_waiters();
     free_while_busy(1);
-    free_while_busy(0);
+    free_while_busy(TAND_PUMPED);
     return check_done("test_runtime");
 }

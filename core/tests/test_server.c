@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 static tand_runtime *rt;
 
@@ -524,6 +525,542 @@ static void monitors(void)
     tand_server_release(watcher);
 }
 
+
+/* ---- options: a zeroed struct of every kind means its defaults ---- */
+
+static int echo_child(tand_runtime *r, const char *name, void *arg,
+                      tand_server **out)
+{
+    return echo_start(r, arg, 0, name, out);
+}
+
+static const char idle_policy[] =
+    "return { handle_call = function(req, from, state, machine)\n"
+    "  return machine:default(req) end }\n";
+
+static int all_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (b[i] != 0)
+            return 0;
+    return 1;
+}
+
+static void zeroed_options(void)
+{
+    tand_runtime_options ro = {0};
+    tand_server_options so;
+    tand_deluxe_options d;
+    tand_counter_options c;
+    tand_policy_options po;
+    tand_supervisor_options sup;
+    tand_child_spec kid;
+    tand_runtime *r;
+    tand_server *s, *m, *k, *p, *sv;
+    echo_shared sh = {0}, ksh = {0};
+    tand_stats st;
+    int64_t n;
+    tand_msg req = {0}, reply;
+
+    /* each init fills what a zeroed struct means */
+    memset(&ro, 0xff, sizeof ro);
+    tand_runtime_options_init(&ro);
+    CHECK(all_zero(&ro, sizeof ro));
+    memset(&so, 0xff, sizeof so);
+    tand_server_options_init(&so);
+    CHECK(all_zero(&so, sizeof so));
+    memset(&d, 0xff, sizeof d);
+    tand_deluxe_options_init(&d);
+    CHECK(all_zero(&d, sizeof d));
+    memset(&c, 0xff, sizeof c);
+    tand_counter_options_init(&c);
+    CHECK(all_zero(&c, sizeof c));
+    memset(&po, 0xff, sizeof po);
+    tand_policy_options_init(&po);
+    CHECK(all_zero(&po, sizeof po));
+    memset(&sup, 0xff, sizeof sup);
+    tand_supervisor_options_init(&sup);
+    CHECK_INT(sup.strategy, TAND_ONE_FOR_ONE);
+    CHECK_INT(sup.max_restarts, 3);
+    CHECK_INT(sup.max_seconds, 5);
+    CHECK(sup.name == NULL);
+
+    /* a zeroed runtime has workers: a cast runs with nobody pumping */
+    memset(&ro, 0, sizeof ro);
+    CHECK_OK(tand_runtime_new(&ro, &r));
+    CHECK_RC(tand_runtime_pump(r, 1000), TAND_EINVAL); /* not pumped */
+    CHECK_OK(echo_start(r, &sh, 0, NULL, &s));
+    CHECK_OK(echo_cast_op(s, 0, 7, 0, 1000, 0));
+    WAIT_FOR(atomic_load(&sh.cast_sum) == 7, 5000);
+    CHECK_INT(atomic_load(&sh.cast_sum), 7);
+    tand_server_release(s);
+    tand_runtime_free(r);
+    ro.workers = TAND_PUMPED; /* the host pumps only when it asks to */
+    CHECK_OK(tand_runtime_new(&ro, &r));
+    CHECK_INT(tand_runtime_pump(r, 1000), 0);
+    tand_runtime_free(r);
+
+    /* a zeroed deluxe machine: 1..INT64_MAX, and it never stops idle */
+    memset(&d, 0, sizeof d);
+    CHECK_OK(tand_deluxe_start(rt, &d, &m));
+    CHECK_OK(tand_deluxe_queue(m, &n, 1000));
+    CHECK_INT(n, 1);
+    sleep_ms(100);
+    CHECK(tand_server_alive(m));
+    CHECK_OK(tand_deluxe_serve(m, NULL, &n, 1000));
+    tand_server_stop(m, 0, NULL, 2000);
+    tand_server_release(m);
+    /* ... and TAND_SHUTDOWN_AT_ONCE stops it at its first idle moment */
+    d.min_number = 1;
+    d.max_number = 10;
+    d.auto_shutdown_ms = TAND_SHUTDOWN_AT_ONCE;
+    CHECK_OK(tand_deluxe_start(rt, &d, &m));
+    WAIT_FOR(!tand_server_alive(m), 5000);
+    CHECK(!tand_server_alive(m));
+    tand_server_release(m);
+    d.auto_shutdown_ms = -3;
+    CHECK_RC(tand_deluxe_start(rt, &d, &m), TAND_ECONFIG);
+
+    /* a zeroed counter starts at 0 */
+    memset(&c, 0, sizeof c);
+    CHECK_OK(tand_counter_start(rt, &c, &k));
+    req.op = TAND_OP_NEXT;
+    CHECK_OK(tand_call(k, &req, &reply, 1000, 0));
+    CHECK_INT(reply.ival[0], 0);
+    tand_msg_clear(&reply);
+    tand_server_stop(k, 0, NULL, 2000);
+    tand_server_release(k);
+
+    /* a zeroed policy: numbers from 1, a 1 s callback timeout, no idle
+    ** shutdown */
+    memset(&po, 0, sizeof po);
+    po.source = idle_policy;
+    po.source_size = sizeof idle_policy - 1;
+    CHECK_OK(tand_policy_start(rt, &po, &p));
+    CHECK_OK(tand_deluxe_queue(p, &n, 1000));
+    CHECK_INT(n, 1);
+    sleep_ms(100);
+    CHECK(tand_server_alive(p));
+    tand_server_stop(p, 0, NULL, 2000);
+    tand_server_release(p);
+    po.auto_shutdown_ms = TAND_SHUTDOWN_AT_ONCE;
+    CHECK_OK(tand_policy_start(rt, &po, &p));
+    WAIT_FOR(!tand_server_alive(p), 5000);
+    CHECK(!tand_server_alive(p));
+    tand_server_release(p);
+
+    /* a zeroed supervisor: one_for_one, 3 restarts in 5 s */
+    memset(&sup, 0, sizeof sup);
+    memset(&kid, 0, sizeof kid);
+    kid.name = "zeroed_kid";
+    kid.start = echo_child;
+    kid.arg = &ksh;
+    CHECK_OK(tand_supervisor_start(rt, &sup, &kid, 1, &sv));
+    CHECK_OK(tand_whereis(rt, "zeroed_kid", &k));
+    CHECK_OK(tand_server_stop(k, TAND_ECRASHED, "once", 2000));
+    tand_server_release(k);
+    WAIT_FOR(tand_server_stats(sv, &st) == 0 && st.restarts == 1, 5000);
+    CHECK(tand_server_alive(sv));
+    tand_server_stop(sv, 0, NULL, 5000);
+    tand_server_release(sv);
+    /* TAND_NO_RESTARTS: the first crash ends the supervisor */
+    sup.max_restarts = TAND_NO_RESTARTS;
+    CHECK_OK(tand_supervisor_start(rt, &sup, &kid, 1, &sv));
+    CHECK_OK(tand_whereis(rt, "zeroed_kid", &k));
+    CHECK_OK(tand_server_stop(k, TAND_ECRASHED, "once", 2000));
+    tand_server_release(k);
+    WAIT_FOR(!tand_server_alive(sv), 5000);
+    CHECK(!tand_server_alive(sv));
+    tand_server_release(sv);
+    sup.max_restarts = -5;
+    CHECK_RC(tand_supervisor_start(rt, &sup, &kid, 1, &sv), TAND_ECONFIG);
+}
+
+/* ---- start errors: every failure of every machine says why ---- */
+
+static void said(const char *err, const char *part, int line)
+{
+    if (err[0] == '\0' || strstr(err, part) == NULL) {
+        fprintf(stderr, "line %d: error '%s' does not say '%s'\n", line, err,
+                part);
+        check_failures++;
+    }
+    check_count++;
+}
+#define SAID(err, part) said(err, part, __LINE__)
+
+static void start_errors(void)
+{
+    tand_server_options so;
+    tand_deluxe_options d;
+    tand_counter_options c;
+    tand_server *s = NULL, *taken;
+    echo_shared sh = {0};
+    char err[256], longname[300];
+
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    CHECK_OK(echo_start(rt, &sh, 0, "start_errors_taken", &taken));
+
+    /* a server of its own */
+    tand_server_options_init(&so);
+    so.error = err;
+    so.error_size = sizeof err;
+    strcpy(err, "stale");
+    CHECK_RC(tand_server_start(rt, &so, &s), TAND_EINVAL);
+    SAID(err, "behaviour");
+    so.behaviour = &echo_behaviour;
+    so.arg = &sh;
+    CHECK_RC(tand_server_start(NULL, &so, &s), TAND_EINVAL);
+    SAID(err, "NULL");
+    so.mailbox_capacity = (size_t)TAND_MAILBOX_MAX + 1;
+    CHECK_RC(tand_server_start(rt, &so, &s), TAND_EINVAL);
+    SAID(err, "mailbox");
+    so.mailbox_capacity = 0;
+    so.name = longname;
+    CHECK_RC(tand_server_start(rt, &so, &s), TAND_EINVAL);
+    SAID(err, "name");
+    so.name = "start_errors_taken";
+    CHECK_RC(tand_server_start(rt, &so, &s), TAND_ENAMETAKEN);
+    SAID(err, "start_errors_taken");
+    so.name = NULL;
+    so.bound_us = -1;
+    CHECK_RC(tand_server_start(rt, &so, &s), TAND_EINVAL);
+    SAID(err, "bound_us");
+    so.bound_us = 0;
+    so.journal = "/tmp/tand-start-errors.db";
+    so.durability = 7;
+    CHECK_RC(tand_server_start(rt, &so, &s), TAND_EINVAL);
+    SAID(err, "durability");
+    CHECK(s == NULL);
+
+    /* the deluxe machine */
+    tand_deluxe_options_init(&d);
+    d.error = err;
+    d.error_size = sizeof err;
+    d.min_number = 5;
+    d.max_number = 5;
+    strcpy(err, "stale");
+    CHECK_RC(tand_deluxe_start(rt, &d, &s), TAND_ECONFIG);
+    SAID(err, "min_number");
+    d.max_number = 9;
+    d.auto_shutdown_ms = -7;
+    CHECK_RC(tand_deluxe_start(rt, &d, &s), TAND_ECONFIG);
+    SAID(err, "auto_shutdown_ms");
+    d.auto_shutdown_ms = 0;
+    CHECK_RC(tand_deluxe_start(rt, &d, NULL), TAND_EINVAL);
+    SAID(err, "NULL");
+    d.name = longname;
+    CHECK_RC(tand_deluxe_start(rt, &d, &s), TAND_EINVAL);
+    SAID(err, "name");
+    d.name = "start_errors_taken";
+    CHECK_RC(tand_deluxe_start(rt, &d, &s), TAND_ENAMETAKEN);
+    SAID(err, "taken");
+    d.name = NULL;
+    d.mailbox_capacity = (size_t)TAND_MAILBOX_MAX + 1;
+    CHECK_RC(tand_deluxe_start(rt, &d, &s), TAND_EINVAL);
+    SAID(err, "mailbox");
+    d.mailbox_capacity = 0;
+    d.journal = "/tmp/tand-start-errors.db";
+    d.durability = 7;
+    CHECK_RC(tand_deluxe_start(rt, &d, &s), TAND_EINVAL);
+    SAID(err, "durability");
+    d.durability = 0;
+    d.journal = "/nonexistent-dir/j.db";
+    CHECK_RC(tand_deluxe_start(rt, &d, &s), TAND_EJOURNAL);
+    SAID(err, "nonexistent-dir");
+    CHECK(s == NULL);
+
+    /* the counter */
+    tand_counter_options_init(&c);
+    c.error = err;
+    c.error_size = sizeof err;
+    strcpy(err, "stale");
+    CHECK_RC(tand_counter_start(NULL, &c, &s), TAND_EINVAL);
+    SAID(err, "NULL");
+    c.name = "";
+    CHECK_RC(tand_counter_start(rt, &c, &s), TAND_EINVAL);
+    SAID(err, "name");
+    c.name = "start_errors_taken";
+    CHECK_RC(tand_counter_start(rt, &c, &s), TAND_ENAMETAKEN);
+    SAID(err, "taken");
+    c.name = NULL;
+    c.mailbox_capacity = (size_t)TAND_MAILBOX_MAX + 1;
+    CHECK_RC(tand_counter_start(rt, &c, &s), TAND_EINVAL);
+    SAID(err, "mailbox");
+    c.mailbox_capacity = 0;
+    c.journal = "/tmp/tand-start-errors.db";
+    c.durability = -1;
+    CHECK_RC(tand_counter_start(rt, &c, &s), TAND_EINVAL);
+    SAID(err, "durability");
+    c.durability = 0;
+    c.journal = "/nonexistent-dir/j.db";
+    CHECK_RC(tand_counter_start(rt, &c, &s), TAND_EJOURNAL);
+    SAID(err, "nonexistent-dir");
+    CHECK(s == NULL);
+
+    /* a success leaves the buffer empty */
+    c.journal = NULL;
+    strcpy(err, "stale");
+    CHECK_OK(tand_counter_start(rt, &c, &s));
+    CHECK_INT(err[0], '\0');
+    tand_server_stop(s, 0, NULL, 2000);
+    tand_server_release(s);
+    tand_server_stop(taken, 0, NULL, 2000);
+    tand_server_release(taken);
+}
+
+
+/* ---- a behaviour's own ops, and handle_call's return codes ---- */
+
+enum { OWN_EMPTY = 50, OWN_DETAIL = 51, OWN_POSITIVE = 52 };
+
+static atomic_int own_downs;
+static atomic_llong own_down_tag;
+
+static int own_call(void *state, tand_server *self, tand_msg *req,
+                    tand_from *from, tand_msg *reply)
+{
+    (void)state;
+    (void)self;
+    (void)from;
+    switch (req->op) {
+    case 7:
+    case 99:
+    case 128:
+    case 100000:
+        reply->ival[0] = (int64_t)req->op * 2;
+        return 0;
+    case OWN_EMPTY:
+        reply->ival[0] = 5; /* not seen by the caller: the call failed */
+        return TAND_EEMPTY;
+    case OWN_DETAIL:
+        tand_msg_set_text(reply, "nothing here", 12);
+        return TAND_ENOTQUEUED;
+    case OWN_POSITIVE:
+        return 2;
+    default:
+        return TAND_EBADREQ;
+    }
+}
+
+static void own_info(void *state, tand_server *self, tand_msg *msg)
+{
+    (void)state;
+    (void)self;
+    if (msg->op == TAND_OP_DOWN) {
+        atomic_store(&own_down_tag, msg->ival[0]);
+        atomic_fetch_add(&own_downs, 1);
+    }
+}
+
+static const tand_behaviour own_behaviour = {
+    .name = "own_ops", .handle_call = own_call, .handle_info = own_info};
+
+static int own_op(tand_server *s, int op, tand_msg *reply)
+{
+    tand_msg req = {0};
+    req.op = op;
+    return tand_call(s, &req, reply, 2000, 0);
+}
+
+static void own_ops(void)
+{
+    static const int ops[] = {7, 99, 128, 100000};
+    tand_server_options so;
+    tand_server *s, *watched;
+    echo_shared wsh = {0};
+    tand_msg reply;
+    tand_stats st;
+    int round, i;
+
+    /* round 0: queued calls on a worker; round 1: run by the caller */
+    for (round = 0; round < 2; round++) {
+        tand_server_options_init(&so);
+        so.behaviour = &own_behaviour;
+        so.bound_us = round == 0 ? 0 : 1000;
+        CHECK_OK(tand_server_start(rt, &so, &s));
+        for (i = 0; i < 4; i++) {
+            CHECK_OK(own_op(s, ops[i], &reply));
+            CHECK_INT(reply.ival[0], (int64_t)ops[i] * 2);
+            tand_msg_clear(&reply);
+        }
+        /* a returned code fails the call as init's fails the start */
+        CHECK_RC(own_op(s, OWN_EMPTY, &reply), TAND_EEMPTY);
+        CHECK_RC(reply.status, TAND_EEMPTY);
+        CHECK_INT(reply.ival[0], 0);
+        CHECK(reply.data == NULL);
+        tand_msg_clear(&reply);
+        CHECK_RC(own_op(s, OWN_DETAIL, &reply), TAND_ENOTQUEUED);
+        CHECK(reply.data != NULL && strcmp(reply.data, "nothing here") == 0);
+        tand_msg_clear(&reply);
+        CHECK_RC(own_op(s, OWN_POSITIVE, &reply), TAND_EINVAL);
+        tand_msg_clear(&reply);
+        CHECK_RC(own_op(s, 12345, &reply), TAND_EBADREQ);
+        tand_msg_clear(&reply);
+        /* and counts as an error, as a status does */
+        CHECK_OK(tand_server_stats(s, &st));
+        CHECK_INT(st.errors, 4);
+        CHECK_INT(st.calls, 8);
+        /* the built-in machines' convenience calls reach it too */
+        CHECK_RC(tand_deluxe_queue(s, NULL, 2000), TAND_EBADREQ);
+
+        /* tand's own message to it: a DOWN notice in handle_info */
+        CHECK_OK(echo_start(rt, &wsh, 0, NULL, &watched));
+        CHECK_OK(tand_monitor(watched, s, 77 + round));
+        CHECK_OK(tand_server_stop(watched, 0, NULL, 2000));
+        WAIT_FOR(atomic_load(&own_downs) == round + 1, 5000);
+        CHECK_INT(atomic_load(&own_downs), round + 1);
+        CHECK_INT(atomic_load(&own_down_tag), 77 + round);
+        tand_server_release(watched);
+        tand_server_stop(s, 0, NULL, 2000);
+        tand_server_release(s);
+    }
+}
+
+
+/* ---- tand_reply from any thread ---- */
+
+static tand_from *_Atomic kept_from;
+static atomic_int early_rc;
+
+enum { KEEP = 1, KEEP_AND_ANSWER = 2, ANSWER_AND_RETURN = 3 };
+
+static int keep_call(void *state, tand_server *self, tand_msg *req,
+                     tand_from *from, tand_msg *reply)
+{
+    tand_msg m = {0};
+    (void)state;
+    (void)self;
+    switch (req->op) {
+    case KEEP:
+        atomic_store(&kept_from, from);
+        return TAND_NOREPLY;
+    case KEEP_AND_ANSWER: /* answered at once, deferred all the same */
+        m.ival[0] = 11;
+        atomic_store(&early_rc, tand_reply(from, &m));
+        atomic_store(&kept_from, from);
+        return TAND_NOREPLY;
+    case ANSWER_AND_RETURN: /* a second answer, returned: dropped */
+        m.ival[0] = 12;
+        atomic_store(&early_rc, tand_reply(from, &m));
+        reply->ival[0] = 99;
+        return 0;
+    }
+    return TAND_EBADREQ;
+}
+
+static const tand_behaviour keep_behaviour = {.name = "keep",
+                                              .handle_call = keep_call};
+
+typedef struct keep_waiter {
+    tand_server *s;
+    int op, rc;
+    int64_t v;
+} keep_waiter;
+
+static void *keep_wait(void *arg)
+{
+    keep_waiter *w = arg;
+    tand_msg req = {0}, reply;
+    req.op = w->op;
+    w->rc = tand_call(w->s, &req, &reply, 10000, 0);
+    w->v = reply.ival[0];
+    tand_msg_clear(&reply);
+    return NULL;
+}
+
+static tand_from *wait_kept(void)
+{
+    tand_from *f;
+    int64_t until = tand_now_ms() + 5000;
+    while ((f = atomic_exchange(&kept_from, NULL)) == NULL &&
+           tand_now_ms() < until)
+        sleep_ms(1);
+    return f;
+}
+
+static void reply_from_any_thread(void)
+{
+    tand_server_options so;
+    tand_server *s;
+    keep_waiter w;
+    pthread_t th;
+    tand_from *f;
+    tand_msg m = {0}, reply;
+    tand_stats st;
+    char path[64];
+    int journaled;
+
+    snprintf(path, sizeof path, "/tmp/tand-reply-any-%d.db", (int)getpid());
+    for (journaled = 0; journaled < 2; journaled++) {
+        tand_server_options_init(&so);
+        so.behaviour = &keep_behaviour;
+        if (journaled) {
+            unlink(path);
+            so.journal = path;
+        }
+        CHECK_OK(tand_server_start(rt, &so, &s));
+
+        /* deferred, answered by this (non-server) thread */
+        w.s = s;
+        w.op = KEEP;
+        pthread_create(&th, NULL, keep_wait, &w);
+        CHECK((f = wait_kept()) != NULL);
+        m.ival[0] = 7;
+        m.status = TAND_EEMPTY; /* an error reply counts as one */
+        CHECK_OK(tand_reply(f, &m));
+        pthread_join(th, NULL);
+        CHECK_RC(w.rc, TAND_EEMPTY);
+        /* twice: refused, the reply consumed */
+        m.data = malloc(4);
+        m.size = 4;
+        CHECK_RC(tand_reply(f, &m), TAND_EANSWERED);
+        CHECK(m.data == NULL);
+        CHECK_OK(tand_server_stats(s, &st));
+        CHECK_INT(st.errors, 1);
+        CHECK_INT(st.deferred, 0);
+
+        /* answered from the handler, then handed on: the second is
+        ** refused */
+        w.op = KEEP_AND_ANSWER;
+        pthread_create(&th, NULL, keep_wait, &w);
+        CHECK((f = wait_kept()) != NULL);
+        pthread_join(th, NULL);
+        CHECK_OK(w.rc);
+        CHECK_INT(w.v, 11);
+        CHECK_OK(atomic_load(&early_rc));
+        CHECK_RC(tand_reply(f, &m), TAND_EANSWERED);
+
+        /* answered through tand_reply, then a reply returned: the first
+        ** one counts, the returned one is dropped */
+        m.op = ANSWER_AND_RETURN;
+        CHECK_OK(tand_call(s, &m, &reply, 5000, 0));
+        CHECK_INT(reply.ival[0], 12);
+        tand_msg_clear(&reply);
+
+        /* a deferred caller of a server that stops gets noproc; its from
+        ** is answered already */
+        w.op = KEEP;
+        pthread_create(&th, NULL, keep_wait, &w);
+        CHECK((f = wait_kept()) != NULL);
+        CHECK_OK(tand_server_stats(s, &st));
+        CHECK_INT(st.deferred, 1);
+        CHECK_OK(tand_server_stop(s, 0, NULL, 5000));
+        pthread_join(th, NULL);
+        CHECK_RC(w.rc, TAND_ENOPROC);
+        CHECK_RC(tand_reply(f, &m), TAND_EANSWERED);
+        tand_server_release(s);
+    }
+    unlink(path);
+    /* names tand never gave are refused as well */
+    CHECK_RC(tand_reply((tand_from *)(uintptr_t)1, &m), TAND_EANSWERED);
+    CHECK_RC(tand_reply((tand_from *)(uintptr_t)-1, &m), TAND_EANSWERED);
+    CHECK_RC(tand_reply(NULL, &m), TAND_EINVAL);
+}
+
 int main(void)
 {
     CHECK_OK(tand_runtime_new(NULL, &rt));
@@ -540,6 +1077,10 @@ int main(void)
     bad_options();
     killed_handler();
     monitors();
+    zeroed_options();
+    start_errors();
+    own_ops();
+    reply_from_any_thread();
     tand_runtime_free(rt);
     return check_done("test_server");
 }

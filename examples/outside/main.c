@@ -20,10 +20,9 @@ int main(void)
     int64_t a = 0, b = 0;
     char err[256] = "";
 
-    memset(&d, 0, sizeof d);
+    tand_deluxe_options_init(&d);
     d.min_number = 1;
     d.max_number = 10;
-    d.auto_shutdown_ms = TAND_FOREVER;
     tand_policy_options_init(&p);
     p.source = policy;
     p.source_size = sizeof policy - 1;
