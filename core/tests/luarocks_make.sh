@@ -14,7 +14,7 @@ tar -C "$src" --exclude='./build*' --exclude=./.git -cf - . |
     tar -C "$work" -xf -
 mkdir "$work/tree"
 (cd "$work" && luarocks --lua-version=5.4 --tree "$work/tree" \
-    make lua/tand-scm-1.rockspec >"$work/make.log" 2>&1) || {
+    make tand-scm-1.rockspec >"$work/make.log" 2>&1) || {
     cat "$work/make.log" >&2
     exit 1
 }

@@ -1,5 +1,5 @@
 -- The tand Lua module for LuaRocks, built from this tree:
---   luarocks --lua-version=5.4 make lua/tand-scm-1.rockspec
+--   luarocks --lua-version=5.4 make tand-scm-1.rockspec
 -- (from the top of the repository; it needs SQLite's headers,
 -- libsqlite3-dev on Debian). CMake builds the same module as build/tand.so.
 package = "tand"
