@@ -1,7 +1,18 @@
--- The tand Lua module for LuaRocks, built from this tree:
---   luarocks --lua-version=5.4 make tand-scm-1.rockspec
--- (from the top of the repository; it needs SQLite's headers,
--- libsqlite3-dev on Debian). CMake builds the same module as build/tand.so.
+-- The tand Lua module (tand.so) for LuaRocks, at the top of the tree:
+--   luarocks --lua-version=5.4 make
+-- CMake builds it (the target tand_lua, as build/tand.so is built) in a
+-- directory of its own under $TMPDIR, outside the tree, which is left as
+-- it was; set CMAKE_BUILD_PARALLEL_LEVEL to build in parallel. It needs
+-- CMake, a C compiler and the headers of SQLite and Lua 5.4 (cmake,
+-- libsqlite3-dev and liblua5.4-dev on Debian).
+--
+-- Publishing: source.url names no server, so this rockspec builds from a
+-- checkout only. After `luarocks make`, `luarocks pack tand` makes a
+-- binary rock (tand-scm-1.linux-x86_64.rock) that `luarocks install`
+-- takes as it is on a like system. A source rock for a rocks server is a
+-- copy of this file named tand-VERSION-1.rockspec, with source.url the
+-- published repository (git+https://...) and source.tag the release's
+-- tag, given to `luarocks upload`.
 package = "tand"
 version = "scm-1"
 source = {
@@ -22,29 +33,21 @@ dependencies = {
 external_dependencies = {
    SQLITE = { header = "sqlite3.h", library = "sqlite3" }
 }
+-- The build directory: named after the rock's install directory, so that
+-- the build and install commands agree on it without writing to the tree.
+local dir = [[T="${TMPDIR:-/tmp}/tand-luarocks-]] ..
+   [[$(echo '$(PREFIX)' | cksum | cut -d ' ' -f 1)"]]
 build = {
-   type = "builtin",
-   modules = {
-      tand = {
-         sources = {
-            "core/src/codec.c", "core/src/journal.c", "core/src/machines.c",
-            "core/src/mailbox.c", "core/src/park.c", "core/src/registry.c",
-            "core/src/replies.c", "core/src/runtime.c", "core/src/server.c",
-            "core/src/supervisor.c", "core/src/table.c", "core/src/ticket.c",
-            "core/src/util.c",
-            "lua/ltand.c", "lua/lmachine.c", "lua/loptions.c",
-            "lua/lsupervise.c", "lua/ldeadline.c", "lua/lpattern.c",
-            "lua/lpolicy.c", "lua/lpolicy_call.c",
-            "lua/lpolicy_journal.c", "lua/lpolicy_machine.c",
-            "lua/lpolicy_reload.c",
-            "lua/lpool.c", "lua/lrequest.c", "lua/lsandbox.c",
-            "lua/lspawn.c",
-            "lua/lvalue.c"
-         },
-         defines = { "_POSIX_C_SOURCE=200809L" },
-         incdirs = { "core/include", "core/src", "$(SQLITE_INCDIR)" },
-         libdirs = { "$(SQLITE_LIBDIR)" },
-         libraries = { "sqlite3", "pthread", "m", "dl" }
-      }
-   }
+   type = "command",
+   build_command = dir .. [[ &&
+      rm -rf "$T" && mkdir "$T" &&
+      { cmake -S . -B "$T" -DCMAKE_BUILD_TYPE=Release -DTAND_TESTS=OFF \
+          -DCMAKE_INCLUDE_PATH="$(SQLITE_INCDIR)" \
+          -DCMAKE_LIBRARY_PATH="$(SQLITE_LIBDIR)" &&
+        cmake --build "$T" --target tand_lua ||
+        { rm -rf "$T"; exit 1; }; }
+   ]],
+   install_command = dir .. [[ &&
+      cp "$T/tand.so" "$(LIBDIR)/tand.so" && rm -rf "$T"
+   ]]
 }
