@@ -3,7 +3,8 @@
 # prefix, then builds and runs examples/outside against it with
 # find_package(tand) (shared and static) and with pkg-config (shared and
 # --static), runs the installed tand command, and loads the installed Lua
-# module in lua5.4.
+# module in lua5.4. The exported targets must name their dependencies
+# (tand::lua, which tandConfig.cmake finds), never a library's path.
 set -euo pipefail
 build=$1
 src=$2
@@ -14,12 +15,30 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 libdir=$(dirname "$(find "$prefix" -name 'libtand.so' -print -quit)")
 export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
+echo "== the exported targets"
+cmakedir=$(dirname "$(find "$prefix" -name tandConfig.cmake -print -quit)")
+if grep -n 'liblua' "$cmakedir"/tandTargets*.cmake >&2; then
+    echo "the exported targets name Lua's library by its path" >&2
+    exit 1
+fi
+if grep -n 'INTERFACE_LINK_LIBRARIES.*/' "$cmakedir"/tandTargets*.cmake >&2
+then
+    echo "the exported targets link a library by its path" >&2
+    exit 1
+fi
+
 echo "== find_package(tand)"
 cmake -S "$src/examples/outside" -B "$prefix/outside" \
     -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$prefix/outside" >/dev/null
 "$prefix/outside/outside_shared"
 "$prefix/outside/outside_static"
+# Without pkg-config, tandConfig.cmake finds Lua with CMake's FindLua.
+cmake -S "$src/examples/outside" -B "$prefix/outside-findlua" \
+    -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON \
+    >/dev/null
+cmake --build "$prefix/outside-findlua" --target outside_static >/dev/null
+"$prefix/outside-findlua/outside_static"
 # Captured first: with pipefail, `ldd | grep -q` fails whenever grep quits
 # before ldd has written its last line (ldd then dies of SIGPIPE).
 deps=$(ldd "$prefix/outside/outside_shared")
