@@ -37,11 +37,16 @@ TAND_HIDDEN int tand__log_append(tand__log *l, const void *data, size_t len,
                                  int64_t timeout_ms, uint64_t *seq,
                                  char *err, size_t errsize);
 
-/* Reads entry seq into *data (malloc'ed, *len bytes). 0, TAND_ENOTFOUND
-** (no such entry: purged, or past the end), TAND_ETIMEDOUT,
-** TAND_ECLUSTER, TAND_ENOMEM. */
-TAND_HIDDEN int tand__log_read(tand__log *l, uint64_t seq, char **data,
-                               size_t *len, char *err, size_t errsize);
+/* Calls fn(ud, seq, data, len) for every entry of the stream in order, up
+** to `last` (from tand__log_last), read by one ordered consumer (the
+** server pushes them); stops at fn's first nonzero return, which it
+** returns. 0, or that, TAND_ETIMEDOUT (no entry for timeout_ms),
+** TAND_ECLUSTER. */
+TAND_HIDDEN int tand__log_replay(tand__log *l, uint64_t last,
+                                 int (*fn)(void *ud, uint64_t seq,
+                                           const char *data, size_t len),
+                                 void *ud, int64_t timeout_ms, char *err,
+                                 size_t errsize);
 
 /* ---- cluster_journal.c: the journal of a clustered machine ---- */
 

@@ -462,15 +462,30 @@ static const journal_ops cluster_ops = {
 
 /* ---- opening: replay, then fence ---- */
 
+typedef struct replay {
+    cluster_journal *j;
+    char *err;
+    size_t n;
+    int batches; /* batch entries applied */
+} replay;
+
+static int replay_one(void *ud, uint64_t seq, const char *data, size_t len)
+{
+    replay *r = ud;
+    int batch, rc = apply_entry(r->j, seq, data, len, &batch, r->err, r->n);
+    r->batches += batch;
+    return rc;
+}
+
 int tand__cluster_journal_open(tand__log *log, const char *kind,
                                const char *host, uint64_t epoch,
                                int64_t timeout_ms, tand_journal **out,
                                char *err, size_t n)
 {
     cluster_journal *j;
-    uint64_t last, seq;
+    uint64_t last;
     tand_buf b;
-    int rc = 0, batch, batches = 0;
+    int rc = 0, batches = 0;
 
     *out = NULL;
     if (log == NULL || kind == NULL || strlen(kind) > 32 || host == NULL ||
@@ -490,19 +505,14 @@ int tand__cluster_journal_open(tand__log *log, const char *kind,
         return TAND_ENOMEM;
     }
     rc = tand__log_last(log, &last, err, n);
-    for (seq = 1; rc == 0 && seq <= last; seq++) {
-        char *data;
-        size_t len;
-        rc = tand__log_read(log, seq, &data, &len, err, n);
-        if (rc == TAND_ENOTFOUND) { /* deleted: nothing of ours */
-            rc = 0;
-            continue;
-        }
-        if (rc == 0) {
-            rc = apply_entry(j, seq, data, len, &batch, err, n);
-            free(data);
-            batches += batch;
-        }
+    if (rc == 0) {
+        replay r;
+        r.j = j;
+        r.err = err;
+        r.n = n;
+        r.batches = 0;
+        rc = tand__log_replay(log, last, replay_one, &r, timeout_ms, err, n);
+        batches = r.batches;
     }
     j->last = last;
     j->base.fresh = batches == 0;

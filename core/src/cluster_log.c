@@ -189,27 +189,57 @@ int tand__log_append(tand__log *l, const void *data, size_t len,
     return st == NATS_TIMEOUT ? TAND_ETIMEDOUT : TAND_ECLUSTER;
 }
 
-int tand__log_read(tand__log *l, uint64_t seq, char **data, size_t *len,
-                   char *err, size_t errsize)
+int tand__log_replay(tand__log *l, uint64_t last,
+                     int (*fn)(void *ud, uint64_t seq, const char *data,
+                               size_t len),
+                     void *ud, int64_t timeout_ms, char *err, size_t errsize)
 {
-    natsMsg *m = NULL;
+    natsSubscription *sub = NULL;
+    jsSubOptions so;
     jsErrCode jerr = 0;
-    natsStatus st = js_GetMsg(&m, l->js, l->stream, seq, NULL, &jerr);
-    *data = NULL;
-    *len = 0;
-    if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
-        return TAND_ENOTFOUND;
+    natsStatus st;
+    uint64_t seq = 0;
+    int rc = 0;
+    if (last == 0)
+        return 0;
+    /* An ordered consumer: the server pushes the entries in order, with
+    ** flow control, and none needs an acknowledgement. */
+    jsSubOptions_Init(&so);
+    so.Stream = l->stream;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    st = js_SubscribeSync(&sub, l->js, l->subject, NULL, &so, &jerr);
     if (st != NATS_OK) {
-        snprintf(err, errsize, "cannot read entry %llu of %s: %s",
-                 (unsigned long long)seq, l->stream, natsStatus_GetText(st));
-        return st == NATS_TIMEOUT ? TAND_ETIMEDOUT : TAND_ECLUSTER;
+        snprintf(err, errsize, "cannot read the stream %s: %s (JetStream "
+                 "error %d)", l->stream, natsStatus_GetText(st), (int)jerr);
+        return TAND_ECLUSTER;
     }
-    *len = (size_t)natsMsg_GetDataLength(m);
-    if ((*data = malloc(*len ? *len : 1)) == NULL) {
+    while (rc == 0 && seq < last) {
+        natsMsg *m = NULL;
+        jsMsgMetaData *meta = NULL;
+        st = natsSubscription_NextMsg(&m, sub, timeout_ms);
+        if (st != NATS_OK) {
+            snprintf(err, errsize, "reading the stream %s stopped at entry "
+                     "%llu of %llu: %s", l->stream, (unsigned long long)seq,
+                     (unsigned long long)last, natsStatus_GetText(st));
+            rc = st == NATS_TIMEOUT ? TAND_ETIMEDOUT : TAND_ECLUSTER;
+            break;
+        }
+        if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+            natsMsg_Destroy(m);
+            snprintf(err, errsize, "an entry of %s without its sequence",
+                     l->stream);
+            rc = TAND_ECLUSTER;
+            break;
+        }
+        seq = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+        if (seq <= last)
+            rc = fn(ud, seq, natsMsg_GetData(m),
+                    (size_t)natsMsg_GetDataLength(m));
         natsMsg_Destroy(m);
-        return TAND_ENOMEM;
     }
-    memcpy(*data, natsMsg_GetData(m), *len);
-    natsMsg_Destroy(m);
-    return 0;
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return rc;
 }
