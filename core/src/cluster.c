@@ -434,8 +434,11 @@ static void take_over(tand_cluster_machine *m)
     pthread_mutex_lock(&c->mu);
     m->local = s;
     pthread_mutex_unlock(&c->mu);
-    if (natsConnection_Subscribe(&m->sub, c->nc, m->subject, on_request, m) !=
-        NATS_OK) {
+    /* In a queue group: while an old owner is still subscribed, each
+    ** request reaches one of the two, never both, so a not_owner from
+    ** the old one means the new one did not apply it. */
+    if (natsConnection_QueueSubscribe(&m->sub, c->nc, m->subject, "owner",
+                                      on_request, m) != NATS_OK) {
         m->sub = NULL;
         step_down(m, TAND_ECLUSTER, "cannot subscribe to the calls");
     }
@@ -863,9 +866,13 @@ int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
 
     if (reply != NULL)
         memset(reply, 0, sizeof *reply);
-    if (c == NULL || req == NULL || reply == NULL) {
+    if (m == NULL || req == NULL || reply == NULL) {
         tand_msg_clear(req);
         return TAND_EINVAL;
+    }
+    if (c == NULL) { /* its cluster was closed */
+        tand_msg_clear(req);
+        return TAND_ECLUSTER;
     }
     if ((s = local_of(m)) != NULL) { /* ours: no NATS */
         rc = tand_call(s, req, reply, timeout_ms, 0);
@@ -918,9 +925,10 @@ int tand_cluster_owner(tand_cluster_machine *m, char *host, size_t size,
     kvEntry *e = NULL;
     const char *v;
     int len, i;
-    if (m == NULL || m->c == NULL || host == NULL || size == 0 ||
-        epoch == NULL)
+    if (m == NULL || host == NULL || size == 0 || epoch == NULL)
         return TAND_EINVAL;
+    if (m->c == NULL)
+        return TAND_ECLUSTER;
     host[0] = '\0';
     *epoch = 0;
     if (kvStore_Get(&e, m->c->kv, m->key) != NATS_OK)

@@ -14,13 +14,9 @@ free_port() { # a port nobody listens on now
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-case $cmd in
-start)
-    n=${3:-3}
-    command -v nats-server >/dev/null || {
-        echo "nats_cluster: nats-server is not installed (scripts/setup installs it)" >&2
-        exit 1
-    }
+# Starts n servers on fresh ports; 0 once they are up (a minute at most).
+launch() {
+    local n=$1 i
     mkdir -p "$dir"
     : >"$dir/pids"
     clients=() routes=()
@@ -33,6 +29,7 @@ start)
         route_urls+="nats-route://127.0.0.1:${routes[$i]},"
     done
     for i in $(seq 0 $((n - 1))); do
+        rm -rf "$dir/n$i"
         mkdir -p "$dir/n$i"
         cat >"$dir/n$i.conf" <<CONF
 server_name: n$i
@@ -49,19 +46,42 @@ CONF
     done
     urls=""
     for i in $(seq 0 $((n - 1))); do urls+="nats://127.0.0.1:${clients[$i]},"; done
-    urls=${urls%,}
-    echo "$urls" >"$dir/urls"
-    # up when every server has a JetStream meta leader (a minute at most)
+    echo "${urls%,}" >"$dir/urls"
+    # up when every server is ready and the JetStream cluster has a meta
+    # leader (some server says so: not each does)
     for _ in $(seq 1 600); do
         ready=0
         for i in $(seq 0 $((n - 1))); do
-            if grep -q "JetStream cluster new metadata leader\|Server is ready" "$dir/n$i.log" 2>/dev/null &&
-               { [ "$n" = 1 ] || grep -q "metadata leader" "$dir/n$i.log"; }; then
+            if grep -q "Server is ready" "$dir/n$i.log" 2>/dev/null; then
                 ready=$((ready + 1))
             fi
         done
-        [ "$ready" = "$n" ] && { echo "$urls"; exit 0; }
+        if [ "$ready" = "$n" ] &&
+           { [ "$n" = 1 ] || cat "$dir"/n*.log | grep -q "metadata leader"; }; then
+            return 0
+        fi
+        # a server that could not bind its port has ended
+        while read -r pid; do kill -0 "$pid" 2>/dev/null || return 1; done <"$dir/pids"
         sleep 0.1
+    done
+    return 1
+}
+
+case $cmd in
+start)
+    n=${3:-3}
+    command -v nats-server >/dev/null || {
+        echo "nats_cluster: nats-server is not installed (scripts/setup installs it)" >&2
+        exit 1
+    }
+    # a free port may be taken by another test before a server binds it:
+    # then the servers are stopped and started again on other ports
+    for attempt in 1 2 3; do
+        if launch "$n"; then
+            cat "$dir/urls"
+            exit 0
+        fi
+        while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$dir/pids"
     done
     echo "nats_cluster: the servers did not come up; logs in $dir" >&2
     exit 1
