@@ -345,7 +345,13 @@ struct tand_server {
     _Atomic uint64_t n_calls, n_casts, n_infos, n_errors, n_timeouts;
     _Atomic uint64_t n_handler_ns, n_restarts;
     _Atomic uint64_t depth, peak;
-    _Atomic uint64_t n_deferred; /* calls taken, not answered */
+    /* The calls taken and not answered (stats' deferred) are taken -
+    ** answered - answered_off: the holder counts the calls it takes and
+    ** those it answers as it returns from handle_call with plain stores
+    ** (the call path pays no locked instruction for them); answers from
+    ** elsewhere (tand_reply, a server's end) add atomically. */
+    _Atomic uint64_t n_taken, n_answered; /* the holder's */
+    _Atomic uint64_t n_answered_off;      /* any thread's */
     _Atomic int64_t reply_ns;    /* callers' recent wait, for spinning */
 };
 

@@ -403,8 +403,17 @@ int tand_server_stats(const tand_server *s, tand_stats *out)
         atomic_load_explicit(&m->n_handler_ns, memory_order_relaxed);
     out->restarts =
         atomic_load_explicit(&m->n_restarts, memory_order_relaxed);
-    out->deferred =
-        atomic_load_explicit(&m->n_deferred, memory_order_relaxed);
+    {
+        /* the answers first: each was taken before it, so the difference
+        ** read this way is never below what it was */
+        uint64_t off = atomic_load_explicit(&m->n_answered_off,
+                                            memory_order_relaxed);
+        uint64_t here = atomic_load_explicit(&m->n_answered,
+                                             memory_order_relaxed);
+        uint64_t taken = atomic_load_explicit(&m->n_taken,
+                                              memory_order_relaxed);
+        out->deferred = taken > here + off ? taken - here - off : 0;
+    }
     return 0;
 }
 
@@ -930,11 +939,11 @@ static void abort_batch(tand_server *s, int reason, const char *detail)
     }
 }
 
-/* A call taken (its cell open) or answered: the stats' deferred count. */
-static void deferred_add(tand_server *s, int64_t n)
+/* A taken call answered by another thread than its holder's return
+** (tand_reply, the server's end): the stats' deferred count. */
+static void answered_off(tand_server *s)
 {
-    atomic_fetch_add_explicit(&s->n_deferred, (uint64_t)n,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->n_answered_off, 1, memory_order_relaxed);
 }
 
 /* With s->mu held: the deferred list of cells. */
@@ -1080,7 +1089,7 @@ int tand_reply(tand_from *from, tand_msg *reply)
         posted = true;
     }
     pthread_mutex_unlock(&s->mu);
-    deferred_add(s, -1);
+    answered_off(s);
     tand__from_close(c);
     if (s == me)
         sent = deliver(s, slot, reply);
@@ -1164,7 +1173,7 @@ static bool dispatch(tand_server *s, envelope *e)
             tand__chain = NULL;
             break;
         }
-        deferred_add(s, 1);
+        add_held(&s->n_taken, 1);
         s->current_cell = cell;
         s->current_from = from;
         handler_open(s);
@@ -1185,7 +1194,7 @@ static bool dispatch(tand_server *s, envelope *e)
                 if (rc != 0)
                     failed_call(&reply, rc);
                 tand__from_close(cell);
-                deferred_add(s, -1);
+                add_held(&s->n_answered, 1);
                 if (reply.status < 0)
                     count(&s->n_errors);
                 deliver(s, e->slot, &reply);
@@ -1443,7 +1452,7 @@ static void answer_deferred(tand_server *s, int reason, const char *detail)
         if (tand__from_claim_cell(c)) {
             tand_slot *slot = c->slot;
             tand__from_close(c);
-            deferred_add(s, -1);
+            answered_off(s);
             answer_ended(slot, reason, detail);
         }
     }
@@ -1452,7 +1461,7 @@ static void answer_deferred(tand_server *s, int reason, const char *detail)
     if (current != NULL && (c = tand__from_claim(current)) != NULL) {
         tand_slot *slot = c->slot;
         tand__from_close(c);
-        deferred_add(s, -1);
+        answered_off(s);
         answer_ended(slot, reason, detail);
     }
     while (posted != NULL) {
