@@ -316,7 +316,9 @@ print("alive", m:alive())
   end)
 
   it("gives code_change a deep copy: shared tables, cycles and metatables kept", function()
+    -- (100,000 nested tables take a while in a sanitized build)
     local m = assert(tand.start{ min_number = 1, max_number = 9,
+      callback_timeout = 30000,
       policy = function()
         return { init = function()
                    local shared = { n = 1 }
