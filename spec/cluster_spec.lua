@@ -199,4 +199,26 @@ describe("a cluster's machine", function()
     local _, dups = acknowledged(hosts)
     assert.is_true(#dups > 0, "the check saw no duplicate without the fence")
   end)
+
+  it("hands out no number twice and loses none when every host restarts",
+     function()
+    local first = { host("r1", "restarted"), host("r2", "restarted"),
+                    host("r3", "restarted") }
+    assert.is_true(helper.wait_for(function()
+      return select(3, acknowledged(first)) > 100
+    end, 20000))
+    for _, h in ipairs(first) do stop(h) end -- all at once, kill -9
+    local second = { host("r4", "restarted"), host("r5", "restarted"),
+                     host("r6", "restarted") }
+    -- once the old leases expire, a new host replays and goes on
+    assert.is_true(helper.wait_for(function()
+      return select(3, acknowledged(second)) > 100
+    end, 20000))
+    for _, h in ipairs(second) do stop(h) end
+    local all = { first[1], first[2], first[3], second[1], second[2],
+                  second[3] }
+    local seen, dups = acknowledged(all)
+    assert.same({}, dups)
+    check_kept(seen, "check4", "restarted")
+  end)
 end)
