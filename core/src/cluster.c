@@ -718,6 +718,8 @@ void tand_cluster_close(tand_cluster *c)
     ** (their last batch is appended, so the next owner resumes it) */
     for (m = c->machines; m != NULL; m = m->next)
         step_down(m, 0, NULL);
+    /* no more deliveries to on_request, which uses the machines */
+    natsConnection_Close(c->nc);
     if (write(c->wake[1], &byte, 1) < 0) {
         /* awake already */
     }
