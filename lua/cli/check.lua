@@ -364,26 +364,34 @@ local function run_concurrent(seqs, ctx)
   end
 end
 
--- Shrinks a failing sequence: drops chunks while it still fails, then
--- makes the arguments small.
-local function shrink(seq, ctx)
-  local function fails(s) return run_sequence(s, ctx) ~= nil end
-  local chunk = #seq // 2
-  while chunk >= 1 do
+-- Drops chunks of list, halving their length when none can go, while
+-- fails(shorter list) holds, until none of one step can go or time_up()
+-- says to stop; the shorter list.
+local function drop_chunks(list, fails, time_up)
+  local chunk = #list // 2
+  while chunk >= 1 and not time_up() do
     local i, progress = 1, false
-    while i <= #seq do
+    while i <= #list and not time_up() do
       local cand = {}
-      for k = 1, #seq do
-        if k < i or k >= i + chunk then cand[#cand + 1] = seq[k] end
+      for k = 1, #list do
+        if k < i or k >= i + chunk then cand[#cand + 1] = list[k] end
       end
       if #cand > 0 and fails(cand) then
-        seq, progress = cand, true
+        list, progress = cand, true
       else
         i = i + chunk
       end
     end
     if not progress then chunk = chunk // 2 end
   end
+  return list
+end
+
+-- Shrinks a failing sequence: drops chunks while it still fails, then
+-- makes the arguments small.
+local function shrink(seq, ctx)
+  seq = drop_chunks(seq, function(s) return run_sequence(s, ctx) ~= nil end,
+                    function() return false end)
   for _, step in ipairs(seq) do
     for k, v in ipairs(step.args) do
       local simpler = math.type(v) == "integer" and
@@ -422,24 +430,13 @@ local function shrink_concurrent(seqs, ctx)
     if fails(cand) then seqs = cand else t = t + 1 end
   end
   for k = 1, #seqs do
-    local chunk = #seqs[k] // 2
-    while chunk >= 1 and tand.now() < stop do
-      local i, progress = 1, false
-      while i <= #seqs[k] and tand.now() < stop do
-        local fewer = {}
-        for j, step in ipairs(seqs[k]) do
-          if j < i or j >= i + chunk then fewer[#fewer + 1] = step end
-        end
-        local cand = table.move(seqs, 1, #seqs, 1, {})
-        cand[k] = fewer
-        if #fewer > 0 and fails(cand) then
-          seqs, progress = cand, true
-        else
-          i = i + chunk
-        end
-      end
-      if not progress then chunk = chunk // 2 end
-    end
+    local mine = drop_chunks(seqs[k], function(fewer)
+      local cand = table.move(seqs, 1, #seqs, 1, {})
+      cand[k] = fewer
+      return fails(cand)
+    end, function() return tand.now() >= stop end)
+    seqs = table.move(seqs, 1, #seqs, 1, {})
+    seqs[k] = mine
   end
   return seqs
 end
