@@ -14,7 +14,7 @@ local function read(name)
   return s
 end
 
-local programs = { "engine", "genserver", "lua", "durable", "redis" }
+local programs = { "engine", "genserver", "lua", "durable", "redis", "cluster" }
 local conds = { "quiet", "busy" }
 local cond_title = { quiet = "quiet", busy = "with a busy neighbour" }
 
@@ -211,6 +211,44 @@ ratio_row(targets, "built-in call / VIP policy call (`queue_vip` + serve), 1 thr
 ratio_row(targets, "Lua, 1 thread with 64 requests in flight (a set) / " ..
           "GenServer.call, 64 processes",
           { "lua_inflight", 64 }, { "genserver_call", 64 }, 2, 2)
+-- the cluster's: remote calls' p50 and rate, and the takeover time (ms
+-- from the kill -9 of the owner to the first number another host is
+-- handed), the median of the rounds of each condition
+local function p50(cond, kind, thr)
+  local r = rows[cond][kind] and rows[cond][kind][thr]
+  return r and r.v[2]
+end
+local function takeover(cond)
+  local list, lease = {}, nil
+  for _, text in pairs((got.cluster or {})[cond] or {}) do
+    local ms, l = text:match("takeover_ms: (%-?%d+) lease_ms: (%d+)")
+    if ms and tonumber(ms) >= 0 then
+      list[#list + 1] = tonumber(ms)
+      lease = tonumber(l)
+    end
+  end
+  table.sort(list)
+  return list[(#list + 1) // 2], lease, #list
+end
+value_row(targets, "cluster: remote call p50, 1 client (3 nats-servers)",
+          "<= 0.5 ms", function(cond)
+  local v = p50(cond, "cluster_remote", 1)
+  if not v then return nil end
+  return ("%.3f ms"):format(v / 1000), v <= 500, true
+end)
+value_row(targets, "cluster: remote calls, 16 clients", ">= 10 k/s",
+          function(cond)
+  local v = rate(cond, "cluster_remote", 16)
+  if not v then return nil end
+  return fmt_rate(v), v >= 1e4, true
+end)
+value_row(targets, "cluster: takeover after the owner is killed -9",
+          "<= lease_ms + 1 s", function(cond)
+  local ms, lease, n = takeover(cond)
+  if not ms then return nil end
+  return ("%d ms (lease_ms %d; median of %d)"):format(ms, lease, n),
+         ms <= lease + 1000, true
+end)
 value_row(targets, "100,000 idle built-in servers", "< 200 MB", function(cond)
   if not b then return nil end
   local mb = b.mb * 100000 / b.count
@@ -511,6 +549,16 @@ local sections = {
     "`redis_incr`, `redis_evalsha` (a script that records the caller and " ..
     "increments the number): no persistence. redis-benchmark counts " ..
     "requests, so each round sends about a phase's worth of them." },
+  { "cluster", "Cluster (NATS JetStream, 3 nats-servers on loopback)",
+    "`core/tests/bench_cluster.c`: a deluxe machine (`queue_new_number`) " ..
+    "with stream and lease replicas 3, every batch one fenced append " ..
+    "acknowledged before its replies. `cluster_remote`: calls from a " ..
+    "host that does not own the machine (the owner is another process), " ..
+    "over NATS request/reply; then the owner is killed -9 and " ..
+    "`takeover_ms` is the time from the kill to the first number the " ..
+    "calling host is handed (it takes the machine over, `lease_ms` 1000); " ..
+    "`cluster_owner`: calls on the new owner's own host (no NATS hop, " ..
+    "the append still). Every call is timed." },
 }
 for _, s in ipairs(sections) do
   w("## " .. s[2])
@@ -520,6 +568,15 @@ for _, s in ipairs(sections) do
   w("```")
   w(median_block(s[1]) or
     ((skipped and skipped:match(s[1] .. ": [^\n]*")) or "(not run)"))
+  if s[1] == "cluster" and takeover("quiet") then
+    for _, cond in ipairs(conds) do
+      local ms, lease, n = takeover(cond)
+      if ms then
+        w(("takeover_ms %s: %d (median of %d rounds; lease_ms %d)")
+          :format(cond, ms, n, lease))
+      end
+    end
+  end
   w("```")
   w()
 end
