@@ -763,6 +763,10 @@ static int add_machine(tand_cluster *c, const char *name,
         free(m);
         return rc;
     }
+    /* the servers' max_payload less room for an entry's headers */
+    if (natsConnection_GetMaxPayload(c->nc) > 8192)
+        tand__log_set_max_entry(
+            m->log, (size_t)natsConnection_GetMaxPayload(c->nc) - 4096);
     snprintf(enc, sizeof enc, "%s", tand__log_stream(m->log) + 5);
     snprintf(m->subject, sizeof m->subject, "tand.call.%s", enc);
     snprintf(m->key, sizeof m->key, "%s", enc);

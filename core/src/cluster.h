@@ -22,6 +22,18 @@ TAND_HIDDEN int tand__log_open(jsCtx *js, const char *name, int replicas,
 TAND_HIDDEN void tand__log_close(tand__log *l);
 TAND_HIDDEN const char *tand__log_stream(const tand__log *l);
 
+/* The largest entry appended: the servers' max_payload less room for
+** the headers (tand__log_set_max_entry; the tests make it small). A
+** larger entry is TAND_EINVAL. */
+#define TAND__LOG_MAX_ENTRY (1024 * 1024 - 4096)
+TAND_HIDDEN void tand__log_set_max_entry(tand__log *l, size_t n);
+TAND_HIDDEN size_t tand__log_max_entry(const tand__log *l);
+
+/* Removes the entries before sequence `before` (a snapshot's first). 0,
+** or TAND_ETIMEDOUT, TAND_ECLUSTER (why in err). */
+TAND_HIDDEN int tand__log_purge(tand__log *l, uint64_t before, char *err,
+                                size_t errsize);
+
 /* The sequence of the stream's last entry (0 when empty). */
 TAND_HIDDEN int tand__log_last(tand__log *l, uint64_t *seq, char *err,
                                size_t errsize);
@@ -62,5 +74,11 @@ TAND_HIDDEN int tand__cluster_journal_open(tand__log *log, const char *kind,
                                            int64_t timeout_ms,
                                            tand_journal **out, char *err,
                                            size_t n);
+
+/* Once the entries since the last snapshot add up to as many bytes as it
+** held, and to at least min_bytes (64 KiB unless set: the tests make it
+** small), a commit writes a snapshot and purges what it covers. */
+TAND_HIDDEN void tand__cluster_journal_set_snapshot_min(tand_journal *j,
+                                                        size_t min_bytes);
 
 #endif

@@ -17,9 +17,19 @@
 ** writes); a commit or a rollback that fails leaves that memory wrong,
 ** so the journal then refuses everything: the server stops anyway, and
 ** whoever owns the machine next replays the log.
-** Entries (MessagePack): ["fence", kind, host, epoch] and ["batch",
+** Snapshots keep the log short: once the entries since the last one add
+** up to as many bytes as it held (and to snapshot_min at least), a
+** commit appends the whole memory after its batch, in chunks that fit
+** the servers' max_payload, then purges the entries before it. Its
+** chunks are consecutive fenced entries, so a replay applies a snapshot
+** only when it reads all of them in a row (an owner that died halfway
+** left the entries before it in place); the purge is only a saving, and
+** one that fails is tried again at the next snapshot.
+** Entries (MessagePack): ["fence", kind, host, epoch], ["batch",
 ** [change...]], a change being ["i", key, int], ["b", key, bytes],
-** ["p", n] (queued), ["r", n] (removed) or ["c"] (cleared).
+** ["p", n] (queued), ["r", n] (removed) or ["c"] (cleared), and ["snap",
+** id, i, n, bytes], chunk i of n of the snapshot `id`, whose bytes put
+** together are [kind, [[key, int or bytes]...], [number...]].
 */
 #include "cluster.h"
 
@@ -51,9 +61,20 @@ typedef struct cluster_journal {
     tand_table *queued;     /* number -> present */
     tand_buf batch;         /* this batch's changes, packed */
     uint32_t nchanges;
+    size_t snapshot_min;    /* see tand__cluster_journal_set_snapshot_min */
+    size_t snap_bytes;      /* the last snapshot's size */
+    size_t since_bytes;     /* of the entries after it */
+    tand_buf snap;          /* a snapshot being replayed, */
+    char snap_id[TAND_NAME_MAX + 48]; /* its id, */
+    int64_t snap_next, snap_n; /* the chunk expected next, of snap_n */
     int failed;             /* refuse everything from now on */
     char error[256];
 } cluster_journal;
+
+#define SNAPSHOT_MIN (64 * 1024)
+/* room in an entry for a chunk's framing: its id is at most a host name
+** and two numbers */
+#define CHUNK_FRAMING 400
 
 static const journal_ops cluster_ops;
 
@@ -158,6 +179,16 @@ static void clear_numbers(cluster_journal *j)
     j->head = j->nq = 0;
 }
 
+static void clear_meta(cluster_journal *j)
+{
+    size_t i;
+    for (i = 0; i < j->nmeta; i++) {
+        free(j->meta[i].key);
+        free(j->meta[i].blob);
+    }
+    j->nmeta = 0;
+}
+
 /* ---- entries ---- */
 
 static int corrupt(cluster_journal *j, uint64_t seq, const char *why,
@@ -209,7 +240,108 @@ static int apply_change(cluster_journal *j, tand_reader *r)
     return TAND_EJOURNAL;
 }
 
-/* Applies entry seq (data, len); *batch tells whether it was a batch. */
+static bool is(const tand_item *it, const char *s)
+{
+    return it->type == TAND_T_STR && it->v.s.len == strlen(s) &&
+           memcmp(it->v.s.p, s, it->v.s.len) == 0;
+}
+
+/* TAND_ECONFIG unless kind (a string item) is the journal's. */
+static int check_kind(cluster_journal *j, const tand_item *kind, char *err,
+                      size_t n)
+{
+    if (is(kind, j->kind))
+        return 0;
+    snprintf(err, n, "the stream %s holds a machine of another kind (%.*s, "
+             "not %s)", tand__log_stream(j->log),
+             (int)(kind->v.s.len > 32 ? 32 : kind->v.s.len), kind->v.s.p,
+             j->kind);
+    return TAND_ECONFIG;
+}
+
+/* Replaces the memory with a whole snapshot's bytes, read at seq. */
+static int apply_snapshot(cluster_journal *j, uint64_t seq, char *err,
+                          size_t n)
+{
+    tand_reader r;
+    tand_item it, key, val;
+    uint32_t i, count;
+    int rc;
+    tand_reader_init(&r, j->snap.data, j->snap.size);
+    if (tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY ||
+        it.v.n != 3 || tand_unpack(&r, &it) != 0 || it.type != TAND_T_STR)
+        return corrupt(j, seq, "a snapshot without a kind", err, n);
+    if ((rc = check_kind(j, &it, err, n)) != 0)
+        return rc;
+    clear_meta(j);
+    clear_numbers(j);
+    if (tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY)
+        return corrupt(j, seq, "a snapshot without its names", err, n);
+    for (i = 0, count = it.v.n; i < count; i++) {
+        if (tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY ||
+            it.v.n != 2 || tand_unpack(&r, &key) != 0 ||
+            key.type != TAND_T_STR || tand_unpack(&r, &val) != 0 ||
+            (val.type != TAND_T_INT && val.type != TAND_T_STR))
+            return corrupt(j, seq, "a snapshot's bad name", err, n);
+        rc = val.type == TAND_T_INT
+                 ? put_meta(j, key.v.s.p, key.v.s.len, 0, val.v.i, NULL, 0)
+                 : put_meta(j, key.v.s.p, key.v.s.len, 1, 0, val.v.s.p,
+                            val.v.s.len);
+        if (rc != 0)
+            return rc == TAND_ENOMEM ? rc
+                                     : corrupt(j, seq, "a snapshot's bad "
+                                                       "name", err, n);
+    }
+    if (tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY)
+        return corrupt(j, seq, "a snapshot without its queue", err, n);
+    for (i = 0, count = it.v.n; i < count; i++) {
+        if (tand_unpack(&r, &val) != 0 || val.type != TAND_T_INT)
+            return corrupt(j, seq, "a snapshot's bad number", err, n);
+        if ((rc = push_number(j, val.v.i)) != 0)
+            return rc == TAND_ENOMEM ? rc
+                                     : corrupt(j, seq, "a number twice in "
+                                                       "a snapshot", err, n);
+    }
+    return 0;
+}
+
+/* A snapshot's chunk (the rest of ["snap", id, i, n, bytes] in r):
+** gathered while they come in a row; the last applies the whole. */
+static int apply_chunk(cluster_journal *j, uint64_t seq, tand_reader *r,
+                       int *applied, char *err, size_t n)
+{
+    tand_item id, i, count, bytes;
+    if (tand_unpack(r, &id) != 0 || id.type != TAND_T_STR ||
+        id.v.s.len >= sizeof j->snap_id || tand_unpack(r, &i) != 0 ||
+        i.type != TAND_T_INT || tand_unpack(r, &count) != 0 ||
+        count.type != TAND_T_INT || count.v.i < 1 || i.v.i < 0 ||
+        i.v.i >= count.v.i || tand_unpack(r, &bytes) != 0 ||
+        bytes.type != TAND_T_STR)
+        return corrupt(j, seq, "a bad snapshot chunk", err, n);
+    if (i.v.i == 0) {
+        j->snap.size = 0;
+        memcpy(j->snap_id, id.v.s.p, id.v.s.len);
+        j->snap_id[id.v.s.len] = '\0';
+        j->snap_next = 0;
+        j->snap_n = count.v.i;
+    } else if (j->snap_n == 0 || !is(&id, j->snap_id) ||
+               i.v.i != j->snap_next || count.v.i != j->snap_n) {
+        return 0; /* not the one being gathered: only its owner's are */
+    }
+    tand_pack_raw(&j->snap, bytes.v.s.p, bytes.v.s.len);
+    if (j->snap.err != 0)
+        return TAND_ENOMEM;
+    if (++j->snap_next < j->snap_n)
+        return 0;
+    j->snap_n = 0;
+    *applied = 1;
+    j->snap_bytes = j->snap.size; /* the log is counted from here */
+    j->since_bytes = 0;
+    return apply_snapshot(j, seq, err, n);
+}
+
+/* Applies entry seq (data, len); *batch tells whether it changed the
+** memory (a batch, or the last chunk of a snapshot). */
 static int apply_entry(cluster_journal *j, uint64_t seq, const char *data,
                        size_t len, int *batch, char *err, size_t n)
 {
@@ -223,21 +355,19 @@ static int apply_entry(cluster_journal *j, uint64_t seq, const char *data,
         tand_unpack(&r, &kind) != 0 || kind.type != TAND_T_STR)
         return corrupt(j, seq, "not an entry", err, n);
     count = it.v.n;
-    if (kind.v.s.len == 5 && memcmp(kind.v.s.p, "fence", 5) == 0) {
+    if (is(&kind, "snap")) {
+        if (count != 5)
+            return corrupt(j, seq, "a bad snapshot chunk", err, n);
+        return apply_chunk(j, seq, &r, batch, err, n);
+    }
+    j->snap_n = 0; /* a snapshot cut short: the entries before it stand */
+    if (is(&kind, "fence")) {
         if (count != 4 || tand_unpack(&r, &it) != 0 || it.type != TAND_T_STR)
             return corrupt(j, seq, "a fence without a kind", err, n);
-        if (it.v.s.len != strlen(j->kind) ||
-            memcmp(it.v.s.p, j->kind, it.v.s.len) != 0) {
-            snprintf(err, n, "the stream %s holds a machine of another "
-                     "kind (%.*s, not %s)", tand__log_stream(j->log),
-                     (int)(it.v.s.len > 32 ? 32 : it.v.s.len), it.v.s.p,
-                     j->kind);
-            return TAND_ECONFIG;
-        }
-        return 0;
+        return check_kind(j, &it, err, n);
     }
-    if (kind.v.s.len != 5 || memcmp(kind.v.s.p, "batch", 5) != 0 ||
-        count != 2 || tand_unpack(&r, &it) != 0 || it.type != TAND_T_ARRAY)
+    if (!is(&kind, "batch") || count != 2 || tand_unpack(&r, &it) != 0 ||
+        it.type != TAND_T_ARRAY)
         return corrupt(j, seq, "neither a fence nor a batch", err, n);
     for (i = 0; i < it.v.n; i++)
         if ((rc = apply_change(j, &r)) != 0)
@@ -279,16 +409,80 @@ static int append(cluster_journal *j, const tand_buf *b, char *err, size_t n)
 static void cj_close(tand_journal *tj)
 {
     cluster_journal *j = (cluster_journal *)tj;
-    size_t i;
-    for (i = 0; i < j->nmeta; i++) {
-        free(j->meta[i].key);
-        free(j->meta[i].blob);
-    }
+    clear_meta(j);
     free(j->meta);
     free(j->q);
     tand__table_free(j->queued);
     tand_buf_free(&j->batch);
+    tand_buf_free(&j->snap);
     free(j);
+}
+
+/* Packs the whole memory as a snapshot's bytes. */
+static int pack_snapshot(cluster_journal *j, tand_buf *b)
+{
+    size_t i;
+    tand_buf_init(b);
+    tand_pack_array(b, 3);
+    tand_pack_str(b, j->kind, strlen(j->kind));
+    tand_pack_array(b, (uint32_t)j->nmeta);
+    for (i = 0; i < j->nmeta; i++) {
+        tand_pack_array(b, 2);
+        tand_pack_str(b, j->meta[i].key, strlen(j->meta[i].key));
+        if (j->meta[i].is_blob)
+            tand_pack_str(b, j->meta[i].blob ? j->meta[i].blob : "",
+                          j->meta[i].n);
+        else
+            tand_pack_int(b, j->meta[i].v);
+    }
+    tand_pack_array(b, (uint32_t)(j->nq - j->head));
+    for (i = j->head; i < j->nq; i++)
+        tand_pack_int(b, j->q[i]);
+    return b->err ? TAND_ENOMEM : 0;
+}
+
+/* Appends the memory as a snapshot, in chunks that fit an entry, then
+** purges the entries before its first. 0, or an append's failure (then
+** where the log stands is not known: the journal refuses from then on). */
+static int write_snapshot(cluster_journal *j)
+{
+    size_t max = tand__log_max_entry(j->log), chunk, off = 0;
+    int64_t i, count;
+    uint64_t first = 0;
+    tand_buf body, e;
+    char id[sizeof j->snap_id], why[256];
+    int rc;
+    chunk = max > 2 * CHUNK_FRAMING ? max - CHUNK_FRAMING : max / 2;
+    if (pack_snapshot(j, &body) != 0) {
+        tand_buf_free(&body);
+        return 0; /* no memory for it now: the next commit tries again */
+    }
+    count = (int64_t)((body.size + chunk - 1) / chunk);
+    snprintf(id, sizeof id, "%s:%llu:%llu", j->host,
+             (unsigned long long)j->epoch, (unsigned long long)j->batches);
+    tand_buf_init(&e);
+    for (i = 0, rc = 0; i < count && rc == 0; i++, off += chunk) {
+        size_t len = body.size - off < chunk ? body.size - off : chunk;
+        e.size = 0;
+        tand_pack_array(&e, 5);
+        tand_pack_str(&e, "snap", 4);
+        tand_pack_str(&e, id, strlen(id));
+        tand_pack_int(&e, i);
+        tand_pack_int(&e, count);
+        tand_pack_str(&e, body.data + off, len);
+        rc = e.err ? TAND_ENOMEM : append(j, &e, j->error, sizeof j->error);
+        if (rc == 0 && i == 0)
+            first = j->last;
+    }
+    if (rc == 0) {
+        j->snap_bytes = body.size;
+        j->since_bytes = 0;
+        /* a purge that fails leaves a longer log, no wrong one */
+        tand__log_purge(j->log, first, why, sizeof why);
+    }
+    tand_buf_free(&e);
+    tand_buf_free(&body);
+    return rc;
 }
 
 static void start_batch(cluster_journal *j)
@@ -318,13 +512,18 @@ static int cj_commit(tand_journal *tj, char *err, size_t n)
     tand_pack_array(&b, j->nchanges);
     tand_pack_raw(&b, j->batch.data, j->batch.size);
     rc = b.err ? TAND_ENOMEM : append(j, &b, j->error, sizeof j->error);
+    j->since_bytes += b.size;
     tand_buf_free(&b);
     start_batch(j);
     if (rc != 0) { /* the memory holds the batch: no use any more */
         j->failed = rc;
         snprintf(err, n, "%s", j->error);
+        return rc;
     }
-    return rc;
+    /* The batch is in: its replies stand whatever the snapshot does. */
+    if (j->since_bytes >= j->snap_bytes && j->since_bytes >= j->snapshot_min)
+        j->failed = write_snapshot(j);
+    return 0;
 }
 
 static void cj_rollback(tand_journal *tj)
@@ -472,9 +671,17 @@ typedef struct replay {
 static int replay_one(void *ud, uint64_t seq, const char *data, size_t len)
 {
     replay *r = ud;
-    int batch, rc = apply_entry(r->j, seq, data, len, &batch, r->err, r->n);
+    int batch, rc;
+    r->j->since_bytes += len; /* from 0 again at a whole snapshot */
+    rc = apply_entry(r->j, seq, data, len, &batch, r->err, r->n);
     r->batches += batch;
     return rc;
+}
+
+void tand__cluster_journal_set_snapshot_min(tand_journal *tj,
+                                            size_t min_bytes)
+{
+    ((cluster_journal *)tj)->snapshot_min = min_bytes;
 }
 
 int tand__cluster_journal_open(tand__log *log, const char *kind,
@@ -499,7 +706,9 @@ int tand__cluster_journal_open(tand__log *log, const char *kind,
     snprintf(j->host, sizeof j->host, "%s", host);
     j->epoch = epoch;
     j->timeout_ms = timeout_ms;
+    j->snapshot_min = SNAPSHOT_MIN;
     tand_buf_init(&j->batch);
+    tand_buf_init(&j->snap);
     if ((j->queued = tand__table_new()) == NULL) {
         free(j);
         return TAND_ENOMEM;

@@ -29,6 +29,7 @@
 struct tand__log {
     jsCtx *js;
     bool unfenced; /* TAND_CLUSTER_UNFENCED_FOR_TESTS=1: see append */
+    size_t max_entry; /* the largest entry the servers take */
     char stream[TAND_NAME_MAX + 16];
     char subject[TAND_NAME_MAX + 32];
 };
@@ -79,6 +80,7 @@ int tand__log_open(jsCtx *js, const char *name, int replicas,
         return TAND_ENOMEM;
     encode_name(name, enc, sizeof enc);
     l->js = js;
+    l->max_entry = TAND__LOG_MAX_ENTRY;
     {
         const char *off = getenv("TAND_CLUSTER_UNFENCED_FOR_TESTS");
         l->unfenced = off != NULL && strcmp(off, "1") == 0;
@@ -125,6 +127,31 @@ const char *tand__log_stream(const tand__log *l)
     return l->stream;
 }
 
+void tand__log_set_max_entry(tand__log *l, size_t n)
+{
+    l->max_entry = n;
+}
+
+size_t tand__log_max_entry(const tand__log *l)
+{
+    return l->max_entry;
+}
+
+int tand__log_purge(tand__log *l, uint64_t before, char *err, size_t errsize)
+{
+    jsOptions o;
+    jsErrCode jerr = 0;
+    natsStatus st;
+    jsOptions_Init(&o);
+    o.Stream.Purge.Sequence = before;
+    st = js_PurgeStream(l->js, l->stream, &o, &jerr);
+    if (st == NATS_OK)
+        return 0;
+    snprintf(err, errsize, "cannot purge the stream %s: %s (JetStream "
+             "error %d)", l->stream, natsStatus_GetText(st), (int)jerr);
+    return st == NATS_TIMEOUT ? TAND_ETIMEDOUT : TAND_ECLUSTER;
+}
+
 int tand__log_last(tand__log *l, uint64_t *seq, char *err, size_t errsize)
 {
     jsStreamInfo *si = NULL;
@@ -151,8 +178,11 @@ int tand__log_append(tand__log *l, const void *data, size_t len,
     jsPubAck *ack = NULL;
     jsErrCode jerr = 0;
     natsStatus st;
-    if (len > INT32_MAX || msg_id == NULL)
+    if (len > l->max_entry || msg_id == NULL) {
+        snprintf(err, errsize, "an entry of %zu bytes for the stream %s, "
+                 "which takes %zu at most", len, l->stream, l->max_entry);
         return TAND_EINVAL;
+    }
     /* The headers by hand: libnats leaves out an expected last sequence
     ** of 0, which would leave the first append to an empty stream
     ** unfenced; the server checks the header whenever it is there. */
