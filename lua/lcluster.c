@@ -118,6 +118,46 @@ static void free_spec(void *arg)
     ltand_spec_free(arg);
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Pushes the machine options at idx (parsed already: known keys only)
+** as text, "key=value; ..." in the order of the keys: what every host
+** must give alike. Left out: the name, and call_timeout (each caller's
+** own). A policy given as a function or a table shows as its type. */
+static void push_config(lua_State *L, int idx)
+{
+    const char *keys[64];
+    size_t n = 0, i;
+    luaL_Buffer b;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k = lua_tostring(L, -2);
+        lua_pop(L, 1);
+        if (strcmp(k, "name") != 0 && strcmp(k, "call_timeout") != 0 &&
+            n < sizeof keys / sizeof keys[0])
+            keys[n++] = k; /* anchored in the table */
+    }
+    qsort(keys, n, sizeof keys[0], by_name);
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++) {
+        lua_getfield(L, idx, keys[i]);
+        if (i > 0)
+            luaL_addstring(&b, "; ");
+        luaL_addstring(&b, keys[i]);
+        luaL_addchar(&b, '=');
+        if (lua_type(L, -1) == LUA_TFUNCTION || lua_type(L, -1) == LUA_TTABLE)
+            lua_pushstring(L, luaL_typename(L, -1));
+        else
+            luaL_tolstring(L, -1, NULL);
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+}
+
 /* c:start{ name =, owner = "any" | "never", and tand.start's options }:
 ** a handle, or nil, token, detail. */
 static int c_start(lua_State *L)
@@ -181,6 +221,15 @@ static int c_start(lua_State *L)
         return 3;
     ltand_push_cluster_machine(L, NULL, 1); /* 4, empty until started */
     m = lua_touserdata(L, 4);
+    push_config(L, 3); /* 5 */
+    if (lua_rawlen(L, 5) > TAND_CLUSTER_CONFIG_MAX) {
+        ltand_spec_free(sp);
+        lua_pushfstring(L, "c:start: the options take %d bytes as text, "
+                           "more than the %d a cluster's machine may have",
+                        (int)lua_rawlen(L, 5), TAND_CLUSTER_CONFIG_MAX);
+        return ltand_fail(L, TAND_ECONFIG, lua_tostring(L, -1));
+    }
+    mo.config = lua_tostring(L, 5);
     mo.name = ltand_spec_name(sp);
     mo.kind = ltand_spec_kind(sp);
     mo.start = start_machine;

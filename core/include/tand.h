@@ -952,13 +952,19 @@ enum { TAND_OWNER_ANY = 0, TAND_OWNER_NEVER = 1 };
 ** it, start(rt, name, arg, &s) starts the machine: it must start one
 ** server registered as name, with no journal of its own (the cluster's
 ** takes that place); kind is its behaviour's name ("deluxe", "counter",
-** "policy"), checked against the stream's. owner TAND_OWNER_NEVER makes
-** this host only a client. arg is the cluster's from the call on: freed
-** by free_arg (if not NULL) when the handle is released, or at once on
-** failure. */
+** "policy"), checked against the stream's. config is the machine's
+** options as text (up to TAND_CLUSTER_CONFIG_MAX bytes; NULL is ""),
+** which every host gives alike: a host whose config is not the one the
+** machine's owner runs it with is refused (TAND_ECONFIG, both in the
+** error); while nobody owns it, the next owner's stands. owner
+** TAND_OWNER_NEVER makes this host only a client. arg is the cluster's
+** from the call on: freed by free_arg (if not NULL) when the handle is
+** released, or at once on failure. */
+#define TAND_CLUSTER_CONFIG_MAX 2048
 typedef struct tand_cluster_machine_options {
     const char *name; /* 1..TAND_NAME_MAX bytes */
     const char *kind;
+    const char *config;
     int owner;        /* TAND_OWNER_ANY (0) or TAND_OWNER_NEVER */
     int (*start)(tand_runtime *rt, const char *name, void *arg,
                  tand_server **out);
@@ -970,8 +976,9 @@ typedef struct tand_cluster_machine_options {
 
 /* Starts a clustered machine on this host: a handle to it, whoever owns
 ** it. 0, or TAND_EINVAL, TAND_ENAMETAKEN (started on this host already),
-** TAND_ECONFIG (its stream exists with other replicas), TAND_ECLUSTER,
-** TAND_ENOMEM. Thread: any. Blocks: while its stream is made. */
+** TAND_ECONFIG (its stream exists with other replicas, or its owner runs
+** it with another config), TAND_ECLUSTER, TAND_ENOMEM. Thread: any.
+** Blocks: while its stream is made and its owner looked up. */
 TAND_API int tand_cluster_start(tand_cluster *c,
                                 const tand_cluster_machine_options *o,
                                 tand_cluster_machine **out);

@@ -60,6 +60,7 @@ struct tand_cluster_machine {
     char subject[2 * TAND_NAME_MAX + 32];
     char key[2 * TAND_NAME_MAX + 8]; /* in the lease bucket */
     char kind[33];
+    char config[TAND_CLUSTER_CONFIG_MAX + 1];
     int owner;
     int (*start)(tand_runtime *rt, const char *name, void *arg,
                  tand_server **out);
@@ -392,11 +393,32 @@ static void step_down(tand_cluster_machine *m, int reason, const char *why)
     m->lease_rev = 0;
 }
 
-/* The lease's value: "host epoch". */
-static void lease_value(const tand_cluster *c, uint64_t epoch, char *out,
-                        size_t n)
+/* The lease's value: "host epoch config" (the config the owner runs the
+** machine with, for the hosts that start it after). */
+#define LEASE_VALUE_MAX (TAND_NAME_MAX + 24 + TAND_CLUSTER_CONFIG_MAX)
+static void lease_value(const tand_cluster_machine *m, uint64_t epoch,
+                        char *out, size_t n)
 {
-    snprintf(out, n, "%s %llu", c->host, (unsigned long long)epoch);
+    snprintf(out, n, "%s %llu %s", m->c->host, (unsigned long long)epoch,
+             m->config);
+}
+
+/* Reads a lease's value: the host into host (size bytes), the epoch, and
+** where the config starts (NULL-safe). */
+static void lease_parse(const char *v, int len, char *host, size_t size,
+                        uint64_t *epoch, const char **config, int *clen)
+{
+    int i, j;
+    for (i = 0; i < len && v[i] != ' '; i++)
+        ;
+    snprintf(host, size, "%.*s", i, v);
+    *epoch = 0;
+    for (j = i + 1; j < len && v[j] >= '0' && v[j] <= '9'; j++)
+        *epoch = *epoch * 10 + (uint64_t)(v[j] - '0');
+    if (config != NULL) {
+        *config = j < len ? v + j + 1 : v + len;
+        *clen = j < len ? len - j - 1 : 0;
+    }
 }
 
 /* With the lease: replay, fence, start, subscribe. */
@@ -405,12 +427,12 @@ static void take_over(tand_cluster_machine *m)
     tand_cluster *c = m->c;
     tand_journal *j = NULL, *left;
     tand_server *s = NULL;
-    char value[TAND_NAME_MAX + 32];
+    char value[LEASE_VALUE_MAX];
     uint64_t rev;
     int rc;
     m->epoch = m->lease_rev;
     /* the epoch in the lease's value too, for m:owner() */
-    lease_value(c, m->epoch, value, sizeof value);
+    lease_value(m, m->epoch, value, sizeof value);
     if (kvStore_Update(&rev, c->kv, m->key, value, (int)strlen(value),
                        m->lease_rev) != NATS_OK) {
         m->lease_rev = 0; /* lost already: expired, another host has it */
@@ -447,7 +469,7 @@ static void take_over(tand_cluster_machine *m)
 static void look_after(tand_cluster_machine *m)
 {
     tand_cluster *c = m->c;
-    char value[TAND_NAME_MAX + 32];
+    char value[LEASE_VALUE_MAX];
     tand_server *s;
     uint64_t rev;
     if (m->owner == TAND_OWNER_NEVER)
@@ -455,7 +477,7 @@ static void look_after(tand_cluster_machine *m)
     s = local_of(m);
     if (s != NULL) { /* ours: renew */
         tand_server_release(s);
-        lease_value(c, m->epoch, value, sizeof value);
+        lease_value(m, m->epoch, value, sizeof value);
         if (kvStore_Update(&rev, c->kv, m->key, value, (int)strlen(value),
                            m->lease_rev) == NATS_OK)
             m->lease_rev = rev;
@@ -469,7 +491,7 @@ static void look_after(tand_cluster_machine *m)
     if (m->local != NULL || m->sub != NULL) /* it ended */
         step_down(m, 0, NULL);
     if (m->lease_rev == 0) {
-        lease_value(c, 0, value, sizeof value);
+        lease_value(m, 0, value, sizeof value);
         if (kvStore_Create(&rev, c->kv, m->key, value, (int)strlen(value)) !=
             NATS_OK)
             return; /* another host holds it */
@@ -776,6 +798,32 @@ static int add_machine(tand_cluster *c, const char *name,
     return 0;
 }
 
+/* 0 unless a host owns m now and runs it with a config other than o's:
+** TAND_ECONFIG, saying both. */
+static int agrees(tand_cluster_machine *m,
+                  const tand_cluster_machine_options *o, char *err, size_t n)
+{
+    const char *mine = o->config != NULL ? o->config : "", *theirs;
+    char host[TAND_NAME_MAX + 1];
+    uint64_t epoch;
+    kvEntry *e = NULL;
+    int len, rc = 0;
+    if (kvStore_Get(&e, m->c->kv, m->key) != NATS_OK)
+        return 0; /* nobody owns it now */
+    lease_parse(kvEntry_Value(e), kvEntry_ValueLen(e), host, sizeof host,
+                &epoch, &theirs, &len);
+    if (epoch > 0 && ((size_t)len != strlen(mine) ||
+                      memcmp(theirs, mine, (size_t)len) != 0)) {
+        if (err != NULL && n > 0)
+            snprintf(err, n, "the hosts disagree on the machine '%s': "
+                     "%s runs it with {%.*s}, this host gives {%s}",
+                     m->name, host, len > 400 ? 400 : len, theirs, mine);
+        rc = TAND_ECONFIG;
+    }
+    kvEntry_Destroy(e);
+    return rc;
+}
+
 int tand_cluster_start(tand_cluster *c, const tand_cluster_machine_options *o,
                        tand_cluster_machine **out)
 {
@@ -789,6 +837,7 @@ int tand_cluster_start(tand_cluster *c, const tand_cluster_machine_options *o,
     if (c == NULL || o == NULL || out == NULL || o->name == NULL ||
         o->name[0] == '\0' || strlen(o->name) > TAND_NAME_MAX ||
         o->kind == NULL || strlen(o->kind) > 32 ||
+        (o->config != NULL && strlen(o->config) > TAND_CLUSTER_CONFIG_MAX) ||
         (o->owner != TAND_OWNER_ANY && o->owner != TAND_OWNER_NEVER) ||
         (o->owner == TAND_OWNER_ANY && o->start == NULL)) {
         if (o != NULL && o->free_arg != NULL)
@@ -809,8 +858,24 @@ int tand_cluster_start(tand_cluster *c, const tand_cluster_machine_options *o,
     }
     if (m == NULL)
         rc = add_machine(c, o->name, &m, err, n);
+    pthread_mutex_unlock(&c->mu);
+    if (rc == 0)
+        rc = agrees(m, o, err, n);
+    pthread_mutex_lock(&c->mu);
+    if (rc == 0 && m->started) { /* started by another thread meanwhile */
+        say(err, n, "the machine '%s' is started on this host already%s",
+            o->name, NULL);
+        rc = TAND_ENAMETAKEN;
+    }
+    if (rc != 0 && m != NULL) {
+        pthread_mutex_unlock(&c->mu);
+        machine_release(m);
+        pthread_mutex_lock(&c->mu);
+    }
     if (rc == 0) {
         snprintf(m->kind, sizeof m->kind, "%s", o->kind);
+        snprintf(m->config, sizeof m->config, "%s",
+                 o->config != NULL ? o->config : "");
         m->owner = o->owner;
         m->start = o->start;
         m->arg = o->arg;
@@ -929,8 +994,6 @@ int tand_cluster_owner(tand_cluster_machine *m, char *host, size_t size,
                        uint64_t *epoch)
 {
     kvEntry *e = NULL;
-    const char *v;
-    int len, i;
     if (m == NULL || host == NULL || size == 0 || epoch == NULL)
         return TAND_EINVAL;
     if (m->c == NULL)
@@ -939,13 +1002,8 @@ int tand_cluster_owner(tand_cluster_machine *m, char *host, size_t size,
     *epoch = 0;
     if (kvStore_Get(&e, m->c->kv, m->key) != NATS_OK)
         return TAND_ENOPROC; /* nobody owns it now */
-    v = kvEntry_Value(e);
-    len = kvEntry_ValueLen(e);
-    for (i = 0; i < len && v[i] != ' '; i++)
-        ;
-    snprintf(host, size, "%.*s", i, v);
-    if (i < len)
-        *epoch = strtoull(v + i + 1, NULL, 10);
+    lease_parse(kvEntry_Value(e), kvEntry_ValueLen(e), host, size, epoch,
+                NULL, NULL);
     kvEntry_Destroy(e);
     return 0;
 }

@@ -43,11 +43,12 @@ typedef struct host {
     char name[16];
 } host;
 
-static int open_host(host *h, const char *name, int owner)
+/* Joins as host `name` and starts `machine` with that config there. */
+static int open_host_as(host *h, const char *name, const char *machine,
+                        int owner, const char *config, char *err, size_t n)
 {
     tand_cluster_options o;
     tand_cluster_machine_options mo;
-    char err[512];
     int rc;
     snprintf(h->name, sizeof h->name, "%s", name);
     CHECK_OK(tand_runtime_new(NULL, &h->rt));
@@ -57,19 +58,26 @@ static int open_host(host *h, const char *name, int owner)
     o.lease_ms = LEASE_MS;
     o.replicas = 3;
     o.error = err;
-    o.error_size = sizeof err;
+    o.error_size = n;
     if ((rc = tand_cluster_open(h->rt, &o, &h->c)) != 0) {
         fprintf(stderr, "%s: %s\n", name, err);
         return rc;
     }
     memset(&mo, 0, sizeof mo);
-    mo.name = "deli";
+    mo.name = machine;
     mo.kind = "deluxe";
+    mo.config = config;
     mo.owner = owner;
     mo.start = start_deli;
     mo.error = err;
-    mo.error_size = sizeof err;
-    rc = tand_cluster_start(h->c, &mo, &h->m);
+    mo.error_size = n;
+    return tand_cluster_start(h->c, &mo, &h->m);
+}
+
+static int open_host(host *h, const char *name, int owner)
+{
+    char err[512];
+    int rc = open_host_as(h, name, "deli", owner, NULL, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "%s: start: %s\n", name, err);
     return rc;
@@ -146,6 +154,48 @@ static void shared_machine(void)
             close_host(&hs[i]);
 }
 
+/* Hosts that give a machine other options than its owner runs it with
+** are refused, saying both; while nobody owns it, the next owner's
+** options stand. */
+static void options_disagree(void)
+{
+    host a, b, d;
+    char err[512], who[64];
+    uint64_t epoch;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    memset(&d, 0, sizeof d);
+    CHECK_OK(open_host_as(&a, "a", "opts", TAND_OWNER_ANY, "max_number=99",
+                          err, sizeof err));
+    CHECK_OK(owner_of(&a, who, sizeof who, &epoch, 10000));
+    CHECK(strcmp(who, "a") == 0);
+    CHECK_RC(open_host_as(&b, "b", "opts", TAND_OWNER_ANY, "max_number=50",
+                          err, sizeof err),
+             TAND_ECONFIG);
+    CHECK(strstr(err, "disagree") != NULL);
+    CHECK(strstr(err, "a runs it with {max_number=99}") != NULL);
+    CHECK(strstr(err, "{max_number=50}") != NULL);
+    CHECK(b.m == NULL);
+    /* the same options are welcome, as a client too */
+    CHECK_OK(open_host_as(&d, "d", "opts", TAND_OWNER_NEVER, "max_number=99",
+                          err, sizeof err));
+    tand_cluster_close(b.c);
+    tand_runtime_free(b.rt);
+    memset(&b, 0, sizeof b);
+    /* nobody owns it once a has left and its lease expired: then b's
+    ** options are taken, and b owns it */
+    close_host(&a);
+    WAIT_FOR(tand_cluster_owner(d.m, who, sizeof who, &epoch) ==
+                 TAND_ENOPROC,
+             10000);
+    close_host(&d);
+    CHECK_OK(open_host_as(&b, "b", "opts", TAND_OWNER_ANY, "max_number=50",
+                          err, sizeof err));
+    CHECK_OK(owner_of(&b, who, sizeof who, &epoch, 10000));
+    CHECK(strcmp(who, "b") == 0);
+    close_host(&b);
+}
+
 static void bad_input(void)
 {
     tand_runtime *rt;
@@ -191,6 +241,7 @@ int main(int argc, char **argv)
         return 2;
     start_servers(urls, sizeof urls);
     shared_machine();
+    options_disagree();
     bad_input();
     nats_Close();
     return check_done("test_cluster");
