@@ -24,6 +24,11 @@
 ** responder (no owner right now) is retried until the deadline.
 ** Locks: c->mu guards the machines list, each machine's `local` and the
 ** bridge's queue; it is a leaf lock (no call out while it is held).
+** Lifetime: each machine record holds a reference on its cluster, so a
+** handle used on one thread while another closes the cluster never
+** finds it freed: tand_cluster_close stops everything and marks it
+** closed (its handles then answer TAND_ECLUSTER), and the last
+** reference frees it.
 */
 #include "cluster.h"
 
@@ -78,6 +83,8 @@ struct tand_cluster_machine {
 };
 
 struct tand_cluster {
+    _Atomic int refs;    /* the opener's, and one per machine record */
+    atomic_bool closed;  /* tand_cluster_close was called */
     tand_runtime *rt;
     natsConnection *nc;
     jsCtx *js;
@@ -182,14 +189,25 @@ static int decode(const char *p, size_t size, int64_t *ints, int nints,
 
 /* ---- machines ---- */
 
+static void cluster_free(tand_cluster *c);
+
+static void cluster_release(tand_cluster *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        cluster_free(c);
+}
+
 static void machine_release(tand_cluster_machine *m)
 {
+    tand_cluster *c;
     if (m == NULL || atomic_fetch_sub(&m->refs, 1) != 1)
         return;
+    c = m->c;
     if (m->free_arg != NULL)
         m->free_arg(m->arg);
     tand__log_close(m->log);
     free(m);
+    cluster_release(c);
 }
 
 void tand_cluster_machine_release(tand_cluster_machine *m)
@@ -673,6 +691,8 @@ int tand_cluster_open(tand_runtime *rt, const tand_cluster_options *o,
     }
     if ((c = tand__calloc(1, sizeof *c)) == NULL)
         return TAND_ENOMEM;
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->closed, false);
     c->rt = rt;
     snprintf(c->host, sizeof c->host, "%s", o->host);
     c->lease_ms = o->lease_ms;
@@ -730,6 +750,7 @@ void tand_cluster_close(tand_cluster *c)
     char byte = 1;
     if (c == NULL)
         return;
+    atomic_store(&c->closed, true);
     pthread_mutex_lock(&c->mu);
     c->closing = true;
     pthread_cond_signal(&c->control_cv);
@@ -747,12 +768,16 @@ void tand_cluster_close(tand_cluster *c)
     }
     if (c->bridge_started)
         pthread_join(c->bridge, NULL);
-    while ((m = c->machines) != NULL) {
-        c->machines = m->next;
-        m->c = NULL;
+    pthread_mutex_lock(&c->mu);
+    m = c->machines;
+    c->machines = NULL;
+    pthread_mutex_unlock(&c->mu);
+    while (m != NULL) { /* the list's references */
+        tand_cluster_machine *next = m->next;
         machine_release(m);
+        m = next;
     }
-    cluster_free(c);
+    cluster_release(c); /* the opener's: freed with the last handle */
 }
 
 /* The machine of that name in c's list (a reference), or NULL. */
@@ -785,6 +810,7 @@ static int add_machine(tand_cluster *c, const char *name,
         free(m);
         return rc;
     }
+    atomic_fetch_add(&c->refs, 1);
     /* the servers' max_payload less room for an entry's headers */
     if (natsConnection_GetMaxPayload(c->nc) > 8192)
         tand__log_set_max_entry(
@@ -941,7 +967,7 @@ int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
         tand_msg_clear(req);
         return TAND_EINVAL;
     }
-    if (c == NULL) { /* its cluster was closed */
+    if (atomic_load(&c->closed)) {
         tand_msg_clear(req);
         return TAND_ECLUSTER;
     }
@@ -996,7 +1022,7 @@ int tand_cluster_owner(tand_cluster_machine *m, char *host, size_t size,
     kvEntry *e = NULL;
     if (m == NULL || host == NULL || size == 0 || epoch == NULL)
         return TAND_EINVAL;
-    if (m->c == NULL)
+    if (atomic_load(&m->c->closed))
         return TAND_ECLUSTER;
     host[0] = '\0';
     *epoch = 0;

@@ -196,6 +196,58 @@ static void options_disagree(void)
     close_host(&b);
 }
 
+typedef struct caller {
+    tand_cluster_machine *m;
+    int last, calls;
+} caller;
+
+static void *call_until_closed(void *arg)
+{
+    caller *k = arg;
+    int64_t until = tand_now_ms() + 20000;
+    int64_t n;
+    host h;
+    h.m = k->m;
+    do {
+        k->last = take(&h, &n);
+        k->calls++;
+    } while (k->last != TAND_ECLUSTER && tand_now_ms() < until);
+    return NULL;
+}
+
+/* A cluster closed while other threads call its machine: they are
+** answered cluster_unavailable from then on, and nothing is freed under
+** them (the handles keep the cluster until they are released). */
+static void close_while_calling(void)
+{
+    host h;
+    caller k[4];
+    pthread_t th[4];
+    char err[512], who[64];
+    uint64_t epoch;
+    int i;
+    memset(&h, 0, sizeof h);
+    CHECK_OK(open_host_as(&h, "e", "closing", TAND_OWNER_ANY, NULL, err,
+                          sizeof err));
+    CHECK_OK(owner_of(&h, who, sizeof who, &epoch, 10000));
+    for (i = 0; i < 4; i++) {
+        k[i].m = h.m;
+        k[i].calls = 0;
+        k[i].last = 0;
+        pthread_create(&th[i], NULL, call_until_closed, &k[i]);
+    }
+    sleep_ms(300);
+    tand_cluster_close(h.c);
+    for (i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_RC(k[i].last, TAND_ECLUSTER);
+        CHECK(k[i].calls > 1);
+    }
+    CHECK_RC(tand_cluster_owner(h.m, who, sizeof who, &epoch), TAND_ECLUSTER);
+    tand_cluster_machine_release(h.m); /* the cluster goes with it */
+    tand_runtime_free(h.rt);
+}
+
 static void bad_input(void)
 {
     tand_runtime *rt;
@@ -242,6 +294,7 @@ int main(int argc, char **argv)
     start_servers(urls, sizeof urls);
     shared_machine();
     options_disagree();
+    close_while_calling();
     bad_input();
     nats_Close();
     return check_done("test_cluster");
