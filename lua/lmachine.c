@@ -236,10 +236,8 @@ static int cast_result(lua_State *L, int rc)
 /* Casts and infos never wait: a full mailbox is busy at once. */
 static int send_msg(lua_State *L, lmachine *m, tand_msg *msg, int info)
 {
-    if (m->cm != NULL) {
-        tand_msg_clear(msg);
-        not_clustered(L, m, info ? "send" : "cast");
-    }
+    if (m->cm != NULL)
+        return cast_result(L, tand_cluster_cast(m->cm, msg, info));
     if (m->s == NULL) {
         tand_msg_clear(msg);
         return cast_result(L, TAND_ENOPROC);

@@ -998,6 +998,16 @@ TAND_API int tand_cluster_whereis(tand_cluster *c, const char *name,
 TAND_API int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
                                tand_msg *reply, int64_t timeout_ms);
 
+/* tand_cast (info 0) or tand_send (info 1) on the machine: to this
+** host's own server when it owns the machine (a full mailbox is
+** TAND_EBUSY), else published over NATS to its owner, whose full mailbox
+** drops it. As with OTP's cast to another node, nothing says whether it
+** arrived: one sent while nobody owns the machine (a takeover) is lost.
+** 0, or TAND_EINVAL, TAND_EBUSY, TAND_ECLUSTER (closed, or NATS refused
+** it), TAND_ENOMEM. Consumes msg. Thread: any. Blocks: no. */
+TAND_API int tand_cluster_cast(tand_cluster_machine *m, tand_msg *msg,
+                               int info);
+
 /* The host that owns the machine now and its epoch (the lease's: larger
 ** at each takeover). 0, or TAND_ENOPROC when nobody does.
 ** Thread: any. Blocks: a NATS request. */

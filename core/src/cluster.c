@@ -123,12 +123,16 @@ static void say(char *err, size_t n, const char *fmt, const char *a,
 
 /* ---- encoding of calls and replies over NATS ---- */
 
-/* [op, ival0, ival1, timeout_ms, data or nil] */
-static int encode_request(const tand_msg *req, int64_t timeout_ms,
+/* What a request from NATS is. */
+enum { REQ_CALL, REQ_CAST, REQ_INFO };
+
+/* [how, op, ival0, ival1, timeout_ms, data or nil] */
+static int encode_request(int how, const tand_msg *req, int64_t timeout_ms,
                           tand_buf *b)
 {
     tand_buf_init(b);
-    tand_pack_array(b, 5);
+    tand_pack_array(b, 6);
+    tand_pack_int(b, how);
     tand_pack_int(b, req->op);
     tand_pack_int(b, req->ival[0]);
     tand_pack_int(b, req->ival[1]);
@@ -237,13 +241,14 @@ static void on_request(natsConnection *nc, natsSubscription *sub,
     tand_cluster_machine *m = closure;
     tand_cluster *c = m->c;
     incoming *in = tand__calloc(1, sizeof *in);
-    const char *reply_to = natsMsg_GetReply(msg);
+    const char *reply_to = natsMsg_GetReply(msg); /* none for a cast */
     size_t size = (size_t)natsMsg_GetDataLength(msg);
     char byte = 1;
     (void)nc;
     (void)sub;
-    if (in == NULL || reply_to == NULL ||
-        (in->reply_to = tand__strdup(reply_to)) == NULL ||
+    if (in == NULL ||
+        (reply_to != NULL &&
+         (in->reply_to = tand__strdup(reply_to)) == NULL) ||
         (in->data = tand__malloc(size ? size : 1)) == NULL) {
         if (in != NULL) { /* dropped: the caller times out */
             free(in->reply_to);
@@ -273,6 +278,8 @@ static void respond(tand_cluster *c, const char *reply_to,
                     const tand_msg *reply)
 {
     tand_buf b;
+    if (reply_to == NULL) /* a cast's: nobody waits */
+        return;
     if (encode_reply(reply, &b) == 0)
         natsConnection_Publish(c->nc, reply_to, b.data, (int)b.size);
     tand_buf_free(&b);
@@ -292,22 +299,33 @@ static void respond_error(tand_cluster *c, const char *reply_to, int status,
 /* Sends one request from NATS to the machine, or answers it at once. */
 static void bridge_send(tand_cluster *c, incoming *in)
 {
-    int64_t ints[4];
+    int64_t ints[5];
     tand_msg req;
     tand_server *s;
     pending *p;
-    int rc = decode(in->data, in->size, ints, 4, &req);
-    if (rc != 0) {
-        respond_error(c, in->reply_to, rc, "a request that is not tand's");
+    int rc = decode(in->data, in->size, ints, 5, &req);
+    if (rc != 0 || ints[0] < REQ_CALL || ints[0] > REQ_INFO ||
+        (ints[0] == REQ_CALL) != (in->reply_to != NULL)) {
+        tand_msg_clear(&req);
+        respond_error(c, in->reply_to, TAND_EBADMSG,
+                      "a request that is not tand's");
         return;
     }
-    req.op = (int)ints[0];
-    req.ival[0] = ints[1];
-    req.ival[1] = ints[2];
+    req.op = (int)ints[1];
+    req.ival[0] = ints[2];
+    req.ival[1] = ints[3];
     if ((s = local_of(in->m)) == NULL) {
         tand_msg_clear(&req);
         respond_error(c, in->reply_to, TAND_ENOTOWNER,
                       "this host does not own the machine now");
+        return;
+    }
+    if (ints[0] != REQ_CALL) { /* a full mailbox drops it, as a cast */
+        if (ints[0] == REQ_CAST)
+            tand_cast(s, &req, 0, TAND_NOWAIT);
+        else
+            tand_send(s, &req, 0, TAND_NOWAIT);
+        tand_server_release(s);
         return;
     }
     if ((p = tand__calloc(1, sizeof *p)) == NULL) {
@@ -317,7 +335,7 @@ static void bridge_send(tand_cluster *c, incoming *in)
         return;
     }
     p->tag = ++c->next_tag;
-    rc = tand_call_async(s, &req, ints[3] < 0 ? TAND_FOREVER : ints[3], 0,
+    rc = tand_call_async(s, &req, ints[4] < 0 ? TAND_FOREVER : ints[4], 0,
                          c->box, p->tag);
     tand_server_release(s);
     if (rc != 0) {
@@ -977,7 +995,7 @@ int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
         return rc;
     }
     deadline = timeout_ms < 0 ? INT64_MAX : tand_now_ms() + timeout_ms;
-    rc = encode_request(req, timeout_ms, &b);
+    rc = encode_request(REQ_CALL, req, timeout_ms, &b);
     tand_msg_clear(req);
     if (rc != 0) {
         tand_buf_free(&b);
@@ -1012,6 +1030,34 @@ int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
         }
         break;
     }
+    tand_buf_free(&b);
+    return rc;
+}
+
+int tand_cluster_cast(tand_cluster_machine *m, tand_msg *msg, int info)
+{
+    tand_server *s;
+    tand_buf b;
+    int rc;
+    if (m == NULL || msg == NULL) {
+        tand_msg_clear(msg);
+        return TAND_EINVAL;
+    }
+    if (atomic_load(&m->c->closed)) {
+        tand_msg_clear(msg);
+        return TAND_ECLUSTER;
+    }
+    if ((s = local_of(m)) != NULL) { /* ours: no NATS */
+        rc = info ? tand_send(s, msg, 0, TAND_NOWAIT)
+                  : tand_cast(s, msg, 0, TAND_NOWAIT);
+        tand_server_release(s);
+        return rc;
+    }
+    rc = encode_request(info ? REQ_INFO : REQ_CAST, msg, 0, &b);
+    tand_msg_clear(msg);
+    if (rc == 0 && natsConnection_Publish(m->c->nc, m->subject, b.data,
+                                          (int)b.size) != NATS_OK)
+        rc = TAND_ECLUSTER;
     tand_buf_free(&b);
     return rc;
 }

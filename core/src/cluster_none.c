@@ -67,6 +67,14 @@ int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
     return TAND_ECLUSTER;
 }
 
+int tand_cluster_cast(tand_cluster_machine *m, tand_msg *msg, int info)
+{
+    (void)m;
+    (void)info;
+    tand_msg_clear(msg);
+    return TAND_ECLUSTER;
+}
+
 int tand_cluster_owner(tand_cluster_machine *m, char *host, size_t size,
                        uint64_t *epoch)
 {

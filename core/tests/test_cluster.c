@@ -149,6 +149,22 @@ static void shared_machine(void)
     CHECK(epoch2 > epoch);
     CHECK_OK(take(&hs[1 - owner], &n));
     CHECK_INT(n, last + 1);
+    /* a cast from a host that does not own it reaches the owner: a reset
+    ** (the deluxe machine's cast) starts the numbers again */
+    {
+        tand_msg msg = {0};
+        int64_t until = tand_now_ms() + 10000;
+        msg.op = TAND_OP_RESET_STATE;
+        CHECK_OK(tand_cluster_cast(hs[2].m, &msg, 0));
+        msg.op = 12345; /* an info nobody handles: dropped, no harm */
+        CHECK_OK(tand_cluster_cast(hs[2].m, &msg, 1));
+        do
+            CHECK_OK(take(&hs[2], &n));
+        while (n != 1 && tand_now_ms() < until);
+        CHECK_INT(n, 1);
+        CHECK_OK(take(&hs[1 - owner], &n));
+        CHECK_INT(n, 2);
+    }
     for (i = 0; i < 3; i++)
         if (hs[i].c != NULL)
             close_host(&hs[i]);
