@@ -274,6 +274,9 @@ static int encode_value(encoder *e, int idx, int depth)
             return refuse(e, "userdata (only machine handles can be sent)");
         if (m->closed)
             return refuse(e, "closed machine handle");
+        if (m->cm != NULL) /* its cluster is this Lua state's object */
+            return refuse(e, "cluster's machine handle (send its name: "
+                             "c:whereis(name) gives a handle)");
         return encode_handle(e, m);
     }
     case LUA_TLIGHTUSERDATA:

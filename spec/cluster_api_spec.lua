@@ -1,0 +1,153 @@
+-- The cluster's Lua API in one process, against three real nats-servers
+-- on loopback (started here, stopped by pid): two hosts (two clusters)
+-- share a machine; a host that gives other options than the owner runs
+-- it with is refused, saying both; casts and infos reach the owner; a
+-- cluster's handle is refused as a message, with what to send instead;
+-- a closed cluster's handles answer cluster_unavailable; bad options
+-- and unreachable servers are refused, saying why.
+local tand = require "tand"
+local helper = require "spec.helper"
+
+local script = "env -u LD_PRELOAD core/tests/nats_cluster.sh"
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+describe("the cluster API", function()
+  local dir, urls
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    urls = sh(script .. " start " .. dir .. " 3"):match("[^\n]+")
+    assert(urls, "the nats-servers did not start (nats-server installed?)")
+  end)
+
+  teardown(function()
+    if dir then sh(script .. " stop " .. dir) end
+  end)
+
+  local function join(host)
+    return assert(tand.cluster{ servers = urls, host = host, lease_ms = 500,
+                                replicas = 3 })
+  end
+
+  -- a owns `name` (min 1, max 99); b is another host beside it
+  local function two_hosts(name)
+    local a, b = join(name .. "-a"), join(name .. "-b")
+    local ma = assert(a:start{ name = name, min_number = 1, max_number = 99 })
+    assert.is_true(helper.wait_for(function()
+      return ma:owner() == name .. "-a"
+    end, 10000))
+    return a, b, ma
+  end
+
+  it("refuses a host whose options are not the owner's, saying both",
+     function()
+    local a, b = two_hosts("opts")
+    local m, err, detail = b:start{ name = "opts", min_number = 1,
+                                    max_number = 50 }
+    assert.is_nil(m)
+    assert.equal("invalid_configuration", err)
+    assert.matches("disagree", detail)
+    assert.matches("opts-a runs it with {max_number=99; min_number=1}",
+                   detail, 1, true)
+    assert.matches("this host gives {max_number=50; min_number=1}", detail,
+                   1, true)
+    -- the same options in another order, and call_timeout (each caller's
+    -- own), are the same options
+    local mb = assert(b:start{ max_number = 99, name = "opts",
+                               call_timeout = 750, min_number = 1 })
+    assert.equal(1, mb:queue_new_number())
+    a:close()
+    b:close()
+  end)
+
+  it("carries casts and infos to the owner", function()
+    local a, b, ma = two_hosts("casts")
+    local mb = assert(b:start{ name = "casts", min_number = 1,
+                               max_number = 99 })
+    assert.equal(1, mb:queue_new_number())
+    assert.equal(2, mb:queue_new_number())
+    assert.is_true(mb:reset_state()) -- a cast, from the host that does not own it
+    assert.is_true(mb:send("anything")) -- an info: the deluxe machine drops it
+    local n
+    assert.is_true(helper.wait_for(function()
+      n = ma:report_state().queue
+      return #n == 0
+    end, 5000))
+    assert.equal(1, mb:queue_new_number())
+    a:close()
+    b:close()
+  end)
+
+  it("refuses to send a cluster's handle as a message, saying what to send",
+     function()
+    local a, _, ma = two_hosts("sent")
+    local ok, err = pcall(tand.spawn, function(m) return m end, ma)
+    assert.is_false(ok)
+    assert.matches("cluster's machine handle", err)
+    assert.matches("whereis", err)
+    local local_machine = tand.start(0)
+    ok, err = pcall(local_machine.next, local_machine, { ma })
+    assert.is_false(ok)
+    assert.matches("cluster's machine handle", err)
+    local_machine:stop()
+    a:close()
+  end)
+
+  it("answers cluster_unavailable on the handles of a closed cluster",
+     function()
+    local a, b, ma = two_hosts("closed")
+    local mb = assert(b:whereis("closed"))
+    b:close()
+    local n, err = mb:queue_new_number()
+    assert.is_nil(n)
+    assert.equal("cluster_unavailable", err)
+    a:close()
+    n, err = ma:queue_new_number()
+    assert.is_nil(n)
+    assert.equal("cluster_unavailable", err)
+  end)
+
+  it("refuses bad options and unreachable servers, saying why", function()
+    local c, err, detail = tand.cluster{ servers = "nats://127.0.0.1:1",
+                                         host = "x", lease_ms = 500 }
+    assert.is_nil(c)
+    assert.equal("cluster_unavailable", err)
+    assert.matches("cannot reach the NATS servers nats://127.0.0.1:1", detail,
+                   1, true)
+    c, err, detail = tand.cluster{ servers = urls, host = "has space" }
+    assert.is_nil(c)
+    assert.equal("invalid_configuration", err)
+    assert.matches("host", detail)
+    c, err, detail = tand.cluster{ servers = urls, host = "x", lease_ms = 5 }
+    assert.is_nil(c)
+    assert.equal("invalid_configuration", err)
+    assert.matches("lease_ms", detail)
+    c, err = tand.cluster{ servers = urls, host = "x", bogus = 1 }
+    assert.is_nil(c)
+    assert.equal("invalid_configuration", err)
+    c = join("bad")
+    local m
+    m, err, detail = c:start{ name = "bad", owner = "sometimes" }
+    assert.is_nil(m)
+    assert.equal("invalid_configuration", err)
+    assert.matches("owner", detail)
+    m, err, detail = c:start{ name = "bad", durability = "full" }
+    assert.is_nil(m)
+    assert.equal("invalid_configuration", err)
+    assert.matches("replicated", detail)
+    m, err = c:start{ name = "bad", journal = "/tmp/x.db" }
+    assert.is_nil(m)
+    assert.equal("invalid_configuration", err)
+    m, err = c:whereis("nobody started this")
+    assert.is_nil(m)
+    assert.equal("noproc", err)
+    c:close()
+  end)
+end)
