@@ -609,30 +609,44 @@ static natsStatus connect_nats(tand_cluster *c, const char *servers,
 }
 
 /* Binds the lease bucket, making it if need be; a bucket of another
-** lease_ms or replicas is refused: the hosts disagree. */
+** lease_ms or replicas is refused: the hosts disagree. Hosts that join a
+** new cluster at once race to make it, and a bucket just made answers
+** nothing until its servers have elected a leader: the steps are tried
+** again for twice timeout_ms. */
 static int open_bucket(tand_cluster *c, char *err, size_t n)
 {
     kvConfig cfg;
     kvStatus *sts = NULL;
     natsStatus st;
     char why[128];
+    int64_t until = tand_now_ms() + 2 * c->timeout_ms;
     kvConfig_Init(&cfg);
     cfg.Bucket = BUCKET;
     cfg.History = 1;
     cfg.TTL = c->lease_ms * 1000000; /* ns */
     cfg.Replicas = c->replicas;
     cfg.StorageType = js_FileStorage;
-    st = js_CreateKeyValue(&c->kv, c->js, &cfg);
-    if (st != NATS_OK) /* it exists, maybe as another host made it */
-        st = js_KeyValue(&c->kv, c->js, BUCKET);
+    for (;;) {
+        if (c->kv == NULL) {
+            st = js_CreateKeyValue(&c->kv, c->js, &cfg);
+            if (st != NATS_OK) /* it exists, maybe as another host made it */
+                st = js_KeyValue(&c->kv, c->js, BUCKET);
+        }
+        if (c->kv != NULL)
+            st = kvStore_Status(&sts, c->kv);
+        if (st == NATS_OK || tand_now_ms() >= until)
+            break;
+        {
+            struct timespec pause = {0, 50000000};
+            nanosleep(&pause, NULL);
+        }
+    }
     if (st != NATS_OK) {
         say(err, n, "cannot use the lease bucket: %s%s",
             nats_GetLastError(NULL) ? nats_GetLastError(NULL)
                                     : natsStatus_GetText(st), NULL);
         return TAND_ECLUSTER;
     }
-    if (kvStore_Status(&sts, c->kv) != NATS_OK)
-        return TAND_ECLUSTER;
     if (kvStatus_TTL(sts) != cfg.TTL ||
         kvStatus_Replicas(sts) != (int64_t)c->replicas) {
         snprintf(why, sizeof why, "lease_ms %lld and replicas %lld",
@@ -644,6 +658,7 @@ static int open_bucket(tand_cluster *c, char *err, size_t n)
         return TAND_ECONFIG;
     }
     kvStatus_Destroy(sts);
+    tand__stream_wait_leader(c->js, "KV_" BUCKET, c->timeout_ms);
     return 0;
 }
 
@@ -677,6 +692,7 @@ int tand_cluster_open(tand_runtime *rt, const tand_cluster_options *o,
     tand_cluster *c;
     char *err = o != NULL ? o->error : NULL;
     size_t n = o != NULL ? o->error_size : 0;
+    jsOptions jo;
     int rc;
 
     if (out != NULL)
@@ -739,7 +755,9 @@ int tand_cluster_open(tand_runtime *rt, const tand_cluster_options *o,
         cluster_free(c);
         return TAND_ECLUSTER;
     }
-    if (natsConnection_JetStream(&c->js, c->nc, NULL) != NATS_OK) {
+    jsOptions_Init(&jo);
+    jo.Wait = c->timeout_ms; /* JetStream's requests wait as long as ours */
+    if (natsConnection_JetStream(&c->js, c->nc, &jo) != NATS_OK) {
         say(err, n, "cannot use JetStream%s", "", NULL);
         cluster_free(c);
         return TAND_ECLUSTER;

@@ -34,6 +34,12 @@ TAND_HIDDEN size_t tand__log_max_entry(const tand__log *l);
 TAND_HIDDEN int tand__log_purge(tand__log *l, uint64_t before, char *err,
                                 size_t errsize);
 
+/* Waits until the stream has a leader (a stream just made has none for a
+** moment, and requests to it wait their whole timeout), timeout_ms at
+** most. */
+TAND_HIDDEN void tand__stream_wait_leader(jsCtx *js, const char *stream,
+                                          int64_t timeout_ms);
+
 /* The sequence of the stream's last entry (0 when empty). */
 TAND_HIDDEN int tand__log_last(tand__log *l, uint64_t *seq, char *err,
                                size_t errsize);

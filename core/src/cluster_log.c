@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct tand__log {
     jsCtx *js;
@@ -59,6 +60,27 @@ static void encode_name(const char *name, char *out, size_t size)
         out[j++] = hex[(unsigned char)name[i] & 15];
     }
     out[j] = '\0';
+}
+
+void tand__stream_wait_leader(jsCtx *js, const char *stream,
+                              int64_t timeout_ms)
+{
+    int64_t until = tand_now_ms() + timeout_ms;
+    for (;;) {
+        jsStreamInfo *si = NULL;
+        bool led = false;
+        if (js_GetStreamInfo(&si, js, stream, NULL, NULL) == NATS_OK) {
+            led = si->Cluster == NULL ||
+                  (si->Cluster->Leader != NULL && si->Cluster->Leader[0]);
+            jsStreamInfo_Destroy(si);
+        }
+        if (led || tand_now_ms() >= until)
+            return;
+        {
+            struct timespec pause = {0, 20000000};
+            nanosleep(&pause, NULL);
+        }
+    }
 }
 
 int tand__log_open(jsCtx *js, const char *name, int replicas,
@@ -113,6 +135,9 @@ int tand__log_open(jsCtx *js, const char *name, int replicas,
         return TAND_ECONFIG;
     }
     jsStreamInfo_Destroy(si);
+    /* a stream just made (here or by another host) answers its first
+    ** reads and appends once its servers have a leader */
+    tand__stream_wait_leader(js, l->stream, 2000);
     *out = l;
     return 0;
 }
