@@ -42,14 +42,14 @@ gone() { ! kill -0 "$1" 2>/dev/null; }
 
 urls=$($nats start "$work/nats" 3)
 echo "== nats-servers up: $urls"
-# Both take numbers from the one deli, whichever host owns it. (One after
-# the other: two hosts making a new cluster's lease bucket at the same
-# moment can fail with cluster_unavailable.)
+# Both take numbers from the one deli, whichever host owns it.
 for h in a b; do
     $tand examples/cluster/host.lua "$urls" "$h" "$work/$h.stop" \
         >"$work/$h" 2>&1 &
     pid[$h]=$!
     disown # (no "Killed" notice from bash)
+done
+for h in a b; do
     wait_for 60 "numbers on host $h" at_least 5 took "$h" 0 "[ab]"
 done
 owner=$(sed -n 's/.*took.*(deli on \([ab]\))$/\1/p' "$work/a" | tail -n 1)
