@@ -118,15 +118,17 @@ void ltand_push_cluster_machine(lua_State *L, tand_cluster_machine *cm,
                                 int cluster)
 {
     lmachine *m;
-    cluster = lua_absindex(L, cluster);
+    if (cluster != 0)
+        cluster = lua_absindex(L, cluster);
     m = lua_newuserdatauv(L, sizeof *m, 1);
     memset(m, 0, sizeof *m);
     m->timeout_ms = LTAND_DEFAULT_TIMEOUT_MS;
     luaL_setmetatable(L, LTAND_MACHINE);
     m->cm = cm;
-    /* the cluster lives while its handles do */
-    lua_pushvalue(L, cluster);
-    lua_setiuservalue(L, -2, 1);
+    if (cluster != 0) { /* its cluster object lives while its handles do */
+        lua_pushvalue(L, cluster);
+        lua_setiuservalue(L, -2, 1);
+    }
 }
 
 /* What a cluster's handle does not offer (yet): a raised error. */

@@ -229,7 +229,8 @@ void *ltand_pool_realloc(ltand_pool *p, void *ptr, size_t osize,
 ** [-0, +1, m] */
 void ltand_push_machine(lua_State *L, tand_server *s, uint64_t id);
 /* Pushes a handle to a cluster's machine cm (the handle owns the
-** reference), keeping the cluster object at index cluster alive.
+** reference), keeping the cluster object at index cluster alive (0: none,
+** for a handle that came in a message: the record keeps the cluster).
 ** [-0, +1, m] */
 void ltand_push_cluster_machine(lua_State *L, tand_cluster_machine *cm,
                                 int cluster);

@@ -26,7 +26,10 @@
 ** it did; one of another process (a policy's journaled state read back
 ** after a restart) follows the name it carries, or, without one, is an
 ** ended handle (noproc), never a handle to whichever server has its id
-** here: ids restart from 1 in every process.
+** here: ids restart from 1 in every process. A cluster's machine handle
+** travels as its record's id (TAND_HANDLE_CLUSTER): in this process it
+** decodes to a handle on the same record, while some handle keeps it;
+** elsewhere, or once none does, to an ended handle.
 */
 #include "ltand.h"
 
@@ -274,9 +277,10 @@ static int encode_value(encoder *e, int idx, int depth)
             return refuse(e, "userdata (only machine handles can be sent)");
         if (m->closed)
             return refuse(e, "closed machine handle");
-        if (m->cm != NULL) /* its cluster is this Lua state's object */
-            return refuse(e, "cluster's machine handle (send its name: "
-                             "c:whereis(name) gives a handle)");
+        if (m->cm != NULL) { /* by its record's id: this process only */
+            tand_pack_cluster_handle(e->b, tand_cluster_machine_id(m->cm));
+            return 0;
+        }
         return encode_handle(e, m);
     }
     case LUA_TLIGHTUSERDATA:
@@ -373,6 +377,14 @@ static void push_handle(lua_State *L, const tand_item *it)
     char name[TAND_NAME_MAX + 1]; /* tand_whereis wants a C string */
     lmachine *m;
 
+    if (it->v.h.cluster) { /* a cluster's machine, while a handle has it */
+        tand_cluster_machine *cm = NULL;
+        if (here && tand_cluster_machine_find(id, &cm) == 0)
+            ltand_push_cluster_machine(L, cm, 0);
+        else
+            ltand_push_machine(L, NULL, 0); /* an ended handle */
+        return;
+    }
     if (len > 0)
         memcpy(name, it->v.h.name, len);
     name[len] = '\0';

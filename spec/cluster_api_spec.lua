@@ -2,7 +2,7 @@
 -- on loopback (started here, stopped by pid): two hosts (two clusters)
 -- share a machine; a host that gives other options than the owner runs
 -- it with is refused, saying both; casts and infos reach the owner; a
--- cluster's handle is refused as a message, with what to send instead;
+-- cluster's handle travels to other threads and back in messages;
 -- a closed cluster's handles answer cluster_unavailable; bad options
 -- and unreachable servers are refused, saying why.
 local tand = require "tand"
@@ -85,19 +85,47 @@ describe("the cluster API", function()
     b:close()
   end)
 
-  it("refuses to send a cluster's handle as a message, saying what to send",
+  it("sends a cluster's handle to another thread, which calls through it",
      function()
     local a, _, ma = two_hosts("sent")
-    local ok, err = pcall(tand.spawn, function(m) return m end, ma)
-    assert.is_false(ok)
-    assert.matches("cluster's machine handle", err)
-    assert.matches("whereis", err)
-    local local_machine = tand.start(0)
-    ok, err = pcall(local_machine.next, local_machine, { ma })
-    assert.is_false(ok)
-    assert.matches("cluster's machine handle", err)
-    local_machine:stop()
+    assert.equal(1, ma:queue_new_number())
+    local t = tand.spawn(function(m)
+      local got = { m:queue_new_number(), m:queue_new_number() }
+      -- until the cluster is closed on the first thread
+      local deadline = tand.now() + 20000
+      local n, err
+      repeat
+        n, err = m:queue_new_number()
+        if n then tand.sleep(5) end
+      until n == nil or tand.now() > deadline
+      got[3] = err
+      return got
+    end, ma)
+    assert.is_true(helper.wait_for(function()
+      return #ma:report_state().queue >= 4
+    end, 10000))
     a:close()
+    local got = assert(t:join(20000))
+    assert.equal(2, got[1])
+    assert.equal(3, got[2])
+    assert.equal("cluster_unavailable", got[3])
+    -- in a message to a server of this process, and back
+    local b = join("sent-b") -- (it takes the machine over)
+    local mb = assert(b:start{ name = "sent", min_number = 1,
+                               max_number = 99 })
+    mb:settimeout(10000)
+    local echo = tand.start{ policy = function()
+      return { handle_call = function(request)
+        if request[1] == "take" then return request[2]:queue_new_number() end
+        return request[2]
+      end }
+    end }
+    assert.equal(mb, echo:call("echo", mb))
+    local before = #mb:report_state().queue
+    assert.equal("integer", math.type(echo:call("take", mb)))
+    assert.equal(before + 1, #mb:report_state().queue)
+    echo:stop()
+    b:close()
   end)
 
   it("answers cluster_unavailable on the handles of a closed cluster",

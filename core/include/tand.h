@@ -1017,6 +1017,17 @@ TAND_API int tand_cluster_owner(tand_cluster_machine *m, char *host,
 /* Drops the handle. Thread: any. Blocks: no. */
 TAND_API void tand_cluster_machine_release(tand_cluster_machine *m);
 
+/* The machine record's id in this process: never 0, never reused while
+** the process runs, for a handle to travel in a message between threads
+** (tand_pack_cluster_handle). Thread: any. Blocks: no. */
+TAND_API uint64_t tand_cluster_machine_id(const tand_cluster_machine *m);
+
+/* A new reference to the machine record of that id (release it with
+** tand_cluster_machine_release): 0, or TAND_ENOPROC when no handle keeps
+** it any more, TAND_EINVAL (out NULL). Thread: any. Blocks: no. */
+TAND_API int tand_cluster_machine_find(uint64_t id,
+                                       tand_cluster_machine **out);
+
 /* ---- registry -------------------------------------------------------- */
 
 /* Registers a running server under `name` (copied; 1 to TAND_NAME_MAX
@@ -1049,8 +1060,11 @@ TAND_API int tand_whereis(tand_runtime *rt, const char *name,
 ** past 255 bytes; ext 32 is read too):
 ** the server's 8-byte id and its process's 8-byte nonce (both big
 ** endian), a flags byte (bit 0 TAND_HANDLE_FOLLOWS: the handle follows
-** its name, as one from tand.whereis does; the other bits 0), then the
-** name's bytes (0 to TAND_NAME_MAX, no NUL; none: no name). The 8-byte
+** its name, as one from tand.whereis does; bit 1 TAND_HANDLE_CLUSTER: the
+** id is a cluster's machine record's, tand_cluster_machine_id(), which
+** only this process can use; not both; the other bits 0), then the name's
+** bytes
+** (0 to TAND_NAME_MAX, no NUL; none: no name). The 8-byte
 ** form that tand 0.1 wrote (fixext 8: the id alone) is still read, as a
 ** handle of this process: nonce 0. Any other length, flag or a NUL in
 ** the name is TAND_EBADMSG.
@@ -1063,6 +1077,7 @@ TAND_API int tand_whereis(tand_runtime *rt, const char *name,
 ** name, to an ended handle; never to whichever server has its id. */
 #define TAND_EXT_HANDLE 1
 #define TAND_HANDLE_FOLLOWS 0x01
+#define TAND_HANDLE_CLUSTER 0x02
 #define TAND_MAX_DEPTH 64
 
 /* This process's nonce: 64 random bits (from the kernel's generator, mixed
@@ -1093,7 +1108,9 @@ typedef struct tand_buf {
 ** the error). tand_pack_handle writes a handle of this process (its
 ** tand_process_nonce()) without a name; tand_pack_handle_ex writes the
 ** id, nonce, name and follows flag given (name_len 0 to TAND_NAME_MAX,
-** no NUL; name may be NULL when name_len is 0; follows is a boolean).
+** no NUL; name may be NULL when name_len is 0; follows is a boolean);
+** tand_pack_cluster_handle writes a cluster's machine handle of this
+** process (machine_id from tand_cluster_machine_id; no name).
 ** Thread: one at a time per buffer. Blocks: no. */
 TAND_API void tand_buf_init(tand_buf *b);
 TAND_API void tand_buf_free(tand_buf *b);
@@ -1108,6 +1125,7 @@ TAND_API void tand_pack_handle(tand_buf *b, uint64_t server_id);
 TAND_API void tand_pack_handle_ex(tand_buf *b, uint64_t server_id,
                                   uint64_t nonce, const char *name,
                                   size_t name_len, int follows);
+TAND_API void tand_pack_cluster_handle(tand_buf *b, uint64_t machine_id);
 /* Appends bytes that already are MessagePack (one or more whole values;
 ** not checked). */
 TAND_API void tand_pack_raw(tand_buf *b, const char *p, size_t n);
@@ -1148,6 +1166,7 @@ typedef struct tand_item {
                               ** NULL when name_len is 0 (no name) */
             size_t name_len;  /* 0 to TAND_NAME_MAX, no NUL inside */
             int follows;      /* 1: follows its name (TAND_HANDLE_FOLLOWS) */
+            int cluster;      /* 1: a cluster's machine (TAND_HANDLE_CLUSTER) */
         } h;
     } v;
 } tand_item;

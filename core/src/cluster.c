@@ -60,6 +60,7 @@ typedef struct pending {
 
 struct tand_cluster_machine {
     _Atomic int refs;
+    uint64_t id;    /* in `records`, for handles sent between threads */
     tand_cluster *c;
     char name[TAND_NAME_MAX + 1];
     char subject[2 * TAND_NAME_MAX + 32];
@@ -193,6 +194,53 @@ static int decode(const char *p, size_t size, int64_t *ints, int nints,
 
 /* ---- machines ---- */
 
+/* Every machine record of the process by id, so that a handle can travel
+** in a message as its id: a record leaves the table before it is freed,
+** and one whose last reference is going is not found. */
+static pthread_mutex_t records_mu = PTHREAD_MUTEX_INITIALIZER;
+static tand_table *records;  /* guarded by records_mu */
+static uint64_t last_record; /* guarded by records_mu */
+
+static int record_add(tand_cluster_machine *m)
+{
+    int rc = TAND_ENOMEM;
+    pthread_mutex_lock(&records_mu);
+    if (records == NULL)
+        records = tand__table_new();
+    if (records != NULL) {
+        m->id = ++last_record;
+        rc = tand__table_put(records, &m->id, sizeof m->id, m);
+    }
+    pthread_mutex_unlock(&records_mu);
+    return rc;
+}
+
+uint64_t tand_cluster_machine_id(const tand_cluster_machine *m)
+{
+    return m != NULL ? m->id : 0;
+}
+
+int tand_cluster_machine_find(uint64_t id, tand_cluster_machine **out)
+{
+    tand_cluster_machine *m = NULL;
+    int refs;
+    if (out == NULL)
+        return TAND_EINVAL;
+    pthread_mutex_lock(&records_mu);
+    if (records != NULL && (m = tand__table_get(records, &id, sizeof id))) {
+        refs = atomic_load(&m->refs);
+        do { /* not back from 0: that record is being freed */
+            if (refs == 0) {
+                m = NULL;
+                break;
+            }
+        } while (!atomic_compare_exchange_weak(&m->refs, &refs, refs + 1));
+    }
+    pthread_mutex_unlock(&records_mu);
+    *out = m;
+    return m != NULL ? 0 : TAND_ENOPROC;
+}
+
 static void cluster_free(tand_cluster *c);
 
 static void cluster_release(tand_cluster *c)
@@ -207,6 +255,9 @@ static void machine_release(tand_cluster_machine *m)
     if (m == NULL || atomic_fetch_sub(&m->refs, 1) != 1)
         return;
     c = m->c;
+    pthread_mutex_lock(&records_mu);
+    tand__table_del(records, &m->id, sizeof m->id);
+    pthread_mutex_unlock(&records_mu);
     if (m->free_arg != NULL)
         m->free_arg(m->arg);
     tand__log_close(m->log);
@@ -842,6 +893,8 @@ static int add_machine(tand_cluster *c, const char *name,
     m->c = c;
     snprintf(m->name, sizeof m->name, "%s", name);
     rc = tand__log_open(c->js, name, c->replicas, &m->log, err, n);
+    if (rc == 0 && (rc = record_add(m)) != 0)
+        tand__log_close(m->log);
     if (rc != 0) {
         free(m);
         return rc;

@@ -89,3 +89,18 @@ void tand_cluster_machine_release(tand_cluster_machine *m)
 {
     (void)m;
 }
+
+uint64_t tand_cluster_machine_id(const tand_cluster_machine *m)
+{
+    (void)m;
+    return 0;
+}
+
+int tand_cluster_machine_find(uint64_t id, tand_cluster_machine **out)
+{
+    (void)id;
+    if (out == NULL)
+        return TAND_EINVAL;
+    *out = NULL;
+    return TAND_ENOPROC;
+}

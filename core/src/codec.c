@@ -8,7 +8,8 @@
 ** A handle is ext TAND_EXT_HANDLE of 17 + n bytes (ext 8, ext 16 past 255):
 **   id (8, big endian) | nonce (8, big endian) | flags (1) | name (n)
 ** the process nonce telling this process's ids from another's, flags bit 0
-** TAND_HANDLE_FOLLOWS (the others 0), the name 0..TAND_NAME_MAX bytes
+** TAND_HANDLE_FOLLOWS or bit 1 TAND_HANDLE_CLUSTER (the others 0), the
+** name 0..TAND_NAME_MAX bytes
 ** without NUL. The 8-byte form (fixext 8: the id alone) is still read, as
 ** a handle of this process (nonce 0).
 */
@@ -149,8 +150,8 @@ void tand_pack_map(tand_buf *b, uint32_t n)
 #define HANDLE_FIXED 17
 #define HANDLE_SHORT 8 /* the old form: the id alone */
 
-void tand_pack_handle_ex(tand_buf *b, uint64_t server_id, uint64_t nonce,
-                         const char *name, size_t name_len, int follows)
+static void pack_handle(tand_buf *b, uint64_t server_id, uint64_t nonce,
+                        const char *name, size_t name_len, int flags)
 {
     size_t len = HANDLE_FIXED + name_len, head;
     char *p;
@@ -175,9 +176,22 @@ void tand_pack_handle_ex(tand_buf *b, uint64_t server_id, uint64_t nonce,
     p += head;
     put_be(p, server_id, 8);
     put_be(p + 8, nonce, 8);
-    p[16] = follows ? TAND_HANDLE_FOLLOWS : 0;
+    p[16] = (char)flags;
     if (name_len > 0)
         memcpy(p + HANDLE_FIXED, name, name_len);
+}
+
+void tand_pack_handle_ex(tand_buf *b, uint64_t server_id, uint64_t nonce,
+                         const char *name, size_t name_len, int follows)
+{
+    pack_handle(b, server_id, nonce, name, name_len,
+                follows ? TAND_HANDLE_FOLLOWS : 0);
+}
+
+void tand_pack_cluster_handle(tand_buf *b, uint64_t machine_id)
+{
+    pack_handle(b, machine_id, tand_process_nonce(), NULL, 0,
+                TAND_HANDLE_CLUSTER);
 }
 
 void tand_pack_handle(tand_buf *b, uint64_t server_id)
@@ -292,7 +306,9 @@ static int get_ext(tand_reader *r, tand_item *it, uint64_t len)
         get_be(r, 8, &nonce);
         get_be(r, 1, &flags);
         name_len = (size_t)len - HANDLE_FIXED;
-        if ((flags & ~(uint64_t)TAND_HANDLE_FOLLOWS) != 0 ||
+        if ((flags & ~(uint64_t)(TAND_HANDLE_FOLLOWS |
+                                 TAND_HANDLE_CLUSTER)) != 0 ||
+            flags == (TAND_HANDLE_FOLLOWS | TAND_HANDLE_CLUSTER) ||
             (name_len > 0 && memchr(r->p, '\0', name_len) != NULL))
             return TAND_EBADMSG;
     }
@@ -302,6 +318,7 @@ static int get_ext(tand_reader *r, tand_item *it, uint64_t len)
     it->v.h.name = name_len > 0 ? r->p : NULL;
     it->v.h.name_len = name_len;
     it->v.h.follows = (flags & TAND_HANDLE_FOLLOWS) != 0;
+    it->v.h.cluster = (flags & TAND_HANDLE_CLUSTER) != 0;
     r->p += name_len;
     return 0;
 }

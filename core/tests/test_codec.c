@@ -344,10 +344,27 @@ static void handles(void)
     }
     n = handle_bytes(p, 0xc7, 5, 0, "abcde");
     read_handle(p, n, 0, 7);
-    for (i = 1; i < 8; i++) {
+    for (i = 2; i < 8; i++) {
         n = handle_bytes(p, 0xc7, 2, 1u << i, NULL);
         read_handle(p, n, TAND_EBADMSG, 0);
     }
+    /* a cluster's machine handle: bit 1, never with bit 0 */
+    n = handle_bytes(p, 0xc7, 2, TAND_HANDLE_CLUSTER, NULL);
+    read_handle(p, n, 0, 7);
+    n = handle_bytes(p, 0xc7, 2, TAND_HANDLE_CLUSTER | TAND_HANDLE_FOLLOWS,
+                     NULL);
+    read_handle(p, n, TAND_EBADMSG, 0);
+    tand_buf_init(&b);
+    tand_pack_cluster_handle(&b, 99);
+    tand_pack_handle(&b, 99);
+    tand_reader_init(&r, b.data, b.size);
+    CHECK_OK(tand_unpack(&r, &it));
+    CHECK(it.type == TAND_T_HANDLE && it.v.h.id == 99 && it.v.h.cluster &&
+          !it.v.h.follows && it.v.h.nonce == tand_process_nonce() &&
+          it.v.h.name_len == 0);
+    CHECK_OK(tand_unpack(&r, &it));
+    CHECK(it.type == TAND_T_HANDLE && it.v.h.id == 99 && !it.v.h.cluster);
+    tand_buf_free(&b);
     n = handle_bytes(p, 0xc7, 2, 0xff, NULL);
     read_handle(p, n, TAND_EBADMSG, 0);
     n = handle_bytes(p, 0xc7, 2, 0, NULL);
