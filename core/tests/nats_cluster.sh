@@ -6,6 +6,9 @@
 # them to DIR/urls; the pids go to DIR/pids. stop kills each server by its
 # pid (what start wrote) and removes DIR. Ports are free ones picked by
 # the kernel at start.
+# nats_cluster.sh pid DIR NAME prints the pid of server NAME (n0, n1...);
+# nats_cluster.sh restart DIR NAME starts that server again (after it was
+# killed) on its ports and store, and returns once it is ready.
 set -euo pipefail
 cmd=${1:?start or stop}
 dir=${2:?a directory}
@@ -96,8 +99,43 @@ stop)
     fi
     rm -rf "$dir"
     ;;
+pid)
+    name=${3:?a server name: n0, n1...}
+    i=${name#n}
+    sed -n "$((i + 1))p" "$dir/pids" | grep . || {
+        echo "nats_cluster: no server $name in $dir" >&2
+        exit 1
+    }
+    ;;
+restart)
+    name=${3:?a server name: n0, n1...}
+    i=${name#n}
+    old=$(sed -n "$((i + 1))p" "$dir/pids")
+    [ -n "$old" ] && [ -f "$dir/$name.conf" ] || {
+        echo "nats_cluster: no server $name in $dir" >&2
+        exit 1
+    }
+    for _ in $(seq 1 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$old" 2>/dev/null; then
+        echo "nats_cluster: $name still runs (pid $old)" >&2
+        exit 1
+    fi
+    readies=$(grep -c "Server is ready" "$dir/$name.log" || true)
+    nats-server -c "$dir/$name.conf" >>"$dir/$name.log" 2>&1 &
+    pid=$!
+    sed -i "$((i + 1))s/.*/$pid/" "$dir/pids"
+    for _ in $(seq 1 600); do
+        if [ "$(grep -c "Server is ready" "$dir/$name.log" || true)" -gt "$readies" ]; then
+            exit 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "nats_cluster: $name did not come up again; its log is $dir/$name.log" >&2
+    exit 1
+    ;;
 *)
-    echo "usage: nats_cluster.sh start DIR [N] | stop DIR" >&2
+    echo "usage: nats_cluster.sh start DIR [N] | stop DIR | pid DIR NAME | restart DIR NAME" >&2
     exit 2
     ;;
 esac
