@@ -491,7 +491,8 @@ static void lease_value(const tand_cluster_machine *m, uint64_t epoch,
 }
 
 /* Reads a lease's value: the host into host (size bytes), the epoch, and
-** where the config starts (NULL-safe). */
+** where the config starts and its length (-1 when the value has none: a
+** lease not written by tand; config may be NULL). */
 static void lease_parse(const char *v, int len, char *host, size_t size,
                         uint64_t *epoch, const char **config, int *clen)
 {
@@ -504,7 +505,7 @@ static void lease_parse(const char *v, int len, char *host, size_t size,
         *epoch = *epoch * 10 + (uint64_t)(v[j] - '0');
     if (config != NULL) {
         *config = j < len ? v + j + 1 : v + len;
-        *clen = j < len ? len - j - 1 : 0;
+        *clen = j < len ? len - j - 1 : -1;
     }
 }
 
@@ -927,8 +928,9 @@ static int agrees(tand_cluster_machine *m,
         return 0; /* nobody owns it now */
     lease_parse(kvEntry_Value(e), kvEntry_ValueLen(e), host, sizeof host,
                 &epoch, &theirs, &len);
-    if (epoch > 0 && ((size_t)len != strlen(mine) ||
-                      memcmp(theirs, mine, (size_t)len) != 0)) {
+    if (epoch > 0 && len >= 0 &&
+        ((size_t)len != strlen(mine) ||
+         memcmp(theirs, mine, (size_t)len) != 0)) {
         if (err != NULL && n > 0)
             snprintf(err, n, "the hosts disagree on the machine '%s': "
                      "%s runs it with {%.*s}, this host gives {%s}",
