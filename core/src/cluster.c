@@ -6,14 +6,19 @@
 ** DESIGN: tand writes no consensus of its own. A lease in a JetStream KV
 ** bucket (its max age is lease_ms) picks which host tries to own a
 ** machine; the fence of its log (cluster_log.c, cluster_journal.c) alone
-** makes ownership exclusive. Each host runs two threads of its own:
+** makes ownership exclusive. Each host runs three threads of its own:
 ** - the control thread, every lease_ms / 4: renews the leases this host
-**   holds, and for each machine it may own but does not, tries to create
-**   the lease; with it, it replays the log, fences it and starts the
-**   machine with the log as its journal (tand__journal_adopt), then
-**   subscribes to the machine's call subject. A machine that ends (its
-**   first refused append, a crash) is let go: the subscription is
-**   dropped and the lease left to expire, so another host takes over.
+**   holds (making one again that lapsed if nobody took it meanwhile),
+**   and hands each machine it may own but does not to
+** - the takeover thread, which tries to create the lease; with it, it
+**   replays the log, fences it and starts the machine with the log as
+**   its journal (tand__journal_adopt), then subscribes to the machine's
+**   call subject. Takeovers block on NATS (a long replay, a stream whose
+**   leader died), so they do not hold up the renewals. A machine that
+**   ends (its first refused append, a crash) is let go: the
+**   subscription is dropped and the lease left to expire, so another
+**   host takes over.
+**   A machine is looked at by one of the two at a time (`busy`).
 ** - the bridge: requests from NATS arrive on libnats' threads, which only
 **   queue them for the bridge and never run a server or wait; the bridge
 **   sends each to the machine as an asynchronous call into its reply box
@@ -80,6 +85,10 @@ struct tand_cluster_machine {
     /* guarded by c->mu: */
     tand_server *local; /* the machine while this host owns it */
     bool started;       /* c:start was called on this host */
+    bool wanted;        /* for the takeover thread to try */
+    bool busy;          /* in a look of the control or takeover thread,
+                        ** whose fields above (the control thread's)
+                        ** are then that thread's alone */
     tand_cluster_machine *next;
 };
 
@@ -95,11 +104,11 @@ struct tand_cluster {
     int replicas;
     bool stubborn; /* TAND_CLUSTER_STUBBORN_FOR_TESTS=1: see look_after */
     pthread_mutex_t mu;
-    pthread_cond_t control_cv;
+    pthread_cond_t control_cv, takeover_cv;
     bool closing;              /* guarded by mu */
     tand_cluster_machine *machines; /* guarded by mu */
-    pthread_t control, bridge;
-    bool control_started, bridge_started;
+    pthread_t control, takeover, bridge;
+    bool control_started, takeover_started, bridge_started;
     int wake[2];               /* the bridge's: a byte per queued request */
     incoming *in_head, *in_tail; /* guarded by mu */
     tand_replies *box;         /* the bridge's */
@@ -509,6 +518,24 @@ static void lease_parse(const char *v, int len, char *host, size_t size,
     }
 }
 
+/* Renews the lease of a machine this host runs; 0, or -1 once it is lost.
+** After a takeover (remake), a lease that lapsed while the log was
+** replayed is made again if no other host has taken it meanwhile. */
+static int renew(tand_cluster_machine *m, bool remake)
+{
+    tand_cluster *c = m->c;
+    char value[LEASE_VALUE_MAX];
+    uint64_t rev;
+    lease_value(m, m->epoch, value, sizeof value);
+    if (kvStore_Update(&rev, c->kv, m->key, value, (int)strlen(value),
+                       m->lease_rev) != NATS_OK &&
+        (!remake || kvStore_Create(&rev, c->kv, m->key, value,
+                                   (int)strlen(value)) != NATS_OK))
+        return -1;
+    m->lease_rev = rev;
+    return 0;
+}
+
 /* With the lease: replay, fence, start, subscribe. */
 static void take_over(tand_cluster_machine *m)
 {
@@ -551,25 +578,21 @@ static void take_over(tand_cluster_machine *m)
                                       on_request, m) != NATS_OK) {
         m->sub = NULL;
         step_down(m, TAND_ECLUSTER, "cannot subscribe to the calls");
+    } else if (renew(m, true) != 0 && !c->stubborn) {
+        step_down(m, TAND_ENOTOWNER, "the lease was lost during the takeover");
     }
 }
 
+/* The control thread's look at a machine: renews its lease while this
+** host runs it, lets it go once it ended, and otherwise asks the
+** takeover thread to try for it. */
 static void look_after(tand_cluster_machine *m)
 {
     tand_cluster *c = m->c;
-    char value[LEASE_VALUE_MAX];
-    tand_server *s;
-    uint64_t rev;
-    if (m->owner == TAND_OWNER_NEVER)
-        return;
-    s = local_of(m);
+    tand_server *s = local_of(m);
     if (s != NULL) { /* ours: renew */
         tand_server_release(s);
-        lease_value(m, m->epoch, value, sizeof value);
-        if (kvStore_Update(&rev, c->kv, m->key, value, (int)strlen(value),
-                           m->lease_rev) == NATS_OK)
-            m->lease_rev = rev;
-        else if (!c->stubborn) /* lost: let the new owner have it at once */
+        if (renew(m, false) != 0 && !c->stubborn) /* lost: the new owner's */
             step_down(m, TAND_ENOTOWNER, "the lease was lost");
         /* A stubborn owner (the cluster spec's runs that check the fence
         ** alone) goes on as if it held the lease: then only the fence
@@ -578,6 +601,19 @@ static void look_after(tand_cluster_machine *m)
     }
     if (m->local != NULL || m->sub != NULL) /* it ended */
         step_down(m, 0, NULL);
+    pthread_mutex_lock(&c->mu);
+    m->wanted = true;
+    pthread_cond_signal(&c->takeover_cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The takeover thread's try: the lease if nobody holds it, then the
+** takeover. */
+static void try_take(tand_cluster_machine *m)
+{
+    tand_cluster *c = m->c;
+    char value[LEASE_VALUE_MAX];
+    uint64_t rev;
     if (m->lease_rev == 0) {
         lease_value(m, 0, value, sizeof value);
         if (kvStore_Create(&rev, c->kv, m->key, value, (int)strlen(value)) !=
@@ -586,6 +622,24 @@ static void look_after(tand_cluster_machine *m)
         m->lease_rev = rev;
     }
     take_over(m);
+}
+
+/* With c->mu held: claims a machine for one thread's look (see `busy`). */
+static bool claim(tand_cluster_machine *m)
+{
+    if (m->busy)
+        return false;
+    m->busy = true;
+    atomic_fetch_add(&m->refs, 1);
+    return true;
+}
+
+static void let_be(tand_cluster_machine *m)
+{
+    pthread_mutex_lock(&m->c->mu);
+    m->busy = false;
+    pthread_mutex_unlock(&m->c->mu);
+    machine_release(m);
 }
 
 static void *control_main(void *arg)
@@ -599,15 +653,13 @@ static void *control_main(void *arg)
             n++;
         list = tand__calloc(n ? n : 1, sizeof *list);
         for (i = 0, m = c->machines; list != NULL && m != NULL; m = m->next)
-            if (m->started) {
-                atomic_fetch_add(&m->refs, 1);
+            if (m->started && m->owner == TAND_OWNER_ANY && claim(m))
                 list[i++] = m;
-            }
         n = list != NULL ? i : 0;
         pthread_mutex_unlock(&c->mu);
         for (i = 0; i < n; i++) {
             look_after(list[i]);
-            machine_release(list[i]);
+            let_be(list[i]);
         }
         free(list);
         pthread_mutex_lock(&c->mu);
@@ -615,6 +667,32 @@ static void *control_main(void *arg)
             break;
         tand__cond_wait_until(&c->control_cv, &c->mu,
                               tand__now_ns() + c->lease_ms / 4 * 1000000);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Takeovers block on NATS (a replay, a stream with no leader for a few
+** seconds): on a thread of their own, so that the leases of the machines
+** this host runs are renewed meanwhile. */
+static void *takeover_main(void *arg)
+{
+    tand_cluster *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->closing) {
+        tand_cluster_machine *m;
+        for (m = c->machines; m != NULL; m = m->next)
+            if (m->wanted && claim(m))
+                break;
+        if (m == NULL) {
+            pthread_cond_wait(&c->takeover_cv, &c->mu);
+            continue;
+        }
+        m->wanted = false;
+        pthread_mutex_unlock(&c->mu);
+        try_take(m);
+        let_be(m);
+        pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -734,6 +812,7 @@ static void cluster_free(tand_cluster *c)
         close(c->wake[1]);
     }
     pthread_cond_destroy(&c->control_cv);
+    pthread_cond_destroy(&c->takeover_cv);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -790,7 +869,8 @@ int tand_cluster_open(tand_runtime *rt, const tand_cluster_options *o,
     }
     c->wake[0] = c->wake[1] = -1;
     pthread_mutex_init(&c->mu, NULL);
-    if (tand__cond_init(&c->control_cv) != 0 || pipe(c->wake) != 0) {
+    if (tand__cond_init(&c->control_cv) != 0 ||
+        tand__cond_init(&c->takeover_cv) != 0 || pipe(c->wake) != 0) {
         c->wake[0] = c->wake[1] = -1;
         cluster_free(c);
         return TAND_ESYSTEM;
@@ -823,6 +903,11 @@ int tand_cluster_open(tand_runtime *rt, const tand_cluster_options *o,
         return TAND_ESYSTEM;
     }
     c->bridge_started = true;
+    if (pthread_create(&c->takeover, NULL, takeover_main, c) != 0) {
+        tand_cluster_close(c);
+        return TAND_ESYSTEM;
+    }
+    c->takeover_started = true;
     if (pthread_create(&c->control, NULL, control_main, c) != 0) {
         tand_cluster_close(c);
         return TAND_ESYSTEM;
@@ -842,9 +927,12 @@ void tand_cluster_close(tand_cluster *c)
     pthread_mutex_lock(&c->mu);
     c->closing = true;
     pthread_cond_signal(&c->control_cv);
+    pthread_cond_signal(&c->takeover_cv);
     pthread_mutex_unlock(&c->mu);
     if (c->control_started)
         pthread_join(c->control, NULL);
+    if (c->takeover_started) /* after a try under way, bounded by NATS's */
+        pthread_join(c->takeover, NULL);
     /* the machines this host runs: stopped, their leases left to expire
     ** (their last batch is appended, so the next owner resumes it) */
     for (m = c->machines; m != NULL; m = m->next)
