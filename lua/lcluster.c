@@ -107,10 +107,9 @@ int ltand_cluster(lua_State *L)
 }
 
 static int start_machine(tand_runtime *rt, const char *name, void *arg,
-                         tand_server **out)
+                         tand_server **out, char *err, size_t n)
 {
-    char detail[1024];
-    return ltand_spec_start(rt, arg, name, out, detail, sizeof detail);
+    return ltand_spec_start(rt, arg, name, out, err, n);
 }
 
 static void free_spec(void *arg)

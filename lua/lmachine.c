@@ -469,8 +469,15 @@ static int m_owner(lua_State *L)
     int rc;
     if (m->cm == NULL)
         return luaL_argerror(L, 1, "not a cluster's machine");
-    if ((rc = tand_cluster_owner(m->cm, host, sizeof host, &epoch)) != 0)
-        return ltand_fail(L, rc, "no host owns the machine now");
+    if ((rc = tand_cluster_owner(m->cm, host, sizeof host, &epoch)) != 0) {
+        char why[512];
+        if (rc != TAND_ENOPROC || !tand_cluster_error(m->cm, why, sizeof why))
+            return ltand_fail(L, rc, "no host owns the machine now");
+        lua_pushfstring(L, "no host owns the machine now; this host's last "
+                           "try to take it over failed: %s",
+                        why);
+        return ltand_fail(L, rc, lua_tostring(L, -1));
+    }
     lua_pushstring(L, host);
     lua_pushinteger(L, (lua_Integer)epoch);
     return 2;

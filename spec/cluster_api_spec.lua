@@ -142,6 +142,26 @@ describe("the cluster API", function()
     assert.equal("cluster_unavailable", err)
   end)
 
+  it("says why this host could not take a machine over", function()
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write('return { init = function() error("init refuses") end }\n')
+    f:close()
+    local c = join("broken")
+    local m = assert(c:start{ name = "broken", policy = path })
+    local who, err, detail
+    assert.is_true(helper.wait_for(function()
+      who, err, detail = m:owner()
+      return detail ~= nil and detail:find("init refuses", 1, true) ~= nil
+    end, 10000), tostring(detail))
+    assert.is_nil(who)
+    assert.equal("noproc", err)
+    assert.matches("this host's last try to take it over failed", detail,
+                   1, true)
+    c:close()
+    os.remove(path)
+  end)
+
   it("refuses bad options and unreachable servers, saying why", function()
     local c, err, detail = tand.cluster{ servers = "nats://127.0.0.1:1",
                                          host = "x", lease_ms = 500 }

@@ -949,9 +949,10 @@ TAND_API void tand_cluster_close(tand_cluster *c);
 enum { TAND_OWNER_ANY = 0, TAND_OWNER_NEVER = 1 };
 
 /* A clustered machine as this host starts it. When this host comes to own
-** it, start(rt, name, arg, &s) starts the machine: it must start one
-** server registered as name, with no journal of its own (the cluster's
-** takes that place); kind is its behaviour's name ("deluxe", "counter",
+** it, start(rt, name, arg, &s, err, err_size) starts the machine: it must
+** start one server registered as name, with no journal of its own (the
+** cluster's takes that place), and on failure may say why in err (what
+** tand_cluster_error gives then); kind is its behaviour's name ("deluxe", "counter",
 ** "policy"), checked against the stream's. config is the machine's
 ** options as text (up to TAND_CLUSTER_CONFIG_MAX bytes; NULL is ""),
 ** which every host gives alike: a host whose config is not the one the
@@ -967,7 +968,7 @@ typedef struct tand_cluster_machine_options {
     const char *config;
     int owner;        /* TAND_OWNER_ANY (0) or TAND_OWNER_NEVER */
     int (*start)(tand_runtime *rt, const char *name, void *arg,
-                 tand_server **out);
+                 tand_server **out, char *err, size_t err_size);
     void *arg;
     void (*free_arg)(void *arg);
     char *error;
@@ -1013,6 +1014,14 @@ TAND_API int tand_cluster_cast(tand_cluster_machine *m, tand_msg *msg,
 ** Thread: any. Blocks: a NATS request. */
 TAND_API int tand_cluster_owner(tand_cluster_machine *m, char *host,
                                 size_t size, uint64_t *epoch);
+
+/* Why this host's last try to take the machine over failed (its log could
+** not be replayed or fenced, or its start failed; such a try is made again
+** every lease_ms / 4 while this host holds the lease), copied into buf (n
+** bytes): 1, or 0 with buf "" when the last try did not fail or none was
+** made. Thread: any. Blocks: no. */
+TAND_API int tand_cluster_error(tand_cluster_machine *m, char *buf,
+                                size_t n);
 
 /* Drops the handle. Thread: any. Blocks: no. */
 TAND_API void tand_cluster_machine_release(tand_cluster_machine *m);

@@ -74,14 +74,14 @@ struct tand_cluster_machine {
     char config[TAND_CLUSTER_CONFIG_MAX + 1];
     int owner;
     int (*start)(tand_runtime *rt, const char *name, void *arg,
-                 tand_server **out);
+                 tand_server **out, char *err, size_t err_size);
     void *arg;
     void (*free_arg)(void *arg);
     /* the control thread's: */
     tand__log *log;
     uint64_t lease_rev, epoch;
     natsSubscription *sub;
-    char error[512]; /* the last takeover's failure, for the log */
+    char error[512]; /* guarded by c->mu: the last takeover's failure */
     /* guarded by c->mu: */
     tand_server *local; /* the machine while this host owns it */
     bool started;       /* c:start was called on this host */
@@ -542,7 +542,7 @@ static void take_over(tand_cluster_machine *m)
     tand_cluster *c = m->c;
     tand_journal *j = NULL, *left;
     tand_server *s = NULL;
-    char value[LEASE_VALUE_MAX];
+    char value[LEASE_VALUE_MAX], why[sizeof m->error] = "";
     uint64_t rev;
     int rc;
     m->epoch = m->lease_rev;
@@ -555,22 +555,25 @@ static void take_over(tand_cluster_machine *m)
     }
     m->lease_rev = rev;
     rc = tand__cluster_journal_open(m->log, m->kind, c->host, m->epoch,
-                                    c->timeout_ms, &j, m->error,
-                                    sizeof m->error);
-    if (rc != 0) /* the next look tries again while the lease is ours */
-        return;
-    tand__journal_adopt(j);
-    rc = m->start(c->rt, m->name, m->arg, &s);
-    if ((left = tand__journal_unadopted()) != NULL)
-        tand__journal_close(left);
-    if (rc != 0) {
-        snprintf(m->error, sizeof m->error, "the machine did not start: %s",
-                 tand_errname(rc));
-        return;
+                                    c->timeout_ms, &j, why, sizeof why);
+    if (rc == 0) {
+        char detail[sizeof why - 64] = "";
+        tand__journal_adopt(j);
+        rc = m->start(c->rt, m->name, m->arg, &s, detail, sizeof detail);
+        if ((left = tand__journal_unadopted()) != NULL)
+            tand__journal_close(left);
+        if (rc != 0)
+            snprintf(why, sizeof why, "the machine did not start: %s%s%s",
+                     tand_errname(rc), detail[0] ? ": " : "", detail);
     }
     pthread_mutex_lock(&c->mu);
-    m->local = s;
+    /* a failure: the next look tries again while the lease is ours */
+    snprintf(m->error, sizeof m->error, "%s", rc != 0 ? why : "");
+    if (rc == 0)
+        m->local = s;
     pthread_mutex_unlock(&c->mu);
+    if (rc != 0)
+        return;
     /* In a queue group: while an old owner is still subscribed, each
     ** request reaches one of the two, never both, so a not_owner from
     ** the old one means the new one did not apply it. */
@@ -1223,6 +1226,18 @@ int tand_cluster_cast(tand_cluster_machine *m, tand_msg *msg, int info)
     return rc;
 }
 
+int tand_cluster_error(tand_cluster_machine *m, char *buf, size_t n)
+{
+    int any;
+    if (m == NULL || buf == NULL || n == 0)
+        return 0;
+    pthread_mutex_lock(&m->c->mu);
+    any = m->error[0] != '\0';
+    snprintf(buf, n, "%s", m->error);
+    pthread_mutex_unlock(&m->c->mu);
+    return any;
+}
+
 int tand_cluster_owner(tand_cluster_machine *m, char *host, size_t size,
                        uint64_t *epoch)
 {
@@ -1238,5 +1253,17 @@ int tand_cluster_owner(tand_cluster_machine *m, char *host, size_t size,
     lease_parse(kvEntry_Value(e), kvEntry_ValueLen(e), host, size, epoch,
                 NULL, NULL);
     kvEntry_Destroy(e);
+    if (strcmp(host, m->c->host) == 0) {
+        /* this host's lease, but its takeover failed: nobody runs it */
+        bool failed;
+        pthread_mutex_lock(&m->c->mu);
+        failed = m->local == NULL && m->error[0] != '\0';
+        pthread_mutex_unlock(&m->c->mu);
+        if (failed) {
+            host[0] = '\0';
+            *epoch = 0;
+            return TAND_ENOPROC;
+        }
+    }
     return 0;
 }

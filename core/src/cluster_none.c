@@ -90,6 +90,14 @@ void tand_cluster_machine_release(tand_cluster_machine *m)
     (void)m;
 }
 
+int tand_cluster_error(tand_cluster_machine *m, char *buf, size_t n)
+{
+    (void)m;
+    if (buf != NULL && n > 0)
+        buf[0] = '\0';
+    return 0;
+}
+
 uint64_t tand_cluster_machine_id(const tand_cluster_machine *m)
 {
     (void)m;

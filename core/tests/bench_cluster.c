@@ -35,7 +35,7 @@ static void sleep_ms(int64_t ms)
 }
 
 static int start_deli(tand_runtime *rt, const char *name, void *arg,
-                      tand_server **out)
+                      tand_server **out, char *err, size_t n)
 {
     tand_deluxe_options o;
     (void)arg;
@@ -45,6 +45,8 @@ static int start_deli(tand_runtime *rt, const char *name, void *arg,
     o.auto_shutdown_ms = TAND_FOREVER;
     o.mailbox_capacity = 1024;
     o.name = name;
+    o.error = err;
+    o.error_size = n;
     return tand_deluxe_start(rt, &o, out);
 }
 

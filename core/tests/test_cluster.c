@@ -24,7 +24,7 @@ static void sleep_ms(int64_t ms)
 static char urls[1024];
 
 static int start_deli(tand_runtime *rt, const char *name, void *arg,
-                      tand_server **out)
+                      tand_server **out, char *err, size_t n)
 {
     tand_deluxe_options o;
     (void)arg;
@@ -33,6 +33,8 @@ static int start_deli(tand_runtime *rt, const char *name, void *arg,
     o.max_number = 1000000;
     o.auto_shutdown_ms = TAND_FOREVER;
     o.name = name;
+    o.error = err;
+    o.error_size = n;
     return tand_deluxe_start(rt, &o, out);
 }
 
