@@ -8,17 +8,17 @@
 ** machine; the fence of its log (cluster_log.c, cluster_journal.c) alone
 ** makes ownership exclusive. Each host runs three threads of its own:
 ** - the control thread, every lease_ms / 4: renews the leases this host
-**   holds (making one again that lapsed if nobody took it meanwhile),
-**   and hands each machine it may own but does not to
+**   holds, and hands each machine it may own but does not to
 ** - the takeover thread, which tries to create the lease; with it, it
 **   replays the log, fences it and starts the machine with the log as
 **   its journal (tand__journal_adopt), then subscribes to the machine's
-**   call subject. Takeovers block on NATS (a long replay, a stream whose
-**   leader died), so they do not hold up the renewals. A machine that
-**   ends (its first refused append, a crash) is let go: the
-**   subscription is dropped and the lease left to expire, so another
-**   host takes over.
-**   A machine is looked at by one of the two at a time (`busy`).
+**   call subject, and renews the lease (making it again if it lapsed
+**   during the replay and nobody took it meanwhile). Takeovers block on
+**   NATS (a long replay, a stream whose leader died), so they do not
+**   hold up the renewals. A machine that ends (its first refused
+**   append, a crash) is let go: the subscription is dropped and the
+**   lease left to expire, so another host takes over. A machine is
+**   looked at by one of the two threads at a time (`busy`).
 ** - the bridge: requests from NATS arrive on libnats' threads, which only
 **   queue them for the bridge and never run a server or wait; the bridge
 **   sends each to the machine as an asynchronous call into its reply box
@@ -77,7 +77,7 @@ struct tand_cluster_machine {
                  tand_server **out, char *err, size_t err_size);
     void *arg;
     void (*free_arg)(void *arg);
-    /* the control thread's: */
+    /* the thread's whose look holds `busy` (control or takeover): */
     tand__log *log;
     uint64_t lease_rev, epoch;
     natsSubscription *sub;
@@ -605,8 +605,7 @@ static void look_after(tand_cluster_machine *m)
     if (m->local != NULL || m->sub != NULL) /* it ended */
         step_down(m, 0, NULL);
     pthread_mutex_lock(&c->mu);
-    m->wanted = true;
-    pthread_cond_signal(&c->takeover_cv);
+    m->wanted = true; /* for the takeover thread, once this look ends */
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -637,10 +636,14 @@ static bool claim(tand_cluster_machine *m)
     return true;
 }
 
+/* Ends a look: a machine the control thread wants taken over goes to the
+** takeover thread now (it could not claim it while the look lasted). */
 static void let_be(tand_cluster_machine *m)
 {
     pthread_mutex_lock(&m->c->mu);
     m->busy = false;
+    if (m->wanted)
+        pthread_cond_signal(&m->c->takeover_cv);
     pthread_mutex_unlock(&m->c->mu);
     machine_release(m);
 }
