@@ -135,8 +135,8 @@ void ltand_push_cluster_machine(lua_State *L, tand_cluster_machine *cm,
 static void not_clustered(lua_State *L, const lmachine *m, const char *what)
 {
     if (m->cm != NULL)
-        luaL_error(L, "m:%s is not available on a cluster's machine (only "
-                      "calls, owner, alive and settimeout are)",
+        luaL_error(L, "m:%s is not available on a cluster's machine (calls, "
+                      "casts, infos, owner, alive and settimeout are)",
                    what);
 }
 

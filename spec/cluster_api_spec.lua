@@ -142,6 +142,23 @@ describe("the cluster API", function()
     assert.equal("cluster_unavailable", err)
   end)
 
+  it("raises, saying so, for what a cluster's handle does not offer",
+     function()
+    local a, _, ma = two_hosts("offers")
+    for _, call in ipairs{
+      function() return ma:stop() end,
+      function() return ma:stats() end,
+      function() return ma:monitor() end,
+      function() return ma:send_request("next") end,
+    } do
+      local ok, err = pcall(call)
+      assert.is_false(ok)
+      assert.matches("not available on a cluster's machine", err, 1, true)
+    end
+    assert.equal(1, ma:queue_new_number()) -- and the handle still works
+    a:close()
+  end)
+
   it("says why this host could not take a machine over", function()
     local path = os.tmpname() .. ".lua"
     local f = assert(io.open(path, "w"))
