@@ -722,6 +722,7 @@ int tand__cluster_journal_open(tand__log *log, const char *kind,
         r.batches = 0;
         rc = tand__log_replay(log, last, replay_one, &r, timeout_ms, err, n);
         batches = r.batches;
+        tand_buf_free(&j->snap); /* the last snapshot's copy: applied */
     }
     j->last = last;
     j->base.fresh = batches == 0;
