@@ -136,7 +136,8 @@ static void not_clustered(lua_State *L, const lmachine *m, const char *what)
 {
     if (m->cm != NULL)
         luaL_error(L, "m:%s is not available on a cluster's machine (calls, "
-                      "casts, infos, owner, alive and settimeout are)",
+                      "requests, casts, infos, owner, alive and settimeout "
+                      "are)",
                    what);
 }
 
@@ -414,8 +415,11 @@ int ltand_machine_async(lua_State *L, ltand_scratch *sc, int midx, int mt,
     if (ids != NULL)
         tag = ++*ids;
     if (m->cm != NULL) {
-        tand_msg_clear(&req);
-        not_clustered(L, m, "send_request");
+        if (owner == NULL) /* over NATS, or to this host's own server */
+            return tand_cluster_call_async(m->cm, &req, timeout_of(m), box,
+                                           tag);
+        tand_msg_clear(&req); /* (a server's own box is not for NATS) */
+        not_clustered(L, m, "send_request from a policy");
     }
     if (m->s == NULL) {
         tand_msg_clear(&req);

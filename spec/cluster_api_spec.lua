@@ -1,8 +1,9 @@
 -- The cluster's Lua API in one process, against three real nats-servers
 -- on loopback (started here, stopped by pid): two hosts (two clusters)
 -- share a machine; a host that gives other options than the owner runs
--- it with is refused, saying both; casts and infos reach the owner; a
--- cluster's handle travels to other threads and back in messages;
+-- it with is refused, saying both; casts, infos and requests that do
+-- not block reach the owner; a cluster's handle travels to other
+-- threads and back in messages;
 -- a closed cluster's handles answer cluster_unavailable; bad options
 -- and unreachable servers are refused, saying why.
 local tand = require "tand"
@@ -142,6 +143,53 @@ describe("the cluster API", function()
     assert.equal("cluster_unavailable", err)
   end)
 
+  it("sends requests that do not block, to the owner and from a set",
+     function()
+    local a, b, ma = two_hosts("requests")
+    local mb = assert(b:start{ name = "requests", min_number = 1,
+                               max_number = 99 })
+    -- from the host that does not own it: over NATS
+    local r = assert(mb:send_request("queue_new_number"))
+    assert.equal(1, r:wait(5000))
+    local set = tand.requests()
+    local ids = {}
+    for i = 1, 10 do ids[set:call(mb, "queue_new_number")] = i end
+    ids[set:call(ma, "queue_new_number")] = 11 -- and on the owner's own host
+    local got = {}
+    for _ = 1, 11 do
+      local id, n = set:wait(5000)
+      assert.is_truthy(ids[id], tostring(n))
+      got[#got + 1] = n
+    end
+    table.sort(got)
+    for i = 1, 11 do assert.equal(i + 1, got[i]) end -- each number once
+    assert.equal(0, set:count())
+    -- the owner leaves: a request sent meanwhile is sent again until b
+    -- has taken the machine over, and answered then
+    a:close()
+    mb:settimeout(10000)
+    assert.equal(13, mb:send_request("queue_new_number"):wait(10000))
+    -- a machine nobody may own: a request ends at its deadline, timeout
+    local c3 = join("requests-c")
+    local orphan = assert(c3:start{ name = "orphan", owner = "never",
+                                    min_number = 1, max_number = 99 })
+    orphan:settimeout(300)
+    local t0 = tand.now()
+    local n, err = orphan:send_request("queue_new_number"):wait(5000)
+    assert.is_nil(n)
+    assert.equal("timeout", err)
+    assert.is_true(tand.now() - t0 < 3000)
+    -- closing the cluster answers what is in flight
+    orphan:settimeout(10000)
+    local pending = assert(orphan:send_request("queue_new_number"))
+    c3:close()
+    n, err = pending:wait(5000)
+    assert.is_nil(n)
+    assert.equal("cluster_unavailable", err)
+    set:close()
+    b:close()
+  end)
+
   it("raises, saying so, for what a cluster's handle does not offer",
      function()
     local a, _, ma = two_hosts("offers")
@@ -149,7 +197,6 @@ describe("the cluster API", function()
       function() return ma:stop() end,
       function() return ma:stats() end,
       function() return ma:monitor() end,
-      function() return ma:send_request("next") end,
     } do
       local ok, err = pcall(call)
       assert.is_false(ok)

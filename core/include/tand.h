@@ -999,6 +999,17 @@ TAND_API int tand_cluster_whereis(tand_cluster *c, const char *name,
 TAND_API int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
                                tand_msg *reply, int64_t timeout_ms);
 
+/* tand_call_async on the machine: the reply goes to box under tag, as
+** for a server (the same results, and TAND_ENOTOWNER, TAND_ECLUSTER). On
+** this host's own server when it owns the machine (a full mailbox is
+** TAND_EBUSY: it never waits for room), else a NATS request to its owner,
+** sent again while nobody owns the machine until the deadline; closing
+** the cluster answers what is in flight TAND_ECLUSTER. Consumes req.
+** Thread: the box's owner. Blocks: no. */
+TAND_API int tand_cluster_call_async(tand_cluster_machine *m, tand_msg *req,
+                                     int64_t timeout_ms, tand_replies *box,
+                                     uint64_t tag);
+
 /* tand_cast (info 0) or tand_send (info 1) on the machine: to this
 ** host's own server when it owns the machine (a full mailbox is
 ** TAND_EBUSY), else published over NATS to its owner, whose full mailbox

@@ -26,9 +26,15 @@
 **   acknowledged: a journaled server holds its replies until its commit).
 ** A caller's call goes to the local machine when this host owns it, else
 ** over NATS request/reply to the owner, with the caller's deadline; no
-** responder (no owner right now) is retried until the deadline.
-** Locks: c->mu guards the machines list, each machine's `local` and the
-** bridge's queue; it is a leaf lock (no call out while it is held).
+** responder (no owner right now) is retried until the deadline. An
+** asynchronous call's reply comes to this host's inbox, on a libnats
+** thread, which completes its slot in the caller's box; the bridge
+** retries those that found no responder and ends those past their
+** deadline.
+** Locks: c->mu guards the machines list, each machine's `local`, the
+** bridge's queue and this host's asynchronous calls; it is a leaf lock
+** (the only calls out while it is held are libnats publishes, which call
+** back nothing of ours).
 ** Lifetime: each machine record holds a reference on its cluster, so a
 ** handle used on one thread while another closes the cluster never
 ** finds it freed: tand_cluster_close stops everything and marks it
@@ -55,6 +61,20 @@ typedef struct incoming {
     char *data;
     size_t size;
 } incoming;
+
+/* An asynchronous call of this host's to a machine another host owns,
+** waiting for its reply over NATS: the caller's box holds `slot`, which
+** the reply (or its deadline, or the cluster's close) completes. */
+typedef struct remote_call {
+    struct remote_call *next;
+    uint64_t id;         /* the last token of its reply subject */
+    tand_slot *slot;
+    int64_t deadline_ns; /* INT64_MAX: none */
+    int64_t retry_ns;    /* no responders: sent again then (0: not) */
+    char *subject;       /* the machine's call subject */
+    char *data;          /* the request, for a retry */
+    size_t size;
+} remote_call;
 
 /* A call of the bridge in flight: where its reply goes. */
 typedef struct pending {
@@ -114,6 +134,12 @@ struct tand_cluster {
     tand_replies *box;         /* the bridge's */
     pending *pending;          /* the bridge's */
     uint64_t next_tag;         /* the bridge's */
+    /* this host's asynchronous calls over NATS: their replies come to
+    ** inbox.<id>, and the bridge sweeps their deadlines and retries */
+    char inbox[128];
+    natsSubscription *calls_sub;
+    remote_call *calls;        /* guarded by mu */
+    uint64_t last_call;        /* guarded by mu */
 };
 
 void tand_cluster_options_init(tand_cluster_options *o)
@@ -428,6 +454,121 @@ static void bridge_answer(tand_cluster *c)
     }
 }
 
+/* ---- this host's asynchronous calls over NATS ---- */
+
+static void remote_call_free(remote_call *rc)
+{
+    free(rc->subject);
+    free(rc->data);
+    free(rc);
+}
+
+/* Completes the call's slot with reply (consumed): into its box, or
+** freed if the caller gave it up. */
+static void remote_call_end(remote_call *rc, tand_msg *reply)
+{
+    tand__slot_reply(rc->slot, reply);
+    remote_call_free(rc);
+}
+
+static void remote_call_fail(remote_call *rc, int status)
+{
+    tand_msg reply = {0};
+    reply.status = status;
+    remote_call_end(rc, &reply);
+}
+
+/* With c->mu held: the call of that id, taken out of the list (or NULL). */
+static remote_call *remote_call_take(tand_cluster *c, uint64_t id)
+{
+    remote_call **pp = &c->calls, *rc;
+    while ((rc = *pp) != NULL && rc->id != id)
+        pp = &rc->next;
+    if (rc != NULL)
+        *pp = rc->next;
+    return rc;
+}
+
+static void on_call_reply(natsConnection *nc, natsSubscription *sub,
+                          natsMsg *msg, void *closure)
+{
+    tand_cluster *c = closure;
+    const char *subject = natsMsg_GetSubject(msg);
+    size_t n = strlen(c->inbox);
+    uint64_t id = strtoull(subject + (strlen(subject) > n ? n + 1 : 0),
+                           NULL, 10);
+    remote_call *rc, **pp;
+    tand_msg reply;
+    int64_t ints[3];
+    char byte = 1;
+    (void)nc;
+    (void)sub;
+    pthread_mutex_lock(&c->mu);
+    if (natsMsg_IsNoResponders(msg)) { /* no owner now: one is coming */
+        for (pp = &c->calls; *pp != NULL && (*pp)->id != id;)
+            pp = &(*pp)->next;
+        if (*pp != NULL)
+            (*pp)->retry_ns = tand__now_ns() + 20000000;
+        rc = NULL;
+    } else {
+        rc = remote_call_take(c, id);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (rc == NULL) { /* a retry to come (the bridge's), or a late reply */
+        if (write(c->wake[1], &byte, 1) < 0) {
+            /* awake already */
+        }
+    } else if (decode(natsMsg_GetData(msg),
+                      (size_t)natsMsg_GetDataLength(msg), ints, 3,
+                      &reply) != 0) {
+        tand_msg_clear(&reply);
+        remote_call_fail(rc, TAND_EBADMSG);
+    } else {
+        reply.status = (int)ints[0];
+        reply.ival[0] = ints[1];
+        reply.ival[1] = ints[2];
+        remote_call_end(rc, &reply);
+    }
+    natsMsg_Destroy(msg);
+}
+
+/* Sends the calls whose retry is due again, ends those past their
+** deadline (all of them when closing); the longest the bridge may sleep
+** before the next retry, in ms (-1: none waits). */
+static int64_t sweep_calls(tand_cluster *c, bool closing)
+{
+    remote_call **pp, *rc, *ended = NULL;
+    int64_t now = tand__now_ns(), next = INT64_MAX;
+    char reply_to[160];
+    pthread_mutex_lock(&c->mu);
+    for (pp = &c->calls; (rc = *pp) != NULL;) {
+        if (closing || now >= rc->deadline_ns) {
+            *pp = rc->next;
+            rc->next = ended;
+            ended = rc;
+            continue;
+        }
+        if (rc->retry_ns != 0 && now >= rc->retry_ns) {
+            /* (published under the lock, so no reply frees it meanwhile;
+            ** libnats only buffers and writes) */
+            rc->retry_ns = 0;
+            snprintf(reply_to, sizeof reply_to, "%s.%llu", c->inbox,
+                     (unsigned long long)rc->id);
+            natsConnection_PublishRequest(c->nc, rc->subject, reply_to,
+                                          rc->data, (int)rc->size);
+        }
+        if (rc->retry_ns != 0 && rc->retry_ns < next)
+            next = rc->retry_ns;
+        pp = &rc->next;
+    }
+    pthread_mutex_unlock(&c->mu);
+    while ((rc = ended) != NULL) {
+        ended = rc->next;
+        remote_call_fail(rc, closing ? TAND_ECLUSTER : TAND_ETIMEDOUT);
+    }
+    return next == INT64_MAX ? -1 : (next - now + 999999) / 1000000;
+}
+
 static void *bridge_main(void *arg)
 {
     tand_cluster *c = arg;
@@ -435,8 +576,11 @@ static void *bridge_main(void *arg)
         struct pollfd fds[2];
         incoming *in;
         char buf[256];
-        int64_t wait = tand_replies_timeout_ms(c->box);
+        int64_t wait = tand_replies_timeout_ms(c->box), retry;
         bool closing;
+        retry = sweep_calls(c, false);
+        if (retry >= 0 && (wait < 0 || retry < wait))
+            wait = retry;
         fds[0].fd = c->wake[0];
         fds[1].fd = tand_replies_fd(c->box);
         fds[0].events = fds[1].events = POLLIN;
@@ -460,8 +604,10 @@ static void *bridge_main(void *arg)
             in = next;
         }
         bridge_answer(c);
-        if (closing)
+        if (closing) {
+            sweep_calls(c, true);
             return NULL;
+        }
     }
 }
 
@@ -801,6 +947,8 @@ static int open_bucket(tand_cluster *c, char *err, size_t n)
 static void cluster_free(tand_cluster *c)
 {
     pending *p;
+    if (c->calls_sub != NULL)
+        natsSubscription_Destroy(c->calls_sub);
     if (c->kv != NULL)
         kvStore_Destroy(c->kv);
     if (c->js != NULL)
@@ -903,6 +1051,22 @@ int tand_cluster_open(tand_runtime *rt, const tand_cluster_options *o,
     if ((rc = open_bucket(c, err, n)) != 0) {
         cluster_free(c);
         return rc;
+    }
+    {
+        natsInbox *inbox = NULL;
+        char pattern[sizeof c->inbox + 4];
+        if (natsInbox_Create(&inbox) == NATS_OK)
+            snprintf(c->inbox, sizeof c->inbox, "%s", (const char *)inbox);
+        natsInbox_Destroy(inbox);
+        snprintf(pattern, sizeof pattern, "%s.*", c->inbox);
+        if (c->inbox[0] == '\0' ||
+            natsConnection_Subscribe(&c->calls_sub, c->nc, pattern,
+                                     on_call_reply, c) != NATS_OK) {
+            say(err, n, "cannot subscribe to this host's replies%s", "",
+                NULL);
+            cluster_free(c);
+            return TAND_ECLUSTER;
+        }
     }
     if (pthread_create(&c->bridge, NULL, bridge_main, c) != 0) {
         cluster_free(c);
@@ -1199,6 +1363,69 @@ int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
     }
     tand_buf_free(&b);
     return rc;
+}
+
+int tand_cluster_call_async(tand_cluster_machine *m, tand_msg *req,
+                            int64_t timeout_ms, tand_replies *box,
+                            uint64_t tag)
+{
+    tand_cluster *c = m != NULL ? m->c : NULL;
+    char reply_to[160];
+    remote_call *rc;
+    tand_server *s;
+    tand_buf b;
+    int err;
+    if (m == NULL || req == NULL || box == NULL) {
+        tand_msg_clear(req);
+        return TAND_EINVAL;
+    }
+    if (atomic_load(&c->closed)) {
+        tand_msg_clear(req);
+        return TAND_ECLUSTER;
+    }
+    if ((s = local_of(m)) != NULL) { /* ours: no NATS */
+        err = tand_call_async(s, req, timeout_ms, TAND_NOWAIT, box, tag);
+        tand_server_release(s);
+        return err;
+    }
+    err = encode_request(REQ_CALL, req, timeout_ms, &b);
+    tand_msg_clear(req);
+    rc = err == 0 ? tand__calloc(1, sizeof *rc) : NULL;
+    if (rc == NULL || (rc->slot = tand__slot_new()) == NULL ||
+        (rc->subject = tand__strdup(m->subject)) == NULL ||
+        (rc->data = tand__malloc(b.size)) == NULL) {
+        if (rc != NULL && rc->slot != NULL)
+            tand__slot_free(rc->slot);
+        if (rc != NULL)
+            remote_call_free(rc);
+        tand_buf_free(&b);
+        return err != 0 ? err : TAND_ENOMEM;
+    }
+    memcpy(rc->data, b.data, b.size);
+    rc->size = b.size;
+    rc->deadline_ns = tand__deadline(timeout_ms);
+    tand__replies_attach(box, rc->slot, tag, rc->deadline_ns);
+    pthread_mutex_lock(&c->mu);
+    rc->id = ++c->last_call;
+    rc->next = c->calls;
+    c->calls = rc;
+    snprintf(reply_to, sizeof reply_to, "%s.%llu", c->inbox,
+             (unsigned long long)rc->id);
+    /* under the lock, as a retry is: its reply cannot free it meanwhile */
+    err = natsConnection_PublishRequest(c->nc, m->subject, reply_to, b.data,
+                                        (int)b.size) == NATS_OK
+              ? 0
+              : TAND_ECLUSTER;
+    if (err != 0)
+        remote_call_take(c, rc->id);
+    pthread_mutex_unlock(&c->mu);
+    tand_buf_free(&b);
+    if (err != 0) {
+        tand__replies_detach(box, rc->slot);
+        tand__slot_free(rc->slot);
+        remote_call_free(rc);
+    }
+    return err;
 }
 
 int tand_cluster_cast(tand_cluster_machine *m, tand_msg *msg, int info)

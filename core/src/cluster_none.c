@@ -67,6 +67,18 @@ int tand_cluster_call(tand_cluster_machine *m, tand_msg *req,
     return TAND_ECLUSTER;
 }
 
+int tand_cluster_call_async(tand_cluster_machine *m, tand_msg *req,
+                            int64_t timeout_ms, tand_replies *box,
+                            uint64_t tag)
+{
+    (void)m;
+    (void)timeout_ms;
+    (void)box;
+    (void)tag;
+    tand_msg_clear(req);
+    return TAND_ECLUSTER;
+}
+
 int tand_cluster_cast(tand_cluster_machine *m, tand_msg *msg, int info)
 {
     (void)m;
