@@ -266,6 +266,79 @@ static void close_while_calling(void)
     tand_runtime_free(h.rt);
 }
 
+/* Takes one reply from box within ms: its status (and *n its number). */
+static int take_reply(tand_replies *box, uint64_t *tag, int64_t *n,
+                      int64_t ms)
+{
+    tand_msg reply;
+    int rc;
+    if (tand_replies_wait(box, ms) != 0 ||
+        !tand_replies_take(box, tag, &reply))
+        return -1000;
+    rc = reply.status;
+    *n = reply.ival[0];
+    tand_msg_clear(&reply);
+    return rc;
+}
+
+/* Asynchronous calls from a host that does not own the machine: answered
+** into the box in any order, each number once; while nobody may own a
+** machine they end at their deadline; the cluster's close answers those
+** in flight; a box freed with calls in flight leaks nothing. */
+static void async_calls(void)
+{
+    host a, b;
+    tand_replies *box;
+    tand_msg req = {0};
+    char err[512], who[64];
+    uint64_t epoch, tag, seen = 0;
+    int64_t n;
+    int i;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    CHECK_OK(open_host_as(&a, "a", "async", TAND_OWNER_ANY, NULL, err,
+                          sizeof err));
+    CHECK_OK(owner_of(&a, who, sizeof who, &epoch, 10000));
+    CHECK_OK(open_host_as(&b, "b", "async", TAND_OWNER_NEVER, NULL, err,
+                          sizeof err));
+    CHECK_OK(tand_replies_new(&box));
+    for (i = 1; i <= 8; i++) {
+        req.op = TAND_OP_QUEUE_NEW_NUMBER;
+        CHECK_OK(tand_cluster_call_async(i % 4 ? b.m : a.m, &req, 5000, box,
+                                         (uint64_t)i));
+    }
+    for (i = 0; i < 8; i++) {
+        CHECK_OK(take_reply(box, &tag, &n, 5000));
+        CHECK(tag >= 1 && tag <= 8 && n >= 1 && n <= 8);
+        CHECK((seen & (1u << n)) == 0); /* each number once */
+        seen |= 1u << n;
+    }
+    CHECK_INT((int64_t)tand_replies_count(box), 0);
+    close_host(&a); /* nobody may own it now: b only calls */
+    req.op = TAND_OP_QUEUE_NEW_NUMBER;
+    CHECK_OK(tand_cluster_call_async(b.m, &req, 300, box, 9));
+    CHECK_RC(take_reply(box, &tag, &n, 5000), TAND_ETIMEDOUT);
+    CHECK_INT((int64_t)tag, 9);
+    {
+        tand_replies *gone;
+        CHECK_OK(tand_replies_new(&gone));
+        req.op = TAND_OP_QUEUE_NEW_NUMBER;
+        CHECK_OK(tand_cluster_call_async(b.m, &req, 10000, gone, 1));
+        tand_replies_free(gone); /* the call is given up; the close ends it */
+    }
+    req.op = TAND_OP_QUEUE_NEW_NUMBER;
+    CHECK_OK(tand_cluster_call_async(b.m, &req, 10000, box, 10));
+    tand_cluster_close(b.c);
+    CHECK_RC(take_reply(box, &tag, &n, 5000), TAND_ECLUSTER);
+    CHECK_INT((int64_t)tag, 10);
+    req.op = TAND_OP_QUEUE_NEW_NUMBER;
+    CHECK_RC(tand_cluster_call_async(b.m, &req, 1000, box, 11),
+             TAND_ECLUSTER);
+    tand_replies_free(box);
+    tand_cluster_machine_release(b.m);
+    tand_runtime_free(b.rt);
+}
+
 static void bad_input(void)
 {
     tand_runtime *rt;
@@ -313,6 +386,7 @@ int main(int argc, char **argv)
     shared_machine();
     options_disagree();
     close_while_calling();
+    async_calls();
     bad_input();
     nats_Close();
     return check_done("test_cluster");
