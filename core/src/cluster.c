@@ -947,8 +947,13 @@ static int open_bucket(tand_cluster *c, char *err, size_t n)
 static void cluster_free(tand_cluster *c)
 {
     pending *p;
+    remote_call *rc;
     if (c->calls_sub != NULL)
         natsSubscription_Destroy(c->calls_sub);
+    while ((rc = c->calls) != NULL) { /* sent as the cluster was closing */
+        c->calls = rc->next;
+        remote_call_fail(rc, TAND_ECLUSTER);
+    }
     if (c->kv != NULL)
         kvStore_Destroy(c->kv);
     if (c->js != NULL)
