@@ -9,32 +9,12 @@
 ** URLS are comma-separated. Exit 0 on success, 1 on a failure (said on
 ** stderr), 2 on bad usage.
 */
+#include "nats_connect.h"
+
 #include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static natsConnection *connect_to(const char *urls, natsStatus *st)
-{
-    natsOptions *o = NULL;
-    natsConnection *nc = NULL;
-    const char *servers[8];
-    char copy[1024], *tok, *save = NULL;
-    int n = 0;
-    snprintf(copy, sizeof copy, "%s", urls);
-    for (tok = strtok_r(copy, ",", &save); tok != NULL && n < 8;
-         tok = strtok_r(NULL, ",", &save))
-        servers[n++] = tok;
-    *st = natsOptions_Create(&o);
-    if (*st == NATS_OK)
-        *st = natsOptions_SetServers(o, servers, n);
-    if (*st == NATS_OK)
-        *st = natsOptions_SetTimeout(o, 5000);
-    if (*st == NATS_OK)
-        *st = natsConnection_Connect(&nc, o);
-    natsOptions_Destroy(o);
-    return nc;
-}
 
 static int lease(jsCtx *js, const char *op, const char *key,
                  const char *value)
